@@ -1,0 +1,54 @@
+// Package claim owns the dental claim domain: the Claim and Line types, how
+// raw input (JSON or CSV, any spelling of the field names) becomes a Claim,
+// the validation rules, and the net fee. It imports nothing of the project.
+package claim
+
+import "time"
+
+// Claim is one dental insurance claim: one or more service lines. The service
+// assigns ID and ReceivedAt when it accepts the claim.
+type Claim struct {
+	ID         string
+	ReceivedAt time.Time
+	Lines      []Line
+}
+
+// Line is one service line of a claim, normalized: procedure and quadrant are
+// upper-case, money is in cents, the service date is a calendar date (UTC midnight).
+type Line struct {
+	ServiceDate        time.Time
+	SubmittedProcedure string
+	Quadrant           string // "" when the line names no quadrant
+	PlanGroup          string
+	Subscriber         string // PHI: never log it
+	ProviderNPI        string
+	ProviderFees       Cents
+	AllowedFees        Cents
+	MemberCoinsurance  Cents
+	MemberCopay        Cents
+}
+
+// NetFee is provider_fees + member_coinsurance + member_copay - allowed_fees.
+// It may be negative.
+func (l Line) NetFee() Cents {
+	return l.ProviderFees + l.MemberCoinsurance + l.MemberCopay - l.AllowedFees
+}
+
+// NetFee is the sum of the net fees of the claim's lines.
+func (c Claim) NetFee() Cents {
+	var sum Cents
+	for _, l := range c.Lines {
+		sum += l.NetFee()
+	}
+	return sum
+}
+
+// ProviderNetFees sums the claim's net fees per provider NPI: what the claim
+// adds to each provider's total.
+func (c Claim) ProviderNetFees() map[string]Cents {
+	out := make(map[string]Cents, len(c.Lines))
+	for _, l := range c.Lines {
+		out[l.ProviderNPI] += l.NetFee()
+	}
+	return out
+}

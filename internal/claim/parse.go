@@ -1,0 +1,180 @@
+package claim
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
+
+// MaxLines bounds the lines of one claim.
+const MaxLines = 1000
+
+// ValueKind tells how a raw value was written.
+type ValueKind int
+
+const (
+	KindString ValueKind = iota // a JSON string or a CSV cell
+	KindNumber                  // a JSON number, Text is its literal
+	KindNull                    // JSON null
+	KindOther                   // a JSON bool, object or array
+)
+
+// Value is one raw field value exactly as the sender wrote it.
+type Value struct {
+	Kind ValueKind
+	Text string
+}
+
+// RawField is one name/value pair of a raw line, the name as sent.
+type RawField struct {
+	Name  string
+	Value Value
+}
+
+// RawLine is one line as decoded from JSON or CSV, before any interpretation.
+type RawLine []RawField
+
+// Input is a decoded but not yet interpreted claim.
+type Input struct {
+	// Unknown lists claim-level names that are not part of a claim.
+	Unknown []string
+	Lines   []RawLine
+}
+
+// Parse turns raw lines into normalized Lines and checks them against the
+// rules. It reports every problem it finds, as Problems; lines that could not
+// be parsed are not checked by the rules, so one mistake is reported once.
+func Parse(in Input, rules Rules) ([]Line, error) {
+	var problems Problems
+	for _, name := range in.Unknown {
+		problems = append(problems, Problem{Line: -1, Field: name, Rule: RuleUnknownField,
+			Detail: fmt.Sprintf("unknown field %q; a claim has only \"lines\"", name)})
+	}
+	switch {
+	case len(in.Lines) == 0:
+		problems = append(problems, Problem{Line: -1, Field: "lines", Rule: RuleLineCount,
+			Detail: "a claim needs at least one line"})
+	case len(in.Lines) > MaxLines:
+		return nil, append(problems, Problem{Line: -1, Field: "lines", Rule: RuleLineCount,
+			Detail: fmt.Sprintf("a claim has at most %d lines", MaxLines)})
+	}
+
+	lines := make([]Line, 0, len(in.Lines))
+	for i, raw := range in.Lines {
+		line, lineProblems := parseLine(i, raw)
+		if len(lineProblems) == 0 {
+			lineProblems = rules.check(i, line)
+		}
+		problems = append(problems, lineProblems...)
+		lines = append(lines, line)
+	}
+	if len(problems) > 0 {
+		return nil, problems
+	}
+	return lines, nil
+}
+
+func parseLine(index int, raw RawLine) (Line, Problems) {
+	var (
+		line     Line
+		problems Problems
+		seen     = make(map[Field]Value, len(Fields))
+	)
+	report := func(field Field, rule, detail string) {
+		problems = append(problems, Problem{Line: index, Field: string(field), Rule: rule, Detail: detail})
+	}
+	for _, rf := range raw {
+		f, ok := LookupField(rf.Name)
+		if !ok {
+			problems = append(problems, Problem{Line: index, Field: rf.Name, Rule: RuleUnknownField,
+				Detail: fmt.Sprintf("unknown field %q; accepted fields: %s", rf.Name, strings.Join(FieldNames(), ", "))})
+			continue
+		}
+		seen[f] = rf.Value
+	}
+
+	// text returns the trimmed text of a field, reporting it when a required
+	// field is missing or a value has the wrong JSON type.
+	text := func(f Field) (string, bool) {
+		v, ok := seen[f]
+		if !ok || v.Kind == KindNull || (v.Kind != KindOther && strings.TrimSpace(v.Text) == "") {
+			if f != FieldQuadrant {
+				report(f, RuleRequired, "is required")
+			}
+			return "", false
+		}
+		if v.Kind == KindOther {
+			report(f, RuleValueType, "must be a string or a number")
+			return "", false
+		}
+		return strings.TrimSpace(v.Text), true
+	}
+	money := func(f Field, dst *Cents) {
+		s, ok := text(f)
+		if !ok {
+			return
+		}
+		c, err := ParseCents(s)
+		if err != nil {
+			report(f, RuleMoney, fmt.Sprintf("%q %v", s, err))
+			return
+		}
+		*dst = c
+	}
+
+	if s, ok := text(FieldServiceDate); ok {
+		d, err := ParseServiceDate(s)
+		if err != nil {
+			report(FieldServiceDate, RuleDate, err.Error())
+		}
+		line.ServiceDate = d
+	}
+	if s, ok := text(FieldSubmittedProcedure); ok {
+		line.SubmittedProcedure = strings.ToUpper(s)
+	}
+	if s, ok := text(FieldQuadrant); ok {
+		line.Quadrant = strings.ToUpper(s)
+	}
+	line.PlanGroup, _ = text(FieldPlanGroup)
+	line.Subscriber, _ = text(FieldSubscriber)
+	line.ProviderNPI, _ = text(FieldProviderNPI)
+	money(FieldProviderFees, &line.ProviderFees)
+	money(FieldAllowedFees, &line.AllowedFees)
+	money(FieldMemberCoinsurance, &line.MemberCoinsurance)
+	money(FieldMemberCopay, &line.MemberCopay)
+
+	// Report in the canonical field order, whatever order the input had.
+	slices.SortStableFunc(problems, func(a, b Problem) int {
+		return fieldOrder(a.Field) - fieldOrder(b.Field)
+	})
+	return line, problems
+}
+
+func fieldOrder(name string) int {
+	if i := slices.Index(Fields, Field(name)); i >= 0 {
+		return i
+	}
+	return len(Fields)
+}
+
+var dateLayouts = []string{
+	"2006-01-02",
+	time.RFC3339Nano,
+	"1/2/06 15:04",
+	"1/2/06",
+	"1/2/2006 15:04",
+	"1/2/2006",
+}
+
+// ParseServiceDate reads a service date as the sample writes it ("3/28/18 0:00",
+// M/D/YY H:MM), as an ISO date ("2018-03-28") or as an RFC 3339 timestamp.
+// The result is the calendar date, at midnight UTC.
+func ParseServiceDate(s string) (time.Time, error) {
+	for _, layout := range dateLayouts {
+		if t, err := time.Parse(layout, s); err == nil {
+			return time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC), nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("%q is not a date (expected M/D/YY H:MM, YYYY-MM-DD or RFC 3339)", s)
+}

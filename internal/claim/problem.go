@@ -1,0 +1,42 @@
+package claim
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Problem is one thing wrong with a claim, precise enough for the sender to
+// fix it: which line (its index in the input, from 0), which field, which rule.
+// Details never repeat a subscriber number.
+type Problem struct {
+	Line   int    // index of the line in the input; -1 for the claim as a whole
+	Field  string // canonical field name, or the name as sent for an unknown field
+	Rule   string // the rule that failed: "required", "money", "npi_format", ...
+	Detail string
+}
+
+// Names of the checks done while parsing; validation rules add their own.
+const (
+	RuleUnknownField = "unknown_field"
+	RuleRequired     = "required"
+	RuleMoney        = "money"
+	RuleDate         = "date"
+	RuleValueType    = "value_type"
+	RuleLineCount    = "line_count"
+)
+
+// Problems is every problem found in one claim. As an error it means the claim
+// was well-formed but invalid, and nothing of it was stored.
+type Problems []Problem
+
+func (ps Problems) Error() string {
+	parts := make([]string, 0, len(ps))
+	for _, p := range ps {
+		if p.Line < 0 {
+			parts = append(parts, fmt.Sprintf("%s: %s", p.Field, p.Detail))
+			continue
+		}
+		parts = append(parts, fmt.Sprintf("line %d %s: %s", p.Line, p.Field, p.Detail))
+	}
+	return "invalid claim: " + strings.Join(parts, "; ")
+}
