@@ -86,10 +86,10 @@ func TestRules(t *testing.T) {
 		{claim.NPIFormat, claim.Line{ProviderNPI: "123456789"}, false},
 		{claim.NPIFormat, claim.Line{ProviderNPI: "12345678901"}, false},
 		{claim.NPIFormat, claim.Line{ProviderNPI: "12345678a3"}, false},
-		{claim.NPIChecksum, good, true},                                    // the CMS example NPI
-		{claim.NPIChecksum, claim.Line{ProviderNPI: "1245319599"}, true},   // a real-world valid NPI
-		{claim.NPIChecksum, claim.Line{ProviderNPI: "1234567890"}, false},  // wrong check digit
-		{claim.NPIChecksum, claim.Line{ProviderNPI: "1497775535"}, false},  // the sample's NPIs fail
+		{claim.NPIChecksum, good, true},                                   // the CMS example NPI
+		{claim.NPIChecksum, claim.Line{ProviderNPI: "1245319599"}, true},  // a real-world valid NPI
+		{claim.NPIChecksum, claim.Line{ProviderNPI: "1234567890"}, false}, // wrong check digit
+		{claim.NPIChecksum, claim.Line{ProviderNPI: "1497775535"}, false}, // the sample's NPIs fail
 		{claim.NPIChecksum, claim.Line{ProviderNPI: "1497775538"}, false},
 		{claim.NPIChecksum, claim.Line{ProviderNPI: "123456789"}, false},
 	}
