@@ -52,3 +52,12 @@ func (c Claim) ProviderNetFees() map[string]Cents {
 	}
 	return out
 }
+
+// ProviderTotal is a provider's running total of net fees at a version. The
+// version grows by one with every change to the total, so of two totals for
+// the same provider the one with the higher version is the newer.
+type ProviderTotal struct {
+	ProviderNPI string
+	NetFee      Cents
+	Version     int64
+}

@@ -1,9 +1,13 @@
 package claim
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 )
+
+// ErrNotFound means the claim asked for does not exist.
+var ErrNotFound = errors.New("not found")
 
 // Problem is one thing wrong with a claim, precise enough for the sender to
 // fix it: which line (its index in the input, from 0), which field, which rule.

@@ -1,0 +1,107 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-redis/redis_rate/v10"
+
+	"github.com/claim-process/claim-process/internal/claim"
+	"github.com/claim-process/claim-process/internal/httpapi"
+)
+
+// setting is one environment variable the service reads.
+type setting struct {
+	name, def, help string
+}
+
+// settings lists every environment variable, with its default; --help prints them.
+var settings = []setting{
+	{"HTTP_ADDR", ":8000", "address the HTTP server listens on"},
+	{"DATABASE_URL", "postgres://127.0.0.1:5432/claims?sslmode=disable", "Postgres connection URL; the database is created when missing"},
+	{"REDIS_URL", "redis://127.0.0.1:6379/0", "Redis connection URL"},
+	{"REDIS_KEY_PREFIX", "claimd:", "prefix of every Redis key the service uses"},
+	{"RECONCILE_INTERVAL", "30s", "how often Redis is reconciled with Postgres"},
+	{"TOP_PROVIDERS_RATE_LIMIT", "10/min", "requests per client to /top-providers: N/s, N/min, N/h, or 0 for no limit"},
+	{"VALIDATE_NPI_CHECKSUM", "false", "also refuse provider NPIs whose check digit is wrong (Luhn, prefix 80840)"},
+	{"MIGRATE_ON_START", "true", "serve creates the database if missing and applies pending migrations first"},
+	{"SHUTDOWN_TIMEOUT", "20s", "how long SIGTERM waits for in-flight requests"},
+	{"LOG_LEVEL", "info", "debug, info, warn or error"},
+}
+
+type config struct {
+	HTTPAddr          string
+	DatabaseURL       string
+	RedisURL          string
+	RedisKeyPrefix    string
+	ReconcileInterval time.Duration
+	TopProvidersLimit redis_rate.Limit
+	Rules             claim.Rules
+	MigrateOnStart    bool
+	ShutdownTimeout   time.Duration
+	LogLevel          slog.Level
+}
+
+// loadConfig reads the configuration through getenv, so tests can pass their own.
+func loadConfig(getenv func(string) string) (config, error) {
+	get := func(name string) string {
+		if v := strings.TrimSpace(getenv(name)); v != "" {
+			return v
+		}
+		for _, s := range settings {
+			if s.name == name {
+				return s.def
+			}
+		}
+		panic("unknown setting " + name)
+	}
+	var (
+		cfg  config
+		errs []string
+	)
+	bad := func(name string, err error) { errs = append(errs, fmt.Sprintf("%s=%q: %v", name, getenv(name), err)) }
+	duration := func(name string) time.Duration {
+		d, err := time.ParseDuration(get(name))
+		if err == nil && d <= 0 {
+			err = fmt.Errorf("must be positive")
+		}
+		if err != nil {
+			bad(name, err)
+		}
+		return d
+	}
+	boolean := func(name string) bool {
+		b, err := strconv.ParseBool(get(name))
+		if err != nil {
+			bad(name, err)
+		}
+		return b
+	}
+
+	cfg.HTTPAddr = get("HTTP_ADDR")
+	cfg.DatabaseURL = get("DATABASE_URL")
+	cfg.RedisURL = get("REDIS_URL")
+	cfg.RedisKeyPrefix = get("REDIS_KEY_PREFIX")
+	cfg.ReconcileInterval = duration("RECONCILE_INTERVAL")
+	cfg.ShutdownTimeout = duration("SHUTDOWN_TIMEOUT")
+	cfg.MigrateOnStart = boolean("MIGRATE_ON_START")
+	limit, err := httpapi.ParseRateLimit(get("TOP_PROVIDERS_RATE_LIMIT"))
+	if err != nil {
+		bad("TOP_PROVIDERS_RATE_LIMIT", err)
+	}
+	cfg.TopProvidersLimit = limit
+	cfg.Rules = claim.DefaultRules()
+	if boolean("VALIDATE_NPI_CHECKSUM") {
+		cfg.Rules = append(cfg.Rules, claim.NPIChecksum)
+	}
+	if err := cfg.LogLevel.UnmarshalText([]byte(get("LOG_LEVEL"))); err != nil {
+		bad("LOG_LEVEL", err)
+	}
+	if len(errs) > 0 {
+		return config{}, fmt.Errorf("configuration: %s", strings.Join(errs, "; "))
+	}
+	return cfg, nil
+}

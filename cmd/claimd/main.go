@@ -1,0 +1,98 @@
+// Command claimd is the claim-process service: it ingests dental claims into
+// Postgres and keeps the live top-providers ranking in Redis.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "claimd:", err)
+			os.Exit(1)
+		}
+	}
+}
+
+const usage = `claimd - dental claim ingestion with a live top-providers ranking
+
+Usage:
+  claimd serve                  run the HTTP service (applies pending migrations first)
+  claimd migrate                create the database if missing and apply pending migrations
+  claimd reconcile [--full]     one reconciliation pass of Redis against Postgres, then exit;
+                                --full rebuilds the whole Redis ranking
+  claimd help                   this text
+
+HTTP API (serve):
+  POST /claims                  a claim as application/json or text/csv -> 201
+  GET  /claims/{id}             a stored claim
+  GET  /top-providers?limit=N   providers by total net fee, from Redis or Postgres
+  GET  /healthz, /readyz        liveness and readiness
+  GET  /metrics                 Prometheus metrics
+
+Environment:
+`
+
+func printUsage(w io.Writer) {
+	fmt.Fprint(w, usage)
+	for _, s := range settings {
+		fmt.Fprintf(w, "  %-26s %s (default %q)\n", s.name, s.help, s.def)
+	}
+}
+
+// run is the whole program, with its dependencies on the process passed in
+// so tests can run it in-process.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		printUsage(stderr)
+		return errors.New("no command given")
+	}
+	cmd, args := args[0], args[1:]
+	switch cmd {
+	case "-h", "-help", "--help", "help":
+		printUsage(stdout)
+		return flag.ErrHelp
+	}
+
+	fs := flag.NewFlagSet("claimd "+cmd, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { printUsage(stderr) }
+	full := false
+	if cmd == "reconcile" {
+		fs.BoolVar(&full, "full", false, "rebuild the whole Redis ranking from Postgres")
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+
+	cfg, err := loadConfig(getenv)
+	if err != nil {
+		return err
+	}
+	log := newLogger(stderr, cfg.LogLevel)
+
+	switch cmd {
+	case "serve":
+		return serve(ctx, cfg, log)
+	case "migrate":
+		return migrate(ctx, cfg, log)
+	case "reconcile":
+		return reconcileOnce(ctx, cfg, log, full, stdout)
+	default:
+		printUsage(stderr)
+		return fmt.Errorf("unknown command %q", cmd)
+	}
+}

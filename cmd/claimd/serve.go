@@ -1,0 +1,170 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/claim-process/claim-process/internal/httpapi"
+	"github.com/claim-process/claim-process/internal/ingest"
+	"github.com/claim-process/claim-process/internal/rank"
+	"github.com/claim-process/claim-process/internal/store"
+)
+
+// The Postgres store fits every interface that wants the truth.
+var (
+	_ ingest.ClaimStore   = (*store.Store)(nil)
+	_ httpapi.ClaimReader = (*store.Store)(nil)
+	_ rank.TopReader      = (*store.Store)(nil)
+	_ rank.Truth          = (*store.Store)(nil)
+	_ ingest.Ranking      = (*rank.Redis)(nil)
+	_ rank.TopReader      = (*rank.Redis)(nil)
+)
+
+func newLogger(w io.Writer, level slog.Level) *slog.Logger {
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level}))
+}
+
+func migrate(ctx context.Context, cfg config, log *slog.Logger) error {
+	if err := store.EnsureDatabase(ctx, cfg.DatabaseURL); err != nil {
+		return err
+	}
+	st, err := store.Open(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	return st.Migrate(ctx, log)
+}
+
+func openRedis(cfg config) (*redis.Client, error) {
+	opts, err := redis.ParseURL(cfg.RedisURL)
+	if err != nil {
+		return nil, fmt.Errorf("REDIS_URL: %w", err)
+	}
+	opts.DialTimeout = time.Second
+	opts.ReadTimeout = 500 * time.Millisecond
+	opts.WriteTimeout = 500 * time.Millisecond
+	opts.PoolTimeout = time.Second
+	return redis.NewClient(opts), nil
+}
+
+func serve(ctx context.Context, cfg config, log *slog.Logger) error {
+	if cfg.MigrateOnStart {
+		if err := migrate(ctx, cfg, log); err != nil {
+			return err
+		}
+	}
+	st, err := store.Open(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	rdb, err := openRedis(cfg)
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	keys := rank.Keys{Prefix: cfg.RedisKeyPrefix}
+	ranking := rank.NewRedis(rdb, keys)
+	rankMetrics := rank.NewMetrics(reg)
+	reconciler := rank.NewReconciler(st, ranking, rank.ReconcilerConfig{Interval: cfg.ReconcileInterval}, rankMetrics, log)
+	handler := httpapi.NewServer(httpapi.Deps{
+		Claims:       ingest.New(st, ranking, ingest.Config{Rules: cfg.Rules}, reg, log),
+		ClaimReader:  st,
+		Top:          rank.NewFallback(ranking, st, rank.FallbackConfig{}, rankMetrics, log),
+		RateLimiter:  httpapi.NewRateLimiter(rdb, cfg.TopProvidersLimit, keys.RateLimit),
+		PingPostgres: st.Ping,
+		PingRedis:    func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
+		Registry:     reg,
+		Log:          log,
+	})
+
+	srv := &http.Server{
+		Addr:              cfg.HTTPAddr,
+		Handler:           handler,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.HTTPAddr, err)
+	}
+
+	// Shutdown order: stop accepting and drain requests, then stop the
+	// reconciler, then (deferred) close Redis and Postgres.
+	bgCtx, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		reconciler.Start(bgCtx)
+	}()
+	defer func() {
+		stopBackground()
+		wg.Wait()
+	}()
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	log.Info("claimd serving", "addr", ln.Addr().String(), "reconcile_interval", cfg.ReconcileInterval.String(),
+		"rules", cfg.Rules.Names())
+
+	select {
+	case err := <-serveErr:
+		return fmt.Errorf("http server: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down: draining in-flight requests", "timeout", cfg.ShutdownTimeout.String())
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	if err := <-serveErr; !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("http server: %w", err)
+	}
+	log.Info("claimd stopped")
+	return nil
+}
+
+func reconcileOnce(ctx context.Context, cfg config, log *slog.Logger, full bool, stdout io.Writer) error {
+	st, err := store.Open(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	rdb, err := openRedis(cfg)
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	ranking := rank.NewRedis(rdb, rank.Keys{Prefix: cfg.RedisKeyPrefix})
+	rec := rank.NewReconciler(st, ranking, rank.ReconcilerConfig{}, rank.NewMetrics(prometheus.NewRegistry()), log)
+	res, err := rec.RunOnce(ctx, full)
+	if err != nil {
+		return err
+	}
+	return json.NewEncoder(stdout).Encode(map[string]any{
+		"skipped": res.Skipped, "rebuilt": res.Rebuilt, "providers": res.Providers,
+		"repaired": res.Repaired, "duration": res.Duration.String(),
+	})
+}

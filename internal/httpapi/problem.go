@@ -1,0 +1,107 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+
+	"github.com/go-chi/chi/v5/middleware"
+
+	"github.com/claim-process/claim-process/internal/claim"
+)
+
+// problem is an RFC 9457 problem details body, with the claim's problems as
+// an extension member.
+type problem struct {
+	Type   string        `json:"type"`
+	Title  string        `json:"title"`
+	Status int           `json:"status"`
+	Detail string        `json:"detail,omitempty"`
+	Errors []problemItem `json:"errors,omitempty"`
+
+	retryAfter int // seconds; sent as the Retry-After header when > 0
+}
+
+// problemItem is one thing wrong with a claim.
+type problemItem struct {
+	Line   *int   `json:"line"` // index of the line in the input, from 0; null for the claim as a whole
+	Field  string `json:"field"`
+	Rule   string `json:"rule"`
+	Detail string `json:"detail"`
+}
+
+const invalidClaimType = "urn:claim-process:problem:invalid-claim"
+
+func problemFor(status int, detail string) problem {
+	return problem{Type: "about:blank", Title: http.StatusText(status), Status: status, Detail: detail}
+}
+
+func toProblemItems(ps claim.Problems) []problemItem {
+	out := make([]problemItem, len(ps))
+	for i, p := range ps {
+		out[i] = problemItem{Field: p.Field, Rule: p.Rule, Detail: p.Detail}
+		if p.Line >= 0 {
+			line := p.Line
+			out[i].Line = &line
+		}
+	}
+	return out
+}
+
+// errorProblem maps an error from the layers below to the problem sent to the
+// client. It reports whether the error is the server's fault (a 5xx).
+func errorProblem(err error) (problem, bool) {
+	var (
+		problems claim.Problems
+		tooLarge *http.MaxBytesError
+	)
+	switch {
+	case errors.As(err, &problems):
+		p := problemFor(http.StatusUnprocessableEntity, "the claim is invalid; nothing was stored")
+		p.Type, p.Title = invalidClaimType, "Invalid claim"
+		p.Errors = toProblemItems(problems)
+		return p, false
+	case errors.As(err, &tooLarge):
+		return problemFor(http.StatusRequestEntityTooLarge,
+			"a claim body is at most "+strconv.Itoa(maxBodyBytes)+" bytes"), false
+	case errors.Is(err, claim.ErrMalformed):
+		return problemFor(http.StatusBadRequest, err.Error()), false
+	case errors.Is(err, claim.ErrNotFound):
+		return problemFor(http.StatusNotFound, "no claim with this id"), false
+	case errors.Is(err, context.DeadlineExceeded):
+		p := problemFor(http.StatusServiceUnavailable, "the request took too long; try again")
+		p.retryAfter = 1
+		return p, true
+	default:
+		return problemFor(http.StatusInternalServerError, "internal error"), true
+	}
+}
+
+func writeProblem(w http.ResponseWriter, p problem) {
+	w.Header().Set("Content-Type", "application/problem+json")
+	if p.retryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(p.retryAfter))
+	}
+	w.WriteHeader(p.Status)
+	_ = json.NewEncoder(w).Encode(p)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// fail answers a request with the problem err maps to. Server faults are
+// logged here, once; nothing below the HTTP layer logs the errors it returns.
+func fail(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
+	p, serverFault := errorProblem(err)
+	if serverFault {
+		log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path,
+			"request_id", middleware.GetReqID(r.Context()), "status", p.Status, "err", err)
+	}
+	writeProblem(w, p)
+}

@@ -1,0 +1,46 @@
+package httpapi
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// maxBodyBytes bounds a claim body.
+const maxBodyBytes = 1 << 20
+
+// requestTimeout bounds the work of one request.
+const requestTimeout = 10 * time.Second
+
+// routes lists every route the service serves.
+func routes(d Deps, m *metrics) http.Handler {
+	r := chi.NewRouter()
+	r.Use(
+		middleware.RequestID,
+		middleware.StripSlashes, // "/claims/" is "/claims", "/top-providers/" is "/top-providers"
+		instrument(m, d.Log),
+		recoverPanics(d.Log),
+	)
+	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
+		writeProblem(w, problemFor(http.StatusNotFound, "no such route"))
+	})
+	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
+		writeProblem(w, problemFor(http.StatusMethodNotAllowed, r.Method+" is not allowed here"))
+	})
+
+	r.Get("/healthz", handleHealthz())
+	r.Get("/readyz", handleReadyz(d))
+	r.Method(http.MethodGet, "/metrics", promhttp.HandlerFor(d.Registry, promhttp.HandlerOpts{Registry: d.Registry}))
+
+	r.Group(func(r chi.Router) {
+		r.Use(deadline(requestTimeout))
+		r.Post("/claims", handlePostClaim(d))
+		r.Get("/claims/{id}", handleGetClaim(d))
+		r.With(d.RateLimiter.middleware(m, "top-providers", d.Log)).
+			Get("/top-providers", handleTopProviders(d))
+	})
+	return r
+}

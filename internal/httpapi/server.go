@@ -1,0 +1,50 @@
+// Package httpapi is the HTTP layer: routes, request decoding, JSON and
+// problem+json responses, rate limiting and per-route metrics. It turns
+// requests into calls on the claim pipeline and the ranking, nothing more.
+package httpapi
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/claim-process/claim-process/internal/claim"
+	"github.com/claim-process/claim-process/internal/rank"
+)
+
+// ClaimSubmitter runs a decoded claim through the pipeline.
+type ClaimSubmitter interface {
+	Submit(ctx context.Context, in claim.Input) (claim.Claim, error)
+}
+
+// ClaimReader reads a stored claim; claim.ErrNotFound when there is none.
+type ClaimReader interface {
+	Claim(ctx context.Context, id string) (claim.Claim, error)
+}
+
+// TopProviders answers the ranking and says where the answer came from.
+type TopProviders interface {
+	TopProviders(ctx context.Context, limit int) ([]claim.ProviderTotal, rank.Source, error)
+}
+
+// Deps is everything the HTTP layer needs.
+type Deps struct {
+	Claims      ClaimSubmitter
+	ClaimReader ClaimReader
+	Top         TopProviders
+	// RateLimiter guards /top-providers; nil means no limit.
+	RateLimiter *RateLimiter
+	// PingPostgres and PingRedis back /readyz.
+	PingPostgres func(context.Context) error
+	PingRedis    func(context.Context) error
+	// Registry is served at /metrics and receives the HTTP metrics.
+	Registry *prometheus.Registry
+	Log      *slog.Logger
+}
+
+// NewServer returns the service's HTTP handler.
+func NewServer(d Deps) http.Handler {
+	return routes(d, newMetrics(d.Registry))
+}

@@ -1,0 +1,110 @@
+package rank
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/sony/gobreaker/v2"
+
+	"github.com/claim-process/claim-process/internal/claim"
+)
+
+// Source names where a top-providers answer came from.
+type Source string
+
+const (
+	SourceRedis    Source = "redis"
+	SourcePostgres Source = "postgres"
+)
+
+// TopReader answers the limit providers with the highest totals, highest first.
+// Both *Redis and the Postgres store are TopReaders.
+type TopReader interface {
+	TopProviders(ctx context.Context, limit int) ([]claim.ProviderTotal, error)
+}
+
+// Fallback reads the ranking from Redis with a short deadline and answers from
+// Postgres when Redis fails, is slow, or has lost the set. A circuit breaker
+// stops it from waiting on a dead Redis at every request.
+type Fallback struct {
+	redis    TopReader
+	postgres TopReader
+	timeout  time.Duration
+	breaker  *gobreaker.CircuitBreaker[[]claim.ProviderTotal]
+	metrics  *Metrics
+	log      *slog.Logger
+}
+
+// FallbackConfig tunes a Fallback. Zero values take the defaults.
+type FallbackConfig struct {
+	// RedisTimeout bounds one Redis read. Default 50ms.
+	RedisTimeout time.Duration
+	// BreakerFailures is how many Redis failures in a row open the breaker. Default 5.
+	BreakerFailures uint32
+	// BreakerOpenFor is how long the breaker stays open before one trial
+	// request may try Redis again. Default 5s.
+	BreakerOpenFor time.Duration
+}
+
+// NewFallback returns a reader that prefers redis and falls back to postgres.
+func NewFallback(redis, postgres TopReader, cfg FallbackConfig, m *Metrics, log *slog.Logger) *Fallback {
+	if cfg.RedisTimeout <= 0 {
+		cfg.RedisTimeout = 50 * time.Millisecond
+	}
+	if cfg.BreakerFailures == 0 {
+		cfg.BreakerFailures = 5
+	}
+	if cfg.BreakerOpenFor <= 0 {
+		cfg.BreakerOpenFor = 5 * time.Second
+	}
+	f := &Fallback{redis: redis, postgres: postgres, timeout: cfg.RedisTimeout, metrics: m, log: log}
+	m.breakerState.Set(float64(gobreaker.StateClosed))
+	f.breaker = gobreaker.NewCircuitBreaker[[]claim.ProviderTotal](gobreaker.Settings{
+		Name:        "redis-ranking",
+		MaxRequests: 1,
+		Timeout:     cfg.BreakerOpenFor,
+		ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= cfg.BreakerFailures },
+		// A set that is incomplete is Redis answering correctly: not a failure.
+		IsSuccessful: func(err error) bool { return err == nil || errors.Is(err, ErrIncomplete) },
+		OnStateChange: func(_ string, from, to gobreaker.State) {
+			m.breakerState.Set(float64(to))
+			log.Warn("redis ranking circuit breaker changed state", "from", from.String(), "to", to.String())
+		},
+	})
+	return f
+}
+
+// TopProviders answers from Redis when it can, else from Postgres, and says which.
+func (f *Fallback) TopProviders(ctx context.Context, limit int) ([]claim.ProviderTotal, Source, error) {
+	top, err := f.breaker.Execute(func() ([]claim.ProviderTotal, error) {
+		ctx, cancel := context.WithTimeout(ctx, f.timeout)
+		defer cancel()
+		return f.redis.TopProviders(ctx, limit)
+	})
+	if err == nil {
+		f.metrics.answers.WithLabelValues(string(SourceRedis)).Inc()
+		return top, SourceRedis, nil
+	}
+	f.metrics.fallbacks.WithLabelValues(fallbackReason(err)).Inc()
+	top, err = f.postgres.TopProviders(ctx, limit)
+	if err != nil {
+		return nil, "", err
+	}
+	f.metrics.answers.WithLabelValues(string(SourcePostgres)).Inc()
+	return top, SourcePostgres, nil
+}
+
+func fallbackReason(err error) string {
+	switch {
+	case errors.Is(err, ErrIncomplete):
+		return "incomplete"
+	case errors.Is(err, gobreaker.ErrOpenState), errors.Is(err, gobreaker.ErrTooManyRequests):
+		return "breaker_open"
+	case errors.Is(err, context.DeadlineExceeded):
+		return "timeout"
+	default:
+		return "error"
+	}
+}

@@ -1,0 +1,59 @@
+package rank
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+)
+
+// Metrics are the ranking's Prometheus metrics.
+type Metrics struct {
+	answers           *prometheus.CounterVec
+	fallbacks         *prometheus.CounterVec
+	breakerState      prometheus.Gauge
+	reconcileRuns     *prometheus.CounterVec
+	reconcileDuration prometheus.Histogram
+	reconcileRepaired prometheus.Counter
+	reconcileRebuilds prometheus.Counter
+	reconcileLastOK   prometheus.Gauge
+}
+
+// NewMetrics creates the ranking's metrics and registers them with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	f := promauto.With(reg)
+	const ns = "claimd"
+	return &Metrics{
+		answers: f.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Name: "top_providers_answers_total",
+			Help: "Top-providers answers, by the source that answered (redis or postgres).",
+		}, []string{"source"}),
+		fallbacks: f.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Name: "top_providers_fallbacks_total",
+			Help: "Top-providers reads that fell back to Postgres, by why Redis did not answer.",
+		}, []string{"reason"}),
+		breakerState: f.NewGauge(prometheus.GaugeOpts{
+			Namespace: ns, Name: "redis_breaker_state",
+			Help: "State of the circuit breaker in front of Redis ranking reads: 0 closed, 1 half-open, 2 open.",
+		}),
+		reconcileRuns: f.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Name: "reconcile_runs_total",
+			Help: "Reconciliation passes, by result (ok, error, or skipped when another instance held the lock).",
+		}, []string{"result"}),
+		reconcileDuration: f.NewHistogram(prometheus.HistogramOpts{
+			Namespace: ns, Name: "reconcile_duration_seconds",
+			Help:    "Duration of reconciliation passes that ran.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 4, 10),
+		}),
+		reconcileRepaired: f.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Name: "reconcile_repaired_providers_total",
+			Help: "Providers whose Redis score or version a reconciliation pass corrected.",
+		}),
+		reconcileRebuilds: f.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Name: "reconcile_rebuilds_total",
+			Help: "Full rebuilds of the Redis ranking from the Postgres totals.",
+		}),
+		reconcileLastOK: f.NewGauge(prometheus.GaugeOpts{
+			Namespace: ns, Name: "reconcile_last_success_timestamp_seconds",
+			Help: "Unix time of the last reconciliation pass that succeeded.",
+		}),
+	}
+}

@@ -1,0 +1,204 @@
+// Package rank keeps the live ranking of providers by total net fee in a Redis
+// sorted set, answers top-N from it, falls back to Postgres when Redis cannot
+// answer, and reconciles the set with the Postgres totals, the truth.
+//
+// This package is the one place that owns Redis keys and scripts.
+package rank
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/claim-process/claim-process/internal/claim"
+)
+
+// ErrIncomplete means the Redis set cannot be trusted to hold every provider:
+// Redis lost it (a restart) and no rebuild has finished since.
+var ErrIncomplete = errors.New("redis ranking is incomplete")
+
+// Keys names every Redis key the ranking uses, under one prefix.
+type Keys struct{ Prefix string }
+
+// Ranking is the sorted set: member provider NPI, score total net fee in cents.
+func (k Keys) Ranking() string { return k.Prefix + "rank:providers" }
+
+// Versions is a hash, provider NPI -> version of the total the set holds.
+func (k Keys) Versions() string { return k.Prefix + "rank:providers:versions" }
+
+// Complete exists only while the set is known to hold every provider: a
+// rebuild sets it; Redis losing its data loses it too.
+func (k Keys) Complete() string { return k.Prefix + "rank:providers:complete" }
+
+// BuildRanking and BuildVersions are the set and hash a rebuild fills aside
+// before swapping them in.
+func (k Keys) BuildRanking() string  { return k.Prefix + "rank:providers:build" }
+func (k Keys) BuildVersions() string { return k.Prefix + "rank:providers:build:versions" }
+
+// RateLimit is the rate-limiter's key for one client of one route.
+func (k Keys) RateLimit(route, client string) string {
+	return k.Prefix + "ratelimit:" + route + ":" + client
+}
+
+// buildingField marks a build hash as in progress; the build expires on its
+// own after buildTTL if the process building it dies.
+const (
+	buildingField = "__building__"
+	buildTTL      = 10 * time.Minute
+)
+
+// applyScript sets provider totals, each only when its version is at least
+// the version Redis holds, so writes are safe to repeat and to reorder: an
+// older total never overwrites a newer one. While a rebuild is in progress
+// (KEYS[4] exists) every write lands in the build set too, so the rebuild
+// cannot miss a total committed after it read its snapshot.
+//
+// KEYS[1] ranking zset, KEYS[2] versions hash,
+// KEYS[3] build zset,   KEYS[4] build versions hash.
+// ARGV    triples: provider NPI, total in cents, version.
+// Returns the number of providers whose score or version changed in KEYS[1].
+var applyScript = redis.NewScript(`
+-- Scores and versions are written from the ARGV strings, never from Lua
+-- numbers, which Lua would format with only 14 significant digits.
+local function apply(zkey, vkey, npi, cents, version)
+  local held = tonumber(redis.call('HGET', vkey, npi))
+  if held and held > tonumber(version) then return 0 end
+  local score = redis.call('ZSCORE', zkey, npi)
+  if held == tonumber(version) and score and tonumber(score) == tonumber(cents) then return 0 end
+  redis.call('ZADD', zkey, cents, npi)
+  redis.call('HSET', vkey, npi, version)
+  return 1
+end
+local building = redis.call('EXISTS', KEYS[4]) == 1
+local changed = 0
+for i = 1, #ARGV, 3 do
+  local npi, cents, version = ARGV[i], ARGV[i+1], ARGV[i+2]
+  changed = changed + apply(KEYS[1], KEYS[2], npi, cents, version)
+  if building then apply(KEYS[3], KEYS[4], npi, cents, version) end
+end
+return changed
+`)
+
+// Redis is the ranking as kept in Redis.
+type Redis struct {
+	client redis.UniversalClient
+	keys   Keys
+}
+
+// NewRedis returns the ranking kept in client under the keys' prefix.
+func NewRedis(client redis.UniversalClient, keys Keys) *Redis {
+	return &Redis{client: client, keys: keys}
+}
+
+// Apply records committed provider totals. Repeating it, or applying totals
+// out of order, leaves the same result. It returns how many providers changed.
+func (r *Redis) Apply(ctx context.Context, totals []claim.ProviderTotal) (int, error) {
+	k := r.keys
+	return r.apply(ctx, []string{k.Ranking(), k.Versions(), k.BuildRanking(), k.BuildVersions()}, totals)
+}
+
+// applyToBuild records totals in the build set only (the last two keys name
+// the build hash's absence, so the script writes nowhere else).
+func (r *Redis) applyToBuild(ctx context.Context, totals []claim.ProviderTotal) error {
+	k := r.keys
+	none := k.Prefix + "rank:providers:none"
+	_, err := r.apply(ctx, []string{k.BuildRanking(), k.BuildVersions(), none, none}, totals)
+	return err
+}
+
+func (r *Redis) apply(ctx context.Context, keys []string, totals []claim.ProviderTotal) (int, error) {
+	if len(totals) == 0 {
+		return 0, nil
+	}
+	args := make([]any, 0, 3*len(totals))
+	for _, t := range totals {
+		args = append(args, t.ProviderNPI, int64(t.NetFee), t.Version)
+	}
+	n, err := applyScript.Run(ctx, r.client, keys, args...).Int()
+	if err != nil {
+		return 0, fmt.Errorf("apply totals to redis: %w", err)
+	}
+	return n, nil
+}
+
+// TopProviders returns the limit providers with the highest totals, as ZREVRANGE
+// orders them. It fails with ErrIncomplete when the set is not known complete.
+func (r *Redis) TopProviders(ctx context.Context, limit int) ([]claim.ProviderTotal, error) {
+	var (
+		complete *redis.IntCmd
+		top      *redis.ZSliceCmd
+	)
+	_, err := r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		complete = p.Exists(ctx, r.keys.Complete())
+		top = p.ZRevRangeWithScores(ctx, r.keys.Ranking(), 0, int64(limit-1))
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read top providers from redis: %w", err)
+	}
+	if complete.Val() == 0 {
+		return nil, ErrIncomplete
+	}
+	out := make([]claim.ProviderTotal, 0, len(top.Val()))
+	for _, z := range top.Val() {
+		npi, _ := z.Member.(string)
+		out = append(out, claim.ProviderTotal{ProviderNPI: npi, NetFee: claim.Cents(z.Score)})
+	}
+	return out, nil
+}
+
+// Complete reports whether the set is known to hold every provider.
+func (r *Redis) Complete(ctx context.Context) (bool, error) {
+	n, err := r.client.Exists(ctx, r.keys.Complete()).Result()
+	return n == 1, err
+}
+
+// beginBuild starts a rebuild aside: from here on every Apply also writes to
+// the build set. It must be called before the snapshot of the truth is read.
+func (r *Redis) beginBuild(ctx context.Context) error {
+	_, err := r.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.Del(ctx, r.keys.BuildRanking(), r.keys.BuildVersions())
+		p.HSet(ctx, r.keys.BuildVersions(), buildingField, 1)
+		p.Expire(ctx, r.keys.BuildVersions(), buildTTL)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("begin ranking rebuild: %w", err)
+	}
+	return nil
+}
+
+// finishBuild swaps the build set in for the ranking, atomically, and marks
+// the ranking complete. Readers see the old set or the new one, never a
+// half-filled one.
+func (r *Redis) finishBuild(ctx context.Context) error {
+	k := r.keys
+	_, err := r.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.HDel(ctx, k.BuildVersions(), buildingField)
+		p.Del(ctx, k.Ranking(), k.Versions())
+		// RENAME of a missing key fails the whole script but not a MULTI, so
+		// an empty build (no providers yet) simply leaves no set behind.
+		p.Rename(ctx, k.BuildRanking(), k.Ranking())
+		p.Rename(ctx, k.BuildVersions(), k.Versions())
+		p.Persist(ctx, k.Versions())
+		p.Set(ctx, k.Complete(), strconv.FormatInt(time.Now().Unix(), 10), 0)
+		return nil
+	})
+	if err != nil && !isNoSuchKey(err) {
+		return fmt.Errorf("swap in rebuilt ranking: %w", err)
+	}
+	return nil
+}
+
+func isNoSuchKey(err error) bool {
+	return err != nil && err.Error() == "ERR no such key"
+}
+
+// abortBuild drops a build that could not finish.
+func (r *Redis) abortBuild(ctx context.Context) {
+	r.client.Del(ctx, r.keys.BuildRanking(), r.keys.BuildVersions())
+}
