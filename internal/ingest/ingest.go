@@ -48,6 +48,9 @@ type Service struct {
 // New returns the pipeline writing to store and ranking. Its metrics are
 // registered with reg.
 func New(store ClaimStore, ranking Ranking, cfg Config, reg prometheus.Registerer, log *slog.Logger) *Service {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	if cfg.Rules == nil {
 		cfg.Rules = claim.DefaultRules()
 	}

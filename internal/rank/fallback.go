@@ -50,6 +50,9 @@ type FallbackConfig struct {
 
 // NewFallback returns a reader that prefers redis and falls back to postgres.
 func NewFallback(redis, postgres TopReader, cfg FallbackConfig, m *Metrics, log *slog.Logger) *Fallback {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	if cfg.RedisTimeout <= 0 {
 		cfg.RedisTimeout = 50 * time.Millisecond
 	}

@@ -38,6 +38,9 @@ type Reconciler struct {
 
 // NewReconciler returns a reconciler of redis against truth.
 func NewReconciler(truth Truth, redis *Redis, cfg ReconcilerConfig, m *Metrics, log *slog.Logger) *Reconciler {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	if cfg.Interval <= 0 {
 		cfg.Interval = 30 * time.Second
 	}

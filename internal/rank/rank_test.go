@@ -1,0 +1,303 @@
+package rank_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+
+	"github.com/claim-process/claim-process/internal/claim"
+	"github.com/claim-process/claim-process/internal/rank"
+	"github.com/claim-process/claim-process/internal/store"
+	"github.com/claim-process/claim-process/internal/testenv"
+)
+
+func mustRedisRanking(t *testing.T) (*rank.Redis, *redis.Client, rank.Keys) {
+	t.Helper()
+	client, prefix := testenv.MustSharedRedis(t)
+	keys := rank.Keys{Prefix: prefix}
+	return rank.NewRedis(client, keys), client, keys
+}
+
+func mustScores(t *testing.T, client *redis.Client, key string) map[string]claim.Cents {
+	t.Helper()
+	zs, err := client.ZRangeWithScores(context.Background(), key, 0, -1).Result()
+	require.NoError(t, err)
+	out := make(map[string]claim.Cents, len(zs))
+	for _, z := range zs {
+		out[z.Member.(string)] = claim.Cents(z.Score)
+	}
+	return out
+}
+
+func TestApplyIsIdempotentAndOrderIndependent(t *testing.T) {
+	t.Parallel()
+	r, client, keys := mustRedisRanking(t)
+	ctx := context.Background()
+	history := []claim.ProviderTotal{
+		{ProviderNPI: "1000000001", NetFee: 100, Version: 1},
+		{ProviderNPI: "1000000001", NetFee: 350, Version: 2},
+		{ProviderNPI: "1000000001", NetFee: -25, Version: 3},
+		{ProviderNPI: "1000000002", NetFee: 900_000_000_000_01, Version: 1}, // 16 digits: exact beyond Lua's 14
+	}
+	// Every order, each write twice: the newest version always wins.
+	for round := 0; round < 20; round++ {
+		writes := append(append([]claim.ProviderTotal{}, history...), history...)
+		rand.Shuffle(len(writes), func(i, j int) { writes[i], writes[j] = writes[j], writes[i] })
+		for _, w := range writes {
+			_, err := r.Apply(ctx, []claim.ProviderTotal{w})
+			require.NoError(t, err)
+		}
+		require.Equal(t, map[string]claim.Cents{"1000000001": -25, "1000000002": 900_000_000_000_01},
+			mustScores(t, client, keys.Ranking()))
+	}
+	n, err := r.Apply(ctx, history)
+	require.NoError(t, err)
+	require.Zero(t, n, "applying what Redis already holds changes nothing")
+	versions, err := client.HGetAll(ctx, keys.Versions()).Result()
+	require.NoError(t, err)
+	require.Equal(t, map[string]string{"1000000001": "3", "1000000002": "1"}, versions)
+}
+
+func TestTopProvidersNeedsCompleteSet(t *testing.T) {
+	t.Parallel()
+	r, client, keys := mustRedisRanking(t)
+	ctx := context.Background()
+	_, err := r.Apply(ctx, []claim.ProviderTotal{{ProviderNPI: "1000000001", NetFee: 100, Version: 1}})
+	require.NoError(t, err)
+	_, err = r.TopProviders(ctx, 10)
+	require.ErrorIs(t, err, rank.ErrIncomplete, "a set without its marker may be missing providers")
+
+	require.NoError(t, client.Set(ctx, keys.Complete(), "1", 0).Err())
+	top, err := r.TopProviders(ctx, 10)
+	require.NoError(t, err)
+	require.Equal(t, []claim.ProviderTotal{{ProviderNPI: "1000000001", NetFee: 100}}, top)
+}
+
+// insertRandomClaims writes n random claims over npis and returns the exact
+// totals computed here, independently of the store.
+func insertRandomClaims(t *testing.T, st *store.Store, ranking *rank.Redis, n int, npis []string) map[string]claim.Cents {
+	t.Helper()
+	want := map[string]claim.Cents{}
+	for i := 0; i < n; i++ {
+		c := claim.Claim{ID: uuid.NewString(), ReceivedAt: time.Now()}
+		for j := 0; j < 1+rand.IntN(4); j++ {
+			l := claim.Line{ServiceDate: time.Now(), SubmittedProcedure: "D0180", PlanGroup: "G", Subscriber: "S",
+				ProviderNPI: npis[rand.IntN(len(npis))], ProviderFees: claim.Cents(rand.IntN(100000)),
+				AllowedFees: claim.Cents(rand.IntN(50000)), MemberCopay: claim.Cents(rand.IntN(3000))}
+			c.Lines = append(c.Lines, l)
+			want[l.ProviderNPI] += l.ProviderFees + l.MemberCopay - l.AllowedFees
+		}
+		totals, err := st.InsertClaim(context.Background(), c)
+		require.NoError(t, err)
+		if ranking != nil {
+			_, err = ranking.Apply(context.Background(), totals)
+			require.NoError(t, err)
+		}
+	}
+	return want
+}
+
+func npiList(n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("1%09d", i)
+	}
+	return out
+}
+
+func newReconciler(st *store.Store, r *rank.Redis, batch int) *rank.Reconciler {
+	return rank.NewReconciler(st, r, rank.ReconcilerConfig{BatchSize: batch}, rank.NewMetrics(prometheus.NewRegistry()), nil)
+}
+
+func TestReconcileRebuildsLostSetAndRepairsDrift(t *testing.T) {
+	t.Parallel()
+	st, _ := testenv.MustStore(t)
+	r, client, keys := mustRedisRanking(t)
+	ctx := context.Background()
+	want := insertRandomClaims(t, st, nil, 200, npiList(50)) // Redis never told
+
+	rec := newReconciler(st, r, 7)
+	res, err := rec.RunOnce(ctx, false)
+	require.NoError(t, err)
+	require.True(t, res.Rebuilt, "no marker: the set is rebuilt whole")
+	require.Equal(t, len(want), res.Providers)
+	require.Equal(t, want, mustScores(t, client, keys.Ranking()))
+
+	// Corrupt two scores and drop one member: a pass puts them back.
+	require.NoError(t, client.ZAdd(ctx, keys.Ranking(), redis.Z{Member: "1000000001", Score: 1}).Err())
+	require.NoError(t, client.ZIncrBy(ctx, keys.Ranking(), 5, "1000000002").Err())
+	require.NoError(t, client.ZRem(ctx, keys.Ranking(), "1000000003").Err())
+	res, err = rec.RunOnce(ctx, false)
+	require.NoError(t, err)
+	require.False(t, res.Rebuilt)
+	require.Equal(t, 3, res.Repaired)
+	require.Equal(t, want, mustScores(t, client, keys.Ranking()))
+
+	res, err = rec.RunOnce(ctx, false)
+	require.NoError(t, err)
+	require.Zero(t, res.Repaired, "nothing left to repair")
+}
+
+// Writes that land while a rebuild runs are in the rebuilt set: the rebuild
+// neither loses them nor overwrites them with its older snapshot.
+func TestRebuildKeepsConcurrentWrites(t *testing.T) {
+	t.Parallel()
+	st, _ := testenv.MustStore(t)
+	r, client, keys := mustRedisRanking(t)
+	ctx := context.Background()
+	npis := npiList(200)
+	insertRandomClaims(t, st, r, 300, npis)
+
+	var (
+		wg   sync.WaitGroup
+		stop = make(chan struct{})
+	)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				insertRandomClaims(t, st, r, 1, npis)
+			}
+		}
+	}()
+	rec := newReconciler(st, r, 5) // small batches: the rebuild takes many round trips
+	for i := 0; i < 5; i++ {
+		_, err := rec.RunOnce(ctx, true)
+		require.NoError(t, err)
+	}
+	close(stop)
+	wg.Wait()
+
+	var want = map[string]claim.Cents{}
+	require.NoError(t, st.ScanTotals(ctx, 1000, func(b []claim.ProviderTotal) error {
+		for _, p := range b {
+			want[p.ProviderNPI] = p.NetFee
+		}
+		return nil
+	}))
+	require.Equal(t, want, mustScores(t, client, keys.Ranking()))
+	exists, err := client.Exists(ctx, keys.BuildRanking(), keys.BuildVersions()).Result()
+	require.NoError(t, err)
+	require.Zero(t, exists, "no build keys left behind")
+	ttl, err := client.TTL(ctx, keys.Versions()).Result()
+	require.NoError(t, err)
+	require.Equal(t, time.Duration(-1), ttl, "the swapped-in versions hash must not expire")
+}
+
+func TestRebuildOfEmptyTruthMarksComplete(t *testing.T) {
+	t.Parallel()
+	st, _ := testenv.MustStore(t)
+	r, _, _ := mustRedisRanking(t)
+	res, err := newReconciler(st, r, 10).RunOnce(context.Background(), false)
+	require.NoError(t, err)
+	require.True(t, res.Rebuilt)
+	top, err := r.TopProviders(context.Background(), 10)
+	require.NoError(t, err)
+	require.Empty(t, top)
+}
+
+func TestReconcileSkipsWhenAnotherInstanceHoldsTheLock(t *testing.T) {
+	t.Parallel()
+	st, _ := testenv.MustStore(t)
+	r, _, _ := mustRedisRanking(t)
+	release, ok, err := st.TryReconcileLock(context.Background())
+	require.NoError(t, err)
+	require.True(t, ok)
+	defer release()
+	res, err := newReconciler(st, r, 10).RunOnce(context.Background(), false)
+	require.NoError(t, err)
+	require.True(t, res.Skipped)
+}
+
+func sortedTop(want map[string]claim.Cents, limit int) []claim.ProviderTotal {
+	var all []claim.ProviderTotal
+	for npi, c := range want {
+		all = append(all, claim.ProviderTotal{ProviderNPI: npi, NetFee: c})
+	}
+	sort.Slice(all, func(i, j int) bool {
+		if all[i].NetFee != all[j].NetFee {
+			return all[i].NetFee > all[j].NetFee
+		}
+		return all[i].ProviderNPI > all[j].ProviderNPI
+	})
+	if len(all) > limit {
+		all = all[:limit]
+	}
+	return all
+}
+
+func withoutVersions(ps []claim.ProviderTotal) []claim.ProviderTotal {
+	out := make([]claim.ProviderTotal, len(ps))
+	for i, p := range ps {
+		out[i] = claim.ProviderTotal{ProviderNPI: p.ProviderNPI, NetFee: p.NetFee}
+	}
+	return out
+}
+
+func TestFallbackAnswersFromPostgresWhenRedisIsDown(t *testing.T) {
+	t.Parallel()
+	st, _ := testenv.MustStore(t)
+	server := testenv.MustRedisServer(t)
+	client := redis.NewClient(&redis.Options{Addr: server.Addr(), MaxRetries: -1})
+	t.Cleanup(func() { _ = client.Close() })
+	r := rank.NewRedis(client, rank.Keys{Prefix: "t:"})
+	ctx := context.Background()
+	want := insertRandomClaims(t, st, r, 150, npiList(40))
+	_, err := newReconciler(st, r, 100).RunOnce(ctx, false)
+	require.NoError(t, err)
+
+	reg := prometheus.NewRegistry()
+	fb := rank.NewFallback(r, st, rank.FallbackConfig{BreakerFailures: 3, BreakerOpenFor: 200 * time.Millisecond},
+		rank.NewMetrics(reg), testenv.Logger(t))
+	top, source, err := fb.TopProviders(ctx, 20)
+	require.NoError(t, err)
+	require.Equal(t, rank.SourceRedis, source)
+	require.Equal(t, sortedTop(want, 20), top)
+
+	server.Stop()
+	for i := 0; i < 6; i++ { // past the breaker's threshold: it opens, answers keep coming
+		top, source, err = fb.TopProviders(ctx, 20)
+		require.NoError(t, err)
+		require.Equal(t, rank.SourcePostgres, source)
+		require.Equal(t, sortedTop(want, 20), withoutVersions(top))
+	}
+	require.Equal(t, 2.0, gaugeValue(t, reg, "claimd_redis_breaker_state"), "breaker open")
+
+	server.Start() // back, but empty: still Postgres until a rebuild
+	time.Sleep(250 * time.Millisecond)
+	_, source, err = fb.TopProviders(ctx, 20)
+	require.NoError(t, err)
+	require.Equal(t, rank.SourcePostgres, source)
+	_, err = newReconciler(st, r, 100).RunOnce(ctx, false)
+	require.NoError(t, err)
+	top, source, err = fb.TopProviders(ctx, 20)
+	require.NoError(t, err)
+	require.Equal(t, rank.SourceRedis, source)
+	require.Equal(t, sortedTop(want, 20), top)
+}
+
+func gaugeValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	families, err := reg.Gather()
+	require.NoError(t, err)
+	for _, f := range families {
+		if f.GetName() == name {
+			return f.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	t.Fatalf("metric %s not found", name)
+	return 0
+}

@@ -1,0 +1,223 @@
+package store_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+
+	"github.com/claim-process/claim-process/internal/claim"
+	"github.com/claim-process/claim-process/internal/store"
+	"github.com/claim-process/claim-process/internal/testenv"
+)
+
+func newClaim(t *testing.T, lines ...claim.Line) claim.Claim {
+	t.Helper()
+	id, err := uuid.NewV7()
+	require.NoError(t, err)
+	return claim.Claim{ID: id.String(), ReceivedAt: time.Now().UTC().Truncate(time.Microsecond), Lines: lines}
+}
+
+func line(npi string, providerFees claim.Cents) claim.Line {
+	return claim.Line{
+		ServiceDate: time.Date(2018, 3, 28, 0, 0, 0, 0, time.UTC), SubmittedProcedure: "D0180",
+		PlanGroup: "GRP-1000", Subscriber: "3730189502", ProviderNPI: npi,
+		ProviderFees: providerFees, AllowedFees: 1000, MemberCoinsurance: 500, MemberCopay: 0,
+	}
+}
+
+func TestInsertClaimRoundTripAndTotals(t *testing.T) {
+	t.Parallel()
+	st, _ := testenv.MustStore(t)
+	ctx := context.Background()
+
+	c := newClaim(t, line("1000000001", 15000), line("1000000002", 2000), line("1000000001", 1000))
+	c.Lines[1].Quadrant = "UR"
+	totals, err := st.InsertClaim(ctx, c)
+	require.NoError(t, err)
+	require.Equal(t, []claim.ProviderTotal{
+		{ProviderNPI: "1000000001", NetFee: (15000 - 500) + (1000 - 500), Version: 1},
+		{ProviderNPI: "1000000002", NetFee: 1500, Version: 1},
+	}, totals)
+
+	got, err := st.Claim(ctx, c.ID)
+	require.NoError(t, err)
+	require.Equal(t, c.ID, got.ID)
+	require.True(t, c.ReceivedAt.Equal(got.ReceivedAt))
+	require.Equal(t, c.Lines, got.Lines)
+
+	totals, err = st.InsertClaim(ctx, newClaim(t, line("1000000002", 1500)))
+	require.NoError(t, err)
+	require.Equal(t, []claim.ProviderTotal{{ProviderNPI: "1000000002", NetFee: 2500, Version: 2}}, totals)
+}
+
+func TestClaimNotFound(t *testing.T) {
+	t.Parallel()
+	st, _ := testenv.MustStore(t)
+	_, err := st.Claim(context.Background(), uuid.NewString())
+	require.ErrorIs(t, err, claim.ErrNotFound)
+	_, err = st.Claim(context.Background(), "not-a-uuid")
+	require.ErrorIs(t, err, claim.ErrNotFound)
+}
+
+// A claim the database refuses part-way leaves nothing behind: no claim, no
+// line, no change to any total.
+func TestInsertClaimAllOrNothing(t *testing.T) {
+	t.Parallel()
+	st, url := testenv.MustStore(t)
+	ctx := context.Background()
+	_, err := st.InsertClaim(ctx, newClaim(t, line("1000000001", 5000)))
+	require.NoError(t, err)
+
+	bad := newClaim(t, line("1000000001", 5000), line("1000000003", 5000))
+	bad.Lines[1].MemberCopay = -1 // violates a CHECK constraint on the second line
+	_, err = st.InsertClaim(ctx, bad)
+	require.Error(t, err)
+
+	conn, err := pgx.Connect(ctx, url)
+	require.NoError(t, err)
+	defer conn.Close(ctx)
+	var claims, lines int
+	require.NoError(t, conn.QueryRow(ctx, "SELECT count(*) FROM claims").Scan(&claims))
+	require.NoError(t, conn.QueryRow(ctx, "SELECT count(*) FROM claim_lines").Scan(&lines))
+	require.Equal(t, 1, claims)
+	require.Equal(t, 1, lines)
+	top, err := st.TopProviders(ctx, 10)
+	require.NoError(t, err)
+	require.Equal(t, []claim.ProviderTotal{{ProviderNPI: "1000000001", NetFee: 4500, Version: 1}}, top)
+}
+
+// Claims naming the same providers in opposite orders, written at once, do not
+// deadlock, and every change is counted exactly once.
+func TestConcurrentInsertsKeepExactTotals(t *testing.T) {
+	t.Parallel()
+	st, _ := testenv.MustStore(t)
+	ctx := context.Background()
+	npis := []string{"1000000001", "1000000002", "1000000003", "1000000004"}
+
+	const workers, perWorker = 8, 25
+	var wg sync.WaitGroup
+	errs := make(chan error, workers*perWorker)
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < perWorker; i++ {
+				var lines []claim.Line
+				for j := range npis {
+					k := j
+					if w%2 == 1 {
+						k = len(npis) - 1 - j
+					}
+					lines = append(lines, line(npis[k], 1500))
+				}
+				_, err := st.InsertClaim(ctx, newClaim(t, lines...))
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	top, err := st.TopProviders(ctx, 10)
+	require.NoError(t, err)
+	require.Len(t, top, len(npis))
+	for _, p := range top {
+		require.Equal(t, claim.Cents(workers*perWorker*1000), p.NetFee, p.ProviderNPI)
+		require.Equal(t, int64(workers*perWorker), p.Version, p.ProviderNPI)
+	}
+}
+
+// Equal totals are ordered by NPI descending, as Redis's ZREVRANGE orders
+// members with equal scores.
+func TestTopProvidersOrder(t *testing.T) {
+	t.Parallel()
+	st, _ := testenv.MustStore(t)
+	ctx := context.Background()
+	for _, l := range []claim.Line{
+		line("1000000005", 2500), line("1000000009", 2500), line("1000000001", 9500),
+		line("1000000007", 500), line("1000000003", 2500),
+	} {
+		_, err := st.InsertClaim(ctx, newClaim(t, l))
+		require.NoError(t, err)
+	}
+	top, err := st.TopProviders(ctx, 4)
+	require.NoError(t, err)
+	var got []string
+	for _, p := range top {
+		got = append(got, fmt.Sprintf("%s=%s", p.ProviderNPI, p.NetFee))
+	}
+	require.Equal(t, []string{"1000000001=90.00", "1000000009=20.00", "1000000005=20.00", "1000000003=20.00"}, got)
+}
+
+func TestScanTotalsBatches(t *testing.T) {
+	t.Parallel()
+	st, _ := testenv.MustStore(t)
+	ctx := context.Background()
+	for i := 0; i < 7; i++ {
+		_, err := st.InsertClaim(ctx, newClaim(t, line(fmt.Sprintf("10000000%02d", i), 1000+claim.Cents(i))))
+		require.NoError(t, err)
+	}
+	var sizes []int
+	seen := map[string]claim.Cents{}
+	require.NoError(t, st.ScanTotals(ctx, 3, func(batch []claim.ProviderTotal) error {
+		sizes = append(sizes, len(batch))
+		for _, p := range batch {
+			seen[p.ProviderNPI] = p.NetFee
+		}
+		return nil
+	}))
+	require.Equal(t, []int{3, 3, 1}, sizes)
+	require.Len(t, seen, 7)
+	require.Equal(t, claim.Cents(1006-500), seen["1000000006"])
+}
+
+func TestReconcileLockIsExclusive(t *testing.T) {
+	t.Parallel()
+	st, _ := testenv.MustStore(t)
+	ctx := context.Background()
+	release, ok, err := st.TryReconcileLock(ctx)
+	require.NoError(t, err)
+	require.True(t, ok)
+	_, ok, err = st.TryReconcileLock(ctx)
+	require.NoError(t, err)
+	require.False(t, ok, "a second holder must be refused")
+	release()
+	release2, ok, err := st.TryReconcileLock(ctx)
+	require.NoError(t, err)
+	require.True(t, ok, "released lock can be taken again")
+	release2()
+}
+
+func TestEnsureDatabaseCreatesMissingDatabase(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	url := testenv.MustDatabase(t) // a name the cleanup drops
+	admin, err := pgx.Connect(ctx, testenv.AdminDatabaseURL())
+	require.NoError(t, err)
+	defer admin.Close(ctx)
+	var name string
+	require.NoError(t, func() error {
+		c, err := pgx.Connect(ctx, url)
+		if err != nil {
+			return err
+		}
+		defer c.Close(ctx)
+		return c.QueryRow(ctx, "SELECT current_database()").Scan(&name)
+	}())
+	_, err = admin.Exec(ctx, "DROP DATABASE "+name+" WITH (FORCE)")
+	require.NoError(t, err)
+
+	require.NoError(t, store.EnsureDatabase(ctx, url))
+	require.NoError(t, store.EnsureDatabase(ctx, url), "an existing database is left alone")
+	st, err := store.Open(ctx, url)
+	require.NoError(t, err)
+	st.Close()
+}
