@@ -1,0 +1,348 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/claim-process/claim-process/internal/claim"
+	"github.com/claim-process/claim-process/internal/testenv"
+)
+
+// mustRun starts claimd serve in-process with env and waits for /healthz.
+// The returned stop sends the equivalent of SIGTERM and waits for run to end.
+func mustRun(t *testing.T, env map[string]string) (baseURL string, stop func() error) {
+	t.Helper()
+	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	env["HTTP_ADDR"] = addr
+	ctx, cancel := context.WithCancel(context.Background())
+	var (
+		exited = make(chan struct{})
+		runErr error
+		logs   = &syncBuffer{}
+	)
+	go func() {
+		defer close(exited)
+		runErr = run(ctx, []string{"serve"}, func(k string) string { return env[k] }, io.Discard, logs)
+	}()
+	wait := func() error {
+		<-exited
+		return runErr
+	}
+	t.Cleanup(func() {
+		cancel()
+		_ = wait()
+		if t.Failed() {
+			t.Logf("claimd logs:\n%s", logs.String())
+		}
+	})
+
+	baseURL = "http://" + addr
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		res, err := http.Get(baseURL + "/healthz")
+		if err == nil {
+			res.Body.Close()
+			if res.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		select {
+		case <-exited:
+			t.Fatalf("claimd exited before it was healthy: %v", runErr)
+		default:
+		}
+		require.True(t, time.Now().Before(deadline), "claimd did not become healthy:\n%s", logs.String())
+		time.Sleep(20 * time.Millisecond)
+	}
+	return baseURL, func() error {
+		cancel()
+		return wait()
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+type sentTotals struct {
+	mu     sync.Mutex
+	totals map[string]claim.Cents
+}
+
+func dollars(c claim.Cents) string {
+	s := c.String()
+	if c >= 100000 && rand.IntN(2) == 0 { // sometimes with thousands separators and a dollar sign
+		whole, frac, _ := strings.Cut(s, ".")
+		return fmt.Sprintf("$%s,%s.%s", whole[:len(whole)-3], whole[len(whole)-3:], frac)
+	}
+	return s
+}
+
+// postRandomClaims posts n random claims over npis from 8 clients and adds
+// what each accepted claim owes its providers to sent, computed here from the
+// integer cents generated, independently of the service.
+func postRandomClaims(t *testing.T, baseURL string, n int, npis []string, sent *sentTotals) {
+	t.Helper()
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	work := make(chan int)
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range work {
+				errs <- postOneRandomClaim(baseURL, npis, sent)
+			}
+		}()
+	}
+	for i := 0; i < n; i++ {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+}
+
+func postOneRandomClaim(baseURL string, npis []string, sent *sentTotals) error {
+	type line map[string]any
+	var (
+		lines []line
+		owed  = map[string]claim.Cents{}
+	)
+	for j := 0; j < 1+rand.IntN(4); j++ {
+		npi := npis[rand.IntN(len(npis))]
+		fees := claim.Cents(rand.IntN(500000))
+		allowed := claim.Cents(rand.IntN(int(fees) + 1))
+		coins, copay := claim.Cents(rand.IntN(10000)), claim.Cents(rand.IntN(5000))
+		lines = append(lines, line{
+			"service_date": "2024-05-01", "submitted_procedure": "D0" + strconv.Itoa(100+rand.IntN(900)),
+			"plan_group": "GRP-1000", "subscriber": "3730189502", "provider_npi": npi,
+			"provider_fees": dollars(fees), "allowed_fees": dollars(allowed),
+			"member_coinsurance": json.Number(coins.String()), "member_copay": dollars(copay),
+		})
+		owed[npi] += fees + coins + copay - allowed
+	}
+	body, err := json.Marshal(map[string]any{"lines": lines})
+	if err != nil {
+		return err
+	}
+	res, err := http.Post(baseURL+"/claims", "application/json", bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusCreated {
+		b, _ := io.ReadAll(res.Body)
+		return fmt.Errorf("POST /claims: %d %s", res.StatusCode, b)
+	}
+	sent.mu.Lock()
+	defer sent.mu.Unlock()
+	for npi, c := range owed {
+		sent.totals[npi] += c
+	}
+	return nil
+}
+
+type topAnswer struct {
+	TopProviders []struct {
+		ProviderNPI string          `json:"provider_npi"`
+		TotalNetFee json.RawMessage `json:"total_net_fee"`
+	} `json:"top_providers"`
+	Source string `json:"source"`
+}
+
+// list renders an answer as "npi=amount" strings, amounts as the JSON text.
+func (a topAnswer) list() []string {
+	out := make([]string, len(a.TopProviders))
+	for i, p := range a.TopProviders {
+		out[i] = p.ProviderNPI + "=" + string(p.TotalNetFee)
+	}
+	return out
+}
+
+func mustTop(t *testing.T, baseURL string, limit int) topAnswer {
+	t.Helper()
+	res, err := http.Get(fmt.Sprintf("%s/top-providers?limit=%d", baseURL, limit))
+	require.NoError(t, err)
+	defer res.Body.Close()
+	require.Equal(t, http.StatusOK, res.StatusCode)
+	var a topAnswer
+	require.NoError(t, json.NewDecoder(res.Body).Decode(&a))
+	return a
+}
+
+// expectedTop ranks the totals as ZREVRANGE does: highest first, equal totals
+// by NPI descending.
+func (s *sentTotals) expectedTop(limit int) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	npis := make([]string, 0, len(s.totals))
+	for npi := range s.totals {
+		npis = append(npis, npi)
+	}
+	sort.Slice(npis, func(i, j int) bool {
+		a, b := s.totals[npis[i]], s.totals[npis[j]]
+		if a != b {
+			return a > b
+		}
+		return npis[i] > npis[j]
+	})
+	if len(npis) > limit {
+		npis = npis[:limit]
+	}
+	out := make([]string, len(npis))
+	for i, npi := range npis {
+		out[i] = npi + "=" + s.totals[npi].String()
+	}
+	return out
+}
+
+// The whole product on real parts: claims posted over HTTP are ranked in
+// Redis; with Redis stopped Postgres gives the same answer; when Redis comes
+// back empty, reconciliation restores it exactly without a restart.
+func TestServeRanksFallsBackAndReconciles(t *testing.T) {
+	t.Parallel()
+	redisServer := testenv.MustRedisServer(t)
+	env := map[string]string{
+		"DATABASE_URL":             testenv.MustDatabase(t),
+		"REDIS_URL":                redisServer.URL(),
+		"RECONCILE_INTERVAL":       "1s",
+		"TOP_PROVIDERS_RATE_LIMIT": "0",
+		"LOG_LEVEL":                "debug",
+	}
+	baseURL, stop := mustRun(t, env)
+
+	npis := make([]string, 120)
+	for i := range npis {
+		npis[i] = fmt.Sprintf("1%09d", rand.IntN(1_000_000_000))
+	}
+	sent := &sentTotals{totals: map[string]claim.Cents{}}
+	postRandomClaims(t, baseURL, 300, npis, sent)
+
+	for _, limit := range []int{10, 100} {
+		a := mustTop(t, baseURL, limit)
+		require.Equal(t, "redis", a.Source)
+		require.Equal(t, sent.expectedTop(limit), a.list())
+	}
+
+	redisServer.Stop()
+	a := mustTop(t, baseURL, 100)
+	require.Equal(t, "postgres", a.Source)
+	require.Equal(t, sent.expectedTop(100), a.list())
+	a = mustTop(t, baseURL, 10)
+	require.Equal(t, "postgres", a.Source)
+	require.Equal(t, sent.expectedTop(10), a.list())
+
+	// Ingestion goes on without Redis, and the service stays ready.
+	postRandomClaims(t, baseURL, 40, npis, sent)
+	res, err := http.Get(baseURL + "/readyz")
+	require.NoError(t, err)
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	require.Equal(t, http.StatusOK, res.StatusCode)
+	require.JSONEq(t, `{"status": "ready", "postgres": "ok", "redis": "degraded"}`, string(body))
+	require.Equal(t, sent.expectedTop(100), mustTop(t, baseURL, 100).list())
+
+	redisServer.Start() // empty: it keeps nothing on disk
+	require.Eventually(t, func() bool { return mustTop(t, baseURL, 100).Source == "redis" },
+		15*time.Second, 100*time.Millisecond, "reconciliation restores the ranking within an interval or so")
+	require.Equal(t, sent.expectedTop(100), mustTop(t, baseURL, 100).list())
+	require.Equal(t, sent.expectedTop(10), mustTop(t, baseURL, 10).list())
+
+	require.NoError(t, stop(), "a clean shutdown returns no error")
+}
+
+func TestHelp(t *testing.T) {
+	t.Parallel()
+	var out bytes.Buffer
+	err := run(context.Background(), []string{"--help"}, func(string) string { return "" }, &out, io.Discard)
+	require.True(t, errors.Is(err, flag.ErrHelp))
+	for _, s := range settings {
+		require.Contains(t, out.String(), s.name)
+	}
+	require.Contains(t, out.String(), "claimd reconcile")
+
+	err = run(context.Background(), []string{"bogus"}, func(string) string { return "" }, io.Discard, io.Discard)
+	require.ErrorContains(t, err, `unknown command "bogus"`)
+	err = run(context.Background(), nil, func(string) string { return "" }, io.Discard, io.Discard)
+	require.Error(t, err)
+}
+
+func TestConfig(t *testing.T) {
+	t.Parallel()
+	cfg, err := loadConfig(func(string) string { return "" })
+	require.NoError(t, err)
+	require.Equal(t, ":8000", cfg.HTTPAddr)
+	require.Equal(t, "redis://127.0.0.1:6379/0", cfg.RedisURL)
+	require.Equal(t, 30*time.Second, cfg.ReconcileInterval)
+	require.Equal(t, 10, cfg.TopProvidersLimit.Rate)
+	require.Equal(t, time.Minute, cfg.TopProvidersLimit.Period)
+	require.Equal(t, []string{"procedure_code", "npi_format"}, cfg.Rules.Names())
+	require.True(t, cfg.MigrateOnStart)
+
+	env := map[string]string{"VALIDATE_NPI_CHECKSUM": "true", "TOP_PROVIDERS_RATE_LIMIT": "0"}
+	cfg, err = loadConfig(func(k string) string { return env[k] })
+	require.NoError(t, err)
+	require.Equal(t, []string{"procedure_code", "npi_format", "npi_checksum"}, cfg.Rules.Names())
+	require.True(t, cfg.TopProvidersLimit.IsZero())
+
+	env = map[string]string{"RECONCILE_INTERVAL": "soon", "TOP_PROVIDERS_RATE_LIMIT": "lots", "LOG_LEVEL": "loud"}
+	_, err = loadConfig(func(k string) string { return env[k] })
+	require.ErrorContains(t, err, "RECONCILE_INTERVAL")
+	require.ErrorContains(t, err, "TOP_PROVIDERS_RATE_LIMIT")
+	require.ErrorContains(t, err, "LOG_LEVEL")
+}
+
+// claimd migrate creates a missing database; claimd reconcile --full rebuilds
+// the ranking and says what it did.
+func TestMigrateAndReconcileCommands(t *testing.T) {
+	t.Parallel()
+	redisServer := testenv.MustRedisServer(t)
+	dbURL := testenv.MustDatabase(t)
+	env := map[string]string{"DATABASE_URL": dbURL, "REDIS_URL": redisServer.URL()}
+	getenv := func(k string) string { return env[k] }
+	require.NoError(t, run(context.Background(), []string{"migrate"}, getenv, io.Discard, io.Discard), "re-running migrations is a no-op")
+
+	var out bytes.Buffer
+	require.NoError(t, run(context.Background(), []string{"reconcile", "--full"}, getenv, &out, io.Discard))
+	var res map[string]any
+	require.NoError(t, json.Unmarshal(out.Bytes(), &res))
+	require.Equal(t, true, res["rebuilt"])
+	require.Equal(t, float64(0), res["providers"])
+
+	out.Reset()
+	require.NoError(t, run(context.Background(), []string{"reconcile"}, getenv, &out, io.Discard))
+	require.NoError(t, json.Unmarshal(out.Bytes(), &res))
+	require.Equal(t, false, res["rebuilt"])
+}
