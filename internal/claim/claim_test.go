@@ -104,9 +104,13 @@ func TestRules(t *testing.T) {
 	require.Equal(t, []string{"procedure_code", "npi_format"}, claim.DefaultRules().Names())
 }
 
+func readSample() ([]byte, error) {
+	return os.ReadFile("testdata/claim_1234.csv") // a copy of shared/data/claim_1234.csv
+}
+
 func mustReadSample(t *testing.T) []byte {
 	t.Helper()
-	b, err := os.ReadFile("testdata/claim_1234.csv") // a copy of shared/data/claim_1234.csv
+	b, err := readSample()
 	require.NoError(t, err)
 	return b
 }
