@@ -278,3 +278,23 @@ func TestSubscriberNeverInProblems(t *testing.T) {
 	require.Error(t, err)
 	require.NotContains(t, err.Error(), "3730189502")
 }
+
+// Two spellings of one field are refused rather than one silently dropped.
+func TestParseRefusesAFieldGivenTwice(t *testing.T) {
+	t.Parallel()
+	body := strings.Replace(oldServicePayload, `"provider_npi":`, `"Provider NPI": "1497775531", "provider_npi":`, 1)
+	in, err := claim.DecodeJSON(strings.NewReader(body))
+	require.NoError(t, err)
+	_, err = claim.Parse(in, claim.DefaultRules())
+	var problems claim.Problems
+	require.ErrorAs(t, err, &problems)
+	require.Len(t, problems, 1)
+	require.Equal(t, "duplicate_field", problems[0].Rule)
+	require.Equal(t, "provider_npi", problems[0].Field)
+
+	csv := "Provider NPI,provider_npi\n1497775531,1497775532\n"
+	in, err = claim.DecodeCSV(strings.NewReader(csv))
+	require.NoError(t, err)
+	_, err = claim.Parse(in, claim.DefaultRules())
+	require.ErrorContains(t, err, "already has")
+}

@@ -91,6 +91,11 @@ func parseLine(index int, raw RawLine) (Line, Problems) {
 				Detail: fmt.Sprintf("unknown field %q; accepted fields: %s", rf.Name, strings.Join(FieldNames(), ", "))})
 			continue
 		}
+		if _, dup := seen[f]; dup {
+			problems = append(problems, Problem{Line: index, Field: string(f), Rule: RuleDuplicateField,
+				Detail: fmt.Sprintf("%q names %s, which this line already has", rf.Name, f)})
+			continue
+		}
 		seen[f] = rf.Value
 	}
 

@@ -21,12 +21,13 @@ type Problem struct {
 
 // Names of the checks done while parsing; validation rules add their own.
 const (
-	RuleUnknownField = "unknown_field"
-	RuleRequired     = "required"
-	RuleMoney        = "money"
-	RuleDate         = "date"
-	RuleValueType    = "value_type"
-	RuleLineCount    = "line_count"
+	RuleUnknownField   = "unknown_field"
+	RuleDuplicateField = "duplicate_field"
+	RuleRequired       = "required"
+	RuleMoney          = "money"
+	RuleDate           = "date"
+	RuleValueType      = "value_type"
+	RuleLineCount      = "line_count"
 )
 
 // Problems is every problem found in one claim. As an error it means the claim
