@@ -48,16 +48,25 @@ func migrate(ctx context.Context, cfg config, log *slog.Logger) error {
 	return st.Migrate(ctx, log)
 }
 
-func openRedis(cfg config) (*redis.Client, error) {
+// connect opens the Postgres store and the Redis client; close releases both.
+func connect(ctx context.Context, cfg config) (st *store.Store, rdb *redis.Client, close func(), err error) {
 	opts, err := redis.ParseURL(cfg.RedisURL)
 	if err != nil {
-		return nil, fmt.Errorf("REDIS_URL: %w", err)
+		return nil, nil, nil, fmt.Errorf("REDIS_URL: %w", err)
 	}
 	opts.DialTimeout = time.Second
 	opts.ReadTimeout = 500 * time.Millisecond
 	opts.WriteTimeout = 500 * time.Millisecond
 	opts.PoolTimeout = time.Second
-	return redis.NewClient(opts), nil
+	st, err = store.Open(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	rdb = redis.NewClient(opts)
+	return st, rdb, func() {
+		_ = rdb.Close()
+		st.Close()
+	}, nil
 }
 
 func serve(ctx context.Context, cfg config, log *slog.Logger) error {
@@ -66,16 +75,11 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 			return err
 		}
 	}
-	st, err := store.Open(ctx, cfg.DatabaseURL)
+	st, rdb, closeConns, err := connect(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	defer st.Close()
-	rdb, err := openRedis(cfg)
-	if err != nil {
-		return err
-	}
-	defer rdb.Close()
+	defer closeConns()
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -147,16 +151,11 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 }
 
 func reconcileOnce(ctx context.Context, cfg config, log *slog.Logger, full bool, stdout io.Writer) error {
-	st, err := store.Open(ctx, cfg.DatabaseURL)
+	st, rdb, closeConns, err := connect(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	defer st.Close()
-	rdb, err := openRedis(cfg)
-	if err != nil {
-		return err
-	}
-	defer rdb.Close()
+	defer closeConns()
 	ranking := rank.NewRedis(rdb, rank.Keys{Prefix: cfg.RedisKeyPrefix})
 	rec := rank.NewReconciler(st, ranking, rank.ReconcilerConfig{}, rank.NewMetrics(prometheus.NewRegistry()), log)
 	res, err := rec.RunOnce(ctx, full)
