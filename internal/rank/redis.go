@@ -172,30 +172,39 @@ func (r *Redis) beginBuild(ctx context.Context) error {
 	return nil
 }
 
-// finishBuild swaps the build set in for the ranking, atomically, and marks
-// the ranking complete. Readers see the old set or the new one, never a
-// half-filled one.
+// finishScript swaps a finished build in for the ranking, atomically, and
+// marks the ranking complete. Readers see the old set or the new one, never a
+// half-filled one. An empty build (no providers yet) leaves no set behind.
+//
+// KEYS[1] ranking zset, KEYS[2] versions hash, KEYS[3] build zset,
+// KEYS[4] build versions hash, KEYS[5] completeness marker.
+// ARGV[1] the build-in-progress field, ARGV[2] the marker's value.
+// Returns 1, or an error when the build is gone (it expired or was aborted).
+var finishScript = redis.NewScript(`
+if redis.call('HEXISTS', KEYS[4], ARGV[1]) == 0 then
+  return redis.error_reply('ranking build is gone: expired or aborted')
+end
+redis.call('HDEL', KEYS[4], ARGV[1])
+redis.call('DEL', KEYS[1], KEYS[2])
+if redis.call('EXISTS', KEYS[3]) == 1 then redis.call('RENAME', KEYS[3], KEYS[1]) end
+if redis.call('EXISTS', KEYS[4]) == 1 then
+  redis.call('RENAME', KEYS[4], KEYS[2])
+  redis.call('PERSIST', KEYS[2])
+end
+redis.call('SET', KEYS[5], ARGV[2])
+return 1
+`)
+
+// finishBuild swaps the build set in for the ranking (see finishScript).
 func (r *Redis) finishBuild(ctx context.Context) error {
 	k := r.keys
-	_, err := r.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.HDel(ctx, k.BuildVersions(), buildingField)
-		p.Del(ctx, k.Ranking(), k.Versions())
-		// RENAME of a missing key fails the whole script but not a MULTI, so
-		// an empty build (no providers yet) simply leaves no set behind.
-		p.Rename(ctx, k.BuildRanking(), k.Ranking())
-		p.Rename(ctx, k.BuildVersions(), k.Versions())
-		p.Persist(ctx, k.Versions())
-		p.Set(ctx, k.Complete(), strconv.FormatInt(time.Now().Unix(), 10), 0)
-		return nil
-	})
-	if err != nil && !isNoSuchKey(err) {
+	err := finishScript.Run(ctx, r.client,
+		[]string{k.Ranking(), k.Versions(), k.BuildRanking(), k.BuildVersions(), k.Complete()},
+		buildingField, strconv.FormatInt(time.Now().Unix(), 10)).Err()
+	if err != nil {
 		return fmt.Errorf("swap in rebuilt ranking: %w", err)
 	}
 	return nil
-}
-
-func isNoSuchKey(err error) bool {
-	return err != nil && err.Error() == "ERR no such key"
 }
 
 // abortBuild drops a build that could not finish.
