@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"log/slog"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -26,6 +27,9 @@ var settings = []setting{
 	{"REDIS_KEY_PREFIX", "claimd:", "prefix of every Redis key the service uses"},
 	{"RECONCILE_INTERVAL", "30s", "how often Redis is reconciled with Postgres"},
 	{"TOP_PROVIDERS_RATE_LIMIT", "10/min", "requests per client to /top-providers: N/s, N/min, N/h, or 0 for no limit"},
+	{"IDEMPOTENCY_TTL", "24h", "how long Idempotency-Key outcomes are remembered"},
+	{"API_KEYS", "", "comma-separated API keys; when set (or API_KEYS_FILE is), POST /claims needs Authorization: Bearer <key>"},
+	{"API_KEYS_FILE", "", "file with one API key per line (# comments allowed)"},
 	{"VALIDATE_NPI_CHECKSUM", "false", "also refuse provider NPIs whose check digit is wrong (Luhn, prefix 80840)"},
 	{"MIGRATE_ON_START", "true", "serve creates the database if missing and applies pending migrations first"},
 	{"SHUTDOWN_TIMEOUT", "20s", "how long SIGTERM waits for in-flight requests"},
@@ -39,6 +43,8 @@ type config struct {
 	RedisKeyPrefix    string
 	ReconcileInterval time.Duration
 	TopProvidersLimit redis_rate.Limit
+	IdempotencyTTL    time.Duration
+	APIKeys           []string
 	Rules             claim.Rules
 	MigrateOnStart    bool
 	ShutdownTimeout   time.Duration
@@ -87,6 +93,15 @@ func loadConfig(getenv func(string) string) (config, error) {
 	cfg.RedisKeyPrefix = get("REDIS_KEY_PREFIX")
 	cfg.ReconcileInterval = duration("RECONCILE_INTERVAL")
 	cfg.ShutdownTimeout = duration("SHUTDOWN_TIMEOUT")
+	cfg.IdempotencyTTL = duration("IDEMPOTENCY_TTL")
+	cfg.APIKeys = strings.FieldsFunc(getenv("API_KEYS"), func(r rune) bool { return r == ',' })
+	if path := strings.TrimSpace(getenv("API_KEYS_FILE")); path != "" {
+		keys, err := readKeysFile(path)
+		if err != nil {
+			bad("API_KEYS_FILE", err)
+		}
+		cfg.APIKeys = append(cfg.APIKeys, keys...)
+	}
 	cfg.MigrateOnStart = boolean("MIGRATE_ON_START")
 	limit, err := httpapi.ParseRateLimit(get("TOP_PROVIDERS_RATE_LIMIT"))
 	if err != nil {
@@ -104,4 +119,19 @@ func loadConfig(getenv func(string) string) (config, error) {
 		return config{}, fmt.Errorf("configuration: %s", strings.Join(errs, "; "))
 	}
 	return cfg, nil
+}
+
+// readKeysFile reads API keys, one a line; blank lines and # comments are skipped.
+func readKeysFile(path string) ([]string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var keys []string
+	for _, line := range strings.Split(string(b), "\n") {
+		if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
+			keys = append(keys, line)
+		}
+	}
+	return keys, nil
 }

@@ -25,6 +25,7 @@ import (
 // The Postgres store fits every interface that wants the truth.
 var (
 	_ ingest.ClaimStore   = (*store.Store)(nil)
+	_ ingest.KeyExpirer   = (*store.Store)(nil)
 	_ httpapi.ClaimReader = (*store.Store)(nil)
 	_ rank.TopReader      = (*store.Store)(nil)
 	_ rank.Truth          = (*store.Store)(nil)
@@ -89,7 +90,8 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	rankMetrics := rank.NewMetrics(reg)
 	reconciler := rank.NewReconciler(st, ranking, rank.ReconcilerConfig{Interval: cfg.ReconcileInterval}, rankMetrics, log)
 	handler := httpapi.NewServer(httpapi.Deps{
-		Claims:       ingest.New(st, ranking, ingest.Config{Rules: cfg.Rules}, reg, log),
+		Claims:       ingest.New(st, ranking, ingest.Config{Rules: cfg.Rules, KeyTTL: cfg.IdempotencyTTL}, reg, log),
+		APIKeys:      httpapi.NewAPIKeys(cfg.APIKeys),
 		ClaimReader:  st,
 		Top:          rank.NewFallback(ranking, st, rank.FallbackConfig{}, rankMetrics, log),
 		RateLimiter:  httpapi.NewRateLimiter(rdb, cfg.TopProvidersLimit, keys.RateLimit),
@@ -117,10 +119,14 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	// reconciler, then (deferred) close Redis and Postgres.
 	bgCtx, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
-	wg.Add(1)
+	wg.Add(2)
 	go func() {
 		defer wg.Done()
 		reconciler.Start(bgCtx)
+	}()
+	go func() {
+		defer wg.Done()
+		ingest.ExpireKeys(bgCtx, st, time.Minute, log)
 	}()
 	defer func() {
 		stopBackground()
@@ -130,7 +136,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	log.Info("claimd serving", "addr", ln.Addr().String(), "reconcile_interval", cfg.ReconcileInterval.String(),
-		"rules", cfg.Rules.Names())
+		"rules", cfg.Rules.Names(), "api_keys", len(cfg.APIKeys))
 
 	select {
 	case err := <-serveErr:

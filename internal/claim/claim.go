@@ -9,6 +9,7 @@ import "time"
 // assigns ID and ReceivedAt when it accepts the claim.
 type Claim struct {
 	ID         string
+	ExternalID string // the sender's own identifier, unique when given; "" when not
 	ReceivedAt time.Time
 	Lines      []Line
 }

@@ -45,17 +45,23 @@ func DecodeJSON(r io.Reader) (Input, error) {
 		if err := json.Unmarshal(body, &obj); err != nil {
 			return Input{}, malformed("%v", err)
 		}
+		var in Input
 		linesKey, isEnvelope := "", false
-		for k := range obj {
-			if fieldKey(k) == "lines" {
+		for k, raw := range obj {
+			switch {
+			case fieldKey(k) == "lines":
 				linesKey, isEnvelope = k, true
+			case isExternalIDName(k):
+				v := jsonValue(raw)
+				in.ExternalID = &v
+				delete(obj, k)
 			}
 		}
 		if !isEnvelope {
 			line, err := decodeJSONLine(obj)
-			return Input{Lines: []RawLine{line}}, err
+			in.Lines = []RawLine{line}
+			return in, err
 		}
-		var in Input
 		for k := range obj {
 			if k != linesKey {
 				in.Unknown = append(in.Unknown, k)

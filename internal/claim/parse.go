@@ -37,9 +37,30 @@ type RawLine []RawField
 
 // Input is a decoded but not yet interpreted claim.
 type Input struct {
+	// ExternalID is the sender's own identifier of the claim ("claim_id" or
+	// "external_id"), nil when the claim has none.
+	ExternalID *Value
 	// Unknown lists claim-level names that are not part of a claim.
 	Unknown []string
 	Lines   []RawLine
+}
+
+// MaxExternalIDLength bounds the sender's claim identifier.
+const MaxExternalIDLength = 255
+
+// ExternalIDText is the sender's claim identifier, trimmed; "" when absent.
+// Parse checks it.
+func (in Input) ExternalIDText() string {
+	if in.ExternalID == nil {
+		return ""
+	}
+	return strings.TrimSpace(in.ExternalID.Text)
+}
+
+// isExternalIDName tells whether a claim-level name carries the sender's claim id.
+func isExternalIDName(name string) bool {
+	k := fieldKey(name)
+	return k == "claimid" || k == "externalid"
 }
 
 // Parse turns raw lines into normalized Lines and checks them against the
@@ -47,9 +68,20 @@ type Input struct {
 // be parsed are not checked by the rules, so one mistake is reported once.
 func Parse(in Input, rules Rules) ([]Line, error) {
 	var problems Problems
+	if v := in.ExternalID; v != nil {
+		text := in.ExternalIDText()
+		switch {
+		case v.Kind != KindString && v.Kind != KindNumber:
+			problems = append(problems, Problem{Line: -1, Field: "claim_id", Rule: RuleValueType,
+				Detail: "must be a string or a number"})
+		case text == "" || len(text) > MaxExternalIDLength:
+			problems = append(problems, Problem{Line: -1, Field: "claim_id", Rule: RuleExternalID,
+				Detail: fmt.Sprintf("must be 1 to %d characters", MaxExternalIDLength)})
+		}
+	}
 	for _, name := range in.Unknown {
 		problems = append(problems, Problem{Line: -1, Field: name, Rule: RuleUnknownField,
-			Detail: fmt.Sprintf("unknown field %q; a claim has only \"lines\"", name)})
+			Detail: fmt.Sprintf("unknown field %q; a claim has \"lines\" and optionally \"claim_id\"", name)})
 	}
 	switch {
 	case len(in.Lines) == 0:

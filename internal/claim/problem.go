@@ -6,8 +6,18 @@ import (
 	"strings"
 )
 
-// ErrNotFound means the claim asked for does not exist.
-var ErrNotFound = errors.New("not found")
+// Errors the layers below return and the HTTP layer maps to a status.
+var (
+	// ErrNotFound means the claim asked for does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrUnavailable means the store cannot be reached now; a retry may succeed.
+	ErrUnavailable = errors.New("storage unavailable")
+	// ErrKeyInFlight means another request with the same idempotency key is
+	// still being processed.
+	ErrKeyInFlight = errors.New("a request with this idempotency key is in progress")
+	// ErrKeyReused means an idempotency key was sent again with a different claim.
+	ErrKeyReused = errors.New("this idempotency key was used for a different claim")
+)
 
 // Problem is one thing wrong with a claim, precise enough for the sender to
 // fix it: which line (its index in the input, from 0), which field, which rule.
@@ -28,6 +38,7 @@ const (
 	RuleDate           = "date"
 	RuleValueType      = "value_type"
 	RuleLineCount      = "line_count"
+	RuleExternalID     = "claim_id"
 )
 
 // Problems is every problem found in one claim. As an error it means the claim

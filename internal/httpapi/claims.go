@@ -1,13 +1,17 @@
 package httpapi
 
 import (
+	"errors"
+	"fmt"
 	"mime"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/go-chi/chi/v5"
 
 	"github.com/claim-process/claim-process/internal/claim"
+	"github.com/claim-process/claim-process/internal/ingest"
 )
 
 // money renders cents as a JSON number with exactly two decimals, "2320.00",
@@ -18,6 +22,7 @@ func (m money) MarshalJSON() ([]byte, error) { return []byte(claim.Cents(m).Stri
 
 type claimResponse struct {
 	ID         string         `json:"id"`
+	ClaimID    string         `json:"claim_id,omitempty"` // the sender's own id, when it gave one
 	NetFee     money          `json:"net_fee"`
 	ReceivedAt time.Time      `json:"received_at"`
 	Lines      []lineResponse `json:"lines"`
@@ -38,7 +43,7 @@ type lineResponse struct {
 }
 
 func toClaimResponse(c claim.Claim) claimResponse {
-	out := claimResponse{ID: c.ID, NetFee: money(c.NetFee()), ReceivedAt: c.ReceivedAt, Lines: make([]lineResponse, len(c.Lines))}
+	out := claimResponse{ID: c.ID, ClaimID: c.ExternalID, NetFee: money(c.NetFee()), ReceivedAt: c.ReceivedAt, Lines: make([]lineResponse, len(c.Lines))}
 	for i, l := range c.Lines {
 		var quadrant *string
 		if l.Quadrant != "" {
@@ -78,6 +83,11 @@ func handlePostClaim(d Deps) http.HandlerFunc {
 				"send a claim as application/json or text/csv"))
 			return
 		}
+		key, err := idempotencyKey(r.Header.Values("Idempotency-Key"))
+		if err != nil {
+			writeProblem(w, problemFor(http.StatusBadRequest, err.Error()))
+			return
+		}
 		if r.ContentLength > maxBodyBytes {
 			fail(w, r, d.Log, &http.MaxBytesError{Limit: maxBodyBytes})
 			return
@@ -88,14 +98,54 @@ func handlePostClaim(d Deps) http.HandlerFunc {
 			fail(w, r, d.Log, err)
 			return
 		}
-		c, err := d.Claims.Submit(r.Context(), in)
+		res, err := d.Claims.Submit(r.Context(), ingest.Request{
+			Input: in, Client: idempotencyScope(r, d.APIKeys), IdempotencyKey: key,
+		})
 		if err != nil {
 			fail(w, r, d.Log, err)
 			return
 		}
-		w.Header().Set("Location", "/claims/"+c.ID)
-		writeJSON(w, http.StatusCreated, toClaimResponse(c))
+		w.Header().Set("Location", "/claims/"+res.Claim.ID)
+		if res.Replayed {
+			w.Header().Set("Idempotency-Replayed", "true")
+		}
+		status := http.StatusCreated
+		if !res.Created {
+			status = http.StatusOK // the claim was stored before, under the same claim_id
+		}
+		writeJSON(w, status, toClaimResponse(res.Claim))
 	}
+}
+
+// maxIdempotencyKeyLength bounds an Idempotency-Key.
+const maxIdempotencyKeyLength = 255
+
+// idempotencyKey reads the Idempotency-Key header in the IETF draft's form, a
+// structured-field string ("..."), or bare. It is "" when absent.
+func idempotencyKey(values []string) (string, error) {
+	switch len(values) {
+	case 0:
+		return "", nil
+	case 1:
+	default:
+		return "", errors.New("send one Idempotency-Key header, not several")
+	}
+	key := strings.TrimSpace(values[0])
+	if strings.HasPrefix(key, `"`) {
+		if len(key) < 2 || !strings.HasSuffix(key, `"`) || strings.ContainsAny(key[1:len(key)-1], `"\`) {
+			return "", errors.New(`Idempotency-Key: a quoted key must be one string, "like-this"`)
+		}
+		key = key[1 : len(key)-1]
+	}
+	if key == "" || len(key) > maxIdempotencyKeyLength {
+		return "", fmt.Errorf("Idempotency-Key must be 1 to %d characters", maxIdempotencyKeyLength)
+	}
+	for i := 0; i < len(key); i++ {
+		if key[i] < 0x20 || key[i] > 0x7e {
+			return "", errors.New("Idempotency-Key must be printable ASCII")
+		}
+	}
+	return key, nil
 }
 
 func handleGetClaim(d Deps) http.HandlerFunc {

@@ -33,6 +33,12 @@ type stack struct {
 // lookups answer from Redis.
 func mustStack(t *testing.T, limit redis_rate.Limit) stack {
 	t.Helper()
+	return mustStackWith(t, limit, nil)
+}
+
+// mustStackWith is mustStack with API keys required to post claims.
+func mustStackWith(t *testing.T, limit redis_rate.Limit, apiKeys []string) stack {
+	t.Helper()
 	st, _ := testenv.MustStore(t)
 	rdb, prefix := testenv.MustSharedRedis(t)
 	log := testenv.Logger(t)
@@ -49,6 +55,7 @@ func mustStack(t *testing.T, limit redis_rate.Limit) stack {
 		ClaimReader:  st,
 		Top:          rank.NewFallback(ranking, st, rank.FallbackConfig{}, rm, log),
 		RateLimiter:  httpapi.NewRateLimiter(rdb, limit, keys.RateLimit),
+		APIKeys:      httpapi.NewAPIKeys(apiKeys),
 		PingPostgres: st.Ping,
 		PingRedis:    func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
 		Registry:     reg,

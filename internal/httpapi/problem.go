@@ -71,6 +71,16 @@ func errorProblem(err error) (problem, bool) {
 		return problemFor(http.StatusBadRequest, err.Error()), false
 	case errors.Is(err, claim.ErrNotFound):
 		return problemFor(http.StatusNotFound, "no claim with this id"), false
+	case errors.Is(err, claim.ErrKeyInFlight):
+		p := problemFor(http.StatusConflict, err.Error()+"; retry after it finishes")
+		p.retryAfter = 1
+		return p, false
+	case errors.Is(err, claim.ErrKeyReused):
+		return problemFor(http.StatusUnprocessableEntity, err.Error()+"; use a new key for a new claim"), false
+	case errors.Is(err, claim.ErrUnavailable):
+		p := problemFor(http.StatusServiceUnavailable, "storage is unavailable; nothing was stored; try again")
+		p.retryAfter = 2
+		return p, true
 	case errors.Is(err, context.DeadlineExceeded):
 		p := problemFor(http.StatusServiceUnavailable, "the request took too long; try again")
 		p.retryAfter = 1

@@ -68,7 +68,7 @@ func (l *RateLimiter) middleware(m *metrics, route string, log *slog.Logger) fun
 		}
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			ctx, cancel := context.WithTimeout(r.Context(), l.timeout)
-			res, err := l.limiter.Allow(ctx, l.key(route, clientAddr(r)), l.limit)
+			res, err := l.limiter.Allow(ctx, l.key(route, clientOf(r)), l.limit)
 			cancel()
 			if err != nil {
 				m.rateLimit.WithLabelValues(route, "fail_open").Inc()

@@ -23,6 +23,7 @@ func routes(d Deps, m *metrics) http.Handler {
 		middleware.StripSlashes, // "/claims/" is "/claims", "/top-providers/" is "/top-providers"
 		instrument(m, d.Log),
 		recoverPanics(d.Log),
+		d.APIKeys.identify,
 	)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, problemFor(http.StatusNotFound, "no such route"))
@@ -37,7 +38,7 @@ func routes(d Deps, m *metrics) http.Handler {
 
 	r.Group(func(r chi.Router) {
 		r.Use(deadline(requestTimeout))
-		r.Post("/claims", handlePostClaim(d))
+		r.With(d.APIKeys.require).Post("/claims", handlePostClaim(d))
 		r.Get("/claims/{id}", handleGetClaim(d))
 		r.With(d.RateLimiter.middleware(m, "top-providers", d.Log)).
 			Get("/top-providers", handleTopProviders(d))

@@ -11,12 +11,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/claim-process/claim-process/internal/claim"
+	"github.com/claim-process/claim-process/internal/ingest"
 	"github.com/claim-process/claim-process/internal/rank"
 )
 
 // ClaimSubmitter runs a decoded claim through the pipeline.
 type ClaimSubmitter interface {
-	Submit(ctx context.Context, in claim.Input) (claim.Claim, error)
+	Submit(ctx context.Context, req ingest.Request) (ingest.Result, error)
 }
 
 // ClaimReader reads a stored claim; claim.ErrNotFound when there is none.
@@ -36,6 +37,8 @@ type Deps struct {
 	Top         TopProviders
 	// RateLimiter guards /top-providers; nil means no limit.
 	RateLimiter *RateLimiter
+	// APIKeys, when it holds any, are required to POST claims.
+	APIKeys *APIKeys
 	// PingPostgres and PingRedis back /readyz.
 	PingPostgres func(context.Context) error
 	PingRedis    func(context.Context) error

@@ -20,11 +20,11 @@ const sampleLine = `{"service_date": "2025-01-15", "submitted_procedure": "D0180
   "subscriber": "3730189502", "provider_npi": "1497775535", "provider_fees": 150, "allowed_fees": 10,
   "member_coinsurance": 10, "member_copay": 20}`
 
-func mustInput(t *testing.T, body string) claim.Input {
+func mustRequest(t *testing.T, body string) ingest.Request {
 	t.Helper()
 	in, err := claim.DecodeJSON(strings.NewReader(body))
 	require.NoError(t, err)
-	return in
+	return ingest.Request{Input: in}
 }
 
 // Postgres is the truth: a claim committed while Redis is unreachable is
@@ -37,8 +37,9 @@ func TestSubmitSucceedsWhenRedisIsDown(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	svc := ingest.New(st, rank.NewRedis(dead, rank.Keys{Prefix: "x:"}), ingest.Config{}, reg, testenv.Logger(t))
 
-	c, err := svc.Submit(context.Background(), mustInput(t, sampleLine))
+	res, err := svc.Submit(context.Background(), mustRequest(t, sampleLine))
 	require.NoError(t, err)
+	c := res.Claim
 	require.Equal(t, "170.00", c.NetFee().String())
 	stored, err := st.Claim(context.Background(), c.ID)
 	require.NoError(t, err)
@@ -62,7 +63,7 @@ func TestSubmitAppliesConfiguredRules(t *testing.T) {
 	rules := append(claim.DefaultRules(), claim.NPIChecksum)
 	svc := ingest.New(st, rank.NewRedis(rdb, rank.Keys{Prefix: prefix}), ingest.Config{Rules: rules}, reg, nil)
 
-	_, err := svc.Submit(context.Background(), mustInput(t, sampleLine))
+	_, err := svc.Submit(context.Background(), mustRequest(t, sampleLine))
 	var problems claim.Problems
 	require.ErrorAs(t, err, &problems)
 	require.Equal(t, "npi_checksum", problems[0].Rule)
@@ -72,6 +73,6 @@ func TestSubmitAppliesConfiguredRules(t *testing.T) {
 claimd_validation_failures_total{rule="npi_checksum"} 1
 `), "claimd_validation_failures_total"))
 
-	_, err = svc.Submit(context.Background(), mustInput(t, strings.Replace(sampleLine, "1497775535", "1234567893", 1)))
+	_, err = svc.Submit(context.Background(), mustRequest(t, strings.Replace(sampleLine, "1497775535", "1234567893", 1)))
 	require.NoError(t, err, "a valid check digit passes")
 }

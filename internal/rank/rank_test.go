@@ -96,10 +96,10 @@ func insertRandomClaims(t *testing.T, st *store.Store, ranking *rank.Redis, n in
 			c.Lines = append(c.Lines, l)
 			want[l.ProviderNPI] += l.ProviderFees + l.MemberCopay - l.AllowedFees
 		}
-		totals, err := st.InsertClaim(context.Background(), c)
+		ins, err := st.InsertClaim(context.Background(), c, nil)
 		require.NoError(t, err)
 		if ranking != nil {
-			_, err = ranking.Apply(context.Background(), totals)
+			_, err = ranking.Apply(context.Background(), ins.Totals)
 			require.NoError(t, err)
 		}
 	}

@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"fmt"
 	"slices"
 	"time"
 
@@ -12,9 +11,13 @@ import (
 	"github.com/claim-process/claim-process/internal/claim"
 )
 
+// A claim with an external id that is already stored inserts nothing.
 const insertClaimSQL = `
-INSERT INTO claims (id, received_at, net_fee_cents, line_count)
-VALUES ($1, $2, $3, $4)`
+INSERT INTO claims (id, external_id, received_at, net_fee_cents, line_count)
+VALUES ($1, NULLIF($2, ''), $3, $4, $5)
+ON CONFLICT (external_id) WHERE external_id IS NOT NULL DO NOTHING`
+
+const claimByExternalIDSQL = `SELECT id FROM claims WHERE external_id = $1`
 
 // All lines of a claim go in with one set-based statement.
 const insertLinesSQL = `
@@ -41,13 +44,24 @@ SET total_net_fee_cents = t.total_net_fee_cents + excluded.total_net_fee_cents,
     updated_at = now()
 RETURNING provider_npi, total_net_fee_cents, version`
 
+// Inserted is what InsertClaim did.
+type Inserted struct {
+	// Totals are the providers' totals as committed, with their new versions.
+	Totals []claim.ProviderTotal
+	// ExistingID is set when a claim with the same external id was already
+	// stored: then nothing was written and this is that claim's id.
+	ExistingID string
+}
+
 // InsertClaim stores a claim whole, its lines and the change to each of its
-// providers' totals, in one transaction. It returns the providers' totals as
-// committed, with their new versions.
-func (s *Store) InsertClaim(ctx context.Context, c claim.Claim) ([]claim.ProviderTotal, error) {
+// providers' totals, in one transaction. A claim whose external id is already
+// stored is not stored again. When lease is not nil, the outcome is recorded
+// against the idempotency key in the same transaction; if the lease was lost
+// meanwhile nothing is stored and the error is claim.ErrKeyInFlight.
+func (s *Store) InsertClaim(ctx context.Context, c claim.Claim, lease *KeyLease) (Inserted, error) {
 	id, err := uuid.Parse(c.ID)
 	if err != nil {
-		return nil, fmt.Errorf("claim id %q: %w", c.ID, err)
+		return Inserted{}, wrap("insert claim", err)
 	}
 	n := len(c.Lines)
 	var (
@@ -74,29 +88,38 @@ func (s *Store) InsertClaim(ctx context.Context, c claim.Claim) ([]claim.Provide
 		totalFees[i] = int64(perProvider[npi])
 	}
 
-	var totals []claim.ProviderTotal
+	var out Inserted
 	err = s.withTx(ctx, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, insertClaimSQL, id, c.ReceivedAt, int64(c.NetFee()), n); err != nil {
-			return fmt.Errorf("insert claim: %w", err)
+		tag, err := tx.Exec(ctx, insertClaimSQL, id, c.ExternalID, c.ReceivedAt, int64(c.NetFee()), n)
+		if err != nil {
+			return wrap("insert claim", err)
+		}
+		if tag.RowsAffected() == 0 { // the external id is taken: a resubmission
+			var existing uuid.UUID
+			if err := tx.QueryRow(ctx, claimByExternalIDSQL, c.ExternalID).Scan(&existing); err != nil {
+				return wrap("find claim by external id", err)
+			}
+			out.ExistingID = existing.String()
+			return recordKeyOutcome(ctx, tx, lease, existing, false)
 		}
 		if _, err := tx.Exec(ctx, insertLinesSQL, id, lineNos, dates, procs, quads, plans, subs, npis,
 			provFees, allowed, coins, copays, netFees); err != nil {
-			return fmt.Errorf("insert claim lines: %w", err)
+			return wrap("insert claim lines", err)
 		}
 		rows, err := tx.Query(ctx, upsertTotalsSQL, totalNPIs, totalFees)
 		if err != nil {
-			return fmt.Errorf("update provider totals: %w", err)
+			return wrap("update provider totals", err)
 		}
-		totals, err = pgx.CollectRows(rows, scanTotal)
+		out.Totals, err = pgx.CollectRows(rows, scanTotal)
 		if err != nil {
-			return fmt.Errorf("update provider totals: %w", err)
+			return wrap("update provider totals", err)
 		}
-		return nil
+		return recordKeyOutcome(ctx, tx, lease, id, true)
 	})
 	if err != nil {
-		return nil, err
+		return Inserted{}, err
 	}
-	return totals, nil
+	return out, nil
 }
 
 func scanTotal(row pgx.CollectableRow) (claim.ProviderTotal, error) {
@@ -106,8 +129,8 @@ func scanTotal(row pgx.CollectableRow) (claim.ProviderTotal, error) {
 }
 
 const claimSQL = `
-SELECT c.received_at, l.service_date, l.submitted_procedure, coalesce(l.quadrant, ''),
-       l.plan_group, l.subscriber, l.provider_npi, l.provider_fees_cents,
+SELECT c.received_at, coalesce(c.external_id, ''), l.service_date, l.submitted_procedure,
+       coalesce(l.quadrant, ''), l.plan_group, l.subscriber, l.provider_npi, l.provider_fees_cents,
        l.allowed_fees_cents, l.member_coinsurance_cents, l.member_copay_cents
 FROM claims c JOIN claim_lines l ON l.claim_id = c.id
 WHERE c.id = $1
@@ -121,18 +144,18 @@ func (s *Store) Claim(ctx context.Context, id string) (claim.Claim, error) {
 	}
 	rows, err := s.pool.Query(ctx, claimSQL, uid)
 	if err != nil {
-		return claim.Claim{}, fmt.Errorf("read claim: %w", err)
+		return claim.Claim{}, wrap("read claim", err)
 	}
 	c := claim.Claim{ID: uid.String()}
 	var l claim.Line
-	_, err = pgx.ForEachRow(rows, []any{&c.ReceivedAt, &l.ServiceDate, &l.SubmittedProcedure, &l.Quadrant,
-		&l.PlanGroup, &l.Subscriber, &l.ProviderNPI, &l.ProviderFees, &l.AllowedFees,
+	_, err = pgx.ForEachRow(rows, []any{&c.ReceivedAt, &c.ExternalID, &l.ServiceDate, &l.SubmittedProcedure,
+		&l.Quadrant, &l.PlanGroup, &l.Subscriber, &l.ProviderNPI, &l.ProviderFees, &l.AllowedFees,
 		&l.MemberCoinsurance, &l.MemberCopay}, func() error {
 		c.Lines = append(c.Lines, l)
 		return nil
 	})
 	if err != nil {
-		return claim.Claim{}, fmt.Errorf("read claim: %w", err)
+		return claim.Claim{}, wrap("read claim", err)
 	}
 	if len(c.Lines) == 0 {
 		return claim.Claim{}, claim.ErrNotFound

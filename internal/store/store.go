@@ -96,11 +96,11 @@ func EnsureDatabase(ctx context.Context, url string) error {
 func (s *Store) withTx(ctx context.Context, fn func(pgx.Tx) error) error {
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
-		return err
+		return wrap("begin", err)
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
 	if err := fn(tx); err != nil {
 		return err
 	}
-	return tx.Commit(ctx)
+	return wrap("commit", tx.Commit(ctx))
 }

@@ -38,12 +38,12 @@ func TestInsertClaimRoundTripAndTotals(t *testing.T) {
 
 	c := newClaim(t, line("1000000001", 15000), line("1000000002", 2000), line("1000000001", 1000))
 	c.Lines[1].Quadrant = "UR"
-	totals, err := st.InsertClaim(ctx, c)
+	ins, err := st.InsertClaim(ctx, c, nil)
 	require.NoError(t, err)
 	require.Equal(t, []claim.ProviderTotal{
 		{ProviderNPI: "1000000001", NetFee: (15000 - 500) + (1000 - 500), Version: 1},
 		{ProviderNPI: "1000000002", NetFee: 1500, Version: 1},
-	}, totals)
+	}, ins.Totals)
 
 	got, err := st.Claim(ctx, c.ID)
 	require.NoError(t, err)
@@ -51,9 +51,9 @@ func TestInsertClaimRoundTripAndTotals(t *testing.T) {
 	require.True(t, c.ReceivedAt.Equal(got.ReceivedAt))
 	require.Equal(t, c.Lines, got.Lines)
 
-	totals, err = st.InsertClaim(ctx, newClaim(t, line("1000000002", 1500)))
+	ins, err = st.InsertClaim(ctx, newClaim(t, line("1000000002", 1500)), nil)
 	require.NoError(t, err)
-	require.Equal(t, []claim.ProviderTotal{{ProviderNPI: "1000000002", NetFee: 2500, Version: 2}}, totals)
+	require.Equal(t, []claim.ProviderTotal{{ProviderNPI: "1000000002", NetFee: 2500, Version: 2}}, ins.Totals)
 }
 
 func TestClaimNotFound(t *testing.T) {
@@ -71,12 +71,12 @@ func TestInsertClaimAllOrNothing(t *testing.T) {
 	t.Parallel()
 	st, url := testenv.MustStore(t)
 	ctx := context.Background()
-	_, err := st.InsertClaim(ctx, newClaim(t, line("1000000001", 5000)))
+	_, err := st.InsertClaim(ctx, newClaim(t, line("1000000001", 5000)), nil)
 	require.NoError(t, err)
 
 	bad := newClaim(t, line("1000000001", 5000), line("1000000003", 5000))
 	bad.Lines[1].MemberCopay = -1 // violates a CHECK constraint on the second line
-	_, err = st.InsertClaim(ctx, bad)
+	_, err = st.InsertClaim(ctx, bad, nil)
 	require.Error(t, err)
 
 	conn, err := pgx.Connect(ctx, url)
@@ -116,7 +116,7 @@ func TestConcurrentInsertsKeepExactTotals(t *testing.T) {
 					}
 					lines = append(lines, line(npis[k], 1500))
 				}
-				_, err := st.InsertClaim(ctx, newClaim(t, lines...))
+				_, err := st.InsertClaim(ctx, newClaim(t, lines...), nil)
 				errs <- err
 			}
 		}()
@@ -145,7 +145,7 @@ func TestTopProvidersOrder(t *testing.T) {
 		line("1000000005", 2500), line("1000000009", 2500), line("1000000001", 9500),
 		line("1000000007", 500), line("1000000003", 2500),
 	} {
-		_, err := st.InsertClaim(ctx, newClaim(t, l))
+		_, err := st.InsertClaim(ctx, newClaim(t, l), nil)
 		require.NoError(t, err)
 	}
 	top, err := st.TopProviders(ctx, 4)
@@ -162,7 +162,7 @@ func TestScanTotalsBatches(t *testing.T) {
 	st, _ := testenv.MustStore(t)
 	ctx := context.Background()
 	for i := 0; i < 7; i++ {
-		_, err := st.InsertClaim(ctx, newClaim(t, line(fmt.Sprintf("10000000%02d", i), 1000+claim.Cents(i))))
+		_, err := st.InsertClaim(ctx, newClaim(t, line(fmt.Sprintf("10000000%02d", i), 1000+claim.Cents(i))), nil)
 		require.NoError(t, err)
 	}
 	var sizes []int

@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/jackc/pgx/v5"
 
@@ -21,11 +20,11 @@ LIMIT $1`
 func (s *Store) TopProviders(ctx context.Context, limit int) ([]claim.ProviderTotal, error) {
 	rows, err := s.pool.Query(ctx, topProvidersSQL, limit)
 	if err != nil {
-		return nil, fmt.Errorf("read top providers: %w", err)
+		return nil, wrap("read top providers", err)
 	}
 	totals, err := pgx.CollectRows(rows, scanTotal)
 	if err != nil {
-		return nil, fmt.Errorf("read top providers: %w", err)
+		return nil, wrap("read top providers", err)
 	}
 	return totals, nil
 }
@@ -37,14 +36,14 @@ const scanTotalsSQL = `SELECT provider_npi, total_net_fee_cents, version FROM pr
 func (s *Store) ScanTotals(ctx context.Context, batchSize int, fn func([]claim.ProviderTotal) error) error {
 	rows, err := s.pool.Query(ctx, scanTotalsSQL)
 	if err != nil {
-		return fmt.Errorf("scan provider totals: %w", err)
+		return wrap("scan provider totals", err)
 	}
 	defer rows.Close()
 	batch := make([]claim.ProviderTotal, 0, batchSize)
 	for rows.Next() {
 		var t claim.ProviderTotal
 		if err := rows.Scan(&t.ProviderNPI, &t.NetFee, &t.Version); err != nil {
-			return fmt.Errorf("scan provider totals: %w", err)
+			return wrap("scan provider totals", err)
 		}
 		batch = append(batch, t)
 		if len(batch) == batchSize {
@@ -55,7 +54,7 @@ func (s *Store) ScanTotals(ctx context.Context, batchSize int, fn func([]claim.P
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return fmt.Errorf("scan provider totals: %w", err)
+		return wrap("scan provider totals", err)
 	}
 	if len(batch) > 0 {
 		return fn(batch)
@@ -73,11 +72,11 @@ const reconcileLockKey int64 = 0x636c61696d64 // "claimd"
 func (s *Store) TryReconcileLock(ctx context.Context) (release func(), ok bool, err error) {
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
-		return nil, false, fmt.Errorf("reconcile lock: %w", err)
+		return nil, false, wrap("reconcile lock", err)
 	}
 	if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", reconcileLockKey).Scan(&ok); err != nil {
 		conn.Release()
-		return nil, false, fmt.Errorf("reconcile lock: %w", err)
+		return nil, false, wrap("reconcile lock", err)
 	}
 	if !ok {
 		conn.Release()

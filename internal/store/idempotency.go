@@ -1,0 +1,131 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/claim-process/claim-process/internal/claim"
+)
+
+// KeyLease is an idempotency key held by one request until its claim commits.
+type KeyLease struct {
+	Scope, Key string
+	Token      uuid.UUID
+}
+
+// KeyRequest asks for an idempotency key.
+type KeyRequest struct {
+	Scope, Key  string
+	RequestHash []byte        // of the normalized claim: the same key must carry the same claim
+	Lease       time.Duration // how long the key is held before a crashed holder loses it
+	TTL         time.Duration // how long the key is remembered
+}
+
+// KeyOutcome is the stored outcome of an earlier request with the same key.
+type KeyOutcome struct {
+	ClaimID string
+	Created bool // the earlier request stored the claim (rather than finding it stored)
+}
+
+// A new key, or one whose holder died before its claim committed, is leased
+// to this request. Committed keys and live leases are left alone.
+const acquireKeySQL = `
+INSERT INTO idempotency_keys AS k (scope, key, request_hash, lease_token, lease_until, expires_at)
+VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5), now() + make_interval(secs => $6))
+ON CONFLICT (scope, key) DO UPDATE
+SET request_hash = excluded.request_hash, lease_token = excluded.lease_token,
+    lease_until = excluded.lease_until, expires_at = excluded.expires_at, created_at = now()
+WHERE k.claim_id IS NULL AND k.lease_until < now()`
+
+const keySQL = `
+SELECT request_hash, claim_id, coalesce(created, false)
+FROM idempotency_keys WHERE scope = $1 AND key = $2`
+
+// AcquireKey leases an idempotency key to this request, in a transaction of
+// its own so that a concurrent retry sees the key is taken. When the key
+// already carries a committed claim it returns that outcome and no lease.
+// Errors: claim.ErrKeyReused when the key was used for another claim,
+// claim.ErrKeyInFlight while another request holds it.
+func (s *Store) AcquireKey(ctx context.Context, r KeyRequest) (*KeyLease, *KeyOutcome, error) {
+	lease := &KeyLease{Scope: r.Scope, Key: r.Key, Token: uuid.New()}
+	tag, err := s.pool.Exec(ctx, acquireKeySQL, r.Scope, r.Key, r.RequestHash, lease.Token,
+		r.Lease.Seconds(), r.TTL.Seconds())
+	if err != nil {
+		return nil, nil, wrap("acquire idempotency key", err)
+	}
+	if tag.RowsAffected() == 1 {
+		return lease, nil, nil
+	}
+	var (
+		hash    []byte
+		claimID *uuid.UUID
+		created bool
+	)
+	err = s.pool.QueryRow(ctx, keySQL, r.Scope, r.Key).Scan(&hash, &claimID, &created)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows): // expired and removed just now
+		return nil, nil, claim.ErrKeyInFlight
+	case err != nil:
+		return nil, nil, wrap("read idempotency key", err)
+	case !bytes.Equal(hash, r.RequestHash):
+		return nil, nil, claim.ErrKeyReused
+	case claimID == nil:
+		return nil, nil, claim.ErrKeyInFlight
+	}
+	return nil, &KeyOutcome{ClaimID: claimID.String(), Created: created}, nil
+}
+
+const recordKeySQL = `
+UPDATE idempotency_keys SET claim_id = $4, created = $5, lease_token = NULL, lease_until = NULL
+WHERE scope = $1 AND key = $2 AND lease_token = $3`
+
+// recordKeyOutcome ties the claim to the leased key inside the claim's
+// transaction, so the two commit together or not at all.
+func recordKeyOutcome(ctx context.Context, tx pgx.Tx, lease *KeyLease, claimID uuid.UUID, created bool) error {
+	if lease == nil {
+		return nil
+	}
+	tag, err := tx.Exec(ctx, recordKeySQL, lease.Scope, lease.Key, lease.Token, claimID, created)
+	if err != nil {
+		return wrap("record idempotency key", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return claim.ErrKeyInFlight // the lease expired and another request took the key
+	}
+	return nil
+}
+
+const releaseKeySQL = `
+DELETE FROM idempotency_keys
+WHERE scope = $1 AND key = $2 AND lease_token = $3 AND claim_id IS NULL`
+
+// ReleaseKey gives up a lease whose claim did not commit, so a retry can
+// proceed at once instead of waiting for the lease to expire.
+func (s *Store) ReleaseKey(ctx context.Context, lease *KeyLease) error {
+	_, err := s.pool.Exec(ctx, releaseKeySQL, lease.Scope, lease.Key, lease.Token)
+	return wrap("release idempotency key", err)
+}
+
+const expireKeysSQL = `
+DELETE FROM idempotency_keys
+WHERE ctid IN (SELECT ctid FROM idempotency_keys WHERE expires_at < now() LIMIT 5000)`
+
+// ExpireKeys forgets idempotency keys past their expiry and returns how many.
+func (s *Store) ExpireKeys(ctx context.Context) (int64, error) {
+	var total int64
+	for {
+		tag, err := s.pool.Exec(ctx, expireKeysSQL)
+		if err != nil {
+			return total, wrap("expire idempotency keys", err)
+		}
+		total += tag.RowsAffected()
+		if tag.RowsAffected() < 5000 {
+			return total, nil
+		}
+	}
+}
