@@ -29,8 +29,10 @@ const usage = `claimd - dental claim ingestion with a live top-providers ranking
 Usage:
   claimd serve                  run the HTTP service (applies pending migrations first)
   claimd migrate                create the database if missing and apply pending migrations
-  claimd reconcile [--full]     one reconciliation pass of Redis against Postgres, then exit;
-                                --full rebuilds the whole Redis ranking
+  claimd reconcile [--full]     one reconciliation pass of Redis against Postgres (every
+                                provider compared), then exit; --full rebuilds the whole set
+  claimd reconcile --audit      check Postgres's provider totals against the sum of claim
+                                lines; prints the differences, exits 1 if there are any
   claimd help                   this text
 
 HTTP API (serve):
@@ -67,9 +69,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs := flag.NewFlagSet("claimd "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { printUsage(stderr) }
-	full := false
+	var full, audit bool
 	if cmd == "reconcile" {
 		fs.BoolVar(&full, "full", false, "rebuild the whole Redis ranking from Postgres")
+		fs.BoolVar(&audit, "audit", false, "check the Postgres totals against the sum of claim lines; fails on any difference")
 	}
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -90,7 +93,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case "migrate":
 		return migrate(ctx, cfg, log)
 	case "reconcile":
-		return reconcileOnce(ctx, cfg, log, full, stdout)
+		return reconcileOnce(ctx, cfg, log, full, audit, stdout)
 	default:
 		printUsage(stderr)
 		return fmt.Errorf("unknown command %q", cmd)

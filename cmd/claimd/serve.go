@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/claim-process/claim-process/internal/claim"
 	"github.com/claim-process/claim-process/internal/httpapi"
 	"github.com/claim-process/claim-process/internal/ingest"
 	"github.com/claim-process/claim-process/internal/rank"
@@ -156,20 +157,54 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	return nil
 }
 
-func reconcileOnce(ctx context.Context, cfg config, log *slog.Logger, full bool, stdout io.Writer) error {
+// reconcileOnce runs one reconciliation pass (comparing every provider, or
+// rebuilding with full), or with audit checks Postgres's totals against the
+// claim lines. It prints what it found as JSON; an audit that finds
+// differences is an error.
+func reconcileOnce(ctx context.Context, cfg config, log *slog.Logger, full, audit bool, stdout io.Writer) error {
 	st, rdb, closeConns, err := connect(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	defer closeConns()
+	out := json.NewEncoder(stdout)
+	if audit {
+		diffs, checked, err := st.Audit(ctx)
+		if err != nil {
+			return err
+		}
+		type difference struct {
+			ProviderNPI string       `json:"provider_npi"`
+			Totals      *claim.Cents `json:"provider_totals_cents"`
+			Lines       *claim.Cents `json:"claim_lines_cents"`
+		}
+		report := struct {
+			Checked     int64        `json:"providers_checked"`
+			Differences []difference `json:"differences"`
+		}{Checked: checked, Differences: []difference{}}
+		for _, d := range diffs {
+			report.Differences = append(report.Differences, difference(d))
+		}
+		if err := out.Encode(report); err != nil {
+			return err
+		}
+		if len(diffs) > 0 {
+			return fmt.Errorf("audit: %d providers' totals differ from their claim lines", len(diffs))
+		}
+		return nil
+	}
+	mode := rank.Compare
+	if full {
+		mode = rank.Rebuild
+	}
 	ranking := rank.NewRedis(rdb, rank.Keys{Prefix: cfg.RedisKeyPrefix})
 	rec := rank.NewReconciler(st, ranking, rank.ReconcilerConfig{}, rank.NewMetrics(prometheus.NewRegistry()), log)
-	res, err := rec.RunOnce(ctx, full)
+	res, err := rec.RunOnce(ctx, mode)
 	if err != nil {
 		return err
 	}
-	return json.NewEncoder(stdout).Encode(map[string]any{
+	return out.Encode(map[string]any{
 		"skipped": res.Skipped, "rebuilt": res.Rebuilt, "providers": res.Providers,
-		"repaired": res.Repaired, "duration": res.Duration.String(),
+		"repaired": res.Repaired, "drift_cents": int64(res.Drift), "duration": res.Duration.String(),
 	})
 }

@@ -47,7 +47,7 @@ func mustStackWith(t *testing.T, limit redis_rate.Limit, apiKeys []string) stack
 	ranking := rank.NewRedis(rdb, keys)
 	rm := rank.NewMetrics(reg)
 	rec := rank.NewReconciler(st, ranking, rank.ReconcilerConfig{}, rm, log)
-	_, err := rec.RunOnce(context.Background(), true)
+	_, err := rec.RunOnce(context.Background(), rank.Rebuild)
 	require.NoError(t, err)
 
 	srv := httptest.NewServer(httpapi.NewServer(httpapi.Deps{

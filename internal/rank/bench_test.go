@@ -71,7 +71,7 @@ func BenchmarkTopProviders(b *testing.B) {
 	client, prefix := testenv.MustSharedRedis(b)
 	redisRank := rank.NewRedis(client, rank.Keys{Prefix: prefix})
 	metrics := rank.NewMetrics(prometheus.NewRegistry())
-	res, err := rank.NewReconciler(st, redisRank, rank.ReconcilerConfig{}, metrics, nil).RunOnce(ctx, true)
+	res, err := rank.NewReconciler(st, redisRank, rank.ReconcilerConfig{}, metrics, nil).RunOnce(ctx, rank.Rebuild)
 	require.NoError(b, err)
 	b.Logf("%d claim lines over %d providers; full Redis rebuild of %d providers took %s",
 		lines, providers, res.Providers, res.Duration)

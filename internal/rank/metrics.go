@@ -15,6 +15,8 @@ type Metrics struct {
 	reconcileRepaired prometheus.Counter
 	reconcileRebuilds prometheus.Counter
 	reconcileLastOK   prometheus.Gauge
+	drift             prometheus.Gauge
+	driftFound        prometheus.Counter
 }
 
 // NewMetrics creates the ranking's metrics and registers them with reg.
@@ -50,6 +52,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		reconcileRebuilds: f.NewCounter(prometheus.CounterOpts{
 			Namespace: ns, Name: "reconcile_rebuilds_total",
 			Help: "Full rebuilds of the Redis ranking from the Postgres totals.",
+		}),
+		drift: f.NewGauge(prometheus.GaugeOpts{
+			Namespace: ns, Name: "ranking_drift_cents",
+			Help: "How far Redis scores were from the Postgres totals at the last reconciliation pass, summed over providers, in cents; 0 when all is well.",
+		}),
+		driftFound: f.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Name: "ranking_drift_repaired_cents_total",
+			Help: "Drift between Redis scores and Postgres totals found and repaired by reconciliation, in cents.",
 		}),
 		reconcileLastOK: f.NewGauge(prometheus.GaugeOpts{
 			Namespace: ns, Name: "reconcile_last_success_timestamp_seconds",

@@ -126,7 +126,7 @@ func TestReconcileRebuildsLostSetAndRepairsDrift(t *testing.T) {
 	want := insertRandomClaims(t, st, nil, 200, npiList(50)) // Redis never told
 
 	rec := newReconciler(st, r, 7)
-	res, err := rec.RunOnce(ctx, false)
+	res, err := rec.RunOnce(ctx, rank.Auto)
 	require.NoError(t, err)
 	require.True(t, res.Rebuilt, "no marker: the set is rebuilt whole")
 	require.Equal(t, len(want), res.Providers)
@@ -136,13 +136,15 @@ func TestReconcileRebuildsLostSetAndRepairsDrift(t *testing.T) {
 	require.NoError(t, client.ZAdd(ctx, keys.Ranking(), redis.Z{Member: "1000000001", Score: 1}).Err())
 	require.NoError(t, client.ZIncrBy(ctx, keys.Ranking(), 5, "1000000002").Err())
 	require.NoError(t, client.ZRem(ctx, keys.Ranking(), "1000000003").Err())
-	res, err = rec.RunOnce(ctx, false)
+	res, err = rec.RunOnce(ctx, rank.Auto)
 	require.NoError(t, err)
 	require.False(t, res.Rebuilt)
 	require.Equal(t, 3, res.Repaired)
+	abs := func(c claim.Cents) claim.Cents { return max(c, -c) }
+	require.Equal(t, abs(want["1000000001"]-1)+5+abs(want["1000000003"]), res.Drift)
 	require.Equal(t, want, mustScores(t, client, keys.Ranking()))
 
-	res, err = rec.RunOnce(ctx, false)
+	res, err = rec.RunOnce(ctx, rank.Auto)
 	require.NoError(t, err)
 	require.Zero(t, res.Repaired, "nothing left to repair")
 }
@@ -175,19 +177,20 @@ func TestRebuildKeepsConcurrentWrites(t *testing.T) {
 	}()
 	rec := newReconciler(st, r, 5) // small batches: the rebuild takes many round trips
 	for i := 0; i < 5; i++ {
-		_, err := rec.RunOnce(ctx, true)
+		_, err := rec.RunOnce(ctx, rank.Rebuild)
 		require.NoError(t, err)
 	}
 	close(stop)
 	wg.Wait()
 
 	var want = map[string]claim.Cents{}
-	require.NoError(t, st.ScanTotals(ctx, 1000, func(b []claim.ProviderTotal) error {
+	_, err := st.ScanTotals(ctx, time.Time{}, 1000, func(b []claim.ProviderTotal) error {
 		for _, p := range b {
 			want[p.ProviderNPI] = p.NetFee
 		}
 		return nil
-	}))
+	})
+	require.NoError(t, err)
 	require.Equal(t, want, mustScores(t, client, keys.Ranking()))
 	exists, err := client.Exists(ctx, keys.BuildRanking(), keys.BuildVersions()).Result()
 	require.NoError(t, err)
@@ -201,7 +204,7 @@ func TestRebuildOfEmptyTruthMarksComplete(t *testing.T) {
 	t.Parallel()
 	st, _ := testenv.MustStore(t)
 	r, _, _ := mustRedisRanking(t)
-	res, err := newReconciler(st, r, 10).RunOnce(context.Background(), false)
+	res, err := newReconciler(st, r, 10).RunOnce(context.Background(), rank.Auto)
 	require.NoError(t, err)
 	require.True(t, res.Rebuilt)
 	top, err := r.TopProviders(context.Background(), 10)
@@ -217,7 +220,7 @@ func TestReconcileSkipsWhenAnotherInstanceHoldsTheLock(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, ok)
 	defer release()
-	res, err := newReconciler(st, r, 10).RunOnce(context.Background(), false)
+	res, err := newReconciler(st, r, 10).RunOnce(context.Background(), rank.Auto)
 	require.NoError(t, err)
 	require.True(t, res.Skipped)
 }
@@ -256,7 +259,7 @@ func TestFallbackAnswersFromPostgresWhenRedisIsDown(t *testing.T) {
 	r := rank.NewRedis(client, rank.Keys{Prefix: "t:"})
 	ctx := context.Background()
 	want := insertRandomClaims(t, st, r, 150, npiList(40))
-	_, err := newReconciler(st, r, 100).RunOnce(ctx, false)
+	_, err := newReconciler(st, r, 100).RunOnce(ctx, rank.Auto)
 	require.NoError(t, err)
 
 	reg := prometheus.NewRegistry()
@@ -281,7 +284,7 @@ func TestFallbackAnswersFromPostgresWhenRedisIsDown(t *testing.T) {
 	_, source, err = fb.TopProviders(ctx, 20)
 	require.NoError(t, err)
 	require.Equal(t, rank.SourcePostgres, source)
-	_, err = newReconciler(st, r, 100).RunOnce(ctx, false)
+	_, err = newReconciler(st, r, 100).RunOnce(ctx, rank.Auto)
 	require.NoError(t, err)
 	top, source, err = fb.TopProviders(ctx, 20)
 	require.NoError(t, err)

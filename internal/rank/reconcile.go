@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/claim-process/claim-process/internal/claim"
@@ -14,8 +15,9 @@ type Truth interface {
 	// TryReconcileLock takes the lock that lets one instance at a time
 	// reconcile; ok is false when another instance holds it.
 	TryReconcileLock(ctx context.Context) (release func(), ok bool, err error)
-	// ScanTotals streams every provider total of one snapshot, in batches.
-	ScanTotals(ctx context.Context, batchSize int, fn func([]claim.ProviderTotal) error) error
+	// ScanTotals streams the totals changed since since (all when zero) of
+	// one snapshot, in batches, and returns the truth's clock before the scan.
+	ScanTotals(ctx context.Context, since time.Time, batchSize int, fn func([]claim.ProviderTotal) error) (time.Time, error)
 }
 
 // ReconcilerConfig tunes a Reconciler. Zero values take the defaults.
@@ -24,16 +26,30 @@ type ReconcilerConfig struct {
 	Interval time.Duration
 	// BatchSize is how many totals go to Redis in one script call. Default 1000.
 	BatchSize int
+	// FullEvery makes every n-th pass compare every provider, not only those
+	// changed since the last pass. Default 10.
+	FullEvery int
+	// Overlap is how far before the last pass's start a cheap pass looks. A
+	// total is stamped when its transaction starts and becomes visible when
+	// it commits, so this must exceed the longest claim transaction (bounded
+	// by the request deadline). Default 1m.
+	Overlap time.Duration
 }
 
-// Reconciler copies the Postgres totals into Redis wherever they differ, and
-// rebuilds the whole set when Redis has lost it.
+// Reconciler keeps Redis equal to the Postgres totals. A cheap pass repairs
+// the providers changed since the last pass; a full pass compares them all;
+// when Redis has lost the set (no completeness marker) it is rebuilt aside
+// and swapped in.
 type Reconciler struct {
 	truth   Truth
 	redis   *Redis
 	cfg     ReconcilerConfig
 	metrics *Metrics
 	log     *slog.Logger
+
+	mu       sync.Mutex // one pass at a time within the process
+	lastScan time.Time  // truth's clock before the last successful scan; zero: none yet
+	passes   int
 }
 
 // NewReconciler returns a reconciler of redis against truth.
@@ -47,15 +63,36 @@ func NewReconciler(truth Truth, redis *Redis, cfg ReconcilerConfig, m *Metrics, 
 	if cfg.BatchSize <= 0 {
 		cfg.BatchSize = 1000
 	}
+	if cfg.FullEvery <= 0 {
+		cfg.FullEvery = 10
+	}
+	if cfg.Overlap <= 0 {
+		cfg.Overlap = time.Minute
+	}
 	return &Reconciler{truth: truth, redis: redis, cfg: cfg, metrics: m, log: log}
 }
 
+// Mode says how much a pass compares.
+type Mode int
+
+const (
+	// Auto compares what changed since the last pass, everything every
+	// FullEvery passes, and rebuilds when Redis lost the set.
+	Auto Mode = iota
+	// Compare compares every provider (and rebuilds if the set was lost).
+	Compare
+	// Rebuild rebuilds the whole set from the truth.
+	Rebuild
+)
+
 // Result says what one pass did.
 type Result struct {
-	Skipped   bool // another instance held the lock
-	Rebuilt   bool // the set was rebuilt whole
-	Providers int  // provider totals read from Postgres
-	Repaired  int  // providers corrected in place (a pass that did not rebuild)
+	Skipped   bool        // another instance held the lock
+	Rebuilt   bool        // the set was rebuilt whole
+	Full      bool        // every provider was compared (or rebuilt)
+	Providers int         // provider totals read from Postgres
+	Repaired  int         // providers corrected in place
+	Drift     claim.Cents // how far the corrected scores were off, summed
 	Duration  time.Duration
 }
 
@@ -65,15 +102,16 @@ func (r *Reconciler) Start(ctx context.Context) {
 	ticker := time.NewTicker(r.cfg.Interval)
 	defer ticker.Stop()
 	for {
-		res, err := r.RunOnce(ctx, false)
+		res, err := r.RunOnce(ctx, Auto)
 		switch {
 		case ctx.Err() != nil:
 			return
 		case err != nil:
-			r.log.Error("reconciliation failed", "err", err)
+			r.log.Error("reconciliation failed; will retry", "err", err)
 		case res.Rebuilt || res.Repaired > 0:
-			r.log.Info("reconciliation repaired the ranking", "rebuilt", res.Rebuilt,
-				"repaired", res.Repaired, "providers", res.Providers, "duration", res.Duration)
+			r.log.Warn("reconciliation repaired the ranking", "rebuilt", res.Rebuilt,
+				"repaired", res.Repaired, "drift_cents", int64(res.Drift), "providers", res.Providers,
+				"duration", res.Duration.String())
 		}
 		select {
 		case <-ctx.Done():
@@ -83,11 +121,12 @@ func (r *Reconciler) Start(ctx context.Context) {
 	}
 }
 
-// RunOnce runs one pass. It rebuilds the set when full is true or when Redis
-// has lost it; otherwise it corrects each provider that differs.
-func (r *Reconciler) RunOnce(ctx context.Context, full bool) (Result, error) {
+// RunOnce runs one pass.
+func (r *Reconciler) RunOnce(ctx context.Context, mode Mode) (Result, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	start := time.Now()
-	res, err := r.runOnce(ctx, full)
+	res, err := r.runOnce(ctx, mode)
 	res.Duration = time.Since(start)
 	switch {
 	case err != nil:
@@ -98,6 +137,8 @@ func (r *Reconciler) RunOnce(ctx context.Context, full bool) (Result, error) {
 		r.metrics.reconcileRuns.WithLabelValues("ok").Inc()
 		r.metrics.reconcileDuration.Observe(res.Duration.Seconds())
 		r.metrics.reconcileRepaired.Add(float64(res.Repaired))
+		r.metrics.driftFound.Add(float64(res.Drift))
+		r.metrics.drift.Set(float64(res.Drift))
 		r.metrics.reconcileLastOK.SetToCurrentTime()
 		if res.Rebuilt {
 			r.metrics.reconcileRebuilds.Inc()
@@ -106,46 +147,60 @@ func (r *Reconciler) RunOnce(ctx context.Context, full bool) (Result, error) {
 	return res, err
 }
 
-func (r *Reconciler) runOnce(ctx context.Context, full bool) (Result, error) {
+func (r *Reconciler) runOnce(ctx context.Context, mode Mode) (Result, error) {
 	release, ok, err := r.truth.TryReconcileLock(ctx)
 	if err != nil {
 		return Result{}, err
 	}
 	if !ok {
+		// Another instance reconciles; our idea of "changed since" is stale.
+		r.lastScan = time.Time{}
 		return Result{Skipped: true}, nil
 	}
 	defer release()
 
-	if !full {
+	if mode != Rebuild {
 		complete, err := r.redis.Complete(ctx)
 		if err != nil {
 			return Result{}, fmt.Errorf("check redis ranking: %w", err)
 		}
-		full = !complete
+		if !complete {
+			mode = Rebuild
+		}
 	}
-	if full {
+	if mode == Rebuild {
 		return r.rebuild(ctx)
 	}
 
-	var res Result
-	err = r.truth.ScanTotals(ctx, r.cfg.BatchSize, func(batch []claim.ProviderTotal) error {
+	r.passes++
+	res := Result{Full: mode == Compare || r.lastScan.IsZero() || r.passes%r.cfg.FullEvery == 0}
+	var since time.Time
+	if !res.Full {
+		since = r.lastScan.Add(-r.cfg.Overlap)
+	}
+	scanned, err := r.truth.ScanTotals(ctx, since, r.cfg.BatchSize, func(batch []claim.ProviderTotal) error {
 		res.Providers += len(batch)
-		n, err := r.redis.Apply(ctx, batch)
-		res.Repaired += n
+		a, err := r.redis.apply(ctx, r.redis.liveKeys(), batch)
+		res.Repaired += a.Changed
+		res.Drift += a.Drift
 		return err
 	})
-	return res, err
+	if err != nil {
+		return res, err
+	}
+	r.lastScan = scanned
+	return res, nil
 }
 
 // rebuild fills a build set aside from a snapshot of the truth and swaps it
 // in atomically. The build begins before the snapshot is read, so a total
 // committed after the snapshot reaches the build set through Apply.
 func (r *Reconciler) rebuild(ctx context.Context) (Result, error) {
-	res := Result{Rebuilt: true}
+	res := Result{Rebuilt: true, Full: true}
 	if err := r.redis.beginBuild(ctx); err != nil {
 		return res, err
 	}
-	err := r.truth.ScanTotals(ctx, r.cfg.BatchSize, func(batch []claim.ProviderTotal) error {
+	scanned, err := r.truth.ScanTotals(ctx, time.Time{}, r.cfg.BatchSize, func(batch []claim.ProviderTotal) error {
 		res.Providers += len(batch)
 		return r.redis.applyToBuild(ctx, batch)
 	})
@@ -156,5 +211,6 @@ func (r *Reconciler) rebuild(ctx context.Context) (Result, error) {
 		r.redis.abortBuild(context.WithoutCancel(ctx))
 		return res, err
 	}
+	r.lastScan = scanned
 	return res, nil
 }

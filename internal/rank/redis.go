@@ -60,27 +60,31 @@ const (
 // KEYS[1] ranking zset, KEYS[2] versions hash,
 // KEYS[3] build zset,   KEYS[4] build versions hash.
 // ARGV    triples: provider NPI, total in cents, version.
-// Returns the number of providers whose score or version changed in KEYS[1].
+// Returns {changed, drift}: how many providers' score or version changed in
+// KEYS[1], and the sum of |old score - new score| over them, in cents (a
+// missing member counts its whole new score).
+//
+// Scores and versions are written from the ARGV strings, never from Lua
+// numbers, which Lua would format with only 14 significant digits.
 var applyScript = redis.NewScript(`
--- Scores and versions are written from the ARGV strings, never from Lua
--- numbers, which Lua would format with only 14 significant digits.
 local function apply(zkey, vkey, npi, cents, version)
   local held = tonumber(redis.call('HGET', vkey, npi))
-  if held and held > tonumber(version) then return 0 end
-  local score = redis.call('ZSCORE', zkey, npi)
-  if held == tonumber(version) and score and tonumber(score) == tonumber(cents) then return 0 end
+  if held and held > tonumber(version) then return 0, 0 end
+  local score = tonumber(redis.call('ZSCORE', zkey, npi))
+  if held == tonumber(version) and score == tonumber(cents) then return 0, 0 end
   redis.call('ZADD', zkey, cents, npi)
   redis.call('HSET', vkey, npi, version)
-  return 1
+  return 1, math.abs(tonumber(cents) - (score or 0))
 end
 local building = redis.call('EXISTS', KEYS[4]) == 1
-local changed = 0
+local changed, drift = 0, 0
 for i = 1, #ARGV, 3 do
   local npi, cents, version = ARGV[i], ARGV[i+1], ARGV[i+2]
-  changed = changed + apply(KEYS[1], KEYS[2], npi, cents, version)
+  local c, d = apply(KEYS[1], KEYS[2], npi, cents, version)
+  changed, drift = changed + c, drift + d
   if building then apply(KEYS[3], KEYS[4], npi, cents, version) end
 end
-return changed
+return {changed, drift}
 `)
 
 // Redis is the ranking as kept in Redis.
@@ -94,11 +98,22 @@ func NewRedis(client redis.UniversalClient, keys Keys) *Redis {
 	return &Redis{client: client, keys: keys}
 }
 
+// Applied says what a write of totals changed in the ranking.
+type Applied struct {
+	Changed int         // providers whose score or version moved
+	Drift   claim.Cents // sum of how far the changed scores were from the totals
+}
+
 // Apply records committed provider totals. Repeating it, or applying totals
 // out of order, leaves the same result. It returns how many providers changed.
 func (r *Redis) Apply(ctx context.Context, totals []claim.ProviderTotal) (int, error) {
+	a, err := r.apply(ctx, r.liveKeys(), totals)
+	return a.Changed, err
+}
+
+func (r *Redis) liveKeys() []string {
 	k := r.keys
-	return r.apply(ctx, []string{k.Ranking(), k.Versions(), k.BuildRanking(), k.BuildVersions()}, totals)
+	return []string{k.Ranking(), k.Versions(), k.BuildRanking(), k.BuildVersions()}
 }
 
 // applyToBuild records totals in the build set only (the last two keys name
@@ -110,19 +125,19 @@ func (r *Redis) applyToBuild(ctx context.Context, totals []claim.ProviderTotal) 
 	return err
 }
 
-func (r *Redis) apply(ctx context.Context, keys []string, totals []claim.ProviderTotal) (int, error) {
+func (r *Redis) apply(ctx context.Context, keys []string, totals []claim.ProviderTotal) (Applied, error) {
 	if len(totals) == 0 {
-		return 0, nil
+		return Applied{}, nil
 	}
 	args := make([]any, 0, 3*len(totals))
 	for _, t := range totals {
 		args = append(args, t.ProviderNPI, int64(t.NetFee), t.Version)
 	}
-	n, err := applyScript.Run(ctx, r.client, keys, args...).Int()
+	res, err := applyScript.Run(ctx, r.client, keys, args...).Int64Slice()
 	if err != nil {
-		return 0, fmt.Errorf("apply totals to redis: %w", err)
+		return Applied{}, fmt.Errorf("apply totals to redis: %w", err)
 	}
-	return n, nil
+	return Applied{Changed: int(res[0]), Drift: claim.Cents(res[1])}, nil
 }
 
 // TopProviders returns the limit providers with the highest totals, as ZREVRANGE

@@ -167,16 +167,26 @@ func TestScanTotalsBatches(t *testing.T) {
 	}
 	var sizes []int
 	seen := map[string]claim.Cents{}
-	require.NoError(t, st.ScanTotals(ctx, 3, func(batch []claim.ProviderTotal) error {
+	collect := func(batch []claim.ProviderTotal) error {
 		sizes = append(sizes, len(batch))
 		for _, p := range batch {
 			seen[p.ProviderNPI] = p.NetFee
 		}
 		return nil
-	}))
+	}
+	scanned, err := st.ScanTotals(ctx, time.Time{}, 3, collect)
+	require.NoError(t, err)
 	require.Equal(t, []int{3, 3, 1}, sizes)
 	require.Len(t, seen, 7)
 	require.Equal(t, claim.Cents(1006-500), seen["1000000006"])
+
+	// Since the first scan's start only what changed afterwards comes back.
+	_, err = st.InsertClaim(ctx, newClaim(t, line("1000000003", 2000)), nil)
+	require.NoError(t, err)
+	sizes, seen = nil, map[string]claim.Cents{}
+	_, err = st.ScanTotals(ctx, scanned, 3, collect)
+	require.NoError(t, err)
+	require.Equal(t, map[string]claim.Cents{"1000000003": 1003 - 500 + 2000 - 500}, seen)
 }
 
 func TestReconcileLockIsExclusive(t *testing.T) {

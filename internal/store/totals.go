@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -29,37 +30,94 @@ func (s *Store) TopProviders(ctx context.Context, limit int) ([]claim.ProviderTo
 	return totals, nil
 }
 
-const scanTotalsSQL = `SELECT provider_npi, total_net_fee_cents, version FROM provider_totals`
+const scanTotalsSQL = `
+SELECT provider_npi, total_net_fee_cents, version FROM provider_totals
+WHERE $1::timestamptz IS NULL OR updated_at >= $1`
 
-// ScanTotals streams every provider total, as of one snapshot taken when the
-// scan starts, to fn in batches of at most batchSize.
-func (s *Store) ScanTotals(ctx context.Context, batchSize int, fn func([]claim.ProviderTotal) error) error {
-	rows, err := s.pool.Query(ctx, scanTotalsSQL)
+// ScanTotals streams provider totals, as of one snapshot taken when the scan
+// starts, to fn in batches of at most batchSize: all of them when since is
+// zero, else those changed at or after since. It returns the database's
+// clock just before the scan, for the next scan's since.
+func (s *Store) ScanTotals(ctx context.Context, since time.Time, batchSize int, fn func([]claim.ProviderTotal) error) (time.Time, error) {
+	var startedAt time.Time
+	if err := s.pool.QueryRow(ctx, "SELECT clock_timestamp()").Scan(&startedAt); err != nil {
+		return time.Time{}, wrap("scan provider totals", err)
+	}
+	var sinceArg *time.Time
+	if !since.IsZero() {
+		sinceArg = &since
+	}
+	rows, err := s.pool.Query(ctx, scanTotalsSQL, sinceArg)
 	if err != nil {
-		return wrap("scan provider totals", err)
+		return time.Time{}, wrap("scan provider totals", err)
 	}
 	defer rows.Close()
 	batch := make([]claim.ProviderTotal, 0, batchSize)
 	for rows.Next() {
 		var t claim.ProviderTotal
 		if err := rows.Scan(&t.ProviderNPI, &t.NetFee, &t.Version); err != nil {
-			return wrap("scan provider totals", err)
+			return time.Time{}, wrap("scan provider totals", err)
 		}
 		batch = append(batch, t)
 		if len(batch) == batchSize {
 			if err := fn(batch); err != nil {
-				return err
+				return time.Time{}, err
 			}
 			batch = batch[:0]
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return wrap("scan provider totals", err)
+		return time.Time{}, wrap("scan provider totals", err)
 	}
 	if len(batch) > 0 {
-		return fn(batch)
+		if err := fn(batch); err != nil {
+			return time.Time{}, err
+		}
 	}
-	return nil
+	return startedAt, nil
+}
+
+// AuditDifference is a provider whose stored total is not the sum of its
+// claim lines. A nil side means the provider is missing there.
+type AuditDifference struct {
+	ProviderNPI string
+	Totals      *claim.Cents // provider_totals
+	Lines       *claim.Cents // SUM of claim_lines
+}
+
+const auditSQL = `
+SELECT provider_npi, t.total_net_fee_cents, l.total
+FROM provider_totals t
+FULL JOIN (SELECT provider_npi, sum(net_fee_cents)::bigint AS total
+           FROM claim_lines GROUP BY provider_npi) l USING (provider_npi)
+WHERE t.total_net_fee_cents IS DISTINCT FROM l.total
+ORDER BY provider_npi`
+
+const auditCountSQL = `SELECT count(*) FROM provider_totals`
+
+// Audit compares the totals table with the sum of the claim lines, in one
+// snapshot, and returns every provider where they differ and how many
+// providers were checked. It reads every line: an operator's tool, not a hot path.
+func (s *Store) Audit(ctx context.Context) (diffs []AuditDifference, checked int64, err error) {
+	err = s.withTx(ctx, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY"); err != nil {
+			return wrap("audit", err)
+		}
+		if err := tx.QueryRow(ctx, auditCountSQL).Scan(&checked); err != nil {
+			return wrap("audit", err)
+		}
+		rows, err := tx.Query(ctx, auditSQL)
+		if err != nil {
+			return wrap("audit", err)
+		}
+		diffs, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (AuditDifference, error) {
+			var d AuditDifference
+			err := row.Scan(&d.ProviderNPI, &d.Totals, &d.Lines)
+			return d, err
+		})
+		return wrap("audit", err)
+	})
+	return diffs, checked, err
 }
 
 // reconcileLockKey is the advisory lock that lets one instance at a time
