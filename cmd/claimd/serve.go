@@ -56,6 +56,9 @@ func connect(ctx context.Context, cfg config) (st *store.Store, rdb *redis.Clien
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("REDIS_URL: %w", err)
 	}
+	// Without this go-redis ignores context deadlines on reads and writes,
+	// and the 50ms lookup deadline would become ReadTimeout.
+	opts.ContextTimeoutEnabled = true
 	opts.DialTimeout = time.Second
 	opts.ReadTimeout = 500 * time.Millisecond
 	opts.WriteTimeout = 500 * time.Millisecond

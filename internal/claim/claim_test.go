@@ -298,3 +298,39 @@ func TestParseRefusesAFieldGivenTwice(t *testing.T) {
 	_, err = claim.Parse(in, claim.DefaultRules())
 	require.ErrorContains(t, err, "already has")
 }
+
+func TestParseRefusesHiddenData(t *testing.T) {
+	t.Parallel()
+	cases := map[string]struct {
+		body        string
+		field, rule string
+	}{
+		"a JSON key given twice": {strings.Replace(oldServicePayload, `"provider_fees": 100.0`, `"provider_fees": 100.0, "provider_fees": 900.0`, 1), "provider_fees", "duplicate_field"},
+		"NUL in text":            {strings.Replace(oldServicePayload, `"GRP-1000"`, `"GRP\u00001000"`, 1), "plan_group", "text"},
+		"invalid UTF-8":          {strings.Replace(oldServicePayload, `"GRP-1000"`, "\"GRP\xff1000\"", 1), "plan_group", "text"},
+	}
+	for name, tc := range cases {
+		in, err := claim.DecodeJSON(strings.NewReader(tc.body))
+		if err != nil {
+			require.ErrorIs(t, err, claim.ErrMalformed, name)
+			continue
+		}
+		_, err = claim.Parse(in, claim.DefaultRules())
+		var problems claim.Problems
+		require.ErrorAs(t, err, &problems, name)
+		require.Equal(t, tc.field, problems[0].Field, name)
+		require.Equal(t, tc.rule, problems[0].Rule, name)
+	}
+}
+
+// A CSV without its header row would turn data (a subscriber number among
+// it) into field names; it is refused without repeating any of it.
+func TestDecodeCSVWithoutHeader(t *testing.T) {
+	t.Parallel()
+	sample := string(mustReadSample(t))
+	_, rows, _ := strings.Cut(sample, "\n")
+	_, err := claim.DecodeCSV(strings.NewReader(rows))
+	require.ErrorIs(t, err, claim.ErrMalformed)
+	require.NotContains(t, err.Error(), "3730189502")
+	require.Contains(t, err.Error(), "header")
+}

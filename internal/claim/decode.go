@@ -8,7 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sort"
+	"strings"
+	"unicode/utf8"
 )
 
 // ErrMalformed marks input that is not well-formed JSON or CSV, or not shaped
@@ -31,6 +32,10 @@ func DecodeJSON(r io.Reader) (Input, error) {
 	if len(body) == 0 {
 		return Input{}, malformed("empty body")
 	}
+	if !utf8.Valid(body) {
+		// encoding/json would quietly turn bad bytes into U+FFFD.
+		return Input{}, malformed("the body is not valid UTF-8")
+	}
 	if !json.Valid(body) {
 		var v any
 		err := json.Unmarshal(body, &v)
@@ -41,35 +46,35 @@ func DecodeJSON(r io.Reader) (Input, error) {
 		lines, err := decodeJSONLines(body)
 		return Input{Lines: lines}, err
 	case '{':
-		var obj map[string]json.RawMessage
-		if err := json.Unmarshal(body, &obj); err != nil {
-			return Input{}, malformed("%v", err)
+		members, err := decodeObject(body)
+		if err != nil {
+			return Input{}, err
 		}
-		var in Input
-		linesKey, isEnvelope := "", false
-		for k, raw := range obj {
+		var (
+			in         Input
+			lines      json.RawMessage
+			isEnvelope bool
+			rest       []member
+		)
+		for _, m := range members {
 			switch {
-			case fieldKey(k) == "lines":
-				linesKey, isEnvelope = k, true
-			case isExternalIDName(k):
-				v := jsonValue(raw)
+			case fieldKey(m.name) == "lines":
+				lines, isEnvelope = m.raw, true
+			case isExternalIDName(m.name):
+				v := jsonValue(m.raw)
 				in.ExternalID = &v
-				delete(obj, k)
+			default:
+				rest = append(rest, m)
 			}
 		}
 		if !isEnvelope {
-			line, err := decodeJSONLine(obj)
-			in.Lines = []RawLine{line}
-			return in, err
+			in.Lines = []RawLine{toRawLine(rest)}
+			return in, nil
 		}
-		for k := range obj {
-			if k != linesKey {
-				in.Unknown = append(in.Unknown, k)
-			}
+		for _, m := range rest {
+			in.Unknown = append(in.Unknown, m.name)
 		}
-		sort.Strings(in.Unknown)
-		lines, err := decodeJSONLines(obj[linesKey])
-		in.Lines = lines
+		in.Lines, err = decodeJSONLines(lines)
 		return in, err
 	default:
 		return Input{}, malformed("a claim is a JSON object or array")
@@ -83,26 +88,55 @@ func decodeJSONLines(data json.RawMessage) ([]RawLine, error) {
 	}
 	lines := make([]RawLine, 0, len(items))
 	for i, item := range items {
-		var obj map[string]json.RawMessage
-		if err := json.Unmarshal(item, &obj); err != nil || obj == nil {
+		item = bytes.TrimSpace(item)
+		if len(item) == 0 || item[0] != '{' {
 			return nil, malformed("line %d is not a JSON object", i)
 		}
-		line, err := decodeJSONLine(obj)
+		members, err := decodeObject(item)
 		if err != nil {
 			return nil, err
 		}
-		lines = append(lines, line)
+		lines = append(lines, toRawLine(members))
 	}
 	return lines, nil
 }
 
-func decodeJSONLine(obj map[string]json.RawMessage) (RawLine, error) {
-	line := make(RawLine, 0, len(obj))
-	for name, raw := range obj {
-		line = append(line, RawField{Name: name, Value: jsonValue(raw)})
+// member is one name/value pair of a JSON object, in input order.
+type member struct {
+	name string
+	raw  json.RawMessage
+}
+
+// decodeObject reads the members of one valid JSON object in order, keeping
+// a name given twice twice (a map would silently keep only the last), so
+// that Parse can refuse it.
+func decodeObject(data []byte) ([]member, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return nil, malformed("expected a JSON object")
 	}
-	sort.Slice(line, func(i, j int) bool { return line[i].Name < line[j].Name })
-	return line, nil
+	var members []member
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, malformed("%v", err)
+		}
+		name, _ := tok.(string) // object keys are strings in valid JSON
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			return nil, malformed("%v", err)
+		}
+		members = append(members, member{name: name, raw: raw})
+	}
+	return members, nil
+}
+
+func toRawLine(members []member) RawLine {
+	line := make(RawLine, 0, len(members))
+	for _, m := range members {
+		line = append(line, RawField{Name: m.name, Value: jsonValue(m.raw)})
+	}
+	return line
 }
 
 // jsonValue classifies one already-validated JSON value by its first byte.
@@ -140,6 +174,16 @@ func DecodeCSV(r io.Reader) (Input, error) {
 	if err != nil {
 		return Input{}, csvError(err)
 	}
+	known := false
+	for _, name := range header {
+		_, ok := LookupField(name)
+		known = known || ok
+	}
+	if !known {
+		// Likely a data row: name none of it, it may hold a subscriber number.
+		return Input{}, malformed("the first CSV row must be a header naming the fields (%s)",
+			strings.Join(FieldNames(), ", "))
+	}
 	var in Input
 	for {
 		rec, err := cr.Read()
@@ -150,7 +194,11 @@ func DecodeCSV(r io.Reader) (Input, error) {
 			return Input{}, csvError(err)
 		}
 		if len(in.Lines) == MaxLines {
-			// One more than allowed is enough for Parse to say so.
+			// One more than allowed is enough for Parse to say so; the rest is
+			// read to its end so a body over the size limit is still told so.
+			if _, err := io.Copy(io.Discard, br); err != nil {
+				return Input{}, err
+			}
 			in.Lines = append(in.Lines, nil)
 			return in, nil
 		}

@@ -20,6 +20,7 @@ var (
 	errMoneyPrecision = errors.New("has more than two decimals")
 	errMoneyTooLarge  = errors.New("is larger than 999,999,999.99")
 	errMoneySyntax    = errors.New(`is not an amount of money (expected e.g. "150.00", "$1,234.50" or 150.5)`)
+	// The errors name no value: a misplaced column could put PHI where money belongs.
 )
 
 // ParseCents reads a decimal amount of dollars straight into cents, digit by

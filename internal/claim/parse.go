@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // MaxLines bounds the lines of one claim.
@@ -145,6 +146,10 @@ func parseLine(index int, raw RawLine) (Line, Problems) {
 			report(f, RuleValueType, "must be a string or a number")
 			return "", false
 		}
+		if !utf8.ValidString(v.Text) || strings.ContainsRune(v.Text, 0) {
+			report(f, RuleText, "must be UTF-8 text without NUL characters")
+			return "", false
+		}
 		return strings.TrimSpace(v.Text), true
 	}
 	money := func(f Field, dst *Cents) {
@@ -154,7 +159,7 @@ func parseLine(index int, raw RawLine) (Line, Problems) {
 		}
 		c, err := ParseCents(s)
 		if err != nil {
-			report(f, RuleMoney, fmt.Sprintf("%q %v", s, err))
+			report(f, RuleMoney, err.Error())
 			return
 		}
 		*dst = c
@@ -163,7 +168,7 @@ func parseLine(index int, raw RawLine) (Line, Problems) {
 	if s, ok := text(FieldServiceDate); ok {
 		d, err := ParseServiceDate(s)
 		if err != nil {
-			report(FieldServiceDate, RuleDate, err.Error())
+			report(FieldServiceDate, RuleDate, "is not a date (expected M/D/YY H:MM, YYYY-MM-DD or RFC 3339)")
 		}
 		line.ServiceDate = d
 	}

@@ -37,6 +37,7 @@ const (
 	RuleMoney          = "money"
 	RuleDate           = "date"
 	RuleValueType      = "value_type"
+	RuleText           = "text"
 	RuleLineCount      = "line_count"
 	RuleExternalID     = "claim_id"
 )

@@ -363,3 +363,32 @@ func TestReadyzFailsWithoutPostgres(t *testing.T) {
 	require.JSONEq(t, `{"status": "not_ready", "postgres": "down", "redis": "ok"}`, string(res.body))
 	require.Equal(t, http.StatusOK, mustDo(t, http.MethodGet, s.url+"/healthz", "", nil).status, "alive all the same")
 }
+
+func TestMethodNotAllowedSaysWhatIs(t *testing.T) {
+	t.Parallel()
+	s := mustStack(t, redis_rate.Limit{})
+	res := mustDo(t, http.MethodDelete, s.url+"/claims", "", nil)
+	require.Equal(t, http.StatusMethodNotAllowed, res.status)
+	require.Equal(t, "POST", res.header.Get("Allow"))
+	res = mustDo(t, http.MethodPost, s.url+"/top-providers", "application/json", nil)
+	require.Equal(t, http.StatusMethodNotAllowed, res.status)
+	require.Equal(t, "GET", res.header.Get("Allow"))
+}
+
+// A chunked CSV body over the limit is a 413 even though the decoder stops
+// taking lines long before the limit.
+func TestChunkedCSVOverLimit(t *testing.T) {
+	t.Parallel()
+	s := mustStack(t, redis_rate.Limit{})
+	sample := string(mustSample(t))
+	header, rows, _ := strings.Cut(sample, "\n")
+	body := header + "\n" + strings.Repeat(rows, (2<<20)/len(rows))
+	req, err := http.NewRequest(http.MethodPost, s.url+"/claims", io.MultiReader(strings.NewReader(body)))
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "text/csv")
+	req.ContentLength = -1
+	res, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	res.Body.Close()
+	require.Equal(t, http.StatusRequestEntityTooLarge, res.StatusCode)
+}

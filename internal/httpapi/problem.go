@@ -35,8 +35,16 @@ type problemItem struct {
 
 const invalidClaimType = "urn:claim-process:problem:invalid-claim"
 
+// statusClientClosedRequest is the de-facto status (nginx's) for a request
+// whose client hung up before the answer.
+const statusClientClosedRequest = 499
+
 func problemFor(status int, detail string) problem {
-	return problem{Type: "about:blank", Title: http.StatusText(status), Status: status, Detail: detail}
+	title := http.StatusText(status)
+	if status == statusClientClosedRequest {
+		title = "Client Closed Request"
+	}
+	return problem{Type: "about:blank", Title: title, Status: status, Detail: detail}
 }
 
 func toProblemItems(ps claim.Problems) []problemItem {
@@ -81,6 +89,9 @@ func errorProblem(err error) (problem, bool) {
 		p := problemFor(http.StatusServiceUnavailable, "storage is unavailable; nothing was stored; try again")
 		p.retryAfter = 2
 		return p, true
+	case errors.Is(err, context.Canceled):
+		// The client went away; nobody reads this answer and it is no fault of ours.
+		return problemFor(statusClientClosedRequest, "the client closed the request"), false
 	case errors.Is(err, context.DeadlineExceeded):
 		p := problemFor(http.StatusServiceUnavailable, "the request took too long; try again")
 		p.retryAfter = 1

@@ -71,6 +71,8 @@ func NewFallback(redis, postgres TopReader, cfg FallbackConfig, m *Metrics, log 
 		ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= cfg.BreakerFailures },
 		// A set that is incomplete is Redis answering correctly: not a failure.
 		IsSuccessful: func(err error) bool { return err == nil || errors.Is(err, ErrIncomplete) },
+		// A caller that gave up says nothing about Redis.
+		IsExcluded: func(err error) bool { return errors.Is(err, context.Canceled) },
 		OnStateChange: func(_ string, from, to gobreaker.State) {
 			m.breakerState.Set(float64(to))
 			log.Warn("redis ranking circuit breaker changed state", "from", from.String(), "to", to.String())

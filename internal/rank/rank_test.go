@@ -82,25 +82,40 @@ func TestTopProvidersNeedsCompleteSet(t *testing.T) {
 	require.Equal(t, []claim.ProviderTotal{{ProviderNPI: "1000000001", NetFee: 100}}, top)
 }
 
+// randomClaim makes a claim of 1 to 4 lines over npis and returns what it
+// adds to each provider, computed here independently of the store.
+func randomClaim(npis []string) (claim.Claim, map[string]claim.Cents) {
+	c := claim.Claim{ID: uuid.NewString(), ReceivedAt: time.Now()}
+	owed := map[string]claim.Cents{}
+	for j := 0; j < 1+rand.IntN(4); j++ {
+		l := claim.Line{ServiceDate: time.Now(), SubmittedProcedure: "D0180", PlanGroup: "G", Subscriber: "S",
+			ProviderNPI: npis[rand.IntN(len(npis))], ProviderFees: claim.Cents(rand.IntN(100000)),
+			AllowedFees: claim.Cents(rand.IntN(50000)), MemberCopay: claim.Cents(rand.IntN(3000))}
+		c.Lines = append(c.Lines, l)
+		owed[l.ProviderNPI] += l.ProviderFees + l.MemberCopay - l.AllowedFees
+	}
+	return c, owed
+}
+
+// insertClaim stores c and, when ranking is not nil, applies its totals.
+func insertClaim(st *store.Store, ranking *rank.Redis, c claim.Claim) error {
+	ins, err := st.InsertClaim(context.Background(), c, nil)
+	if err == nil && ranking != nil {
+		_, err = ranking.Apply(context.Background(), ins.Totals)
+	}
+	return err
+}
+
 // insertRandomClaims writes n random claims over npis and returns the exact
 // totals computed here, independently of the store.
 func insertRandomClaims(t *testing.T, st *store.Store, ranking *rank.Redis, n int, npis []string) map[string]claim.Cents {
 	t.Helper()
 	want := map[string]claim.Cents{}
 	for i := 0; i < n; i++ {
-		c := claim.Claim{ID: uuid.NewString(), ReceivedAt: time.Now()}
-		for j := 0; j < 1+rand.IntN(4); j++ {
-			l := claim.Line{ServiceDate: time.Now(), SubmittedProcedure: "D0180", PlanGroup: "G", Subscriber: "S",
-				ProviderNPI: npis[rand.IntN(len(npis))], ProviderFees: claim.Cents(rand.IntN(100000)),
-				AllowedFees: claim.Cents(rand.IntN(50000)), MemberCopay: claim.Cents(rand.IntN(3000))}
-			c.Lines = append(c.Lines, l)
-			want[l.ProviderNPI] += l.ProviderFees + l.MemberCopay - l.AllowedFees
-		}
-		ins, err := st.InsertClaim(context.Background(), c, nil)
-		require.NoError(t, err)
-		if ranking != nil {
-			_, err = ranking.Apply(context.Background(), ins.Totals)
-			require.NoError(t, err)
+		c, owed := randomClaim(npis)
+		require.NoError(t, insertClaim(st, ranking, c))
+		for npi, v := range owed {
+			want[npi] += v
 		}
 	}
 	return want
@@ -160,18 +175,20 @@ func TestRebuildKeepsConcurrentWrites(t *testing.T) {
 	insertRandomClaims(t, st, r, 300, npis)
 
 	var (
-		wg   sync.WaitGroup
-		stop = make(chan struct{})
+		wg       sync.WaitGroup
+		stop     = make(chan struct{})
+		writeErr error
 	)
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		for {
+		for writeErr == nil {
 			select {
 			case <-stop:
 				return
 			default:
-				insertRandomClaims(t, st, r, 1, npis)
+				c, _ := randomClaim(npis)
+				writeErr = insertClaim(st, r, c)
 			}
 		}
 	}()
@@ -182,6 +199,7 @@ func TestRebuildKeepsConcurrentWrites(t *testing.T) {
 	}
 	close(stop)
 	wg.Wait()
+	require.NoError(t, writeErr)
 
 	var want = map[string]claim.Cents{}
 	_, err := st.ScanTotals(ctx, time.Time{}, 1000, func(b []claim.ProviderTotal) error {
@@ -303,4 +321,52 @@ func gaugeValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	}
 	t.Fatalf("metric %s not found", name)
 	return 0
+}
+
+// interleavedTruth commits and applies a claim in the middle of every scan,
+// after the scan's snapshot was taken: the moment a rebuild could lose it.
+type interleavedTruth struct {
+	*store.Store
+	t       *testing.T
+	ranking *rank.Redis
+	npis    []string
+}
+
+func (it interleavedTruth) ScanTotals(ctx context.Context, since time.Time, batch int, fn func([]claim.ProviderTotal) error) (time.Time, error) {
+	first := true
+	return it.Store.ScanTotals(ctx, since, batch, func(b []claim.ProviderTotal) error {
+		if first {
+			first = false
+			c, _ := randomClaim(it.npis)
+			require.NoError(it.t, insertClaim(it.Store, it.ranking, c))
+		}
+		return fn(b)
+	})
+}
+
+func TestRebuildKeepsWritesCommittedAfterItsSnapshot(t *testing.T) {
+	t.Parallel()
+	st, _ := testenv.MustStore(t)
+	r, client, keys := mustRedisRanking(t)
+	ctx := context.Background()
+	npis := npiList(30)
+	insertRandomClaims(t, st, r, 100, npis)
+
+	truth := interleavedTruth{Store: st, t: t, ranking: r, npis: npis}
+	rec := rank.NewReconciler(truth, r, rank.ReconcilerConfig{BatchSize: 4}, rank.NewMetrics(prometheus.NewRegistry()), nil)
+	for i := 0; i < 3; i++ {
+		res, err := rec.RunOnce(ctx, rank.Rebuild)
+		require.NoError(t, err)
+		require.True(t, res.Rebuilt)
+
+		want := map[string]claim.Cents{}
+		_, err = st.ScanTotals(ctx, time.Time{}, 1000, func(b []claim.ProviderTotal) error {
+			for _, p := range b {
+				want[p.ProviderNPI] = p.NetFee
+			}
+			return nil
+		})
+		require.NoError(t, err)
+		require.Equal(t, want, mustScores(t, client, keys.Ranking()), "rebuild %d", i)
+	}
 }

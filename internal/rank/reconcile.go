@@ -197,7 +197,8 @@ func (r *Reconciler) runOnce(ctx context.Context, mode Mode) (Result, error) {
 // committed after the snapshot reaches the build set through Apply.
 func (r *Reconciler) rebuild(ctx context.Context) (Result, error) {
 	res := Result{Rebuilt: true, Full: true}
-	if err := r.redis.beginBuild(ctx); err != nil {
+	token, err := r.redis.beginBuild(ctx)
+	if err != nil {
 		return res, err
 	}
 	scanned, err := r.truth.ScanTotals(ctx, time.Time{}, r.cfg.BatchSize, func(batch []claim.ProviderTotal) error {
@@ -205,10 +206,10 @@ func (r *Reconciler) rebuild(ctx context.Context) (Result, error) {
 		return r.redis.applyToBuild(ctx, batch)
 	})
 	if err == nil {
-		err = r.redis.finishBuild(ctx)
+		err = r.redis.finishBuild(ctx, token)
 	}
 	if err != nil {
-		r.redis.abortBuild(context.WithoutCancel(ctx))
+		r.redis.abortBuild(context.WithoutCancel(ctx), token)
 		return res, err
 	}
 	r.lastScan = scanned

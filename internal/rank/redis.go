@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strconv"
 	"time"
 
@@ -174,55 +175,77 @@ func (r *Redis) Complete(ctx context.Context) (bool, error) {
 
 // beginBuild starts a rebuild aside: from here on every Apply also writes to
 // the build set. It must be called before the snapshot of the truth is read.
-func (r *Redis) beginBuild(ctx context.Context) error {
+// The returned token names this build; only its owner can finish it.
+func (r *Redis) beginBuild(ctx context.Context) (string, error) {
+	token := strconv.FormatInt(time.Now().UnixNano(), 36) + "-" + strconv.FormatUint(rand.Uint64(), 36)
 	_, err := r.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.Del(ctx, r.keys.BuildRanking(), r.keys.BuildVersions())
-		p.HSet(ctx, r.keys.BuildVersions(), buildingField, 1)
+		p.HSet(ctx, r.keys.BuildVersions(), buildingField, token)
 		p.Expire(ctx, r.keys.BuildVersions(), buildTTL)
+		// The build set exists from the start so it can carry a TTL too.
+		p.ZAdd(ctx, r.keys.BuildRanking(), redis.Z{Member: buildingField, Score: 0})
+		p.Expire(ctx, r.keys.BuildRanking(), buildTTL)
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("begin ranking rebuild: %w", err)
+		return "", fmt.Errorf("begin ranking rebuild: %w", err)
 	}
-	return nil
+	return token, nil
 }
 
 // finishScript swaps a finished build in for the ranking, atomically, and
 // marks the ranking complete. Readers see the old set or the new one, never a
-// half-filled one. An empty build (no providers yet) leaves no set behind.
+// half-filled one.
 //
 // KEYS[1] ranking zset, KEYS[2] versions hash, KEYS[3] build zset,
 // KEYS[4] build versions hash, KEYS[5] completeness marker.
-// ARGV[1] the build-in-progress field, ARGV[2] the marker's value.
-// Returns 1, or an error when the build is gone (it expired or was aborted).
+// ARGV[1] the build-in-progress field, ARGV[2] this build's token,
+// ARGV[3] the marker's value.
+// Returns 1, or an error when the build is not this one (it expired, was
+// aborted, or another rebuild replaced it).
 var finishScript = redis.NewScript(`
-if redis.call('HEXISTS', KEYS[4], ARGV[1]) == 0 then
-  return redis.error_reply('ranking build is gone: expired or aborted')
+if redis.call('HGET', KEYS[4], ARGV[1]) ~= ARGV[2] then
+  return redis.error_reply('ranking build is not ours: expired, aborted or replaced')
 end
 redis.call('HDEL', KEYS[4], ARGV[1])
+redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('DEL', KEYS[1], KEYS[2])
-if redis.call('EXISTS', KEYS[3]) == 1 then redis.call('RENAME', KEYS[3], KEYS[1]) end
+if redis.call('EXISTS', KEYS[3]) == 1 then
+  redis.call('RENAME', KEYS[3], KEYS[1])
+  redis.call('PERSIST', KEYS[1])
+end
 if redis.call('EXISTS', KEYS[4]) == 1 then
   redis.call('RENAME', KEYS[4], KEYS[2])
   redis.call('PERSIST', KEYS[2])
 end
-redis.call('SET', KEYS[5], ARGV[2])
+redis.call('SET', KEYS[5], ARGV[3])
 return 1
 `)
 
 // finishBuild swaps the build set in for the ranking (see finishScript).
-func (r *Redis) finishBuild(ctx context.Context) error {
+func (r *Redis) finishBuild(ctx context.Context, token string) error {
 	k := r.keys
 	err := finishScript.Run(ctx, r.client,
 		[]string{k.Ranking(), k.Versions(), k.BuildRanking(), k.BuildVersions(), k.Complete()},
-		buildingField, strconv.FormatInt(time.Now().Unix(), 10)).Err()
+		buildingField, token, strconv.FormatInt(time.Now().Unix(), 10)).Err()
 	if err != nil {
 		return fmt.Errorf("swap in rebuilt ranking: %w", err)
 	}
 	return nil
 }
 
-// abortBuild drops a build that could not finish.
-func (r *Redis) abortBuild(ctx context.Context) {
-	r.client.Del(ctx, r.keys.BuildRanking(), r.keys.BuildVersions())
+// abortScript drops a build that could not finish, if it is still ours.
+//
+// KEYS[1] build zset, KEYS[2] build versions hash.
+// ARGV[1] the build-in-progress field, ARGV[2] this build's token.
+// Returns 1 when it dropped the build, 0 when the build was not ours.
+var abortScript = redis.NewScript(`
+if redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[2] then return 0 end
+redis.call('DEL', KEYS[1], KEYS[2])
+return 1
+`)
+
+// abortBuild drops this build, leaving any other build alone.
+func (r *Redis) abortBuild(ctx context.Context, token string) {
+	abortScript.Run(ctx, r.client, []string{r.keys.BuildRanking(), r.keys.BuildVersions()}, buildingField, token)
 }
