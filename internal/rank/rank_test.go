@@ -370,3 +370,22 @@ func TestRebuildKeepsWritesCommittedAfterItsSnapshot(t *testing.T) {
 		require.Equal(t, want, mustScores(t, client, keys.Ranking()), "rebuild %d", i)
 	}
 }
+
+// A Redis that outlived its database (recreated, with other totals) is not
+// trusted: the next pass rebuilds it from the database it now serves.
+func TestRankingFromAnotherDatabaseIsRebuilt(t *testing.T) {
+	t.Parallel()
+	old, _ := testenv.MustStore(t)
+	current, _ := testenv.MustStore(t)
+	r, client, keys := mustRedisRanking(t)
+	ctx := context.Background()
+	insertRandomClaims(t, old, r, 50, npiList(20))
+	_, err := newReconciler(old, r, 100).RunOnce(ctx, rank.Auto)
+	require.NoError(t, err)
+
+	want := insertRandomClaims(t, current, nil, 30, []string{"2000000001", "2000000002"})
+	res, err := newReconciler(current, r, 100).RunOnce(ctx, rank.Auto)
+	require.NoError(t, err)
+	require.True(t, res.Rebuilt)
+	require.Equal(t, want, mustScores(t, client, keys.Ranking()))
+}

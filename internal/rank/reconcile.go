@@ -18,6 +18,9 @@ type Truth interface {
 	// ScanTotals streams the totals changed since since (all when zero) of
 	// one snapshot, in batches, and returns the truth's clock before the scan.
 	ScanTotals(ctx context.Context, since time.Time, batchSize int, fn func([]claim.ProviderTotal) error) (time.Time, error)
+	// RankingEpoch names the truth; a Redis ranking built from another
+	// truth (a database since recreated) must be rebuilt.
+	RankingEpoch(ctx context.Context) (string, error)
 }
 
 // ReconcilerConfig tunes a Reconciler. Zero values take the defaults.
@@ -159,17 +162,21 @@ func (r *Reconciler) runOnce(ctx context.Context, mode Mode) (Result, error) {
 	}
 	defer release()
 
+	epoch, err := r.truth.RankingEpoch(ctx)
+	if err != nil {
+		return Result{}, err
+	}
 	if mode != Rebuild {
-		complete, err := r.redis.Complete(ctx)
+		builtFrom, err := r.redis.completeEpoch(ctx)
 		if err != nil {
 			return Result{}, fmt.Errorf("check redis ranking: %w", err)
 		}
-		if !complete {
+		if builtFrom != epoch { // lost (""), or built from another database
 			mode = Rebuild
 		}
 	}
 	if mode == Rebuild {
-		return r.rebuild(ctx)
+		return r.rebuild(ctx, epoch)
 	}
 
 	r.passes++
@@ -195,7 +202,7 @@ func (r *Reconciler) runOnce(ctx context.Context, mode Mode) (Result, error) {
 // rebuild fills a build set aside from a snapshot of the truth and swaps it
 // in atomically. The build begins before the snapshot is read, so a total
 // committed after the snapshot reaches the build set through Apply.
-func (r *Reconciler) rebuild(ctx context.Context) (Result, error) {
+func (r *Reconciler) rebuild(ctx context.Context, epoch string) (Result, error) {
 	res := Result{Rebuilt: true, Full: true}
 	token, err := r.redis.beginBuild(ctx)
 	if err != nil {
@@ -206,7 +213,7 @@ func (r *Reconciler) rebuild(ctx context.Context) (Result, error) {
 		return r.redis.applyToBuild(ctx, batch)
 	})
 	if err == nil {
-		err = r.redis.finishBuild(ctx, token)
+		err = r.redis.finishBuild(ctx, token, epoch)
 	}
 	if err != nil {
 		r.redis.abortBuild(context.WithoutCancel(ctx), token)

@@ -32,7 +32,8 @@ func (k Keys) Ranking() string { return k.Prefix + "rank:providers" }
 func (k Keys) Versions() string { return k.Prefix + "rank:providers:versions" }
 
 // Complete exists only while the set is known to hold every provider: a
-// rebuild sets it; Redis losing its data loses it too.
+// rebuild sets it to the epoch of the database it read; Redis losing its
+// data loses it too.
 func (k Keys) Complete() string { return k.Prefix + "rank:providers:complete" }
 
 // BuildRanking and BuildVersions are the set and hash a rebuild fills aside
@@ -167,10 +168,14 @@ func (r *Redis) TopProviders(ctx context.Context, limit int) ([]claim.ProviderTo
 	return out, nil
 }
 
-// Complete reports whether the set is known to hold every provider.
-func (r *Redis) Complete(ctx context.Context) (bool, error) {
-	n, err := r.client.Exists(ctx, r.keys.Complete()).Result()
-	return n == 1, err
+// completeEpoch returns the epoch of the database the set was last rebuilt
+// from, "" when the set is not known complete.
+func (r *Redis) completeEpoch(ctx context.Context) (string, error) {
+	epoch, err := r.client.Get(ctx, r.keys.Complete()).Result()
+	if errors.Is(err, redis.Nil) {
+		return "", nil
+	}
+	return epoch, err
 }
 
 // beginBuild starts a rebuild aside: from here on every Apply also writes to
@@ -200,7 +205,7 @@ func (r *Redis) beginBuild(ctx context.Context) (string, error) {
 // KEYS[1] ranking zset, KEYS[2] versions hash, KEYS[3] build zset,
 // KEYS[4] build versions hash, KEYS[5] completeness marker.
 // ARGV[1] the build-in-progress field, ARGV[2] this build's token,
-// ARGV[3] the marker's value.
+// ARGV[3] the marker's value: the epoch of the database it was built from.
 // Returns 1, or an error when the build is not this one (it expired, was
 // aborted, or another rebuild replaced it).
 var finishScript = redis.NewScript(`
@@ -223,11 +228,11 @@ return 1
 `)
 
 // finishBuild swaps the build set in for the ranking (see finishScript).
-func (r *Redis) finishBuild(ctx context.Context, token string) error {
+func (r *Redis) finishBuild(ctx context.Context, token, epoch string) error {
 	k := r.keys
 	err := finishScript.Run(ctx, r.client,
 		[]string{k.Ranking(), k.Versions(), k.BuildRanking(), k.BuildVersions(), k.Complete()},
-		buildingField, token, strconv.FormatInt(time.Now().Unix(), 10)).Err()
+		buildingField, token, epoch).Err()
 	if err != nil {
 		return fmt.Errorf("swap in rebuilt ranking: %w", err)
 	}

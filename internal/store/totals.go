@@ -149,3 +149,11 @@ func (s *Store) TryReconcileLock(ctx context.Context) (release func(), ok bool, 
 		conn.Release()
 	}, true, nil
 }
+
+// RankingEpoch names this database's ranking; a Redis ranking built from
+// another database (one since recreated) carries another epoch.
+func (s *Store) RankingEpoch(ctx context.Context) (string, error) {
+	var epoch string
+	err := s.pool.QueryRow(ctx, "SELECT epoch::text FROM ranking_epoch").Scan(&epoch)
+	return epoch, wrap("read ranking epoch", err)
+}
