@@ -240,6 +240,8 @@ func TestParseReportsEveryProblem(t *testing.T) {
 	require.Equal(t, []key{
 		{-1, "note", "unknown_field"},
 		{0, "service_date", "date"},
+		{0, "submitted_procedure", "procedure_code"},
+		{0, "provider_npi", "npi_format"},
 		{0, "provider_fees", "money"},
 		{0, "allowed_fees", "money"},
 		{0, "member_coinsurance", "money"},
@@ -257,7 +259,7 @@ func TestParseReportsEveryProblem(t *testing.T) {
 		{2, "member_coinsurance", "required"},
 		{2, "member_copay", "required"},
 	}, got)
-	require.Contains(t, problems[6].Detail, "provider_npi", "an unknown field lists the accepted names")
+	require.Contains(t, problems[8].Detail, "provider_npi", "an unknown field lists the accepted names")
 }
 
 func TestParseLineCount(t *testing.T) {

@@ -58,6 +58,10 @@ func DecodeJSON(r io.Reader) (Input, error) {
 		)
 		for _, m := range members {
 			switch {
+			case fieldKey(m.name) == "lines" && isEnvelope:
+				in.Duplicates = append(in.Duplicates, "lines")
+			case isExternalIDName(m.name) && in.ExternalID != nil:
+				in.Duplicates = append(in.Duplicates, "claim_id")
 			case fieldKey(m.name) == "lines":
 				lines, isEnvelope = m.raw, true
 			case isExternalIDName(m.name):
@@ -148,6 +152,12 @@ func jsonValue(raw json.RawMessage) Value {
 	case raw[0] == '"':
 		var s string
 		_ = json.Unmarshal(raw, &s) // valid JSON string: cannot fail
+		// encoding/json turns a lone surrogate escape ("\ud800") into U+FFFD;
+		// a U+FFFD the sender did not write means the text was not Unicode.
+		if strings.ContainsRune(s, utf8.RuneError) && !bytes.Contains(raw, []byte("\xef\xbf\xbd")) &&
+			!bytes.Contains(bytes.ToLower(raw), []byte(`\ufffd`)) {
+			return Value{Kind: KindString, Text: s, NotUnicode: true}
+		}
 		return Value{Kind: KindString, Text: s}
 	case raw[0] == 'n':
 		return Value{Kind: KindNull}

@@ -25,6 +25,9 @@ const (
 type Value struct {
 	Kind ValueKind
 	Text string
+	// NotUnicode marks a JSON string whose escapes named no character (a
+	// lone surrogate); Text then holds U+FFFD in its place.
+	NotUnicode bool
 }
 
 // RawField is one name/value pair of a raw line, the name as sent.
@@ -43,6 +46,9 @@ type Input struct {
 	ExternalID *Value
 	// Unknown lists claim-level names that are not part of a claim.
 	Unknown []string
+	// Duplicates lists claim-level names given again ("lines" twice, or both
+	// "claim_id" and "external_id").
+	Duplicates []string
 	Lines   []RawLine
 }
 
@@ -65,8 +71,7 @@ func isExternalIDName(name string) bool {
 }
 
 // Parse turns raw lines into normalized Lines and checks them against the
-// rules. It reports every problem it finds, as Problems; lines that could not
-// be parsed are not checked by the rules, so one mistake is reported once.
+// rules. It reports every problem it finds, as Problems, each mistake once.
 func Parse(in Input, rules Rules) ([]Line, error) {
 	var problems Problems
 	if v := in.ExternalID; v != nil {
@@ -79,6 +84,10 @@ func Parse(in Input, rules Rules) ([]Line, error) {
 			problems = append(problems, Problem{Line: -1, Field: "claim_id", Rule: RuleExternalID,
 				Detail: fmt.Sprintf("must be 1 to %d characters", MaxExternalIDLength)})
 		}
+	}
+	for _, name := range in.Duplicates {
+		problems = append(problems, Problem{Line: -1, Field: name, Rule: RuleDuplicateField,
+			Detail: "is given more than once (under one spelling or another)"})
 	}
 	for _, name := range in.Unknown {
 		problems = append(problems, Problem{Line: -1, Field: name, Rule: RuleUnknownField,
@@ -96,9 +105,18 @@ func Parse(in Input, rules Rules) ([]Line, error) {
 	lines := make([]Line, 0, len(in.Lines))
 	for i, raw := range in.Lines {
 		line, lineProblems := parseLine(i, raw)
-		if len(lineProblems) == 0 {
-			lineProblems = rules.check(i, line)
+		// Rules see the fields that parsed; a field already reported is not
+		// reported again by a rule that would only see it empty.
+		reported := map[string]bool{}
+		for _, p := range lineProblems {
+			reported[p.Field] = true
 		}
+		for _, p := range rules.check(i, line) {
+			if !reported[p.Field] {
+				lineProblems = append(lineProblems, p)
+			}
+		}
+		sortByField(lineProblems)
 		problems = append(problems, lineProblems...)
 		lines = append(lines, line)
 	}
@@ -146,7 +164,7 @@ func parseLine(index int, raw RawLine) (Line, Problems) {
 			report(f, RuleValueType, "must be a string or a number")
 			return "", false
 		}
-		if !utf8.ValidString(v.Text) || strings.ContainsRune(v.Text, 0) {
+		if v.NotUnicode || !utf8.ValidString(v.Text) || strings.ContainsRune(v.Text, 0) {
 			report(f, RuleText, "must be UTF-8 text without NUL characters")
 			return "", false
 		}
@@ -186,11 +204,15 @@ func parseLine(index int, raw RawLine) (Line, Problems) {
 	money(FieldMemberCoinsurance, &line.MemberCoinsurance)
 	money(FieldMemberCopay, &line.MemberCopay)
 
-	// Report in the canonical field order, whatever order the input had.
-	slices.SortStableFunc(problems, func(a, b Problem) int {
+	return line, problems
+}
+
+// sortByField orders a line's problems as the fields are ordered, whatever
+// order the input had.
+func sortByField(ps Problems) {
+	slices.SortStableFunc(ps, func(a, b Problem) int {
 		return fieldOrder(a.Field) - fieldOrder(b.Field)
 	})
-	return line, problems
 }
 
 func fieldOrder(name string) int {
