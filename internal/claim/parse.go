@@ -49,7 +49,7 @@ type Input struct {
 	// Duplicates lists claim-level names given again ("lines" twice, or both
 	// "claim_id" and "external_id").
 	Duplicates []string
-	Lines   []RawLine
+	Lines      []RawLine
 }
 
 // MaxExternalIDLength bounds the sender's claim identifier.
