@@ -174,6 +174,26 @@ func postOneRandomClaim(baseURL string, npis []string, sent *sentTotals) error {
 	return nil
 }
 
+// mustPostTies gives three providers the same, highest total, so both
+// sources must order equal totals the same way (NPI descending).
+func mustPostTies(t *testing.T, baseURL string, sent *sentTotals) {
+	t.Helper()
+	for _, npi := range []string{"1999999992", "1999999991", "1999999993"} {
+		body := fmt.Sprintf(`{"service_date": "2024-05-01", "submitted_procedure": "D0120", "plan_group": "GRP-1",
+			"subscriber": "3730189502", "provider_npi": %q, "provider_fees": "$4,000,000.00",
+			"allowed_fees": 0, "member_coinsurance": 0, "member_copay": 0}`, npi)
+		res, err := http.Post(baseURL+"/claims", "application/json", strings.NewReader(body))
+		require.NoError(t, err)
+		res.Body.Close()
+		require.Equal(t, http.StatusCreated, res.StatusCode)
+		sent.mu.Lock()
+		sent.totals[npi] += 400_000_000
+		sent.mu.Unlock()
+	}
+	require.Equal(t, []string{"1999999993=4000000.00", "1999999992=4000000.00", "1999999991=4000000.00"},
+		sent.expectedTop(3))
+}
+
 type topAnswer struct {
 	TopProviders []struct {
 		ProviderNPI string          `json:"provider_npi"`
@@ -249,6 +269,7 @@ func TestServeRanksFallsBackAndReconciles(t *testing.T) {
 	}
 	sent := &sentTotals{totals: map[string]claim.Cents{}}
 	postRandomClaims(t, baseURL, 300, npis, sent)
+	mustPostTies(t, baseURL, sent)
 
 	for _, limit := range []int{10, 100} {
 		a := mustTop(t, baseURL, limit)
@@ -345,4 +366,52 @@ func TestMigrateAndReconcileCommands(t *testing.T) {
 	require.NoError(t, run(context.Background(), []string{"reconcile"}, getenv, &out, io.Discard))
 	require.NoError(t, json.Unmarshal(out.Bytes(), &res))
 	require.Equal(t, false, res["rebuilt"])
+}
+
+// SIGTERM lets a request that is being received finish: it is answered, and
+// only then does run return, cleanly.
+func TestShutdownDrainsInFlightRequests(t *testing.T) {
+	t.Parallel()
+	redisServer := testenv.MustRedisServer(t)
+	baseURL, stop := mustRun(t, map[string]string{
+		"DATABASE_URL": testenv.MustDatabase(t), "REDIS_URL": redisServer.URL(),
+		"TOP_PROVIDERS_RATE_LIMIT": "0", "SHUTDOWN_TIMEOUT": "10s",
+	})
+
+	body := `{"service_date": "2024-05-01", "submitted_procedure": "D0120", "plan_group": "GRP-1",
+		"subscriber": "3730189502", "provider_npi": "1497775538", "provider_fees": 150,
+		"allowed_fees": 10, "member_coinsurance": 10, "member_copay": 20}`
+	pr, pw := io.Pipe()
+	answered := make(chan *http.Response, 1)
+	go func() {
+		req, _ := http.NewRequest(http.MethodPost, baseURL+"/claims", pr)
+		req.Header.Set("Content-Type", "application/json")
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			answered <- nil
+			return
+		}
+		answered <- res
+	}()
+	_, err := pw.Write([]byte(body[:40])) // the request is now in flight
+	require.NoError(t, err)
+	time.Sleep(100 * time.Millisecond)
+
+	stopped := make(chan error, 1)
+	go func() { stopped <- stop() }()
+	time.Sleep(200 * time.Millisecond)
+	select {
+	case err := <-stopped:
+		t.Fatalf("run returned with a request in flight: %v", err)
+	default:
+	}
+	_, err = pw.Write([]byte(body[40:]))
+	require.NoError(t, err)
+	require.NoError(t, pw.Close())
+
+	res := <-answered
+	require.NotNil(t, res, "the in-flight request was answered")
+	res.Body.Close()
+	require.Equal(t, http.StatusCreated, res.StatusCode)
+	require.NoError(t, <-stopped, "then claimd stopped cleanly")
 }
