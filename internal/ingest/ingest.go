@@ -43,7 +43,7 @@ type Config struct {
 	// KeyTTL is how long an idempotency key is remembered. Default 24h.
 	KeyTTL time.Duration
 	// KeyLease is how long a request holds its key before a retry may take
-	// it over (the holder having died). Default 30s, above any request's deadline.
+	// it over (the holder having died). Default 15s, above any request's deadline.
 	KeyLease time.Duration
 }
 
@@ -72,7 +72,7 @@ func New(store ClaimStore, ranking Ranking, cfg Config, reg prometheus.Registere
 		cfg.KeyTTL = 24 * time.Hour
 	}
 	if cfg.KeyLease <= 0 {
-		cfg.KeyLease = 30 * time.Second
+		cfg.KeyLease = 15 * time.Second
 	}
 	return &Service{store: store, ranking: ranking, cfg: cfg, metrics: newMetrics(reg), log: log}
 }
