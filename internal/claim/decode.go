@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 )
@@ -152,13 +153,9 @@ func jsonValue(raw json.RawMessage) Value {
 	case raw[0] == '"':
 		var s string
 		_ = json.Unmarshal(raw, &s) // valid JSON string: cannot fail
-		// encoding/json turns a lone surrogate escape ("\ud800") into U+FFFD;
-		// a U+FFFD the sender did not write means the text was not Unicode.
-		if strings.ContainsRune(s, utf8.RuneError) && !bytes.Contains(raw, []byte("\xef\xbf\xbd")) &&
-			!bytes.Contains(bytes.ToLower(raw), []byte(`\ufffd`)) {
-			return Value{Kind: KindString, Text: s, NotUnicode: true}
-		}
-		return Value{Kind: KindString, Text: s}
+		// encoding/json turns a lone surrogate escape ("\ud800") into U+FFFD,
+		// changing the text without a word.
+		return Value{Kind: KindString, Text: s, NotUnicode: hasLoneSurrogate(raw)}
 	case raw[0] == 'n':
 		return Value{Kind: KindNull}
 	case raw[0] == '-' || (raw[0] >= '0' && raw[0] <= '9'):
@@ -226,4 +223,39 @@ func csvError(err error) error {
 		return malformed("CSV row %d: %v", pe.StartLine, pe.Err)
 	}
 	return err
+}
+
+// hasLoneSurrogate reports whether a JSON string literal has a \uXXXX escape
+// of a UTF-16 surrogate that is not half of a high-low pair.
+func hasLoneSurrogate(lit []byte) bool {
+	escape := func(i int) (rune, bool) { // the \uXXXX escape at lit[i:], if any
+		if i+6 > len(lit) || lit[i] != '\\' || lit[i+1] != 'u' {
+			return 0, false
+		}
+		n, err := strconv.ParseUint(string(lit[i+2:i+6]), 16, 16)
+		return rune(n), err == nil
+	}
+	for i := 0; i < len(lit); i++ {
+		if lit[i] != '\\' {
+			continue
+		}
+		r, ok := escape(i)
+		if !ok {
+			i++ // a two-character escape such as \\ or \"
+			continue
+		}
+		switch {
+		case r >= 0xD800 && r <= 0xDBFF:
+			low, ok := escape(i + 6)
+			if !ok || low < 0xDC00 || low > 0xDFFF {
+				return true
+			}
+			i += 11
+		case r >= 0xDC00 && r <= 0xDFFF:
+			return true
+		default:
+			i += 5
+		}
+	}
+	return false
 }
