@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 )
 
 // Errors the layers below return and the HTTP layer maps to a status.
@@ -15,6 +16,8 @@ var (
 	// ErrKeyInFlight means another request with the same idempotency key is
 	// still being processed.
 	ErrKeyInFlight = errors.New("a request with this idempotency key is in progress")
+	// ErrKeyInFlight errors may come as a RetryAfter naming when to retry.
+
 	// ErrKeyReused means an idempotency key was sent again with a different claim.
 	ErrKeyReused = errors.New("this idempotency key was used for a different claim")
 )
@@ -57,3 +60,12 @@ func (ps Problems) Error() string {
 	}
 	return "invalid claim: " + strings.Join(parts, "; ")
 }
+
+// RetryAfter is an error that says when trying again may succeed.
+type RetryAfter struct {
+	Err   error
+	After time.Duration
+}
+
+func (e *RetryAfter) Error() string { return e.Err.Error() }
+func (e *RetryAfter) Unwrap() error { return e.Err }

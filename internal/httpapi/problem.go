@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"math"
 	"net/http"
 	"strconv"
 
@@ -82,6 +83,10 @@ func errorProblem(err error) (problem, bool) {
 	case errors.Is(err, claim.ErrKeyInFlight):
 		p := problemFor(http.StatusConflict, err.Error()+"; retry after it finishes")
 		p.retryAfter = 1
+		var ra *claim.RetryAfter
+		if errors.As(err, &ra) {
+			p.retryAfter = max(1, int(math.Ceil(ra.After.Seconds())))
+		}
 		return p, false
 	case errors.Is(err, claim.ErrKeyReused):
 		return problemFor(http.StatusUnprocessableEntity, err.Error()+"; use a new key for a new claim"), false

@@ -43,7 +43,8 @@ SET request_hash = excluded.request_hash, lease_token = excluded.lease_token,
 WHERE k.claim_id IS NULL AND k.lease_until < now()`
 
 const keySQL = `
-SELECT request_hash, claim_id, coalesce(created, false)
+SELECT request_hash, claim_id, coalesce(created, false),
+       greatest(0, extract(epoch FROM lease_until - now()))::float8
 FROM idempotency_keys WHERE scope = $1 AND key = $2`
 
 // AcquireKey leases an idempotency key to this request, in a transaction of
@@ -62,11 +63,12 @@ func (s *Store) AcquireKey(ctx context.Context, r KeyRequest) (*KeyLease, *KeyOu
 		return lease, nil, nil
 	}
 	var (
-		hash    []byte
-		claimID *uuid.UUID
-		created bool
+		hash      []byte
+		claimID   *uuid.UUID
+		created   bool
+		leaseLeft *float64
 	)
-	err = s.pool.QueryRow(ctx, keySQL, r.Scope, r.Key).Scan(&hash, &claimID, &created)
+	err = s.pool.QueryRow(ctx, keySQL, r.Scope, r.Key).Scan(&hash, &claimID, &created, &leaseLeft)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows): // expired and removed just now
 		return nil, nil, claim.ErrKeyInFlight
@@ -75,7 +77,12 @@ func (s *Store) AcquireKey(ctx context.Context, r KeyRequest) (*KeyLease, *KeyOu
 	case !bytes.Equal(hash, r.RequestHash):
 		return nil, nil, claim.ErrKeyReused
 	case claimID == nil:
-		return nil, nil, claim.ErrKeyInFlight
+		// Held: by a live request, or by one that died, until its lease ends.
+		after := time.Second
+		if leaseLeft != nil {
+			after = max(after, time.Duration(*leaseLeft*float64(time.Second)))
+		}
+		return nil, nil, &claim.RetryAfter{Err: claim.ErrKeyInFlight, After: after}
 	}
 	return nil, &KeyOutcome{ClaimID: claimID.String(), Created: created}, nil
 }

@@ -25,6 +25,9 @@ func TestIdempotencyKeyLifecycle(t *testing.T) {
 
 	_, _, err = st.AcquireKey(ctx, req)
 	require.ErrorIs(t, err, claim.ErrKeyInFlight, "held by the first request")
+	var retry *claim.RetryAfter
+	require.ErrorAs(t, err, &retry)
+	require.InDelta(t, time.Minute.Seconds(), retry.After.Seconds(), 5, "retry when the lease ends")
 	other := req
 	other.RequestHash = []byte("h2")
 	_, _, err = st.AcquireKey(ctx, other)
