@@ -7,21 +7,13 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"strings"
 	"sync"
 	"testing"
 
-	"github.com/go-redis/redis_rate/v10"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
-
-	"github.com/claim-process/claim-process/internal/httpapi"
-	"github.com/claim-process/claim-process/internal/ingest"
-	"github.com/claim-process/claim-process/internal/rank"
-	"github.com/claim-process/claim-process/internal/testenv"
 )
 
 // lockedBuffer is a bytes.Buffer safe for the server's goroutines to log into.
@@ -54,33 +46,11 @@ type hostileStack struct {
 
 func newHostileStack(tb testing.TB, log *slog.Logger) hostileStack {
 	tb.Helper()
-	st, dbURL := testenv.MustStore(tb)
-	rdb, prefix := testenv.MustSharedRedis(tb)
-	reg := prometheus.NewRegistry()
-	keys := rank.Keys{Prefix: prefix}
-	ranking := rank.NewRedis(rdb, keys)
-	rm := rank.NewMetrics(reg)
-	rec := rank.NewReconciler(st, ranking, rank.ReconcilerConfig{}, rm, log)
-	_, err := rec.RunOnce(context.Background(), rank.Rebuild)
-	require.NoError(tb, err)
-
-	srv := httptest.NewServer(httpapi.NewServer(httpapi.Deps{
-		Claims:       ingest.New(st, ranking, ingest.Config{}, reg, log),
-		ClaimReader:  st,
-		Top:          rank.NewFallback(ranking, st, rank.FallbackConfig{}, rm, log),
-		RateLimiter:  httpapi.NewRateLimiter(rdb, redis_rate.Limit{}, keys.RateLimit),
-		APIKeys:      httpapi.NewAPIKeys(nil),
-		PingPostgres: st.Ping,
-		PingRedis:    func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
-		Registry:     reg,
-		Log:          log,
-	}))
-	tb.Cleanup(srv.Close)
-
-	db, err := pgxpool.New(context.Background(), dbURL)
+	s := mustStackWith(tb, stackOptions{log: log})
+	db, err := pgxpool.New(context.Background(), s.dbURL)
 	require.NoError(tb, err)
 	tb.Cleanup(db.Close)
-	return hostileStack{url: srv.URL, client: srv.Client(), db: db}
+	return hostileStack{url: s.url, client: &http.Client{}, db: db}
 }
 
 // storeCounts is what is in the database: claims, lines, and the two sums of

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -24,8 +25,17 @@ import (
 
 type stack struct {
 	url   string
+	dbURL string
 	store *store.Store
 	rec   *rank.Reconciler
+}
+
+// stackOptions varies a test stack; the zero value has no rate limit, no API
+// keys, and logs through t.Log.
+type stackOptions struct {
+	limit   redis_rate.Limit
+	apiKeys []string
+	log     *slog.Logger
 }
 
 // mustStack serves the real router over a fresh database and a private key
@@ -33,36 +43,38 @@ type stack struct {
 // lookups answer from Redis.
 func mustStack(t *testing.T, limit redis_rate.Limit) stack {
 	t.Helper()
-	return mustStackWith(t, limit, nil)
+	return mustStackWith(t, stackOptions{limit: limit})
 }
 
-// mustStackWith is mustStack with API keys required to post claims.
-func mustStackWith(t *testing.T, limit redis_rate.Limit, apiKeys []string) stack {
-	t.Helper()
-	st, _ := testenv.MustStore(t)
-	rdb, prefix := testenv.MustSharedRedis(t)
-	log := testenv.Logger(t)
+func mustStackWith(tb testing.TB, o stackOptions) stack {
+	tb.Helper()
+	st, dbURL := testenv.MustStore(tb)
+	rdb, prefix := testenv.MustSharedRedis(tb)
+	log := o.log
+	if log == nil {
+		log = testenv.Logger(tb)
+	}
 	reg := prometheus.NewRegistry()
 	keys := rank.Keys{Prefix: prefix}
 	ranking := rank.NewRedis(rdb, keys)
 	rm := rank.NewMetrics(reg)
 	rec := rank.NewReconciler(st, ranking, rank.ReconcilerConfig{}, rm, log)
 	_, err := rec.RunOnce(context.Background(), rank.Rebuild)
-	require.NoError(t, err)
+	require.NoError(tb, err)
 
 	srv := httptest.NewServer(httpapi.NewServer(httpapi.Deps{
 		Claims:       ingest.New(st, ranking, ingest.Config{}, reg, log),
 		ClaimReader:  st,
 		Top:          rank.NewFallback(ranking, st, rank.FallbackConfig{}, rm, log),
-		RateLimiter:  httpapi.NewRateLimiter(rdb, limit, keys.RateLimit),
-		APIKeys:      httpapi.NewAPIKeys(apiKeys),
+		RateLimiter:  httpapi.NewRateLimiter(rdb, o.limit, keys.RateLimit),
+		APIKeys:      httpapi.NewAPIKeys(o.apiKeys),
 		PingPostgres: st.Ping,
 		PingRedis:    func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
 		Registry:     reg,
 		Log:          log,
 	}))
-	t.Cleanup(srv.Close)
-	return stack{url: srv.URL, store: st, rec: rec}
+	tb.Cleanup(srv.Close)
+	return stack{url: srv.URL, dbURL: dbURL, store: st, rec: rec}
 }
 
 func mustSample(t *testing.T) []byte {

@@ -153,7 +153,7 @@ func TestClaimIDResubmissionReturnsTheStoredClaim(t *testing.T) {
 
 func TestAPIKeysRequiredWhenConfigured(t *testing.T) {
 	t.Parallel()
-	s := mustStackWith(t, redis_rate.Limit{}, []string{"k-alpha", "k-beta"})
+	s := mustStackWith(t, stackOptions{apiKeys: []string{"k-alpha", "k-beta"}})
 	for _, auth := range []string{"", "Bearer wrong", "Basic k-alpha", "Bearer "} {
 		res := mustPostWith(t, s.url+"/claims", oldServicePayload, map[string]string{"Authorization": auth})
 		require.Equal(t, http.StatusUnauthorized, res.status, "auth %q", auth)
