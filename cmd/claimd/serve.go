@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -105,9 +106,10 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 		Log:          log,
 	})
 
+	var inFlight atomic.Int64
 	srv := &http.Server{
 		Addr:              cfg.HTTPAddr,
-		Handler:           handler,
+		Handler:           countInFlight(handler, &inFlight),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,
@@ -151,7 +153,15 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
 	if err := srv.Shutdown(shutdownCtx); err != nil {
-		return fmt.Errorf("shutdown: %w", err)
+		// Shutdown also waits for connections that were opened but never
+		// carried a request (a client's spare keep-alive connection) for up
+		// to 5s. If no request is being served, closing them loses nothing.
+		if n := inFlight.Load(); n > 0 {
+			_ = srv.Close()
+			return fmt.Errorf("shutdown: %d requests still in flight: %w", n, err)
+		}
+		log.Info("closing connections that carried no request")
+		_ = srv.Close()
 	}
 	if err := <-serveErr; !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("http server: %w", err)
@@ -209,5 +219,14 @@ func reconcileOnce(ctx context.Context, cfg config, log *slog.Logger, full, audi
 	return out.Encode(map[string]any{
 		"skipped": res.Skipped, "rebuilt": res.Rebuilt, "providers": res.Providers,
 		"repaired": res.Repaired, "drift_cents": int64(res.Drift), "duration": res.Duration.String(),
+	})
+}
+
+// countInFlight keeps count of the requests being served.
+func countInFlight(next http.Handler, n *atomic.Int64) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n.Add(1)
+		defer n.Add(-1)
+		next.ServeHTTP(w, r)
 	})
 }
