@@ -6,8 +6,9 @@ REDIS_URL    ?= redis://127.0.0.1:6379/0
 export DATABASE_URL REDIS_URL
 
 GO ?= go
+SHELL := /bin/bash
 
-.PHONY: all build run migrate reconcile test test-short bench vet fmt check services clean
+.PHONY: all build run migrate reconcile test test-short test-faults fuzz bench vet fmt check services clean
 
 all: build
 
@@ -30,6 +31,21 @@ reconcile: build services
 ## test: formatting, vet, and every test against the real Postgres and Redis
 test: services check
 	$(GO) test -race -count=1 ./...
+
+## test-faults: the fault-injection suite: claimd as a real process, with its own
+## redis-server and postgres killed, paused, flushed and restarted under load
+test-faults: services
+	@mkdir -p bin
+	@if FAULTS=1 $(GO) test -count=1 -timeout 15m -v ./internal/faulttest/ > bin/faults.log 2>&1; then \
+		grep -E '^(--- |ok|PASS)|scenario' bin/faults.log; \
+	else cat bin/faults.log; exit 1; fi
+
+FUZZTIME ?= 30s
+## fuzz: each fuzz target for FUZZTIME (not in CI); new failing inputs land in testdata/fuzz
+fuzz: services
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeAndParse$$' -fuzztime $(FUZZTIME) ./internal/claim/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseCents$$' -fuzztime $(FUZZTIME) ./internal/claim/
+	$(GO) test -run '^$$' -fuzz '^FuzzPostClaim$$' -fuzztime $(FUZZTIME) ./internal/httpapi/
 
 ## test-short: the same tests without the race detector (faster)
 test-short: services

@@ -1,0 +1,533 @@
+package faulttest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// npiPool is the fixed set of providers the generated claims are spread over.
+// It has exactly 100 NPIs, so /top-providers?limit=100 shows every one that
+// has a total and the whole ranking can be compared.
+var npiPool = func() []string {
+	out := make([]string, 100)
+	for i := range out {
+		out[i] = fmt.Sprintf("14977755%02d", i)
+	}
+	return out
+}()
+
+// Line is one generated claim line, money in cents.
+type Line struct {
+	NPI                                       string
+	ProviderFees, AllowedFees, Coinsur, Copay int64
+}
+
+// NetFee is the line's net fee, computed here independently of the server.
+func (l Line) NetFee() int64 { return l.ProviderFees + l.Coinsur + l.Copay - l.AllowedFees }
+
+// Claim is one logical claim: what the suite sent and everything it heard
+// back, over every attempt and copy.
+type Claim struct {
+	ExternalID string // the claim_id field: unique per logical claim
+	Key        string // the Idempotency-Key header as sent; "" for none
+	Lines      []Line
+	Body       []byte
+
+	mu        sync.Mutex
+	acked     bool            // some attempt got a 2xx
+	ids       map[string]bool // claim ids in the 2xx answers
+	fresh     int             // 2xx answers without Idempotency-Replayed: true
+	replayed  int             // 2xx answers with Idempotency-Replayed: true
+	refusal   int             // status of the last final refusal (4xx but 409/429), 0 if none
+	refusedAs string          // its body, for the failure message
+	problems  []string        // answers that break the API contract
+	history   []string        // every answer in order: "201", "409", "no answer", ...
+}
+
+// NetFee is the claim's net fee: the sum of its lines'.
+func (c *Claim) NetFee() int64 {
+	var sum int64
+	for _, l := range c.Lines {
+		sum += l.NetFee()
+	}
+	return sum
+}
+
+// Outcome is what the client knows about a claim at the end.
+type Outcome int
+
+const (
+	Unknown Outcome = iota // never got a final answer: may or may not be stored
+	Acked                  // got a 2xx: must be stored exactly once
+	Refused                // got a final 4xx: must not be stored
+)
+
+func (o Outcome) String() string { return [...]string{"unknown", "acknowledged", "refused"}[o] }
+
+// Outcome reports the claim's outcome. A claim both acknowledged and refused
+// counts as acknowledged; verification reports the contradiction.
+func (c *Claim) Outcome() Outcome {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case c.acked:
+		return Acked
+	case c.refusal != 0:
+		return Refused
+	default:
+		return Unknown
+	}
+}
+
+// money formats cents the way a payment service would send them: "123.45".
+func money(cents int64) string { return fmt.Sprintf("%d.%02d", cents/100, cents%100) }
+
+// newClaim generates a valid claim of 1 to 4 lines with non-negative net fees.
+func newClaim(rng *rand.Rand, externalID string) *Claim {
+	c := &Claim{ExternalID: externalID, Lines: make([]Line, 1+rng.IntN(4))}
+	type lineJSON struct {
+		ServiceDate        string `json:"service_date"`
+		SubmittedProcedure string `json:"submitted_procedure"`
+		PlanGroup          string `json:"plan_group"`
+		Subscriber         string `json:"subscriber"`
+		ProviderNPI        string `json:"provider_npi"`
+		ProviderFees       string `json:"provider_fees"`
+		AllowedFees        string `json:"allowed_fees"`
+		MemberCoinsurance  string `json:"member_coinsurance"`
+		MemberCopay        string `json:"member_copay"`
+	}
+	body := struct {
+		ClaimID string     `json:"claim_id"`
+		Lines   []lineJSON `json:"lines"`
+	}{ClaimID: externalID}
+	for i := range c.Lines {
+		fees := 5000 + rng.Int64N(45000)
+		l := Line{
+			NPI:          npiPool[rng.IntN(len(npiPool))],
+			ProviderFees: fees,
+			AllowedFees:  rng.Int64N(fees + 1),
+			Coinsur:      rng.Int64N(2001),
+			Copay:        rng.Int64N(2001),
+		}
+		c.Lines[i] = l
+		body.Lines = append(body.Lines, lineJSON{
+			ServiceDate: "2024-05-01", SubmittedProcedure: "D0120", PlanGroup: "GRP-1", Subscriber: "3730189502",
+			ProviderNPI: l.NPI, ProviderFees: money(l.ProviderFees), AllowedFees: money(l.AllowedFees),
+			MemberCoinsurance: money(l.Coinsur), MemberCopay: money(l.Copay),
+		})
+	}
+	var err error
+	c.Body, err = json.Marshal(body)
+	if err != nil {
+		panic(err) // a struct of strings always marshals
+	}
+	return c
+}
+
+// Stats counts every HTTP answer the load got.
+type Stats struct {
+	Requests     atomic.Int64 // POSTs sent, every attempt and copy
+	Created      atomic.Int64 // 201 without Idempotency-Replayed
+	OK           atomic.Int64 // 200 without Idempotency-Replayed: a resubmitted claim_id
+	Replayed     atomic.Int64 // 2xx with Idempotency-Replayed: true
+	Conflict     atomic.Int64 // 409: same key in flight
+	Unavailable  atomic.Int64 // 503
+	Other5xx     atomic.Int64 // any other 5xx, or a 503 without Retry-After
+	Refused      atomic.Int64 // final 4xx
+	NoAnswer     atomic.Int64 // connection refused or reset, timeout
+	TimedOut     atomic.Int64 // of those, the client gave up waiting (10s)
+	NoRetryAfter atomic.Int64 // 409 or 503 without Retry-After
+
+	slowest5xx atomic.Int64 // nanoseconds: the longest wait for any 5xx answer
+}
+
+// Slowest5xx is the longest the server took to answer with a 5xx: a service
+// whose database is down must say so fast, not hang until clients give up.
+func (s *Stats) Slowest5xx() time.Duration { return time.Duration(s.slowest5xx.Load()) }
+
+func (s *Stats) record5xx(took time.Duration) {
+	for {
+		old := s.slowest5xx.Load()
+		if int64(took) <= old || s.slowest5xx.CompareAndSwap(old, int64(took)) {
+			return
+		}
+	}
+}
+
+// Sender posts claims with bounded retries, the way a payment service would:
+// on no answer, 409, 429 or 5xx it sends the same claim again (same claim_id,
+// same key) to the next target, after the Retry-After the server asked for
+// (at most 2s) or else a short exponential backoff, for at most RetryFor.
+type Sender struct {
+	Targets     []string // base URLs; attempts rotate over them
+	Stats       *Stats
+	MaxAttempts int
+	RetryFor    time.Duration
+	client      *http.Client
+}
+
+// NewSender returns a sender whose HTTP client times out after 10s and which
+// retries a claim for up to 45s: longer than any outage the suite causes and
+// than claimd's 30s idempotency-key lease, which a crashed request leaves
+// behind.
+func NewSender(targets ...string) *Sender {
+	return &Sender{
+		Targets:     targets,
+		Stats:       &Stats{},
+		MaxAttempts: 60,
+		RetryFor:    45 * time.Second,
+		client: &http.Client{
+			Timeout:   10 * time.Second,
+			Transport: &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: 30 * time.Second},
+		},
+	}
+}
+
+// Send sends c until it gets a 2xx or a final refusal, or runs out of
+// attempts or time; first to target number first (mod the number of targets).
+func (s *Sender) Send(ctx context.Context, c *Claim, first int) {
+	deadline := time.Now().Add(s.RetryFor)
+	backoff := 50 * time.Millisecond
+	for attempt := 0; ; attempt++ {
+		target := s.Targets[(first+attempt)%len(s.Targets)]
+		final, retryAfter := s.attempt(ctx, c, target)
+		if final || attempt+1 >= s.MaxAttempts || ctx.Err() != nil {
+			return
+		}
+		wait := backoff + rand.N(backoff)
+		backoff = min(2*backoff, time.Second)
+		if retryAfter > 0 {
+			wait = min(retryAfter, 2*time.Second)
+		}
+		if time.Now().Add(wait).After(deadline) {
+			return
+		}
+		sleep(ctx, wait)
+	}
+}
+
+// attempt posts c once and records the answer; it reports whether the answer
+// was final (no retry), and the Retry-After it carried.
+func (s *Sender) attempt(ctx context.Context, c *Claim, target string) (final bool, retryAfter time.Duration) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target+"/claims", bytes.NewReader(c.Body))
+	if err != nil {
+		panic(err) // a fixed method and a valid URL
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if c.Key != "" {
+		req.Header.Set("Idempotency-Key", c.Key)
+	}
+	s.Stats.Requests.Add(1)
+	start := time.Now()
+	resp, err := s.client.Do(req)
+	if err != nil {
+		s.Stats.NoAnswer.Add(1)
+		if netErr, ok := errors.AsType[net.Error](err); ok && netErr.Timeout() {
+			s.Stats.TimedOut.Add(1)
+		}
+		c.addHistory(fmt.Sprintf("%s no answer (%v)", since(start), err))
+		return false, 0
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil { // the answer was cut off: as good as none
+		s.Stats.NoAnswer.Add(1)
+		c.addHistory(fmt.Sprintf("%s cut off", since(start)))
+		return false, 0
+	}
+	if resp.StatusCode >= 500 {
+		s.Stats.record5xx(time.Since(start))
+	}
+	c.addHistory(fmt.Sprintf("%s %d", since(start), resp.StatusCode))
+	replayed := strings.EqualFold(resp.Header.Get("Idempotency-Replayed"), "true")
+	if secs, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && secs > 0 {
+		retryAfter = time.Duration(secs) * time.Second
+	}
+
+	switch code := resp.StatusCode; {
+	case code == http.StatusOK || code == http.StatusCreated:
+		switch {
+		case replayed:
+			s.Stats.Replayed.Add(1)
+		case code == http.StatusCreated:
+			s.Stats.Created.Add(1)
+		default:
+			s.Stats.OK.Add(1)
+		}
+		c.recordAck(body, replayed)
+		return true, 0
+	case code == http.StatusConflict || code == http.StatusServiceUnavailable:
+		if code == http.StatusConflict {
+			s.Stats.Conflict.Add(1)
+		} else {
+			s.Stats.Unavailable.Add(1)
+		}
+		if resp.Header.Get("Retry-After") == "" {
+			s.Stats.NoRetryAfter.Add(1)
+			c.addProblem(fmt.Sprintf("%d without Retry-After: %s", code, snippet(body)))
+		}
+		return false, retryAfter
+	case code == http.StatusTooManyRequests:
+		return false, retryAfter
+	case code >= 500:
+		s.Stats.Other5xx.Add(1)
+		c.addProblem(fmt.Sprintf("%d: %s", code, snippet(body)))
+		return false, retryAfter
+	default:
+		s.Stats.Refused.Add(1)
+		c.mu.Lock()
+		c.refusal, c.refusedAs = code, snippet(body)
+		c.mu.Unlock()
+		return true, 0
+	}
+}
+
+// recordAck records a 2xx answer and checks it against what was sent.
+func (c *Claim) recordAck(body []byte, replayed bool) {
+	var got struct {
+		ID     string      `json:"id"`
+		NetFee json.Number `json:"net_fee"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	err := dec.Decode(&got)
+
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.acked = true
+	if replayed {
+		c.replayed++
+	} else {
+		c.fresh++
+	}
+	if err != nil || got.ID == "" {
+		c.problems = append(c.problems, "2xx without a claim id: "+snippet(body))
+		return
+	}
+	if c.ids == nil {
+		c.ids = map[string]bool{}
+	}
+	c.ids[got.ID] = true
+	if want := money(c.NetFee()); got.NetFee.String() != want {
+		c.problems = append(c.problems, fmt.Sprintf("2xx with net_fee %s, want %s", got.NetFee, want))
+	}
+}
+
+// Refusal is the status and body of the claim's final refusal (0 if none).
+func (c *Claim) Refusal() (int, string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.refusal, c.refusedAs
+}
+
+// FreshAnswers counts the 2xx answers not marked Idempotency-Replayed.
+func (c *Claim) FreshAnswers() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.fresh
+}
+
+func (c *Claim) addHistory(h string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.history = append(c.history, h)
+}
+
+// History lists every answer the claim got, each with the time it took.
+func (c *Claim) History() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.history)
+}
+
+func since(t time.Time) string { return time.Since(t).Round(time.Millisecond).String() }
+
+func (c *Claim) addProblem(p string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.problems = append(c.problems, p)
+}
+
+// Plan says how often a claim is sent: one round after the other, each
+// round's copies at once. The default, {1}, sends it once.
+type Plan []int
+
+// LoadConfig sizes a load run.
+type LoadConfig struct {
+	Claims   int
+	Clients  int
+	KeyShare float64              // share of claims sent with an Idempotency-Key
+	Plan     func(claim int) Plan // nil: every claim once
+	Timeout  time.Duration        // bound on the whole run; 0 means 2 minutes
+	Seed     uint64               // 0: random; logged either way, for replaying a failure
+}
+
+// Load is a set of generated claims, sent by concurrent clients.
+type Load struct {
+	t        testing.TB
+	cfg      LoadConfig
+	Claims   []*Claim
+	Sender   *Sender
+	rng      *rand.Rand
+	tag      string
+	finished atomic.Int64 // claims whose plan is done
+	started  time.Time
+	done     chan struct{} // closed when every client has stopped
+	Elapsed  time.Duration
+}
+
+// NewLoad generates the claims; Start sends them.
+func NewLoad(t testing.TB, cfg LoadConfig) *Load {
+	t.Helper()
+	if cfg.Seed == 0 {
+		cfg.Seed = rand.Uint64()
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = 2 * time.Minute
+	}
+	t.Logf("load: %d claims, %d clients, seed %d", cfg.Claims, cfg.Clients, cfg.Seed)
+	rng := rand.New(rand.NewPCG(cfg.Seed, 1))
+	tag := strconv.FormatUint(cfg.Seed%1e6, 36)
+	l := &Load{t: t, cfg: cfg, rng: rng, tag: tag, done: make(chan struct{})}
+	for i := range cfg.Claims {
+		c := newClaim(rng, fmt.Sprintf("ft-%s-%05d", tag, i))
+		if rng.Float64() < cfg.KeyShare {
+			// Both forms the IETF draft allows: a structured-field string and a bare token.
+			c.Key = fmt.Sprintf("key-%s-%05d", tag, i)
+			if rng.IntN(2) == 0 {
+				c.Key = `"` + c.Key + `"`
+			}
+		}
+		l.Claims = append(l.Claims, c)
+	}
+	return l
+}
+
+// Extra generates one more claim after the load is over, for a scenario's
+// own probes; it is verified with the others.
+func (l *Load) Extra(name, key string) *Claim {
+	c := newClaim(l.rng, fmt.Sprintf("ft-%s-%s", l.tag, name))
+	c.Key = key
+	l.Claims = append(l.Claims, c)
+	return c
+}
+
+// Start sends the claims in the background, spread over the targets: client
+// i starts each claim on target i, and retries move on to the next.
+func (l *Load) Start(targets ...string) {
+	l.Sender = NewSender(targets...)
+	ctx, cancel := context.WithTimeout(context.Background(), l.cfg.Timeout)
+	queue := make(chan int)
+	var wg sync.WaitGroup
+	for client := range l.cfg.Clients {
+		wg.Go(func() {
+			for i := range queue {
+				l.run(ctx, i, client)
+				l.finished.Add(1)
+			}
+		})
+	}
+	l.started = time.Now()
+	go func() {
+		defer cancel()
+		defer close(l.done)
+	feed:
+		for i := range l.Claims {
+			select {
+			case queue <- i:
+			case <-ctx.Done():
+				break feed
+			}
+		}
+		close(queue)
+		wg.Wait()
+		l.Elapsed = time.Since(l.started)
+	}()
+}
+
+// run sends claim i according to its plan.
+func (l *Load) run(ctx context.Context, i, client int) {
+	c := l.Claims[i]
+	plan := Plan{1}
+	if l.cfg.Plan != nil {
+		plan = l.cfg.Plan(i)
+	}
+	for _, copies := range plan {
+		var wg sync.WaitGroup
+		for n := range copies {
+			wg.Go(func() { l.Sender.Send(ctx, c, client+n) })
+		}
+		wg.Wait()
+	}
+}
+
+// WaitFinished waits until n claims are finished, or the load is over.
+func (l *Load) WaitFinished(n int) {
+	for l.finished.Load() < int64(n) {
+		select {
+		case <-l.done:
+			return
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// WaitFraction waits until that share of the claims is finished.
+func (l *Load) WaitFraction(f float64) { l.WaitFinished(int(f * float64(len(l.Claims)))) }
+
+// Wait waits for the load to end and requires that it sent every claim.
+func (l *Load) Wait() {
+	l.t.Helper()
+	select {
+	case <-l.done:
+	case <-time.After(l.cfg.Timeout + 30*time.Second):
+		l.t.Fatalf("load did not stop within %s", l.cfg.Timeout+30*time.Second)
+	}
+	require.EqualValues(l.t, len(l.Claims), l.finished.Load(),
+		"the load ran out of time (%s) before sending every claim", l.cfg.Timeout)
+}
+
+// Count returns how many claims have each outcome.
+func (l *Load) Count() map[Outcome]int {
+	out := map[Outcome]int{}
+	for _, c := range l.Claims {
+		out[c.Outcome()]++
+	}
+	return out
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+}
+
+func snippet(b []byte) string {
+	s := strings.TrimSpace(string(b))
+	if len(s) > 300 {
+		s = s[:300] + "..."
+	}
+	return s
+}
+
+func readAllString(resp *http.Response) (string, error) {
+	b, err := io.ReadAll(resp.Body)
+	return string(b), err
+}

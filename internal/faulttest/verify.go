@@ -1,0 +1,421 @@
+package faulttest
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"regexp"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/redis/go-redis/v9"
+)
+
+// System is what the final checks look at: the Postgres database, the Redis
+// server and key prefix, and a running claimd to ask for /top-providers.
+type System struct {
+	DatabaseURL string
+	Redis       *redis.Client
+	KeyPrefix   string // "" means claimd's default, "claimd:"
+	API         string // base URL of a running claimd
+}
+
+// Report is the end state of a scenario, for its closing log line.
+type Report struct {
+	Stored int   // claims of this load stored in Postgres
+	Drift  int64 // cents: |totals-lines| + |redis-totals| + |api-expected|, summed over providers
+}
+
+// convergeTimeout bounds how long reconciliation may take to make Redis and
+// /top-providers exact once the load is over (RECONCILE_INTERVAL is 1s).
+const convergeTimeout = 15 * time.Second
+
+// Verify checks the promise against Postgres, Redis and the API, polling up
+// to convergeTimeout for reconciliation to finish, and fails the test with
+// every problem it still finds then.
+func Verify(t testing.TB, sys System, load *Load) Report {
+	t.Helper()
+	// What the clients heard is fixed now: check it once.
+	var contract []string
+	for _, c := range load.Claims {
+		c.mu.Lock()
+		for _, p := range c.problems {
+			contract = append(contract, fmt.Sprintf("claim %s: %s", c.ExternalID, p))
+		}
+		if len(c.ids) > 1 {
+			contract = append(contract, fmt.Sprintf("claim %s: 2xx answers named %d different ids: %v", c.ExternalID, len(c.ids), keys(c.ids)))
+		}
+		if c.acked && c.refusal != 0 {
+			contract = append(contract, fmt.Sprintf("claim %s: acknowledged, and also refused with %d: %s", c.ExternalID, c.refusal, c.refusedAs))
+		}
+		c.mu.Unlock()
+	}
+
+	deadline := time.Now().Add(convergeTimeout)
+	for {
+		problems, report := check(sys, load)
+		if len(problems) == 0 || time.Now().After(deadline) {
+			problems = append(contract, problems...)
+			if len(problems) > 0 {
+				const show = 40
+				more := ""
+				if len(problems) > show {
+					more = fmt.Sprintf("\n... and %d more", len(problems)-show)
+					problems = problems[:show]
+				}
+				t.Fatalf("after %s of reconciliation, %d problems (drift %d cents):\n%s%s",
+					convergeTimeout, len(problems), report.Drift, strings.Join(problems, "\n"), more)
+			}
+			return report
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+// check compares everything once and lists what is wrong.
+func check(sys System, load *Load) ([]string, Report) {
+	var problems []string
+	bad := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
+
+	pg, err := readPostgres(sys.DatabaseURL)
+	if err != nil {
+		return []string{"read postgres: " + err.Error()}, Report{Drift: -1}
+	}
+	zset, err := readRanking(sys)
+	if err != nil {
+		bad("read redis ranking: %v", err)
+	}
+	api, source, err := readTopProviders(sys.API)
+	if err != nil {
+		bad("GET /top-providers: %v", err)
+	}
+
+	// (a), (b): each claim is stored as its outcome requires, and whole.
+	ours := map[string]bool{}
+	expected := map[string]int64{} // NPI -> cents, from the generated lines of the stored claims
+	report := Report{}
+	for _, c := range load.Claims {
+		ours[c.ExternalID] = true
+		rows := pg.claims[c.ExternalID]
+		outcome := c.Outcome()
+		switch {
+		case outcome == Acked && len(rows) != 1:
+			bad("(a) acknowledged claim %s is stored %d times", c.ExternalID, len(rows))
+		case outcome == Refused && len(rows) != 0:
+			bad("(b) refused claim %s (status %d) is stored", c.ExternalID, c.refusal)
+		case len(rows) > 1:
+			bad("(a) %s claim %s is stored %d times", outcome, c.ExternalID, len(rows))
+		}
+		if len(rows) == 0 {
+			continue
+		}
+		report.Stored++
+		row := rows[0]
+		c.mu.Lock()
+		if outcome == Acked && len(c.ids) == 1 && !c.ids[row.id] {
+			bad("(a) claim %s was acknowledged as %v but is stored as %s", c.ExternalID, keys(c.ids), row.id)
+		}
+		c.mu.Unlock()
+		if got, want := pg.lines[row.id], c.Lines; !sameLines(got, want) || row.netFee != c.NetFee() || row.lineCount != len(want) {
+			bad("(a) claim %s is stored as %d lines %v (net %d, line_count %d), sent %d lines %v (net %d)",
+				c.ExternalID, len(got), got, row.netFee, row.lineCount, len(want), storedLines(want), c.NetFee())
+		}
+		for _, l := range c.Lines {
+			expected[l.NPI] += l.NetFee()
+		}
+	}
+	for ext, rows := range pg.claims {
+		if !ours[ext] {
+			bad("(a) Postgres holds %d claims with claim_id %q, which the load never sent", len(rows), ext)
+		}
+	}
+
+	// (c) totals = sum of lines; (d) Redis = totals; (e) API = our own sums.
+	report.Drift += diffTotals("(c) provider_totals vs SUM(claim_lines)", pg.totals, pg.lineSums, bad)
+	if zset != nil {
+		report.Drift += diffTotals("(d) Redis score vs provider_totals", zset, pg.totals, bad)
+	}
+	if api != nil {
+		if source != "redis" {
+			bad("(e) /top-providers answered from %q, want redis once reconciled", source)
+		}
+		want := topN(expected, 100)
+		report.Drift += diffTotals("(e) /top-providers vs generated lines", toMap(api), toMap(want), bad)
+		if !slices.Equal(api, want) {
+			bad("(e) /top-providers order:\n got  %v\n want %v", api, want)
+		}
+	}
+	return problems, report
+}
+
+type storedClaim struct {
+	id        string
+	netFee    int64
+	lineCount int
+}
+
+type storedLine struct {
+	NPI    string
+	NetFee int64
+}
+
+type pgState struct {
+	claims   map[string][]storedClaim // claim_id (external_id) -> rows
+	lines    map[string][]storedLine  // claims.id -> lines in line_no order
+	totals   map[string]int64         // provider_totals
+	lineSums map[string]int64         // SUM(claim_lines.net_fee_cents) GROUP BY provider_npi
+}
+
+// readPostgres reads everything in one repeatable-read snapshot, so the
+// tables are compared at one point in time.
+func readPostgres(url string) (*pgState, error) {
+	ctx, cancel := withTimeout(10 * time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	tx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // read-only
+
+	st := &pgState{claims: map[string][]storedClaim{}, lines: map[string][]storedLine{},
+		totals: map[string]int64{}, lineSums: map[string]int64{}}
+	rows, err := tx.Query(ctx, `SELECT id::text, COALESCE(external_id, ''), net_fee_cents, line_count FROM claims`)
+	if err != nil {
+		return nil, err
+	}
+	for rows.Next() {
+		var ext string
+		var c storedClaim
+		if err := rows.Scan(&c.id, &ext, &c.netFee, &c.lineCount); err != nil {
+			return nil, err
+		}
+		st.claims[ext] = append(st.claims[ext], c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	rows, err = tx.Query(ctx, `SELECT claim_id::text, provider_npi, net_fee_cents FROM claim_lines ORDER BY claim_id, line_no`)
+	if err != nil {
+		return nil, err
+	}
+	for rows.Next() {
+		var id string
+		var l storedLine
+		if err := rows.Scan(&id, &l.NPI, &l.NetFee); err != nil {
+			return nil, err
+		}
+		st.lines[id] = append(st.lines[id], l)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if err := scanTotals(ctx, tx, `SELECT provider_npi, total_net_fee_cents FROM provider_totals`, st.totals); err != nil {
+		return nil, err
+	}
+	err = scanTotals(ctx, tx, `SELECT provider_npi, SUM(net_fee_cents)::bigint FROM claim_lines GROUP BY provider_npi`, st.lineSums)
+	return st, err
+}
+
+func scanTotals(ctx context.Context, tx pgx.Tx, sql string, into map[string]int64) error {
+	rows, err := tx.Query(ctx, sql)
+	if err != nil {
+		return err
+	}
+	for rows.Next() {
+		var npi string
+		var cents int64
+		if err := rows.Scan(&npi, &cents); err != nil {
+			return err
+		}
+		into[npi] = cents
+	}
+	return rows.Err()
+}
+
+// readRanking reads the whole Redis sorted set claimd keeps.
+func readRanking(sys System) (map[string]int64, error) {
+	prefix := sys.KeyPrefix
+	if prefix == "" {
+		prefix = "claimd:"
+	}
+	ctx, cancel := withTimeout(5 * time.Second)
+	defer cancel()
+	zs, err := sys.Redis.ZRangeWithScores(ctx, prefix+"rank:providers", 0, -1).Result()
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]int64, len(zs))
+	for _, z := range zs {
+		npi, _ := z.Member.(string)
+		if z.Score != math.Trunc(z.Score) {
+			return nil, fmt.Errorf("score of %s is %v, not whole cents", npi, z.Score)
+		}
+		out[npi] = int64(z.Score)
+	}
+	return out, nil
+}
+
+// ProviderTotal is one entry of a ranking.
+type ProviderTotal struct {
+	NPI   string
+	Cents int64
+}
+
+func (p ProviderTotal) String() string { return p.NPI + "=" + money(p.Cents) }
+
+// twoDecimals is how the API must write money: a JSON number with exactly two decimals.
+var twoDecimals = regexp.MustCompile(`^-?[0-9]+\.[0-9]{2}$`)
+
+// readTopProviders asks for the whole ranking (limit=100 covers the NPI pool).
+func readTopProviders(base string) ([]ProviderTotal, string, error) {
+	client := &http.Client{Timeout: 5 * time.Second}
+	resp, err := client.Get(base + "/top-providers?limit=100")
+	if err != nil {
+		return nil, "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, "", err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, "", fmt.Errorf("status %d: %s", resp.StatusCode, snippet(body))
+	}
+	var got struct {
+		TopProviders []struct {
+			ProviderNPI string      `json:"provider_npi"`
+			TotalNetFee json.Number `json:"total_net_fee"`
+		} `json:"top_providers"`
+		Source string `json:"source"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	if err := dec.Decode(&got); err != nil {
+		return nil, "", fmt.Errorf("decode %s: %w", snippet(body), err)
+	}
+	out := make([]ProviderTotal, len(got.TopProviders))
+	for i, p := range got.TopProviders {
+		text := p.TotalNetFee.String()
+		if !twoDecimals.MatchString(text) {
+			return nil, "", fmt.Errorf("total_net_fee %s of %s is not a number with two decimals", text, p.ProviderNPI)
+		}
+		whole, frac, _ := strings.Cut(strings.TrimPrefix(text, "-"), ".")
+		w, err1 := strconv.ParseInt(whole, 10, 64)
+		f, err2 := strconv.ParseInt(frac, 10, 64)
+		if err1 != nil || err2 != nil {
+			return nil, "", fmt.Errorf("total_net_fee %s of %s: out of range", text, p.ProviderNPI)
+		}
+		cents := w*100 + f
+		if strings.HasPrefix(text, "-") {
+			cents = -cents
+		}
+		out[i] = ProviderTotal{NPI: p.ProviderNPI, Cents: cents}
+	}
+	return out, got.Source, nil
+}
+
+// topN ranks totals as the API must: highest first, ties by NPI descending
+// (byte order, as Redis orders equal scores), at most n.
+func topN(totals map[string]int64, n int) []ProviderTotal {
+	out := make([]ProviderTotal, 0, len(totals))
+	for npi, cents := range totals {
+		out = append(out, ProviderTotal{npi, cents})
+	}
+	slices.SortFunc(out, func(a, b ProviderTotal) int {
+		if c := cmp.Compare(b.Cents, a.Cents); c != 0 {
+			return c
+		}
+		return strings.Compare(b.NPI, a.NPI)
+	})
+	return out[:min(n, len(out))]
+}
+
+func toMap(ps []ProviderTotal) map[string]int64 {
+	out := make(map[string]int64, len(ps))
+	for _, p := range ps {
+		out[p.NPI] = p.Cents
+	}
+	return out
+}
+
+// diffTotals reports every provider whose total differs (missing counts as
+// a difference even when the other side is 0) and returns the drift in cents.
+func diffTotals(what string, got, want map[string]int64, bad func(string, ...any)) int64 {
+	var drift int64
+	for _, npi := range keys(union(got, want)) {
+		g, gok := got[npi]
+		w, wok := want[npi]
+		if g != w || gok != wok {
+			drift += abs(g - w)
+			bad("%s: provider %s has %s (present %v), want %s (present %v)", what, npi, money(g), gok, money(w), wok)
+		}
+	}
+	return drift
+}
+
+func sameLines(stored []storedLine, sent []Line) bool {
+	return slices.Equal(stored, storedLines(sent))
+}
+
+func storedLines(sent []Line) []storedLine {
+	out := make([]storedLine, len(sent))
+	for i, l := range sent {
+		out[i] = storedLine{l.NPI, l.NetFee()}
+	}
+	return out
+}
+
+func union[V any](a, b map[string]V) map[string]bool {
+	out := map[string]bool{}
+	for k := range a {
+		out[k] = true
+	}
+	for k := range b {
+		out[k] = true
+	}
+	return out
+}
+
+func keys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func abs(n int64) int64 {
+	if n < 0 {
+		return -n
+	}
+	return n
+}
+
+// LogReport writes the scenario's closing line: what was sent, what was
+// acknowledged, stored and deduplicated, and the final drift.
+func LogReport(t testing.TB, scenario string, load *Load, r Report) {
+	t.Helper()
+	s, n := load.Sender.Stats, load.Count()
+	t.Logf("scenario %s: claims %d, requests sent %d, acknowledged %d, refused %d, unknown %d, stored %d; "+
+		"answers: 201 %d, 200 (resubmitted claim_id) %d, replayed (Idempotency-Replayed) %d, 409 %d, 503 %d, "+
+		"other 5xx %d, no answer %d (client timeouts %d); load took %s; final drift %d cents",
+		scenario, len(load.Claims), s.Requests.Load(), n[Acked], n[Refused], n[Unknown], r.Stored,
+		s.Created.Load(), s.OK.Load(), s.Replayed.Load(), s.Conflict.Load(), s.Unavailable.Load(),
+		s.Other5xx.Load(), s.NoAnswer.Load(), s.TimedOut.Load(), load.Elapsed.Round(time.Millisecond), r.Drift)
+}
