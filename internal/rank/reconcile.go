@@ -105,7 +105,11 @@ func (r *Reconciler) Start(ctx context.Context) {
 	ticker := time.NewTicker(r.cfg.Interval)
 	defer ticker.Stop()
 	for {
-		res, err := r.RunOnce(ctx, Auto)
+		// A pass that hangs (a Redis or Postgres that stopped answering
+		// mid-pass) must not stop the next ones.
+		passCtx, cancel := context.WithTimeout(ctx, max(5*time.Minute, 2*r.cfg.Interval))
+		res, err := r.RunOnce(passCtx, Auto)
+		cancel()
 		switch {
 		case ctx.Err() != nil:
 			return
