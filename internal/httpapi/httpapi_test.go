@@ -99,10 +99,20 @@ func (r response) json(t *testing.T) map[string]any {
 
 func mustDo(t *testing.T, method, url, contentType string, body io.Reader) response {
 	t.Helper()
+	header := map[string]string{}
+	if contentType != "" {
+		header["Content-Type"] = contentType
+	}
+	return mustDoWith(t, method, url, header, body)
+}
+
+// mustDoWith sends a request with the given headers and reads the whole answer.
+func mustDoWith(t *testing.T, method, url string, header map[string]string, body io.Reader) response {
+	t.Helper()
 	req, err := http.NewRequest(method, url, body)
 	require.NoError(t, err)
-	if contentType != "" {
-		req.Header.Set("Content-Type", contentType)
+	for k, v := range header {
+		req.Header.Set(k, v)
 	}
 	res, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)

@@ -2,7 +2,6 @@ package httpapi_test
 
 import (
 	"context"
-	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -14,20 +13,14 @@ import (
 	"github.com/claim-process/claim-process/internal/claim"
 )
 
+// mustPostWith posts a JSON body with extra headers.
 func mustPostWith(t *testing.T, url, body string, header map[string]string) response {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
-	require.NoError(t, err)
-	req.Header.Set("Content-Type", "application/json")
+	h := map[string]string{"Content-Type": "application/json"}
 	for k, v := range header {
-		req.Header.Set(k, v)
+		h[k] = v
 	}
-	res, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
-	defer res.Body.Close()
-	buf, err := io.ReadAll(res.Body)
-	require.NoError(t, err)
-	return response{status: res.StatusCode, header: res.Header, body: buf}
+	return mustDoWith(t, http.MethodPost, url, h, strings.NewReader(body))
 }
 
 func mustTotals(t *testing.T, s stack) map[string]claim.Cents {
