@@ -143,7 +143,9 @@ func (s *Service) Submit(ctx context.Context, req Request) (Result, error) {
 	ins, err := s.store.InsertClaim(ctx, c, lease)
 	if err != nil {
 		if lease != nil {
-			if rerr := s.store.ReleaseKey(context.WithoutCancel(ctx), lease); rerr != nil {
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+			defer cancel()
+			if rerr := s.store.ReleaseKey(rctx, lease); rerr != nil {
 				s.log.Warn("idempotency key not released; it frees itself when its lease ends", "err", rerr)
 			}
 		}
