@@ -94,6 +94,10 @@ func loadConfig(getenv func(string) string) (config, error) {
 	cfg.ReconcileInterval = duration("RECONCILE_INTERVAL")
 	cfg.ShutdownTimeout = duration("SHUTDOWN_TIMEOUT")
 	cfg.IdempotencyTTL = duration("IDEMPOTENCY_TTL")
+	if cfg.IdempotencyTTL > 0 && cfg.IdempotencyTTL < time.Minute {
+		// Shorter than a key's lease, expiry would delete keys still in use.
+		bad("IDEMPOTENCY_TTL", fmt.Errorf("must be at least 1m"))
+	}
 	cfg.APIKeys = strings.FieldsFunc(getenv("API_KEYS"), func(r rune) bool { return r == ',' })
 	if path := strings.TrimSpace(getenv("API_KEYS_FILE")); path != "" {
 		keys, err := readKeysFile(path)

@@ -92,6 +92,11 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 
 	keys := rank.Keys{Prefix: cfg.RedisKeyPrefix}
 	ranking := rank.NewRedis(rdb, keys)
+	epoch, err := st.RankingEpoch(ctx)
+	if err != nil {
+		return err
+	}
+	ranking.ExpectEpoch(epoch)
 	rankMetrics := rank.NewMetrics(reg)
 	reconciler := rank.NewReconciler(st, ranking, rank.ReconcilerConfig{Interval: cfg.ReconcileInterval}, rankMetrics, log)
 	handler := httpapi.NewServer(httpapi.Deps{

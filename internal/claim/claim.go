@@ -3,13 +3,18 @@
 // the validation rules, and the net fee. It imports nothing of the project.
 package claim
 
-import "time"
+import (
+	"crypto/sha256"
+	"fmt"
+	"time"
+)
 
 // Claim is one dental insurance claim: one or more service lines. The service
 // assigns ID and ReceivedAt when it accepts the claim.
 type Claim struct {
 	ID         string
-	ExternalID string // the sender's own identifier, unique when given; "" when not
+	Sender     string // the client that sent it ("" without API keys); scopes ExternalID
+	ExternalID string // the sender's own identifier, unique per sender when given; "" when not
 	ReceivedAt time.Time
 	Lines      []Line
 }
@@ -61,4 +66,19 @@ type ProviderTotal struct {
 	ProviderNPI string
 	NetFee      Cents
 	Version     int64
+}
+
+// Fingerprint identifies a claim's content: its external id and normalized
+// lines, not how the sender spelled them ("$100.00" and 100 are one amount)
+// nor the id, sender or time the service gave it. Two submissions with the
+// same fingerprint are the same claim.
+func (c Claim) Fingerprint() []byte {
+	h := sha256.New()
+	fmt.Fprintf(h, "%q\n", c.ExternalID)
+	for _, l := range c.Lines {
+		fmt.Fprintf(h, "%s|%q|%q|%q|%q|%q|%d|%d|%d|%d\n", l.ServiceDate.Format(time.DateOnly),
+			l.SubmittedProcedure, l.Quadrant, l.PlanGroup, l.Subscriber, l.ProviderNPI,
+			l.ProviderFees, l.AllowedFees, l.MemberCoinsurance, l.MemberCopay)
+	}
+	return h.Sum(nil)
 }

@@ -18,6 +18,8 @@ var (
 	ErrKeyInFlight = errors.New("a request with this idempotency key is in progress")
 	// ErrKeyInFlight errors may come as a RetryAfter naming when to retry.
 
+	// ErrClaimIDReused means a claim_id was sent again with another claim.
+	ErrClaimIDReused = errors.New("this claim_id was used for a different claim")
 	// ErrKeyReused means an idempotency key was sent again with a different claim.
 	ErrKeyReused = errors.New("this idempotency key was used for a different claim")
 )

@@ -142,6 +142,13 @@ func TestClaimIDResubmissionReturnsTheStoredClaim(t *testing.T) {
 
 	bad := mustPost(t, s.url+"/claims", "application/json", `{"claim_id": "", "lines": [`+oldServicePayload+`]}`)
 	require.Equal(t, http.StatusUnprocessableEntity, bad.status)
+
+	// The same claim_id with other content is refused, not answered with the old claim.
+	changed := strings.Replace(body, "D0180", "D0210", 1)
+	reused := mustPost(t, s.url+"/claims", "application/json", changed)
+	require.Equal(t, http.StatusUnprocessableEntity, reused.status, string(reused.body))
+	require.Contains(t, string(reused.body), "claim_id")
+	require.NotContains(t, string(reused.body), "3730189502")
 }
 
 func TestAPIKeysRequiredWhenConfigured(t *testing.T) {
@@ -163,6 +170,14 @@ func TestAPIKeysRequiredWhenConfigured(t *testing.T) {
 	require.Equal(t, http.StatusCreated, b.status)
 	require.NotEqual(t, a.json(t)["id"], b.json(t)["id"])
 	require.Empty(t, b.header.Get("Idempotency-Replayed"))
+
+	// So are claim_ids: another client's claim is never returned through one.
+	withID := `{"claim_id": "SHARED-1", "lines": [` + oldServicePayload + `]}`
+	ca := mustPostWith(t, s.url+"/claims", withID, map[string]string{"Authorization": "Bearer k-alpha"})
+	cb := mustPostWith(t, s.url+"/claims", withID, map[string]string{"Authorization": "Bearer k-beta"})
+	require.Equal(t, http.StatusCreated, ca.status)
+	require.Equal(t, http.StatusCreated, cb.status, "a claim_id is the client's own")
+	require.NotEqual(t, ca.json(t)["id"], cb.json(t)["id"])
 
 	require.Equal(t, http.StatusOK, mustDo(t, http.MethodGet, s.url+"/top-providers", "", nil).status, "lookups need no key")
 }

@@ -90,8 +90,11 @@ func errorProblem(err error) (problem, bool) {
 		return p, false
 	case errors.Is(err, claim.ErrKeyReused):
 		return problemFor(http.StatusUnprocessableEntity, err.Error()+"; use a new key for a new claim"), false
+	case errors.Is(err, claim.ErrClaimIDReused):
+		return problemFor(http.StatusUnprocessableEntity, err.Error()+"; a claim_id names one claim"), false
 	case errors.Is(err, claim.ErrUnavailable):
-		p := problemFor(http.StatusServiceUnavailable, "storage is unavailable; nothing was stored; try again")
+		p := problemFor(http.StatusServiceUnavailable,
+			"storage is unavailable; try again (with the same claim_id or Idempotency-Key a retry cannot store the claim twice)")
 		p.retryAfter = 2
 		return p, true
 	case errors.Is(err, context.Canceled):

@@ -5,7 +5,6 @@ package ingest
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -120,14 +119,14 @@ func (s *Service) Submit(ctx context.Context, req Request) (Result, error) {
 		return Result{}, fmt.Errorf("claim id: %w", err)
 	}
 	// Postgres keeps microseconds; the answer shows what is stored.
-	c := claim.Claim{ID: id.String(), ExternalID: req.Input.ExternalIDText(),
+	c := claim.Claim{ID: id.String(), Sender: req.Client, ExternalID: req.Input.ExternalIDText(),
 		ReceivedAt: time.Now().UTC().Truncate(time.Microsecond), Lines: lines}
 
 	var lease *store.KeyLease
 	if req.IdempotencyKey != "" {
 		var earlier *store.KeyOutcome
 		lease, earlier, err = s.store.AcquireKey(ctx, store.KeyRequest{
-			Scope: req.Client, Key: req.IdempotencyKey, RequestHash: requestHash(c),
+			Scope: req.Client, Key: req.IdempotencyKey, RequestHash: c.Fingerprint(),
 			Lease: s.cfg.KeyLease, TTL: s.cfg.KeyTTL,
 		})
 		if err != nil {
@@ -182,19 +181,6 @@ func (s *Service) rank(ctx context.Context, claimID string, totals []claim.Provi
 	}
 	s.metrics.rankingFailures.Inc()
 	s.log.Warn("redis ranking not updated; reconciliation will repair it", "claim_id", claimID, "err", err)
-}
-
-// requestHash fingerprints a normalized claim, so an idempotency key sent
-// again is known to carry the same claim however its JSON or CSV was spelled.
-func requestHash(c claim.Claim) []byte {
-	h := sha256.New()
-	fmt.Fprintf(h, "%q\n", c.ExternalID)
-	for _, l := range c.Lines {
-		fmt.Fprintf(h, "%s|%q|%q|%q|%q|%q|%d|%d|%d|%d\n", l.ServiceDate.Format(time.DateOnly),
-			l.SubmittedProcedure, l.Quadrant, l.PlanGroup, l.Subscriber, l.ProviderNPI,
-			l.ProviderFees, l.AllowedFees, l.MemberCoinsurance, l.MemberCopay)
-	}
-	return h.Sum(nil)
 }
 
 type metrics struct {

@@ -145,6 +145,11 @@ func TestReconcileRebuildsLostSetAndRepairsDrift(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, res.Rebuilt, "no marker: the set is rebuilt whole")
 	require.Equal(t, len(want), res.Providers)
+	var lost claim.Cents
+	for _, c := range want {
+		lost += max(c, -c)
+	}
+	require.Equal(t, lost, res.Drift, "a lost set was off by every total")
 	require.Equal(t, want, mustScores(t, client, keys.Ranking()))
 
 	// Corrupt two scores and drop one member: a pass puts them back.
@@ -384,6 +389,11 @@ func TestRankingFromAnotherDatabaseIsRebuilt(t *testing.T) {
 	require.NoError(t, err)
 
 	want := insertRandomClaims(t, current, nil, 30, []string{"2000000001", "2000000002"})
+	epoch, err := current.RankingEpoch(ctx)
+	require.NoError(t, err)
+	r.ExpectEpoch(epoch)
+	_, err = r.TopProviders(ctx, 10)
+	require.ErrorIs(t, err, rank.ErrIncomplete, "readers do not trust another database's ranking")
 	res, err := newReconciler(current, r, 100).RunOnce(ctx, rank.Auto)
 	require.NoError(t, err)
 	require.True(t, res.Rebuilt)

@@ -95,7 +95,7 @@ type Result struct {
 	Full      bool        // every provider was compared (or rebuilt)
 	Providers int         // provider totals read from Postgres
 	Repaired  int         // providers corrected in place
-	Drift     claim.Cents // how far the corrected scores were off, summed
+	Drift     claim.Cents // how far Redis was off before this pass repaired it, summed (a lost set: every total)
 	Duration  time.Duration
 }
 
@@ -140,6 +140,9 @@ func (r *Reconciler) RunOnce(ctx context.Context, mode Mode) (Result, error) {
 		r.metrics.reconcileRuns.WithLabelValues("error").Inc()
 	case res.Skipped:
 		r.metrics.reconcileRuns.WithLabelValues("skipped").Inc()
+		// Drift is the lock holder's to report; a standby must not keep
+		// showing what it found when it last held the lock.
+		r.metrics.drift.Set(0)
 	default:
 		r.metrics.reconcileRuns.WithLabelValues("ok").Inc()
 		r.metrics.reconcileDuration.Observe(res.Duration.Seconds())
@@ -170,6 +173,7 @@ func (r *Reconciler) runOnce(ctx context.Context, mode Mode) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
+	r.redis.ExpectEpoch(epoch)
 	if mode != Rebuild {
 		builtFrom, err := r.redis.completeEpoch(ctx)
 		if err != nil {
@@ -214,6 +218,11 @@ func (r *Reconciler) rebuild(ctx context.Context, epoch string) (Result, error) 
 	}
 	scanned, err := r.truth.ScanTotals(ctx, time.Time{}, r.cfg.BatchSize, func(batch []claim.ProviderTotal) error {
 		res.Providers += len(batch)
+		drift, err := r.redis.liveDrift(ctx, batch)
+		if err != nil {
+			return err
+		}
+		res.Drift += drift
 		return r.redis.applyToBuild(ctx, batch)
 	})
 	if err == nil {

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -93,7 +94,12 @@ return {changed, drift}
 type Redis struct {
 	client redis.UniversalClient
 	keys   Keys
+	epoch  atomic.Pointer[string] // the database's ranking epoch, once known
 }
+
+// ExpectEpoch tells the ranking which database it serves: a set rebuilt from
+// another one (since recreated) is then not answered from.
+func (r *Redis) ExpectEpoch(epoch string) { r.epoch.Store(&epoch) }
 
 // NewRedis returns the ranking kept in client under the keys' prefix.
 func NewRedis(client redis.UniversalClient, keys Keys) *Redis {
@@ -116,6 +122,25 @@ func (r *Redis) Apply(ctx context.Context, totals []claim.ProviderTotal) (int, e
 func (r *Redis) liveKeys() []string {
 	k := r.keys
 	return []string{k.Ranking(), k.Versions(), k.BuildRanking(), k.BuildVersions()}
+}
+
+// liveDrift sums how far the live set's scores are from totals (a missing
+// member counts its whole total): what a rebuild is about to repair.
+func (r *Redis) liveDrift(ctx context.Context, totals []claim.ProviderTotal) (claim.Cents, error) {
+	members := make([]string, len(totals))
+	for i, t := range totals {
+		members[i] = t.ProviderNPI
+	}
+	scores, err := r.client.ZMScore(ctx, r.keys.Ranking(), members...).Result()
+	if err != nil {
+		return 0, fmt.Errorf("read live scores: %w", err)
+	}
+	var drift claim.Cents
+	for i, t := range totals {
+		d := t.NetFee - claim.Cents(scores[i]) // ZMSCORE gives 0 for a missing member
+		drift += max(d, -d)
+	}
+	return drift, nil
 }
 
 // applyToBuild records totals in the build set only (the last two keys name
@@ -146,18 +171,22 @@ func (r *Redis) apply(ctx context.Context, keys []string, totals []claim.Provide
 // orders them. It fails with ErrIncomplete when the set is not known complete.
 func (r *Redis) TopProviders(ctx context.Context, limit int) ([]claim.ProviderTotal, error) {
 	var (
-		complete *redis.IntCmd
+		complete *redis.StringCmd
 		top      *redis.ZSliceCmd
 	)
 	_, err := r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
-		complete = p.Exists(ctx, r.keys.Complete())
+		complete = p.Get(ctx, r.keys.Complete())
 		top = p.ZRevRangeWithScores(ctx, r.keys.Ranking(), 0, int64(limit-1))
 		return nil
 	})
-	if err != nil {
+	if err != nil && !errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("read top providers from redis: %w", err)
 	}
-	if complete.Val() == 0 {
+	if err := top.Err(); err != nil {
+		return nil, fmt.Errorf("read top providers from redis: %w", err)
+	}
+	builtFrom := complete.Val()
+	if want := r.epoch.Load(); builtFrom == "" || (want != nil && *want != builtFrom) {
 		return nil, ErrIncomplete
 	}
 	out := make([]claim.ProviderTotal, 0, len(top.Val()))

@@ -1,7 +1,9 @@
 package store
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"slices"
 	"time"
 
@@ -13,11 +15,12 @@ import (
 
 // A claim with an external id that is already stored inserts nothing.
 const insertClaimSQL = `
-INSERT INTO claims (id, external_id, received_at, net_fee_cents, line_count)
-VALUES ($1, NULLIF($2, ''), $3, $4, $5)
-ON CONFLICT (external_id) WHERE external_id IS NOT NULL DO NOTHING`
+INSERT INTO claims (id, client_scope, external_id, request_hash, received_at, net_fee_cents, line_count)
+VALUES ($1, $2, NULLIF($3, ''), $4, $5, $6, $7)
+ON CONFLICT (client_scope, external_id) WHERE external_id IS NOT NULL DO NOTHING`
 
-const claimByExternalIDSQL = `SELECT id FROM claims WHERE external_id = $1`
+const claimByExternalIDSQL = `
+SELECT id, request_hash FROM claims WHERE client_scope = $1 AND external_id = $2`
 
 // All lines of a claim go in with one set-based statement.
 const insertLinesSQL = `
@@ -54,8 +57,9 @@ type Inserted struct {
 }
 
 // InsertClaim stores a claim whole, its lines and the change to each of its
-// providers' totals, in one transaction. A claim whose external id is already
-// stored is not stored again. When lease is not nil, the outcome is recorded
+// providers' totals, in one transaction. A claim whose external id its sender
+// already stored is not stored again (claim.ErrClaimIDReused if the content
+// differs). When lease is not nil, the outcome is recorded
 // against the idempotency key in the same transaction; if the lease was lost
 // meanwhile nothing is stored and the error is claim.ErrKeyInFlight.
 func (s *Store) InsertClaim(ctx context.Context, c claim.Claim, lease *KeyLease) (Inserted, error) {
@@ -90,14 +94,22 @@ func (s *Store) InsertClaim(ctx context.Context, c claim.Claim, lease *KeyLease)
 
 	var out Inserted
 	err = s.withTx(ctx, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, insertClaimSQL, id, c.ExternalID, c.ReceivedAt, int64(c.NetFee()), n)
+		fingerprint := c.Fingerprint()
+		tag, err := tx.Exec(ctx, insertClaimSQL, id, c.Sender, c.ExternalID, fingerprint,
+			c.ReceivedAt, int64(c.NetFee()), n)
 		if err != nil {
 			return wrap("insert claim", err)
 		}
 		if tag.RowsAffected() == 0 { // the external id is taken: a resubmission
-			var existing uuid.UUID
-			if err := tx.QueryRow(ctx, claimByExternalIDSQL, c.ExternalID).Scan(&existing); err != nil {
+			var (
+				existing     uuid.UUID
+				existingHash []byte
+			)
+			if err := tx.QueryRow(ctx, claimByExternalIDSQL, c.Sender, c.ExternalID).Scan(&existing, &existingHash); err != nil {
 				return wrap("find claim by external id", err)
+			}
+			if !bytes.Equal(existingHash, fingerprint) {
+				return claim.ErrClaimIDReused
 			}
 			out.ExistingID = existing.String()
 			return recordKeyOutcome(ctx, tx, lease, existing, false)
@@ -116,10 +128,25 @@ func (s *Store) InsertClaim(ctx context.Context, c claim.Claim, lease *KeyLease)
 		}
 		return recordKeyOutcome(ctx, tx, lease, id, true)
 	})
+	var commitErr *commitError
+	if errors.As(err, &commitErr) && s.claimExists(ctx, id) {
+		// Committed after all. Its totals reach Redis through reconciliation.
+		return Inserted{}, nil
+	}
 	if err != nil {
 		return Inserted{}, err
 	}
 	return out, nil
+}
+
+// claimExists looks up a claim whose COMMIT failed, on a fresh deadline.
+// Any doubt (the lookup fails too) counts as not stored.
+func (s *Store) claimExists(ctx context.Context, id uuid.UUID) bool {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	var exists bool
+	err := s.pool.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM claims WHERE id = $1)", id).Scan(&exists)
+	return err == nil && exists
 }
 
 func scanTotal(row pgx.CollectableRow) (claim.ProviderTotal, error) {

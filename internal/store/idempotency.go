@@ -53,6 +53,19 @@ FROM idempotency_keys WHERE scope = $1 AND key = $2`
 // Errors: claim.ErrKeyReused when the key was used for another claim,
 // claim.ErrKeyInFlight while another request holds it.
 func (s *Store) AcquireKey(ctx context.Context, r KeyRequest) (*KeyLease, *KeyOutcome, error) {
+	lease, outcome, err := s.acquireKey(ctx, r)
+	if errors.Is(err, errKeyVanished) { // expired between our two statements: it is free now
+		lease, outcome, err = s.acquireKey(ctx, r)
+	}
+	if errors.Is(err, errKeyVanished) {
+		err = &claim.RetryAfter{Err: claim.ErrKeyInFlight, After: time.Second}
+	}
+	return lease, outcome, err
+}
+
+var errKeyVanished = errors.New("idempotency key vanished")
+
+func (s *Store) acquireKey(ctx context.Context, r KeyRequest) (*KeyLease, *KeyOutcome, error) {
 	lease := &KeyLease{Scope: r.Scope, Key: r.Key, Token: uuid.New()}
 	tag, err := s.pool.Exec(ctx, acquireKeySQL, r.Scope, r.Key, r.RequestHash, lease.Token,
 		r.Lease.Seconds(), r.TTL.Seconds())
@@ -70,8 +83,8 @@ func (s *Store) AcquireKey(ctx context.Context, r KeyRequest) (*KeyLease, *KeyOu
 	)
 	err = s.pool.QueryRow(ctx, keySQL, r.Scope, r.Key).Scan(&hash, &claimID, &created, &leaseLeft)
 	switch {
-	case errors.Is(err, pgx.ErrNoRows): // expired and removed just now
-		return nil, nil, claim.ErrKeyInFlight
+	case errors.Is(err, pgx.ErrNoRows):
+		return nil, nil, errKeyVanished
 	case err != nil:
 		return nil, nil, wrap("read idempotency key", err)
 	case !bytes.Equal(hash, r.RequestHash):

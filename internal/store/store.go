@@ -102,5 +102,15 @@ func (s *Store) withTx(ctx context.Context, fn func(pgx.Tx) error) error {
 	if err := fn(tx); err != nil {
 		return err
 	}
-	return wrap("commit", tx.Commit(ctx))
+	if err := tx.Commit(ctx); err != nil {
+		return &commitError{err: wrap("commit", err)}
+	}
+	return nil
 }
+
+// commitError is a failed COMMIT: the connection may have died after the
+// server committed, so the outcome is unknown until looked up.
+type commitError struct{ err error }
+
+func (e *commitError) Error() string { return e.err.Error() }
+func (e *commitError) Unwrap() error { return e.err }
