@@ -1,0 +1,249 @@
+// Command claimbench drives load against claimd and then checks that what it
+// sent is exactly what the service holds.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() {
+		// After the first Ctrl-C the load stops and the report and verification
+		// still run; a second one should kill the process as usual.
+		<-ctx.Done()
+		stop()
+	}()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return
+		}
+		fmt.Fprintln(os.Stderr, "claimbench:", err)
+		os.Exit(1)
+	}
+}
+
+const usageHead = `claimbench - load and verification tool for claimd
+
+Sends realistic dental claims (1-8 lines, providers drawn from a Zipf
+distribution, fees spread like real dental fees, integer cents throughout,
+a unique claim_id per claim) and/or /top-providers lookups, prints a live
+progress line on stderr, then reports throughput, latency percentiles and
+answers by HTTP status, and verifies that every acknowledged claim is stored
+exactly as sent and every provider total moved by exactly what was sent.
+
+Usage:
+  claimbench [flags]
+
+Examples:
+  claimbench -mode single -concurrency 64 -duration 20s -database-url postgres://root@127.0.0.1:5432/claims
+  claimbench -mode mix -mix-top-ratio 0.5 -rate 2000 -duration 10s
+  claimbench -mode top -concurrency 16 -requests 50000 -verify=false
+
+Modes:
+  single  POST /claims, one claim per request
+  top     GET /top-providers?limit=N
+  mix     both; each request is a lookup with probability -mix-top-ratio
+  batch   POST /claims/batch (not yet served by claimd: claimbench says so and exits)
+
+Notes:
+  * /top-providers is rate limited by claimd by default (TOP_PROVIDERS_RATE_LIMIT=10/min).
+    For the top and mix modes run claimd with TOP_PROVIDERS_RATE_LIMIT=0; 429 answers are
+    counted and reported separately. Verification reads /top-providers a few times and waits
+    6 s after a 429 (the default limit frees one request every 6 s), so it also works against
+    a rate-limited server, slowly.
+  * Verification assumes claimbench is the only writer while it runs: anything else posting
+    claims for the same providers makes the totals differ.
+  * Claims whose outcome is unknown (timeout, 5xx, 503) are resent with the same claim_id
+    after the load, which the server deduplicates, so every claim ends acknowledged or refused.
+  * Exit status: 0 when the load ran and verification passed (or was skipped), 1 otherwise.
+
+Flags:
+`
+
+// config is everything a run is told by its flags.
+type config struct {
+	URL          string
+	Mode         string
+	Concurrency  int
+	Rate         float64
+	Duration     time.Duration
+	Requests     int64
+	NPIs         int
+	ZipfS        float64
+	MaxLines     int
+	MixTopRatio  float64
+	TopLimit     int
+	Seed         int64
+	Timeout      time.Duration
+	MaxInFlight  int
+	Verify       bool
+	VerifyWait   time.Duration
+	DatabaseURL  string
+	RedisURL     string
+	RedisPrefix  string
+	JSON         bool
+	Progress     bool
+	RunID        string
+	APIKey       string
+	VerifyConc   int
+	progressTick time.Duration // 1s; tests shorten it
+}
+
+func parseFlags(args []string, stderr io.Writer) (config, error) {
+	var c config
+	fs := flag.NewFlagSet("claimbench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, usageHead)
+		fs.PrintDefaults()
+	}
+	fs.StringVar(&c.URL, "url", "http://127.0.0.1:8000", "base URL of claimd")
+	fs.StringVar(&c.Mode, "mode", "single", "single | top | mix | batch")
+	fs.IntVar(&c.Concurrency, "concurrency", 16, "closed loop: this many clients, each sending its next request when the last is answered (ignored with -rate)")
+	fs.Float64Var(&c.Rate, "rate", 0, "open loop: start this many requests per second whatever the answers' latency; latency is then measured from each request's scheduled start, so client-side queueing counts")
+	fs.IntVar(&c.MaxInFlight, "max-in-flight", 1024, "with -rate: at most this many requests outstanding; beyond it the schedule falls behind (and latencies show it)")
+	fs.DurationVar(&c.Duration, "duration", 10*time.Second, "how long to send (ignored when -requests is set)")
+	fs.Int64Var(&c.Requests, "requests", 0, "send exactly this many requests instead of running for -duration")
+	fs.IntVar(&c.NPIs, "npis", 10000, "number of distinct providers")
+	fs.Float64Var(&c.ZipfS, "zipf-s", 1.1, "Zipf exponent (> 1) of the provider distribution; larger is more skewed")
+	fs.IntVar(&c.MaxLines, "max-lines", 8, "claims have 1 to this many lines")
+	fs.Float64Var(&c.MixTopRatio, "mix-top-ratio", 0.5, "mix mode: fraction of requests that are /top-providers lookups")
+	fs.IntVar(&c.TopLimit, "top-limit", 10, "limit of the /top-providers lookups of the load (1-100)")
+	fs.Int64Var(&c.Seed, "seed", 1, "seed of the generator: the same seed sends the same claims (with new claim_ids)")
+	fs.StringVar(&c.RunID, "run-id", "", "prefix of this run's claim_ids (default: random), e.g. to find them in the database")
+	fs.DurationVar(&c.Timeout, "timeout", 10*time.Second, "per-request timeout")
+	fs.BoolVar(&c.Verify, "verify", true, "verify at the end that the service holds exactly what was acknowledged")
+	fs.DurationVar(&c.VerifyWait, "verify-wait", 10*time.Second, "how long verification waits for /top-providers and Redis to converge (reconciliation repairs a missed Redis write within RECONCILE_INTERVAL)")
+	fs.IntVar(&c.VerifyConc, "verify-concurrency", 16, "parallel GET /claims/{id} during verification")
+	fs.StringVar(&c.DatabaseURL, "database-url", "", "claimd's Postgres (optional): then verification compares claims and provider_totals exactly")
+	fs.StringVar(&c.RedisURL, "redis-url", "", "claimd's Redis (optional): then verification compares the ranking's scores exactly")
+	fs.StringVar(&c.RedisPrefix, "redis-prefix", "claimd:", "claimd's REDIS_KEY_PREFIX")
+	fs.StringVar(&c.APIKey, "api-key", "", "bearer key, when claimd runs with API_KEYS")
+	fs.BoolVar(&c.JSON, "json", false, "print the report as JSON on stdout")
+	fs.BoolVar(&c.Progress, "progress", true, "print a progress line on stderr every second")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected arguments %q (see --help)", fs.Args())
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if set["requests"] && set["duration"] {
+		return c, errors.New("give -duration or -requests, not both")
+	}
+	if set["rate"] && set["concurrency"] {
+		return c, errors.New("give -concurrency (closed loop) or -rate (open loop), not both")
+	}
+	c.progressTick = time.Second
+	return c, c.validate()
+}
+
+func (c *config) validate() error {
+	var bad []string
+	switch c.Mode {
+	case "single", "top", "mix", "batch":
+	default:
+		bad = append(bad, fmt.Sprintf("-mode %q: want single, top, mix or batch", c.Mode))
+	}
+	u, err := url.Parse(c.URL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		bad = append(bad, fmt.Sprintf("-url %q: want http://host:port", c.URL))
+	}
+	c.URL = strings.TrimRight(c.URL, "/")
+	if c.Rate < 0 || (c.Rate == 0 && c.Concurrency < 1) {
+		bad = append(bad, "-concurrency must be at least 1, or -rate above 0")
+	}
+	if c.Requests < 0 || (c.Requests == 0 && c.Duration <= 0) {
+		bad = append(bad, "-duration must be positive, or -requests at least 1")
+	}
+	if c.NPIs < 1 || c.NPIs > 10_000_000 {
+		bad = append(bad, "-npis must be 1 to 10,000,000")
+	}
+	if c.ZipfS <= 1 {
+		bad = append(bad, "-zipf-s must be above 1")
+	}
+	if c.MaxLines < 1 || c.MaxLines > 100 {
+		bad = append(bad, "-max-lines must be 1 to 100")
+	}
+	if c.MixTopRatio < 0 || c.MixTopRatio > 1 {
+		bad = append(bad, "-mix-top-ratio must be 0 to 1")
+	}
+	if c.TopLimit < 1 || c.TopLimit > 100 {
+		bad = append(bad, "-top-limit must be 1 to 100")
+	}
+	if c.MaxInFlight < 1 || c.VerifyConc < 1 {
+		bad = append(bad, "-max-in-flight and -verify-concurrency must be at least 1")
+	}
+	if len(bad) > 0 {
+		return errors.New(strings.Join(bad, "; "))
+	}
+	return nil
+}
+
+// run is the whole program; its dependencies on the process are passed in
+// so the integration test runs it in-process.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cfg, err := parseFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	if cfg.RunID == "" {
+		cfg.RunID = newRunID()
+	}
+	client := newHTTPClient(cfg)
+	defer client.CloseIdleConnections()
+
+	if cfg.Mode == "batch" {
+		// Nothing else to do until claimd serves batches; see probeBatch.
+		return probeBatch(ctx, client, cfg)
+	}
+
+	// The baseline must be read before the first claim is sent.
+	var v *verifier
+	if cfg.Verify && cfg.Mode != "top" {
+		v, err = newVerifier(ctx, cfg, client, stderr)
+		if err != nil {
+			return fmt.Errorf("verification baseline: %w", err)
+		}
+		defer v.Close()
+	}
+
+	res := runLoad(ctx, cfg, client, stderr)
+
+	// Verification must run even when the load was interrupted, so it gets a
+	// context of its own.
+	vctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Minute)
+	defer cancel()
+	var vr *VerifyReport
+	if v != nil {
+		vr = v.Verify(vctx, res)
+	}
+	rep := buildReport(cfg, res, vr)
+	if cfg.JSON {
+		err = writeJSONReport(stdout, rep)
+	} else {
+		err = writeTextReport(stdout, rep)
+	}
+	if err != nil {
+		return err
+	}
+	if vr != nil && !vr.Passed {
+		return fmt.Errorf("verification failed: %d problems", vr.ProblemCount)
+	}
+	if res.total() == 0 {
+		return errors.New("no request was answered")
+	}
+	return nil
+}
