@@ -34,6 +34,7 @@ var settings = []setting{
 	{"MIGRATE_ON_START", "true", "serve creates the database if missing and applies pending migrations first"},
 	{"SHUTDOWN_TIMEOUT", "20s", "how long SIGTERM waits for in-flight requests"},
 	{"LOG_LEVEL", "info", "debug, info, warn or error"},
+	{"PPROF_ADDR", "", "when set (e.g. 127.0.0.1:6060), serve net/http/pprof there; off by default"},
 }
 
 type config struct {
@@ -45,6 +46,7 @@ type config struct {
 	TopProvidersLimit redis_rate.Limit
 	IdempotencyTTL    time.Duration
 	APIKeys           []string
+	PprofAddr         string
 	Rules             claim.Rules
 	MigrateOnStart    bool
 	ShutdownTimeout   time.Duration
@@ -88,6 +90,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 	}
 
 	cfg.HTTPAddr = get("HTTP_ADDR")
+	cfg.PprofAddr = strings.TrimSpace(getenv("PPROF_ADDR"))
 	cfg.DatabaseURL = get("DATABASE_URL")
 	cfg.RedisURL = get("REDIS_URL")
 	cfg.RedisKeyPrefix = get("REDIS_KEY_PREFIX")

@@ -304,6 +304,23 @@ func TestServeRanksFallsBackAndReconciles(t *testing.T) {
 	require.NoError(t, stop(), "a clean shutdown returns no error")
 }
 
+func TestPprofOnlyWhenAsked(t *testing.T) {
+	t.Parallel()
+	redisServer := testenv.MustRedisServer(t)
+	pprofAddr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	baseURL, _ := mustRun(t, map[string]string{
+		"DATABASE_URL": testenv.MustDatabase(t), "REDIS_URL": redisServer.URL(), "PPROF_ADDR": pprofAddr,
+	})
+	res, err := http.Get("http://" + pprofAddr + "/debug/pprof/cmdline")
+	require.NoError(t, err)
+	res.Body.Close()
+	require.Equal(t, http.StatusOK, res.StatusCode)
+	res, err = http.Get(baseURL + "/debug/pprof/cmdline")
+	require.NoError(t, err)
+	res.Body.Close()
+	require.Equal(t, http.StatusNotFound, res.StatusCode, "never on the API's address")
+}
+
 func TestHelp(t *testing.T) {
 	t.Parallel()
 	var out bytes.Buffer

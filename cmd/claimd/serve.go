@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -144,6 +145,14 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 		wg.Wait()
 	}()
 
+	if cfg.PprofAddr != "" {
+		stopPprof, err := servePprof(cfg.PprofAddr, log)
+		if err != nil {
+			return err
+		}
+		defer stopPprof()
+	}
+
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	log.Info("claimd serving", "addr", ln.Addr().String(), "reconcile_interval", cfg.ReconcileInterval.String(),
@@ -234,4 +243,23 @@ func countInFlight(next http.Handler, n *atomic.Int64) http.Handler {
 		defer n.Add(-1)
 		next.ServeHTTP(w, r)
 	})
+}
+
+// servePprof serves the runtime profiles on their own listener, apart from
+// the API, so they are never exposed where the API is.
+func servePprof(addr string, log *slog.Logger) (stop func(), err error) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on PPROF_ADDR %s: %w", addr, err)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	log.Warn("profiling endpoints enabled", "addr", ln.Addr().String())
+	return func() { _ = srv.Close() }, nil
 }
