@@ -27,7 +27,6 @@ type stack struct {
 	url   string
 	dbURL string
 	store *store.Store
-	rec   *rank.Reconciler
 }
 
 // stackOptions varies a test stack; the zero value has no rate limit, no API
@@ -74,7 +73,7 @@ func mustStackWith(tb testing.TB, o stackOptions) stack {
 		Log:          log,
 	}))
 	tb.Cleanup(srv.Close)
-	return stack{url: srv.URL, dbURL: dbURL, store: st, rec: rec}
+	return stack{url: srv.URL, dbURL: dbURL, store: st}
 }
 
 func mustSample(t *testing.T) []byte {
@@ -214,14 +213,8 @@ func TestPostClaimErrors(t *testing.T) {
 	}
 
 	// A chunked body over the limit is cut off while it is read.
-	req, err := http.NewRequest(http.MethodPost, s.url+"/claims", io.MultiReader(strings.NewReader(`[`), strings.NewReader(strings.Repeat(" ", 2<<20))))
-	require.NoError(t, err)
-	req.Header.Set("Content-Type", "application/json")
-	req.ContentLength = -1
-	res, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
-	res.Body.Close()
-	require.Equal(t, http.StatusRequestEntityTooLarge, res.StatusCode)
+	body := io.MultiReader(strings.NewReader(`[`), strings.NewReader(strings.Repeat(" ", 2<<20)))
+	require.Equal(t, http.StatusRequestEntityTooLarge, mustPostChunked(t, s.url+"/claims", "application/json", body))
 
 	top, err := s.store.TopProviders(context.Background(), 10)
 	require.NoError(t, err)
@@ -405,12 +398,20 @@ func TestChunkedCSVOverLimit(t *testing.T) {
 	sample := string(mustSample(t))
 	header, rows, _ := strings.Cut(sample, "\n")
 	body := header + "\n" + strings.Repeat(rows, (2<<20)/len(rows))
-	req, err := http.NewRequest(http.MethodPost, s.url+"/claims", io.MultiReader(strings.NewReader(body)))
+	require.Equal(t, http.StatusRequestEntityTooLarge,
+		mustPostChunked(t, s.url+"/claims", "text/csv", strings.NewReader(body)))
+}
+
+// mustPostChunked posts body without a Content-Length, as a stream, and
+// returns the status.
+func mustPostChunked(t *testing.T, url, contentType string, body io.Reader) int {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, url, io.NopCloser(body))
 	require.NoError(t, err)
-	req.Header.Set("Content-Type", "text/csv")
+	req.Header.Set("Content-Type", contentType)
 	req.ContentLength = -1
 	res, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)
 	res.Body.Close()
-	require.Equal(t, http.StatusRequestEntityTooLarge, res.StatusCode)
+	return res.StatusCode
 }
