@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -13,30 +15,37 @@ import (
 	"github.com/claim-process/claim-process/internal/claim"
 )
 
-// A claim with an external id that is already stored inserts nothing.
-const insertClaimSQL = `
+// Claims go in with one statement per table per batch, whatever its size.
+// A claim whose sender already stored its external id inserts nothing (also
+// when the earlier one is in the same batch) and is not returned.
+const insertClaimsSQL = `
 INSERT INTO claims (id, client_scope, external_id, request_hash, received_at, net_fee_cents, line_count)
-VALUES ($1, $2, NULLIF($3, ''), $4, $5, $6, $7)
-ON CONFLICT (client_scope, external_id) WHERE external_id IS NOT NULL DO NOTHING`
+SELECT c.id, c.scope, NULLIF(c.external_id, ''), c.hash, c.received_at, c.net_fee, c.line_count
+FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bytea[], $5::timestamptz[], $6::bigint[], $7::int[])
+     WITH ORDINALITY AS c(id, scope, external_id, hash, received_at, net_fee, line_count, ord)
+ORDER BY c.ord
+ON CONFLICT (client_scope, external_id) WHERE external_id IS NOT NULL DO NOTHING
+RETURNING id`
 
-const claimByExternalIDSQL = `
-SELECT id, request_hash FROM claims WHERE client_scope = $1 AND external_id = $2`
+const claimsByExternalIDSQL = `
+SELECT c.client_scope, c.external_id, c.id, c.request_hash
+FROM claims c JOIN unnest($1::text[], $2::text[]) AS k(scope, external_id)
+  ON c.client_scope = k.scope AND c.external_id = k.external_id`
 
-// All lines of a claim go in with one set-based statement.
 const insertLinesSQL = `
 INSERT INTO claim_lines (
     claim_id, line_no, service_date, submitted_procedure, quadrant, plan_group,
     subscriber, provider_npi, provider_fees_cents, allowed_fees_cents,
     member_coinsurance_cents, member_copay_cents, net_fee_cents)
-SELECT $1, l.line_no, l.service_date, l.procedure, NULLIF(l.quadrant, ''), l.plan_group,
+SELECT l.claim_id, l.line_no, l.service_date, l.procedure, NULLIF(l.quadrant, ''), l.plan_group,
        l.subscriber, l.npi, l.provider_fees, l.allowed_fees, l.coinsurance, l.copay, l.net_fee
-FROM unnest($2::int[], $3::date[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
+FROM unnest($1::uuid[], $2::int[], $3::date[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
             $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[], $13::bigint[])
-     AS l(line_no, service_date, procedure, quadrant, plan_group, subscriber, npi,
+     AS l(claim_id, line_no, service_date, procedure, quadrant, plan_group, subscriber, npi,
           provider_fees, allowed_fees, coinsurance, copay, net_fee)`
 
-// The providers arrive sorted by NPI, so concurrent claims lock totals rows in
-// the same order and cannot deadlock. Every change bumps the version.
+// The providers arrive sorted by NPI, so concurrent batches lock totals rows
+// in the same order and cannot deadlock. Every change bumps the version.
 const upsertTotalsSQL = `
 INSERT INTO provider_totals AS t (provider_npi, total_net_fee_cents, version)
 SELECT npi, fee, 1 FROM unnest($1::text[], $2::bigint[]) WITH ORDINALITY AS d(npi, fee, ord)
@@ -47,101 +56,336 @@ SET total_net_fee_cents = t.total_net_fee_cents + excluded.total_net_fee_cents,
     updated_at = now()
 RETURNING provider_npi, total_net_fee_cents, version`
 
+// Pending is a claim to store, with the idempotency key lease its request
+// holds, if any.
+type Pending struct {
+	Claim claim.Claim
+	Lease *KeyLease
+}
+
+// Stored is what became of one claim of a batch.
+type Stored struct {
+	// ExistingID is set when a claim with the same external id was already
+	// stored (perhaps earlier in the same batch): then nothing of this claim
+	// was written and this is the stored claim's id.
+	ExistingID string
+	// Err says why this claim was refused, with nothing of it written and the
+	// rest of the batch unaffected: claim.ErrClaimIDReused when its external
+	// id is stored with other content, claim.ErrKeyInFlight when its lease was
+	// lost to another request.
+	Err error
+}
+
+// Batch is what InsertClaims did.
+type Batch struct {
+	// Claims has one entry per pending claim, in order.
+	Claims []Stored
+	// Totals are the new totals, as committed, of every provider the batch
+	// changed, with their new versions.
+	Totals []claim.ProviderTotal
+}
+
 // Inserted is what InsertClaim did.
 type Inserted struct {
-	// Totals are the providers' totals as committed, with their new versions.
-	Totals []claim.ProviderTotal
-	// ExistingID is set when a claim with the same external id was already
-	// stored: then nothing was written and this is that claim's id.
+	Totals     []claim.ProviderTotal
 	ExistingID string
 }
 
-// InsertClaim stores a claim whole, its lines and the change to each of its
-// providers' totals, in one transaction. A claim whose external id its sender
-// already stored is not stored again (claim.ErrClaimIDReused if the content
-// differs). When lease is not nil, the outcome is recorded
-// against the idempotency key in the same transaction; if the lease was lost
-// meanwhile nothing is stored and the error is claim.ErrKeyInFlight.
+// InsertClaim stores one claim; see InsertClaims. The claim's own refusal is
+// returned as the error.
 func (s *Store) InsertClaim(ctx context.Context, c claim.Claim, lease *KeyLease) (Inserted, error) {
-	id, err := uuid.Parse(c.ID)
-	if err != nil {
-		return Inserted{}, wrap("insert claim", err)
-	}
-	n := len(c.Lines)
-	var (
-		lineNos                                   = make([]int32, n)
-		dates                                     = make([]time.Time, n)
-		procs, quads, plans, subs, npis           = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-		provFees, allowed, coins, copays, netFees = make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
-	)
-	for i, l := range c.Lines {
-		lineNos[i] = int32(i)
-		dates[i] = l.ServiceDate
-		procs[i], quads[i], plans[i], subs[i], npis[i] = l.SubmittedProcedure, l.Quadrant, l.PlanGroup, l.Subscriber, l.ProviderNPI
-		provFees[i], allowed[i] = int64(l.ProviderFees), int64(l.AllowedFees)
-		coins[i], copays[i], netFees[i] = int64(l.MemberCoinsurance), int64(l.MemberCopay), int64(l.NetFee())
-	}
-	perProvider := c.ProviderNetFees()
-	totalNPIs := make([]string, 0, len(perProvider))
-	for npi := range perProvider {
-		totalNPIs = append(totalNPIs, npi)
-	}
-	slices.Sort(totalNPIs)
-	totalFees := make([]int64, len(totalNPIs))
-	for i, npi := range totalNPIs {
-		totalFees[i] = int64(perProvider[npi])
-	}
-
-	var out Inserted
-	err = s.withTx(ctx, func(tx pgx.Tx) error {
-		fingerprint := c.Fingerprint()
-		tag, err := tx.Exec(ctx, insertClaimSQL, id, c.Sender, c.ExternalID, fingerprint,
-			c.ReceivedAt, int64(c.NetFee()), n)
-		if err != nil {
-			return wrap("insert claim", err)
-		}
-		if tag.RowsAffected() == 0 { // the external id is taken: a resubmission
-			var (
-				existing     uuid.UUID
-				existingHash []byte
-			)
-			if err := tx.QueryRow(ctx, claimByExternalIDSQL, c.Sender, c.ExternalID).Scan(&existing, &existingHash); err != nil {
-				return wrap("find claim by external id", err)
-			}
-			if !bytes.Equal(existingHash, fingerprint) {
-				return claim.ErrClaimIDReused
-			}
-			out.ExistingID = existing.String()
-			return recordKeyOutcome(ctx, tx, lease, existing, false)
-		}
-		if _, err := tx.Exec(ctx, insertLinesSQL, id, lineNos, dates, procs, quads, plans, subs, npis,
-			provFees, allowed, coins, copays, netFees); err != nil {
-			return wrap("insert claim lines", err)
-		}
-		rows, err := tx.Query(ctx, upsertTotalsSQL, totalNPIs, totalFees)
-		if err != nil {
-			return wrap("update provider totals", err)
-		}
-		out.Totals, err = pgx.CollectRows(rows, scanTotal)
-		if err != nil {
-			return wrap("update provider totals", err)
-		}
-		return recordKeyOutcome(ctx, tx, lease, id, true)
-	})
-	var commitErr *commitError
-	if errors.As(err, &commitErr) && s.claimExists(ctx, id) {
-		// Committed after all. Its totals reach Redis through reconciliation.
-		return Inserted{}, nil
-	}
+	b, err := s.InsertClaims(ctx, []Pending{{Claim: c, Lease: lease}})
 	if err != nil {
 		return Inserted{}, err
+	}
+	if err := b.Claims[0].Err; err != nil {
+		return Inserted{}, err
+	}
+	return Inserted{Totals: b.Totals, ExistingID: b.Claims[0].ExistingID}, nil
+}
+
+// InsertClaims stores a batch of claims in one transaction: each claim whole
+// with its lines, and the change to each provider's total once for the whole
+// batch. A claim whose external id its sender already stored is not stored
+// again, and a claim whose idempotency key lease was lost is not stored; both
+// are reported per claim and do not affect the others. The outcome of each
+// leased claim is recorded against its key in the same transaction.
+//
+// An error fails the whole batch: nothing was stored. (A failed COMMIT is
+// looked up, so a batch that did commit is reported as stored.)
+func (s *Store) InsertClaims(ctx context.Context, pending []Pending) (Batch, error) {
+	out := Batch{Claims: make([]Stored, len(pending))}
+	var inserted []int // indexes of the claims this batch stores
+	err := s.withTx(ctx, func(tx pgx.Tx) error {
+		inserted = inserted[:0]
+		clear(out.Claims)
+		live, err := lockLeases(ctx, tx, pending, out.Claims)
+		if err != nil {
+			return err
+		}
+		if inserted, err = insertClaims(ctx, tx, pending, live); err != nil {
+			return err
+		}
+		if err := resolveExisting(ctx, tx, pending, live, inserted, out.Claims); err != nil {
+			return err
+		}
+		if err := insertLines(ctx, tx, pending, inserted); err != nil {
+			return err
+		}
+		if out.Totals, err = addToTotals(ctx, tx, pending, inserted); err != nil {
+			return err
+		}
+		return recordKeyOutcomes(ctx, tx, pending, live, out.Claims)
+	})
+	var commitErr *commitError
+	if errors.As(err, &commitErr) && len(inserted) > 0 && s.claimExists(ctx, pending[inserted[0]].Claim.ID) {
+		// Committed after all. If Redis misses the totals, reconciliation adds them.
+		return out, nil
+	}
+	if err != nil {
+		return Batch{}, err
 	}
 	return out, nil
 }
 
+// lockLeases locks the idempotency keys the batch's requests hold, so that
+// none can be taken over before the batch commits, and marks the claims
+// whose lease is gone. It returns which claims go on.
+func lockLeases(ctx context.Context, tx pgx.Tx, pending []Pending, stored []Stored) ([]bool, error) {
+	live := make([]bool, len(pending))
+	var scopes, keys, tokens []string
+	for i, p := range pending {
+		live[i] = true
+		if p.Lease != nil {
+			scopes, keys, tokens = append(scopes, p.Lease.Scope), append(keys, p.Lease.Key), append(tokens, p.Lease.Token.String())
+		}
+	}
+	if len(keys) == 0 {
+		return live, nil
+	}
+	rows, err := tx.Query(ctx, lockLeasesSQL, scopes, keys, tokens)
+	if err != nil {
+		return nil, wrap("lock idempotency keys", err)
+	}
+	held := map[string]bool{}
+	var token uuid.UUID
+	if _, err := pgx.ForEachRow(rows, []any{&token}, func() error {
+		held[token.String()] = true
+		return nil
+	}); err != nil {
+		return nil, wrap("lock idempotency keys", err)
+	}
+	for i, p := range pending {
+		if p.Lease != nil && !held[p.Lease.Token.String()] {
+			live[i] = false // the lease expired and another request took the key
+			stored[i].Err = claim.ErrKeyInFlight
+		}
+	}
+	return live, nil
+}
+
+const lockLeasesSQL = `
+SELECT k.lease_token FROM idempotency_keys k
+JOIN unnest($1::text[], $2::text[], $3::uuid[]) AS l(scope, key, token)
+  ON k.scope = l.scope AND k.key = l.key AND k.lease_token = l.token
+ORDER BY k.scope, k.key
+FOR UPDATE OF k`
+
+// insertClaims inserts the claims rows and returns the indexes of the claims
+// inserted; the others' external ids were taken.
+func insertClaims(ctx context.Context, tx pgx.Tx, pending []Pending, live []bool) ([]int, error) {
+	var (
+		ids, scopes, externalIDs []string
+		hashes                   [][]byte
+		receivedAt               []time.Time
+		netFees                  []int64
+		lineCounts               []int32
+		index                    = map[string]int{}
+	)
+	for i, p := range pending {
+		if !live[i] {
+			continue
+		}
+		c := p.Claim
+		id, err := uuid.Parse(c.ID)
+		if err != nil {
+			return nil, wrap("insert claims", err)
+		}
+		index[id.String()] = i
+		ids, scopes, externalIDs = append(ids, c.ID), append(scopes, c.Sender), append(externalIDs, c.ExternalID)
+		hashes, receivedAt = append(hashes, c.Fingerprint()), append(receivedAt, c.ReceivedAt)
+		netFees, lineCounts = append(netFees, int64(c.NetFee())), append(lineCounts, int32(len(c.Lines)))
+	}
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	rows, err := tx.Query(ctx, insertClaimsSQL, ids, scopes, externalIDs, hashes, receivedAt, netFees, lineCounts)
+	if err != nil {
+		return nil, wrap("insert claims", err)
+	}
+	var (
+		id       uuid.UUID
+		inserted []int
+	)
+	if _, err := pgx.ForEachRow(rows, []any{&id}, func() error {
+		inserted = append(inserted, index[id.String()])
+		return nil
+	}); err != nil {
+		return nil, wrap("insert claims", err)
+	}
+	slices.Sort(inserted)
+	return inserted, nil
+}
+
+// resolveExisting finds the stored claim for each claim whose external id
+// was taken: a resubmission when the content is the same, a refusal when not.
+func resolveExisting(ctx context.Context, tx pgx.Tx, pending []Pending, live []bool, inserted []int, stored []Stored) error {
+	taken := slices.Clone(live) // live claims not inserted: their external ids were taken
+	for _, i := range inserted {
+		taken[i] = false
+	}
+	var scopes, externalIDs []string
+	for i, p := range pending {
+		if taken[i] {
+			scopes, externalIDs = append(scopes, p.Claim.Sender), append(externalIDs, p.Claim.ExternalID)
+		}
+	}
+	if len(scopes) == 0 {
+		return nil
+	}
+	type existing struct {
+		id   uuid.UUID
+		hash []byte
+	}
+	found := map[[2]string]existing{}
+	rows, err := tx.Query(ctx, claimsByExternalIDSQL, scopes, externalIDs)
+	if err != nil {
+		return wrap("find claims by external id", err)
+	}
+	var (
+		scope, externalID string
+		e                 existing
+	)
+	if _, err := pgx.ForEachRow(rows, []any{&scope, &externalID, &e.id, &e.hash}, func() error {
+		found[[2]string{scope, externalID}] = e
+		return nil
+	}); err != nil {
+		return wrap("find claims by external id", err)
+	}
+	for i, p := range pending {
+		if !taken[i] {
+			continue
+		}
+		e, ok := found[[2]string{p.Claim.Sender, p.Claim.ExternalID}]
+		switch {
+		case !ok: // cannot happen: the insert saw it
+			return fmt.Errorf("claim with external id taken not found")
+		case !bytes.Equal(e.hash, p.Claim.Fingerprint()):
+			stored[i].Err = claim.ErrClaimIDReused
+		default:
+			stored[i].ExistingID = e.id.String()
+		}
+	}
+	return nil
+}
+
+// insertLines writes the lines of all inserted claims with one statement.
+func insertLines(ctx context.Context, tx pgx.Tx, pending []Pending, inserted []int) error {
+	n := 0
+	for _, i := range inserted {
+		n += len(pending[i].Claim.Lines)
+	}
+	if n == 0 {
+		return nil
+	}
+	var (
+		claimIDs                                  = make([]string, 0, n)
+		lineNos                                   = make([]int32, 0, n)
+		dates                                     = make([]time.Time, 0, n)
+		procs, quads, plans, subs, npis           = make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n)
+		provFees, allowed, coins, copays, netFees = make([]int64, 0, n), make([]int64, 0, n), make([]int64, 0, n), make([]int64, 0, n), make([]int64, 0, n)
+	)
+	for _, i := range inserted {
+		c := pending[i].Claim
+		for no, l := range c.Lines {
+			claimIDs, lineNos, dates = append(claimIDs, c.ID), append(lineNos, int32(no)), append(dates, l.ServiceDate)
+			procs, quads, plans = append(procs, l.SubmittedProcedure), append(quads, l.Quadrant), append(plans, l.PlanGroup)
+			subs, npis = append(subs, l.Subscriber), append(npis, l.ProviderNPI)
+			provFees, allowed = append(provFees, int64(l.ProviderFees)), append(allowed, int64(l.AllowedFees))
+			coins, copays = append(coins, int64(l.MemberCoinsurance)), append(copays, int64(l.MemberCopay))
+			netFees = append(netFees, int64(l.NetFee()))
+		}
+	}
+	_, err := tx.Exec(ctx, insertLinesSQL, claimIDs, lineNos, dates, procs, quads, plans, subs, npis,
+		provFees, allowed, coins, copays, netFees)
+	return wrap("insert claim lines", err)
+}
+
+// addToTotals adds the inserted claims' net fees to their providers' totals,
+// once per provider, in NPI order.
+func addToTotals(ctx context.Context, tx pgx.Tx, pending []Pending, inserted []int) ([]claim.ProviderTotal, error) {
+	sum := map[string]claim.Cents{}
+	for _, i := range inserted {
+		for npi, fee := range pending[i].Claim.ProviderNetFees() {
+			sum[npi] += fee
+		}
+	}
+	if len(sum) == 0 {
+		return nil, nil
+	}
+	npis := slices.Sorted(maps.Keys(sum))
+	fees := make([]int64, len(npis))
+	for i, npi := range npis {
+		fees[i] = int64(sum[npi])
+	}
+	rows, err := tx.Query(ctx, upsertTotalsSQL, npis, fees)
+	if err != nil {
+		return nil, wrap("update provider totals", err)
+	}
+	totals, err := pgx.CollectRows(rows, scanTotal)
+	return totals, wrap("update provider totals", err)
+}
+
+const recordKeysSQL = `
+UPDATE idempotency_keys AS k
+SET claim_id = o.claim_id, created = o.created, lease_token = NULL, lease_until = NULL
+FROM unnest($1::text[], $2::text[], $3::uuid[], $4::uuid[], $5::bool[]) AS o(scope, key, token, claim_id, created)
+WHERE k.scope = o.scope AND k.key = o.key AND k.lease_token = o.token`
+
+// recordKeyOutcomes ties each stored (or found) claim to its request's
+// idempotency key, so the two commit together or not at all.
+func recordKeyOutcomes(ctx context.Context, tx pgx.Tx, pending []Pending, live []bool, stored []Stored) error {
+	var (
+		scopes, keys, tokens, claimIDs []string
+		created                        []bool
+	)
+	for i, p := range pending {
+		if p.Lease == nil || !live[i] || stored[i].Err != nil {
+			continue
+		}
+		id, isNew := p.Claim.ID, stored[i].ExistingID == ""
+		if !isNew {
+			id = stored[i].ExistingID
+		}
+		scopes, keys, tokens = append(scopes, p.Lease.Scope), append(keys, p.Lease.Key), append(tokens, p.Lease.Token.String())
+		claimIDs, created = append(claimIDs, id), append(created, isNew)
+	}
+	if len(keys) == 0 {
+		return nil
+	}
+	tag, err := tx.Exec(ctx, recordKeysSQL, scopes, keys, tokens, claimIDs, created)
+	if err != nil {
+		return wrap("record idempotency keys", err)
+	}
+	if tag.RowsAffected() != int64(len(keys)) { // cannot happen: the leases are locked
+		return fmt.Errorf("record idempotency keys: %d of %d leases held", tag.RowsAffected(), len(keys))
+	}
+	return nil
+}
+
 // claimExists looks up a claim whose COMMIT failed, on a fresh deadline.
 // Any doubt (the lookup fails too) counts as not stored.
-func (s *Store) claimExists(ctx context.Context, id uuid.UUID) bool {
+func (s *Store) claimExists(ctx context.Context, id string) bool {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	defer cancel()
 	var exists bool

@@ -100,26 +100,6 @@ func (s *Store) acquireKey(ctx context.Context, r KeyRequest) (*KeyLease, *KeyOu
 	return nil, &KeyOutcome{ClaimID: claimID.String(), Created: created}, nil
 }
 
-const recordKeySQL = `
-UPDATE idempotency_keys SET claim_id = $4, created = $5, lease_token = NULL, lease_until = NULL
-WHERE scope = $1 AND key = $2 AND lease_token = $3`
-
-// recordKeyOutcome ties the claim to the leased key inside the claim's
-// transaction, so the two commit together or not at all.
-func recordKeyOutcome(ctx context.Context, tx pgx.Tx, lease *KeyLease, claimID uuid.UUID, created bool) error {
-	if lease == nil {
-		return nil
-	}
-	tag, err := tx.Exec(ctx, recordKeySQL, lease.Scope, lease.Key, lease.Token, claimID, created)
-	if err != nil {
-		return wrap("record idempotency key", err)
-	}
-	if tag.RowsAffected() == 0 {
-		return claim.ErrKeyInFlight // the lease expired and another request took the key
-	}
-	return nil
-}
-
 const releaseKeySQL = `
 DELETE FROM idempotency_keys
 WHERE scope = $1 AND key = $2 AND lease_token = $3 AND claim_id IS NULL`

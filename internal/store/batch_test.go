@@ -1,0 +1,107 @@
+package store_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/claim-process/claim-process/internal/claim"
+	"github.com/claim-process/claim-process/internal/store"
+	"github.com/claim-process/claim-process/internal/testenv"
+)
+
+// One batch holds every case a claim can meet; each claim gets its own
+// outcome and the totals move once per provider by exactly the stored claims.
+func TestInsertClaimsBatchOutcomes(t *testing.T) {
+	t.Parallel()
+	st, _ := testenv.MustStore(t)
+	ctx := context.Background()
+
+	earlier := newClaim(t, line("1000000003", 9000))
+	earlier.Sender, earlier.ExternalID = "client-a", "stored-before"
+	_, err := st.InsertClaim(ctx, earlier, nil)
+	require.NoError(t, err)
+
+	keyReq := store.KeyRequest{Scope: "client-a", Key: "k1", RequestHash: []byte("h"), Lease: time.Minute, TTL: time.Hour}
+	lease, _, err := st.AcquireKey(ctx, keyReq)
+	require.NoError(t, err)
+	lostReq := keyReq
+	lostReq.Key, lostReq.Lease = "k2", 50*time.Millisecond
+	lost, _, err := st.AcquireKey(ctx, lostReq)
+	require.NoError(t, err)
+	time.Sleep(100 * time.Millisecond)
+	_, _, err = st.AcquireKey(ctx, lostReq) // another request takes k2 over
+	require.NoError(t, err)
+
+	plain := newClaim(t, line("1000000001", 10000), line("1000000002", 2000))
+	keyed := newClaim(t, line("1000000001", 3000))
+	sameAgain := newClaim(t, line("1000000003", 9000)) // resends "stored-before"
+	sameAgain.Sender, sameAgain.ExternalID = "client-a", "stored-before"
+	reused := newClaim(t, line("1000000003", 1))
+	reused.Sender, reused.ExternalID = "client-a", "stored-before"
+	first := newClaim(t, line("1000000002", 700))
+	first.Sender, first.ExternalID = "client-b", "in-batch"
+	second := newClaim(t, line("1000000002", 700)) // the same claim, twice in one batch
+	second.Sender, second.ExternalID = "client-b", "in-batch"
+	orphan := newClaim(t, line("1000000004", 5000))
+
+	b, err := st.InsertClaims(ctx, []store.Pending{
+		{Claim: plain}, {Claim: keyed, Lease: lease}, {Claim: sameAgain}, {Claim: reused},
+		{Claim: first}, {Claim: second}, {Claim: orphan, Lease: lost},
+	})
+	require.NoError(t, err)
+	require.Len(t, b.Claims, 7)
+	require.Equal(t, store.Stored{}, b.Claims[0])
+	require.Equal(t, store.Stored{}, b.Claims[1])
+	require.Equal(t, store.Stored{ExistingID: earlier.ID}, b.Claims[2])
+	require.ErrorIs(t, b.Claims[3].Err, claim.ErrClaimIDReused)
+	require.Equal(t, store.Stored{}, b.Claims[4])
+	require.Equal(t, store.Stored{ExistingID: first.ID}, b.Claims[5])
+	require.ErrorIs(t, b.Claims[6].Err, claim.ErrKeyInFlight)
+
+	// Net fee of a line here is provider fees - 500 coinsurance.
+	require.Equal(t, []claim.ProviderTotal{
+		{ProviderNPI: "1000000001", NetFee: 9500 + 2500, Version: 1},
+		{ProviderNPI: "1000000002", NetFee: 1500 + 200, Version: 1},
+	}, b.Totals, "once per provider, in NPI order; nothing for refused or known claims")
+
+	for _, c := range []claim.Claim{plain, keyed, first} {
+		got, err := st.Claim(ctx, c.ID)
+		require.NoError(t, err)
+		require.Equal(t, c.Lines, got.Lines)
+	}
+	for _, c := range []claim.Claim{sameAgain, reused, second, orphan} {
+		_, err := st.Claim(ctx, c.ID)
+		require.ErrorIs(t, err, claim.ErrNotFound)
+	}
+	_, outcome, err := st.AcquireKey(ctx, keyReq)
+	require.NoError(t, err)
+	require.Equal(t, &store.KeyOutcome{ClaimID: keyed.ID, Created: true}, outcome, "recorded in the batch")
+
+	top, err := st.TopProviders(ctx, 10)
+	require.NoError(t, err)
+	require.Equal(t, []claim.ProviderTotal{
+		{ProviderNPI: "1000000001", NetFee: 12000, Version: 1},
+		{ProviderNPI: "1000000003", NetFee: 8500, Version: 1},
+		{ProviderNPI: "1000000002", NetFee: 1700, Version: 1},
+	}, top)
+}
+
+// A batch the database refuses stores none of its claims.
+func TestInsertClaimsBatchAllOrNothing(t *testing.T) {
+	t.Parallel()
+	st, _ := testenv.MustStore(t)
+	ctx := context.Background()
+	good := newClaim(t, line("1000000001", 5000))
+	bad := newClaim(t, line("1000000002", 5000))
+	bad.Lines[0].ProviderFees = -1 // refused by a CHECK constraint
+	_, err := st.InsertClaims(ctx, []store.Pending{{Claim: good}, {Claim: bad}})
+	require.Error(t, err)
+	_, err = st.Claim(ctx, good.ID)
+	require.ErrorIs(t, err, claim.ErrNotFound)
+	top, err := st.TopProviders(ctx, 10)
+	require.NoError(t, err)
+	require.Empty(t, top)
+}
