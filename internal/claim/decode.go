@@ -47,10 +47,7 @@ func DecodeJSON(r io.Reader) (Input, error) {
 		lines, err := decodeJSONLines(body)
 		return Input{Lines: lines}, err
 	case '{':
-		members, err := decodeObject(body)
-		if err != nil {
-			return Input{}, err
-		}
+		members := scanObject(body)
 		var (
 			in         Input
 			lines      json.RawMessage
@@ -87,21 +84,16 @@ func DecodeJSON(r io.Reader) (Input, error) {
 }
 
 func decodeJSONLines(data json.RawMessage) ([]RawLine, error) {
-	var items []json.RawMessage
-	if err := json.Unmarshal(data, &items); err != nil {
+	if len(data) == 0 || data[0] != '[' {
 		return nil, malformed("\"lines\" must be an array of line objects")
 	}
+	items := scanArray(data)
 	lines := make([]RawLine, 0, len(items))
 	for i, item := range items {
-		item = bytes.TrimSpace(item)
-		if len(item) == 0 || item[0] != '{' {
+		if item[0] != '{' {
 			return nil, malformed("line %d is not a JSON object", i)
 		}
-		members, err := decodeObject(item)
-		if err != nil {
-			return nil, err
-		}
-		lines = append(lines, toRawLine(members))
+		lines = append(lines, toRawLine(scanObject(item)))
 	}
 	return lines, nil
 }
@@ -110,30 +102,6 @@ func decodeJSONLines(data json.RawMessage) ([]RawLine, error) {
 type member struct {
 	name string
 	raw  json.RawMessage
-}
-
-// decodeObject reads the members of one valid JSON object in order, keeping
-// a name given twice twice (a map would silently keep only the last), so
-// that Parse can refuse it.
-func decodeObject(data []byte) ([]member, error) {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
-		return nil, malformed("expected a JSON object")
-	}
-	var members []member
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return nil, malformed("%v", err)
-		}
-		name, _ := tok.(string) // object keys are strings in valid JSON
-		var raw json.RawMessage
-		if err := dec.Decode(&raw); err != nil {
-			return nil, malformed("%v", err)
-		}
-		members = append(members, member{name: name, raw: raw})
-	}
-	return members, nil
 }
 
 func toRawLine(members []member) RawLine {
@@ -151,11 +119,9 @@ func jsonValue(raw json.RawMessage) Value {
 	case len(raw) == 0:
 		return Value{Kind: KindNull}
 	case raw[0] == '"':
-		var s string
-		_ = json.Unmarshal(raw, &s) // valid JSON string: cannot fail
 		// encoding/json turns a lone surrogate escape ("\ud800") into U+FFFD,
 		// changing the text without a word.
-		return Value{Kind: KindString, Text: s, NotUnicode: hasLoneSurrogate(raw)}
+		return Value{Kind: KindString, Text: unquote(raw), NotUnicode: hasLoneSurrogate(raw)}
 	case raw[0] == 'n':
 		return Value{Kind: KindNull}
 	case raw[0] == '-' || (raw[0] >= '0' && raw[0] <= '9'):

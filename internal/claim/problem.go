@@ -13,6 +13,9 @@ var (
 	ErrNotFound = errors.New("not found")
 	// ErrUnavailable means the store cannot be reached now; a retry may succeed.
 	ErrUnavailable = errors.New("storage unavailable")
+	// ErrBusy means the service has as many claims waiting to be stored as
+	// it holds; a retry a moment later may succeed. It comes as a RetryAfter.
+	ErrBusy = errors.New("too many claims waiting to be stored")
 	// ErrKeyInFlight means another request with the same idempotency key is
 	// still being processed.
 	ErrKeyInFlight = errors.New("a request with this idempotency key is in progress")
