@@ -12,6 +12,7 @@ import (
 
 	"github.com/claim-process/claim-process/internal/claim"
 	"github.com/claim-process/claim-process/internal/httpapi"
+	"github.com/claim-process/claim-process/internal/ingest"
 )
 
 // setting is one environment variable the service reads.
@@ -32,6 +33,10 @@ var settings = []setting{
 	{"API_KEYS_FILE", "", "file with one API key per line (# comments allowed)"},
 	{"VALIDATE_NPI_CHECKSUM", "false", "also refuse provider NPIs whose check digit is wrong (Luhn, prefix 80840)"},
 	{"MIGRATE_ON_START", "true", "serve creates the database if missing and applies pending migrations first"},
+	{"INGEST_BATCH_SIZE", "256", "group commit: most claims stored in one transaction"},
+	{"INGEST_BATCH_WAIT", "2ms", "group commit: longest a claim waits for others to share its transaction"},
+	{"INGEST_WRITERS", "4", "group commit: transactions in flight at once"},
+	{"INGEST_QUEUE_SIZE", "8192", "claims waiting to be stored before POST /claims answers 503 + Retry-After"},
 	{"SHUTDOWN_TIMEOUT", "20s", "how long SIGTERM waits for in-flight requests"},
 	{"LOG_LEVEL", "info", "debug, info, warn or error"},
 	{"PPROF_ADDR", "", "when set (e.g. 127.0.0.1:6060), serve net/http/pprof there; off by default"},
@@ -45,6 +50,7 @@ type config struct {
 	ReconcileInterval time.Duration
 	TopProvidersLimit redis_rate.Limit
 	IdempotencyTTL    time.Duration
+	Ingest            ingest.Config
 	APIKeys           []string
 	PprofAddr         string
 	Rules             claim.Rules
@@ -81,6 +87,16 @@ func loadConfig(getenv func(string) string) (config, error) {
 		}
 		return d
 	}
+	positive := func(name string) int {
+		n, err := strconv.Atoi(get(name))
+		if err == nil && n <= 0 {
+			err = fmt.Errorf("must be positive")
+		}
+		if err != nil {
+			bad(name, err)
+		}
+		return n
+	}
 	boolean := func(name string) bool {
 		b, err := strconv.ParseBool(get(name))
 		if err != nil {
@@ -110,6 +126,13 @@ func loadConfig(getenv func(string) string) (config, error) {
 		cfg.APIKeys = append(cfg.APIKeys, keys...)
 	}
 	cfg.MigrateOnStart = boolean("MIGRATE_ON_START")
+	cfg.Ingest = ingest.Config{
+		KeyTTL:    cfg.IdempotencyTTL,
+		BatchSize: positive("INGEST_BATCH_SIZE"),
+		BatchWait: duration("INGEST_BATCH_WAIT"),
+		Writers:   positive("INGEST_WRITERS"),
+		QueueSize: positive("INGEST_QUEUE_SIZE"),
+	}
 	limit, err := httpapi.ParseRateLimit(get("TOP_PROVIDERS_RATE_LIMIT"))
 	if err != nil {
 		bad("TOP_PROVIDERS_RATE_LIMIT", err)

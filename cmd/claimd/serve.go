@@ -100,8 +100,12 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	ranking.ExpectEpoch(epoch)
 	rankMetrics := rank.NewMetrics(reg)
 	reconciler := rank.NewReconciler(st, ranking, rank.ReconcilerConfig{Interval: cfg.ReconcileInterval}, rankMetrics, log)
+	ingestCfg := cfg.Ingest
+	ingestCfg.Rules = cfg.Rules
+	claims := ingest.New(st, ranking, ingestCfg, reg, log)
+	defer claims.Close() // after the HTTP server has drained: stores what is queued
 	handler := httpapi.NewServer(httpapi.Deps{
-		Claims:       ingest.New(st, ranking, ingest.Config{Rules: cfg.Rules, KeyTTL: cfg.IdempotencyTTL}, reg, log),
+		Claims:       claims,
 		APIKeys:      httpapi.NewAPIKeys(cfg.APIKeys),
 		ClaimReader:  st,
 		Top:          rank.NewFallback(ranking, st, rank.FallbackConfig{}, rankMetrics, log),

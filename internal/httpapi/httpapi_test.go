@@ -61,8 +61,10 @@ func mustStackWith(tb testing.TB, o stackOptions) stack {
 	_, err := rec.RunOnce(context.Background(), rank.Rebuild)
 	require.NoError(tb, err)
 
+	claims := ingest.New(st, ranking, ingest.Config{}, reg, log)
+	tb.Cleanup(claims.Close)
 	srv := httptest.NewServer(httpapi.NewServer(httpapi.Deps{
-		Claims:       ingest.New(st, ranking, ingest.Config{}, reg, log),
+		Claims:       claims,
 		ClaimReader:  st,
 		Top:          rank.NewFallback(ranking, st, rank.FallbackConfig{}, rm, log),
 		RateLimiter:  httpapi.NewRateLimiter(rdb, o.limit, keys.RateLimit),

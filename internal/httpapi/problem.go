@@ -82,16 +82,16 @@ func errorProblem(err error) (problem, bool) {
 		return problemFor(http.StatusNotFound, "no claim with this id"), false
 	case errors.Is(err, claim.ErrKeyInFlight):
 		p := problemFor(http.StatusConflict, err.Error()+"; retry after it finishes")
-		p.retryAfter = 1
-		var ra *claim.RetryAfter
-		if errors.As(err, &ra) {
-			p.retryAfter = max(1, int(math.Ceil(ra.After.Seconds())))
-		}
+		p.retryAfter = retryAfterSeconds(err, 1)
 		return p, false
 	case errors.Is(err, claim.ErrKeyReused):
 		return problemFor(http.StatusUnprocessableEntity, err.Error()+"; use a new key for a new claim"), false
 	case errors.Is(err, claim.ErrClaimIDReused):
 		return problemFor(http.StatusUnprocessableEntity, err.Error()+"; a claim_id names one claim"), false
+	case errors.Is(err, claim.ErrBusy):
+		p := problemFor(http.StatusServiceUnavailable, err.Error()+"; try again in a moment")
+		p.retryAfter = retryAfterSeconds(err, 1)
+		return p, false
 	case errors.Is(err, claim.ErrUnavailable):
 		p := problemFor(http.StatusServiceUnavailable,
 			"storage is unavailable; try again (with the same claim_id or Idempotency-Key a retry cannot store the claim twice)")
@@ -107,6 +107,15 @@ func errorProblem(err error) (problem, bool) {
 	default:
 		return problemFor(http.StatusInternalServerError, "internal error"), true
 	}
+}
+
+// retryAfterSeconds is when err says to retry, in whole seconds, or def.
+func retryAfterSeconds(err error, def int) int {
+	var ra *claim.RetryAfter
+	if errors.As(err, &ra) {
+		return max(1, int(math.Ceil(ra.After.Seconds())))
+	}
+	return def
 }
 
 func writeProblem(w http.ResponseWriter, p problem) {

@@ -4,9 +4,11 @@
 package ingest
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"log/slog"
 	"time"
 
@@ -21,7 +23,7 @@ import (
 // ClaimStore stores claims durably, whole or not at all, and keeps the
 // idempotency keys that make retries safe.
 type ClaimStore interface {
-	InsertClaim(ctx context.Context, c claim.Claim, lease *store.KeyLease) (store.Inserted, error)
+	InsertClaims(ctx context.Context, batch []store.Pending) (store.Batch, error)
 	AcquireKey(ctx context.Context, r store.KeyRequest) (*store.KeyLease, *store.KeyOutcome, error)
 	ReleaseKey(ctx context.Context, lease *store.KeyLease) error
 	Claim(ctx context.Context, id string) (claim.Claim, error)
@@ -44,15 +46,30 @@ type Config struct {
 	// KeyLease is how long a request holds its key before a retry may take
 	// it over (the holder having died). Default 15s, above any request's deadline.
 	KeyLease time.Duration
+
+	// Group commit: claims of concurrent requests are stored together, one
+	// transaction per batch. A batch is flushed when it holds BatchSize
+	// claims (default 256) or BatchLines lines (default 4096), or BatchWait
+	// (default 2ms) after its first claim arrived, whichever comes first.
+	BatchSize  int
+	BatchLines int
+	BatchWait  time.Duration
+	// Writers is how many batches may be in flight at once. Default 4.
+	Writers int
+	// QueueSize bounds the claims waiting for a batch; beyond it a request is
+	// answered 503 with Retry-After. Default 8192.
+	QueueSize int
+	// FlushTimeout bounds the transaction of one batch. Default 5s.
+	FlushTimeout time.Duration
 }
 
 // Service runs claims through the pipeline.
 type Service struct {
-	store   ClaimStore
-	ranking Ranking
-	cfg     Config
-	metrics *metrics
-	log     *slog.Logger
+	store     ClaimStore
+	cfg       Config
+	metrics   *metrics
+	log       *slog.Logger
+	committer *committer
 }
 
 // New returns the pipeline writing to store and ranking. Its metrics are
@@ -73,8 +90,32 @@ func New(store ClaimStore, ranking Ranking, cfg Config, reg prometheus.Registere
 	if cfg.KeyLease <= 0 {
 		cfg.KeyLease = 15 * time.Second
 	}
-	return &Service{store: store, ranking: ranking, cfg: cfg, metrics: newMetrics(reg), log: log}
+	if cfg.BatchSize <= 0 {
+		cfg.BatchSize = 256
+	}
+	if cfg.BatchLines <= 0 {
+		cfg.BatchLines = 4096
+	}
+	if cfg.BatchWait <= 0 {
+		cfg.BatchWait = 2 * time.Millisecond
+	}
+	if cfg.Writers <= 0 {
+		cfg.Writers = 4
+	}
+	if cfg.QueueSize <= 0 {
+		cfg.QueueSize = 8192
+	}
+	if cfg.FlushTimeout <= 0 {
+		cfg.FlushTimeout = 5 * time.Second
+	}
+	m := newMetrics(reg)
+	return &Service{store: store, cfg: cfg, metrics: m, log: log,
+		committer: newCommitter(store, ranking, cfg, m, log)}
 }
+
+// Close stops taking claims, and returns once every claim already taken is
+// stored (or refused) and its request answered.
+func (s *Service) Close() { s.committer.close() }
 
 // Request is one submission of a claim.
 type Request struct {
@@ -102,26 +143,13 @@ type Result struct {
 // whose external id is stored already, or a retry with the same idempotency
 // key, returns the stored claim and changes nothing. Once the claim is
 // committed Submit succeeds, even if Redis could not be updated: Postgres is
-// the truth, and reconciliation repairs Redis.
+// the truth, and reconciliation repairs Redis. When too many claims are
+// waiting to be stored it fails at once with claim.ErrBusy.
 func (s *Service) Submit(ctx context.Context, req Request) (Result, error) {
-	lines, err := claim.Parse(req.Input, s.cfg.Rules)
+	c, err := s.prepare(req)
 	if err != nil {
-		var problems claim.Problems
-		if errors.As(err, &problems) {
-			for _, p := range problems {
-				s.metrics.validationFailures.WithLabelValues(p.Rule).Inc()
-			}
-		}
 		return Result{}, err
 	}
-	id, err := uuid.NewV7()
-	if err != nil {
-		return Result{}, fmt.Errorf("claim id: %w", err)
-	}
-	// Postgres keeps microseconds; the answer shows what is stored.
-	c := claim.Claim{ID: id.String(), Sender: req.Client, ExternalID: req.Input.ExternalIDText(),
-		ReceivedAt: time.Now().UTC().Truncate(time.Microsecond), Lines: lines}
-
 	var lease *store.KeyLease
 	if req.IdempotencyKey != "" {
 		var earlier *store.KeyOutcome
@@ -139,7 +167,13 @@ func (s *Service) Submit(ctx context.Context, req Request) (Result, error) {
 		}
 	}
 
-	ins, err := s.store.InsertClaim(ctx, c, lease)
+	q := &queued{ctx: ctx, item: store.Pending{Claim: c, Lease: lease}, done: make(chan outcome, 1)}
+	err = s.committer.enqueue(ctx, q, false)
+	var out outcome
+	if err == nil {
+		out = <-q.done
+		err = cmp.Or(out.err, out.stored.Err)
+	}
 	if err != nil {
 		if lease != nil {
 			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
@@ -150,37 +184,90 @@ func (s *Service) Submit(ctx context.Context, req Request) (Result, error) {
 		}
 		return Result{}, err
 	}
-	if ins.ExistingID != "" {
+	if id := out.stored.ExistingID; id != "" {
 		s.metrics.duplicates.WithLabelValues("claim_id").Inc()
-		stored, err := s.store.Claim(ctx, ins.ExistingID)
+		stored, err := s.store.Claim(ctx, id)
 		return Result{Claim: stored}, err
 	}
-	s.metrics.claims.Inc()
-	s.metrics.lines.Add(float64(len(lines)))
-	s.rank(ctx, c.ID, ins.Totals)
 	return Result{Claim: c, Created: true}, nil
 }
 
-// rank pushes committed totals to Redis, retrying once. The write is
-// versioned, so a retry that lands twice changes nothing. It runs on its own
-// deadline so a client that hangs up does not cut it short.
-func (s *Service) rank(ctx context.Context, claimID string, totals []claim.ProviderTotal) {
-	ctx = context.WithoutCancel(ctx)
-	var err error
-	for attempt := 0; attempt < 2; attempt++ {
-		if attempt > 0 {
-			s.metrics.rankingRetries.Inc()
-			time.Sleep(20 * time.Millisecond)
+// prepare parses and validates a claim and gives it an id.
+func (s *Service) prepare(req Request) (claim.Claim, error) {
+	lines, err := claim.Parse(req.Input, s.cfg.Rules)
+	if err != nil {
+		var problems claim.Problems
+		if errors.As(err, &problems) {
+			for _, p := range problems {
+				s.metrics.validationFailures.WithLabelValues(p.Rule).Inc()
+			}
 		}
-		actx, cancel := context.WithTimeout(ctx, s.cfg.RankingTimeout)
-		_, err = s.ranking.Apply(actx, totals)
-		cancel()
-		if err == nil {
-			return
+		return claim.Claim{}, err
+	}
+	id, err := uuid.NewV7()
+	if err != nil {
+		return claim.Claim{}, fmt.Errorf("claim id: %w", err)
+	}
+	// Postgres keeps microseconds; the answer shows what is stored.
+	return claim.Claim{ID: id.String(), Sender: req.Client, ExternalID: req.Input.ExternalIDText(),
+		ReceivedAt: time.Now().UTC().Truncate(time.Microsecond), Lines: lines}, nil
+}
+
+// batchWindow is how many claims of one batch request may wait to be stored
+// at once; the request reads no further input until the oldest is done.
+const batchWindow = 1024
+
+// SubmitBatch stores the claims of one client as inputs yields them, each on
+// its own: a refused claim does not stop the others. report is called once
+// per claim with its position (from 0) and outcome: a Result whose Claim
+// carries the stored claim's id (for a claim stored before under the same
+// claim_id, that claim's id, with Created false and no received_at), or the
+// error Submit would return. Reports come in no particular order; all have
+// been made when SubmitBatch returns. Unlike Submit, a full queue makes
+// SubmitBatch wait: the batch's sender is slowed down, not refused.
+func (s *Service) SubmitBatch(ctx context.Context, client string, inputs iter.Seq[claim.Input], report func(int, Result, error)) {
+	type inFlight struct {
+		index int
+		claim claim.Claim
+		q     *queued
+	}
+	var window []inFlight
+	settle := func(f inFlight) {
+		out := <-f.q.done
+		switch err := cmp.Or(out.err, out.stored.Err); {
+		case err != nil:
+			report(f.index, Result{}, err)
+		case out.stored.ExistingID != "":
+			s.metrics.duplicates.WithLabelValues("claim_id").Inc()
+			f.claim.ID, f.claim.ReceivedAt = out.stored.ExistingID, time.Time{}
+			report(f.index, Result{Claim: f.claim}, nil)
+		default:
+			report(f.index, Result{Claim: f.claim, Created: true}, nil)
 		}
 	}
-	s.metrics.rankingFailures.Inc()
-	s.log.Warn("redis ranking not updated; reconciliation will repair it", "claim_id", claimID, "err", err)
+	i := 0
+	for in := range inputs {
+		index := i
+		i++
+		c, err := s.prepare(Request{Input: in, Client: client})
+		if err != nil {
+			report(index, Result{}, err)
+			continue
+		}
+		if len(window) == batchWindow {
+			settle(window[0])
+			window = window[1:]
+		}
+		q := &queued{ctx: ctx, item: store.Pending{Claim: c}, done: make(chan outcome, 1)}
+		if err := s.committer.enqueue(ctx, q, true); err != nil {
+			report(index, Result{}, err)
+			continue
+		}
+		window = append(window, inFlight{index: index, claim: c, q: q})
+	}
+	for _, f := range window {
+		settle(f)
+	}
 }
 
 type metrics struct {
@@ -190,6 +277,11 @@ type metrics struct {
 	validationFailures *prometheus.CounterVec
 	rankingFailures    prometheus.Counter
 	rankingRetries     prometheus.Counter
+	batchClaims        prometheus.Histogram
+	flushDuration      prometheus.Histogram
+	batchFallbacks     prometheus.Counter
+	queueRejections    prometheus.Counter
+	queueDepth         func(func() float64)
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -218,8 +310,32 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"rule"}),
 		rankingFailures: f.NewCounter(prometheus.CounterOpts{
 			Namespace: ns, Name: "redis_update_failures_total",
-			Help: "Committed claims whose provider totals could not be written to Redis; reconciliation repairs them.",
+			Help: "Committed batches of claims whose provider totals could not be written to Redis; reconciliation repairs them.",
 		}),
+		batchClaims: f.NewHistogram(prometheus.HistogramOpts{
+			Namespace: ns, Name: "ingest_batch_claims",
+			Help:    "Claims stored per group-commit batch (one transaction each).",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 11), // 1 .. 1024
+		}),
+		flushDuration: f.NewHistogram(prometheus.HistogramOpts{
+			Namespace: ns, Name: "ingest_batch_duration_seconds",
+			Help:    "Time to store one group-commit batch in Postgres, commit included.",
+			Buckets: []float64{.001, .002, .005, .01, .02, .05, .1, .2, .5, 1, 2, 5},
+		}),
+		batchFallbacks: f.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Name: "ingest_batch_fallbacks_total",
+			Help: "Batches Postgres refused as a whole, whose claims were then stored one by one.",
+		}),
+		queueRejections: f.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Name: "ingest_queue_rejections_total",
+			Help: "Claims refused with 503 because the group-commit queue was full.",
+		}),
+		queueDepth: func(depth func() float64) {
+			f.NewGaugeFunc(prometheus.GaugeOpts{
+				Namespace: ns, Name: "ingest_queue_claims",
+				Help: "Claims waiting in the group-commit queue.",
+			}, depth)
+		},
 	}
 }
 

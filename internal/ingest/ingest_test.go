@@ -36,6 +36,7 @@ func TestSubmitSucceedsWhenRedisIsDown(t *testing.T) {
 	t.Cleanup(func() { _ = dead.Close() })
 	reg := prometheus.NewRegistry()
 	svc := ingest.New(st, rank.NewRedis(dead, rank.Keys{Prefix: "x:"}), ingest.Config{}, reg, testenv.Logger(t))
+	t.Cleanup(svc.Close)
 
 	res, err := svc.Submit(context.Background(), mustRequest(t, sampleLine))
 	require.NoError(t, err)
@@ -46,7 +47,7 @@ func TestSubmitSucceedsWhenRedisIsDown(t *testing.T) {
 	require.Equal(t, c.Lines, stored.Lines)
 
 	require.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(`
-# HELP claimd_redis_update_failures_total Committed claims whose provider totals could not be written to Redis; reconciliation repairs them.
+# HELP claimd_redis_update_failures_total Committed batches of claims whose provider totals could not be written to Redis; reconciliation repairs them.
 # TYPE claimd_redis_update_failures_total counter
 claimd_redis_update_failures_total 1
 # HELP claimd_claims_ingested_total Claims stored in Postgres.
@@ -62,6 +63,7 @@ func TestSubmitAppliesConfiguredRules(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	rules := append(claim.DefaultRules(), claim.NPIChecksum)
 	svc := ingest.New(st, rank.NewRedis(rdb, rank.Keys{Prefix: prefix}), ingest.Config{Rules: rules}, reg, nil)
+	t.Cleanup(svc.Close)
 
 	_, err := svc.Submit(context.Background(), mustRequest(t, sampleLine))
 	var problems claim.Problems

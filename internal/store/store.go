@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -48,6 +49,11 @@ func poolConfig(url string) (*pgxpool.Config, error) {
 		cfg.ConnConfig.RuntimeParams["application_name"] = "claimd"
 	}
 	cfg.HealthCheckPeriod = 15 * time.Second
+	if _, set := cfg.ConnConfig.RuntimeParams["pool_max_conns"]; !set && !strings.Contains(url, "pool_max_conns") {
+		// pgxpool's default (4 on two cores) leaves nothing beside the group
+		// commit writers for key leases, reads and reconciliation.
+		cfg.MaxConns = max(cfg.MaxConns, 12)
+	}
 	return cfg, nil
 }
 

@@ -1,0 +1,241 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/claim-process/claim-process/internal/claim"
+	"github.com/claim-process/claim-process/internal/store"
+)
+
+// Group commit. Claims from concurrent requests wait in one bounded queue;
+// a few writers each take what has gathered (up to a size, or for at most a
+// couple of milliseconds after the first claim) and store it as one batch:
+// one transaction, one statement per table, one Redis round trip. A request
+// is answered only once its claim is committed (or known refused).
+
+// errShuttingDown refuses claims once the service is closing.
+var errShuttingDown = &claim.RetryAfter{
+	Err: errors.Join(claim.ErrUnavailable, errors.New("claimd is shutting down")), After: time.Second,
+}
+
+// errQueueFull refuses a claim when the queue is full: the service takes
+// claims no faster than Postgres commits them, instead of growing memory.
+var errQueueFull = &claim.RetryAfter{Err: claim.ErrBusy, After: time.Second}
+
+// queued is a claim waiting for its batch.
+type queued struct {
+	ctx  context.Context // the request's: a request that gave up before its batch is left out
+	item store.Pending
+	done chan outcome // buffered: the writer never waits for the request
+}
+
+type outcome struct {
+	stored store.Stored
+	err    error
+}
+
+type committer struct {
+	store   ClaimStore
+	ranking Ranking
+	cfg     Config
+	metrics *metrics
+	log     *slog.Logger
+
+	mu      sync.RWMutex // guards closed against sends on a closed queue
+	closed  bool
+	queue   chan *queued
+	writers sync.WaitGroup
+}
+
+func newCommitter(st ClaimStore, ranking Ranking, cfg Config, m *metrics, log *slog.Logger) *committer {
+	c := &committer{store: st, ranking: ranking, cfg: cfg, metrics: m, log: log,
+		queue: make(chan *queued, cfg.QueueSize)}
+	m.queueDepth(func() float64 { return float64(len(c.queue)) })
+	for range cfg.Writers {
+		c.writers.Add(1)
+		go c.write()
+	}
+	return c
+}
+
+// enqueue puts a claim in the queue. With wait it waits for room (a batch
+// request, which can be slowed down); without, a full queue refuses the
+// claim at once (a single request, whose client retries).
+func (c *committer) enqueue(ctx context.Context, q *queued, wait bool) error {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if c.closed {
+		return errShuttingDown
+	}
+	select {
+	case c.queue <- q:
+		return nil
+	default:
+	}
+	if !wait {
+		c.metrics.queueRejections.Inc()
+		return errQueueFull
+	}
+	select {
+	case c.queue <- q:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// close stops taking claims and returns when every queued claim is stored
+// (or refused) and answered.
+func (c *committer) close() {
+	c.mu.Lock()
+	if !c.closed {
+		c.closed = true
+		close(c.queue)
+	}
+	c.mu.Unlock()
+	c.writers.Wait()
+}
+
+// write gathers batches from the queue and flushes them, until the queue is
+// closed and empty.
+func (c *committer) write() {
+	defer c.writers.Done()
+	batch := make([]*queued, 0, c.cfg.BatchSize)
+	timer := time.NewTimer(0)
+	<-timer.C
+	for {
+		first, ok := <-c.queue
+		if !ok {
+			return
+		}
+		batch = append(batch[:0], first)
+		lines := len(first.item.Claim.Lines)
+		timer.Reset(c.cfg.BatchWait)
+	gather:
+		for len(batch) < c.cfg.BatchSize && lines < c.cfg.BatchLines {
+			select {
+			case q, ok := <-c.queue:
+				if !ok {
+					break gather
+				}
+				batch = append(batch, q)
+				lines += len(q.item.Claim.Lines)
+			case <-timer.C:
+				break gather
+			}
+		}
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+		c.flush(batch)
+		clear(batch)
+	}
+}
+
+// flush stores one batch and answers its requests.
+func (c *committer) flush(batch []*queued) {
+	live := make([]*queued, 0, len(batch))
+	for _, q := range batch {
+		if err := q.ctx.Err(); err != nil {
+			q.done <- outcome{err: err} // gave up while queued: nothing of it is stored
+			continue
+		}
+		live = append(live, q)
+	}
+	if len(live) == 0 {
+		return
+	}
+	// The batch runs on its own deadline: once it is sent, a client hanging
+	// up must not make the outcome unknown for the others.
+	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.FlushTimeout)
+	defer cancel()
+	items := make([]store.Pending, len(live))
+	for i, q := range live {
+		items[i] = q.item
+	}
+	start := time.Now()
+	b, err := c.store.InsertClaims(ctx, items)
+	c.metrics.flushDuration.Observe(time.Since(start).Seconds())
+	c.metrics.batchClaims.Observe(float64(len(live)))
+	if err != nil && len(live) > 1 && !errors.Is(err, claim.ErrUnavailable) {
+		// Something in one claim made Postgres refuse the batch. Each claim
+		// is all-or-nothing on its own: store them one by one, so the bad
+		// one fails alone.
+		c.metrics.batchFallbacks.Inc()
+		c.log.Warn("batch refused; storing its claims one by one", "claims", len(live), "err", err)
+		c.flushOneByOne(ctx, live)
+		return
+	}
+	if err != nil {
+		for _, q := range live {
+			q.done <- outcome{err: err}
+		}
+		return
+	}
+	c.count(items, b.Claims)
+	c.rank(b.Totals)
+	for i, q := range live {
+		q.done <- outcome{stored: b.Claims[i]}
+	}
+}
+
+func (c *committer) flushOneByOne(ctx context.Context, live []*queued) {
+	outcomes := make([]outcome, len(live))
+	var totals []claim.ProviderTotal
+	for i, q := range live {
+		b, err := c.store.InsertClaims(ctx, []store.Pending{q.item})
+		if err != nil {
+			outcomes[i].err = err
+			continue
+		}
+		outcomes[i].stored = b.Claims[0]
+		c.count([]store.Pending{q.item}, b.Claims)
+		totals = append(totals, b.Totals...) // versions order repeated providers
+	}
+	c.rank(totals)
+	for i, q := range live {
+		q.done <- outcomes[i]
+	}
+}
+
+// count adds the claims a batch stored to the ingest counters.
+func (c *committer) count(items []store.Pending, stored []store.Stored) {
+	for i, s := range stored {
+		if s.Err == nil && s.ExistingID == "" {
+			c.metrics.claims.Inc()
+			c.metrics.lines.Add(float64(len(items[i].Claim.Lines)))
+		}
+	}
+}
+
+// rank pushes committed totals to Redis, retrying once. The write is
+// versioned, so a retry that lands twice changes nothing. When it fails the
+// claims still succeed: Postgres is the truth, and reconciliation repairs
+// Redis.
+func (c *committer) rank(totals []claim.ProviderTotal) {
+	if len(totals) == 0 {
+		return
+	}
+	var err error
+	for attempt := 0; attempt < 2; attempt++ {
+		if attempt > 0 {
+			c.metrics.rankingRetries.Inc()
+			time.Sleep(20 * time.Millisecond)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), c.cfg.RankingTimeout)
+		_, err = c.ranking.Apply(ctx, totals)
+		cancel()
+		if err == nil {
+			return
+		}
+	}
+	c.metrics.rankingFailures.Inc()
+	c.log.Warn("redis ranking not updated; reconciliation will repair it", "providers", len(totals), "err", err)
+}
