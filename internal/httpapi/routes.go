@@ -44,6 +44,7 @@ func routes(d Deps, m *metrics) http.Handler {
 	r.Get("/readyz", handleReadyz(d))
 	r.Method(http.MethodGet, "/metrics", promhttp.HandlerFor(d.Registry, promhttp.HandlerOpts{Registry: d.Registry}))
 
+	r.With(deadline(batchTimeout), d.APIKeys.require).Post("/claims/batch", handlePostBatch(d))
 	r.Group(func(r chi.Router) {
 		r.Use(deadline(requestTimeout))
 		r.With(d.APIKeys.require).Post("/claims", handlePostClaim(d))

@@ -5,6 +5,7 @@ package httpapi
 
 import (
 	"context"
+	"iter"
 	"log/slog"
 	"net/http"
 
@@ -15,9 +16,10 @@ import (
 	"github.com/claim-process/claim-process/internal/rank"
 )
 
-// ClaimSubmitter runs a decoded claim through the pipeline.
+// ClaimSubmitter runs decoded claims through the pipeline.
 type ClaimSubmitter interface {
 	Submit(ctx context.Context, req ingest.Request) (ingest.Result, error)
+	SubmitBatch(ctx context.Context, client string, inputs iter.Seq2[claim.Input, error], report func(int, ingest.Result, error))
 }
 
 // ClaimReader reads a stored claim; claim.ErrNotFound when there is none.

@@ -218,21 +218,31 @@ func (s *Service) prepare(req Request) (claim.Claim, error) {
 const batchWindow = 1024
 
 // SubmitBatch stores the claims of one client as inputs yields them, each on
-// its own: a refused claim does not stop the others. report is called once
+// its own: a refused claim does not stop the others. An input that comes
+// with an error (it could not be decoded) is reported with that error. report is called once
 // per claim with its position (from 0) and outcome: a Result whose Claim
 // carries the stored claim's id (for a claim stored before under the same
 // claim_id, that claim's id, with Created false and no received_at), or the
 // error Submit would return. Reports come in no particular order; all have
 // been made when SubmitBatch returns. Unlike Submit, a full queue makes
 // SubmitBatch wait: the batch's sender is slowed down, not refused.
-func (s *Service) SubmitBatch(ctx context.Context, client string, inputs iter.Seq[claim.Input], report func(int, Result, error)) {
+func (s *Service) SubmitBatch(ctx context.Context, client string, inputs iter.Seq2[claim.Input, error], report func(int, Result, error)) {
 	type inFlight struct {
 		index int
 		claim claim.Claim
 		q     *queued
 	}
-	var window []inFlight
-	settle := func(f inFlight) {
+	var (
+		window []inFlight
+		// The claim_ids in the window: a claim_id seen again waits for its
+		// first claim to be stored, so the first position wins, as if the
+		// claims were sent one after the other.
+		inWindow = map[string]bool{}
+	)
+	settle := func() {
+		f := window[0]
+		window = window[1:]
+		delete(inWindow, f.claim.ExternalID)
 		out := <-f.q.done
 		switch err := cmp.Or(out.err, out.stored.Err); {
 		case err != nil:
@@ -246,17 +256,20 @@ func (s *Service) SubmitBatch(ctx context.Context, client string, inputs iter.Se
 		}
 	}
 	i := 0
-	for in := range inputs {
+	for in, err := range inputs {
 		index := i
 		i++
+		if err != nil { // the input could not be read as a claim
+			report(index, Result{}, err)
+			continue
+		}
 		c, err := s.prepare(Request{Input: in, Client: client})
 		if err != nil {
 			report(index, Result{}, err)
 			continue
 		}
-		if len(window) == batchWindow {
-			settle(window[0])
-			window = window[1:]
+		for len(window) == batchWindow || (c.ExternalID != "" && inWindow[c.ExternalID]) {
+			settle()
 		}
 		q := &queued{ctx: ctx, item: store.Pending{Claim: c}, done: make(chan outcome, 1)}
 		if err := s.committer.enqueue(ctx, q, true); err != nil {
@@ -264,9 +277,12 @@ func (s *Service) SubmitBatch(ctx context.Context, client string, inputs iter.Se
 			continue
 		}
 		window = append(window, inFlight{index: index, claim: c, q: q})
+		if c.ExternalID != "" {
+			inWindow[c.ExternalID] = true
+		}
 	}
-	for _, f := range window {
-		settle(f)
+	for len(window) > 0 {
+		settle()
 	}
 }
 

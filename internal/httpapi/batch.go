@@ -1,0 +1,252 @@
+package httpapi
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"iter"
+	"mime"
+	"net/http"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/go-chi/chi/v5/middleware"
+
+	"github.com/claim-process/claim-process/internal/claim"
+	"github.com/claim-process/claim-process/internal/ingest"
+)
+
+const (
+	// maxBatchClaims bounds the claims of one POST /claims/batch.
+	maxBatchClaims = 10_000
+	// maxBatchBytes bounds its body.
+	maxBatchBytes = 64 << 20
+	// batchTimeout bounds the whole request, reading and storing.
+	batchTimeout = 2 * time.Minute
+)
+
+// batchResult is the outcome of the claim at one position of a batch.
+type batchResult struct {
+	Index   int      `json:"index"`
+	Status  int      `json:"status"` // what POST /claims would have answered for it
+	ID      string   `json:"id,omitempty"`
+	ClaimID string   `json:"claim_id,omitempty"`
+	NetFee  *money   `json:"net_fee,omitempty"`
+	Problem *problem `json:"problem,omitempty"`
+}
+
+type batchResponse struct {
+	Received int  `json:"received"` // claims read, refused ones included
+	Created  int  `json:"created"`  // stored by this request (201)
+	Existing int  `json:"existing"` // stored before under the same claim_id (200)
+	Refused  int  `json:"refused"`  // invalid or conflicting (4xx): fix before resending
+	Failed   int  `json:"failed"`   // not stored for now (5xx): resend these
+	Complete bool `json:"complete"` // false: reading stopped at the last result's index
+	// Results has one entry per claim read, in input order.
+	Results []batchResult `json:"results"`
+}
+
+var (
+	// errBatchFull stops reading a batch past maxBatchClaims.
+	errBatchFull = fmt.Errorf("a batch holds at most %d claims; send the rest in another batch", maxBatchClaims)
+	// errClaimTooLarge refuses one claim of a batch over the size of a claim body.
+	errClaimTooLarge = fmt.Errorf("a claim is at most %d bytes", maxBodyBytes)
+)
+
+func handlePostBatch(d Deps) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		mediaType, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+		if mediaType != "application/json" && mediaType != "application/x-ndjson" {
+			writeProblem(w, problemFor(http.StatusUnsupportedMediaType,
+				"send a batch as application/json (an array of claims) or application/x-ndjson (one claim per line)"))
+			return
+		}
+		if len(r.Header.Values("Idempotency-Key")) > 0 {
+			writeProblem(w, problemFor(http.StatusBadRequest,
+				"a batch takes no Idempotency-Key: give each claim a claim_id, and a resent batch stores none of them twice"))
+			return
+		}
+		if r.ContentLength > maxBatchBytes {
+			writeProblem(w, problemFor(http.StatusRequestEntityTooLarge,
+				"a batch body is at most "+strconv.Itoa(maxBatchBytes)+" bytes"))
+			return
+		}
+		// A batch may take longer than the server's per-request limits.
+		rc := http.NewResponseController(w)
+		_ = rc.SetReadDeadline(time.Now().Add(batchTimeout))
+		_ = rc.SetWriteDeadline(time.Now().Add(batchTimeout + 10*time.Second))
+		r.Body = http.MaxBytesReader(w, r.Body, maxBatchBytes)
+
+		src := &batchSource{body: r.Body}
+		if mediaType == "application/json" {
+			if err := src.openArray(); err != nil {
+				fail(w, r, d.Log, err)
+				return
+			}
+		}
+		var (
+			mu      sync.Mutex
+			results []batchResult
+			faults  []error
+		)
+		d.Claims.SubmitBatch(r.Context(), idempotencyScope(r, d.APIKeys), src.claims(mediaType),
+			func(i int, res ingest.Result, err error) {
+				out := batchResult{Index: i, Status: http.StatusCreated}
+				if err != nil {
+					p, serverFault := batchProblem(err)
+					out.Status, out.Problem = p.Status, &p
+					if serverFault {
+						mu.Lock()
+						faults = append(faults, err)
+						mu.Unlock()
+					}
+				} else {
+					fee := money(res.Claim.NetFee())
+					out.ID, out.ClaimID, out.NetFee = res.Claim.ID, res.Claim.ExternalID, &fee
+					if !res.Created {
+						out.Status = http.StatusOK
+					}
+				}
+				mu.Lock()
+				results = append(results, out)
+				mu.Unlock()
+			})
+		if len(faults) > 0 {
+			d.Log.ErrorContext(r.Context(), "batch claims not stored", "request_id", middleware.GetReqID(r.Context()),
+				"claims", len(faults), "err", faults[0])
+		}
+		slices.SortFunc(results, func(a, b batchResult) int { return a.Index - b.Index })
+		resp := batchResponse{Received: len(results), Complete: !src.stopped, Results: results}
+		for _, res := range results {
+			switch {
+			case res.Status == http.StatusCreated:
+				resp.Created++
+			case res.Status == http.StatusOK:
+				resp.Existing++
+			case res.Status >= 500:
+				resp.Failed++
+			default:
+				resp.Refused++
+			}
+		}
+		writeJSON(w, http.StatusOK, resp)
+	}
+}
+
+// batchProblem is errorProblem for one claim of a batch.
+func batchProblem(err error) (problem, bool) {
+	if errors.Is(err, errBatchFull) || errors.Is(err, errClaimTooLarge) {
+		return problemFor(http.StatusRequestEntityTooLarge, err.Error()), false
+	}
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) {
+		return problemFor(http.StatusRequestEntityTooLarge,
+			"a batch body is at most "+strconv.Itoa(maxBatchBytes)+" bytes; send the rest in another batch"), false
+	}
+	return errorProblem(err)
+}
+
+// batchSource reads the claims of a batch one at a time, so that a batch is
+// never held in memory whole.
+type batchSource struct {
+	body    io.Reader
+	dec     *json.Decoder
+	stopped bool // reading ended before the input did
+}
+
+// openArray reads the opening bracket of a JSON array of claims.
+func (s *batchSource) openArray() error {
+	s.dec = json.NewDecoder(s.body)
+	tok, err := s.dec.Token()
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge):
+		return err
+	case err != nil && !errors.Is(err, io.EOF):
+		return fmt.Errorf("%w: invalid JSON: %v", claim.ErrMalformed, err)
+	case tok != json.Delim('['):
+		return fmt.Errorf("%w: a batch is a JSON array of claims", claim.ErrMalformed)
+	}
+	return nil
+}
+
+// claims yields each claim of the batch, or the error that makes one
+// unreadable. An error that makes the rest unreadable is yielded last.
+func (s *batchSource) claims(mediaType string) iter.Seq2[claim.Input, error] {
+	if mediaType == "application/json" {
+		return s.jsonClaims
+	}
+	return s.ndjsonClaims
+}
+
+func (s *batchSource) jsonClaims(yield func(claim.Input, error) bool) {
+	for n := 0; s.dec.More(); n++ {
+		if n == maxBatchClaims {
+			s.stop(yield, errBatchFull)
+			return
+		}
+		var raw json.RawMessage
+		if err := s.dec.Decode(&raw); err != nil {
+			s.stop(yield, readError(err))
+			return
+		}
+		if !yield(decodeBatchClaim(raw)) {
+			return
+		}
+	}
+	if _, err := s.dec.Token(); err != nil { // the closing bracket
+		s.stop(yield, readError(err))
+	}
+}
+
+func (s *batchSource) ndjsonClaims(yield func(claim.Input, error) bool) {
+	sc := bufio.NewScanner(s.body)
+	sc.Buffer(make([]byte, 0, 64<<10), maxBodyBytes+1)
+	for n := 0; sc.Scan(); {
+		line := bytes.TrimSpace(sc.Bytes())
+		if len(line) == 0 {
+			continue
+		}
+		if n == maxBatchClaims {
+			s.stop(yield, errBatchFull)
+			return
+		}
+		n++
+		if !yield(decodeBatchClaim(line)) {
+			return
+		}
+	}
+	if err := sc.Err(); err != nil {
+		if errors.Is(err, bufio.ErrTooLong) {
+			err = errClaimTooLarge // and where the next line starts is unknown
+		}
+		s.stop(yield, err)
+	}
+}
+
+func (s *batchSource) stop(yield func(claim.Input, error) bool, err error) {
+	s.stopped = true
+	yield(claim.Input{}, err)
+}
+
+func decodeBatchClaim(raw []byte) (claim.Input, error) {
+	if len(raw) > maxBodyBytes {
+		return claim.Input{}, errClaimTooLarge
+	}
+	return claim.DecodeJSON(bytes.NewReader(raw))
+}
+
+// readError names a JSON syntax error as malformed input; read errors (a
+// body over the limit, a client gone) pass unchanged.
+func readError(err error) error {
+	var syntax *json.SyntaxError
+	if errors.As(err, &syntax) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+		return fmt.Errorf("%w: invalid JSON: %v; claims after this one were not read", claim.ErrMalformed, err)
+	}
+	return err
+}
