@@ -5,7 +5,7 @@ package claim
 
 import (
 	"crypto/sha256"
-	"fmt"
+	"strconv"
 	"time"
 )
 
@@ -73,12 +73,20 @@ type ProviderTotal struct {
 // nor the id, sender or time the service gave it. Two submissions with the
 // same fingerprint are the same claim.
 func (c Claim) Fingerprint() []byte {
-	h := sha256.New()
-	fmt.Fprintf(h, "%q\n", c.ExternalID)
+	// The text hashed is that of fmt's %q and %d, written with strconv (fmt
+	// was a tenth of the CPU of storing a claim); stored hashes depend on it.
+	b := make([]byte, 0, 64+96*len(c.Lines))
+	b = append(strconv.AppendQuote(b, c.ExternalID), '\n')
 	for _, l := range c.Lines {
-		fmt.Fprintf(h, "%s|%q|%q|%q|%q|%q|%d|%d|%d|%d\n", l.ServiceDate.Format(time.DateOnly),
-			l.SubmittedProcedure, l.Quadrant, l.PlanGroup, l.Subscriber, l.ProviderNPI,
-			l.ProviderFees, l.AllowedFees, l.MemberCoinsurance, l.MemberCopay)
+		b = l.ServiceDate.AppendFormat(b, time.DateOnly)
+		for _, s := range []string{l.SubmittedProcedure, l.Quadrant, l.PlanGroup, l.Subscriber, l.ProviderNPI} {
+			b = strconv.AppendQuote(append(b, '|'), s)
+		}
+		for _, n := range []Cents{l.ProviderFees, l.AllowedFees, l.MemberCoinsurance, l.MemberCopay} {
+			b = strconv.AppendInt(append(b, '|'), int64(n), 10)
+		}
+		b = append(b, '\n')
 	}
-	return h.Sum(nil)
+	sum := sha256.Sum256(b)
+	return sum[:]
 }

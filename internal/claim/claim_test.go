@@ -1,6 +1,8 @@
 package claim_test
 
 import (
+	"crypto/sha256"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -335,4 +337,29 @@ func TestDecodeCSVWithoutHeader(t *testing.T) {
 	require.ErrorIs(t, err, claim.ErrMalformed)
 	require.NotContains(t, err.Error(), "3730189502")
 	require.Contains(t, err.Error(), "header")
+}
+
+// The fingerprint's text must stay what it was when it was written with fmt:
+// the hashes of stored claims depend on it.
+func TestFingerprintText(t *testing.T) {
+	legacy := func(c claim.Claim) []byte {
+		h := sha256.New()
+		fmt.Fprintf(h, "%q\n", c.ExternalID)
+		for _, l := range c.Lines {
+			fmt.Fprintf(h, "%s|%q|%q|%q|%q|%q|%d|%d|%d|%d\n", l.ServiceDate.Format(time.DateOnly),
+				l.SubmittedProcedure, l.Quadrant, l.PlanGroup, l.Subscriber, l.ProviderNPI,
+				l.ProviderFees, l.AllowedFees, l.MemberCoinsurance, l.MemberCopay)
+		}
+		return h.Sum(nil)
+	}
+	line := claim.Line{ServiceDate: time.Date(2018, 3, 28, 0, 0, 0, 0, time.UTC), SubmittedProcedure: "D0180",
+		Quadrant: "UR", PlanGroup: "GRP-1000 \"x\"\t|é", Subscriber: "3730189502", ProviderNPI: "1497775530",
+		ProviderFees: 15000, AllowedFees: 1000, MemberCoinsurance: 0, MemberCopay: 999999999999}
+	for _, c := range []claim.Claim{
+		{},
+		{ExternalID: "PAY-1", Lines: []claim.Line{line}},
+		{ExternalID: "\x00\u2028☃", Lines: []claim.Line{line, {}, line}},
+	} {
+		require.Equal(t, legacy(c), c.Fingerprint())
+	}
 }
