@@ -390,3 +390,26 @@ func TestVerifyCatchesCorruption(t *testing.T) {
 	assert.Contains(t, text, "GET /top-providers")
 	assert.Positive(t, report.Drift)
 }
+
+// Scenario 6: claims sent in POST /claims/batch requests of 50 while claimd
+// is SIGKILLed twice. A batch cut off by the kill may be partly stored; the
+// client resends every claim without a final answer (same claim_id) in a new
+// batch, and each must end stored exactly once.
+func TestBatchesWithClaimdKilled(t *testing.T) {
+	requireFaults(t)
+	cd, _, sys := setup(t)
+	load := NewLoad(t, LoadConfig{Claims: 3000, Clients: 4, Batch: 50})
+	load.Start(cd.BaseURL())
+	for i, at := range []float64{0.3, 0.6} {
+		load.WaitFraction(at)
+		cd.Kill()
+		t.Logf("kill %d: SIGKILL after %d claims finished", i+1, load.finished.Load())
+		time.Sleep(300 * time.Millisecond)
+		cd.Start()
+	}
+	load.Wait()
+
+	report := Verify(t, sys, load)
+	requireEveryClaimAnswered(t, load)
+	finish(t, cd, "6 (batches of 50, claimd SIGKILL x2)", load, report)
+}

@@ -298,6 +298,127 @@ func (s *Sender) attempt(ctx context.Context, c *Claim, target string) (final bo
 	}
 }
 
+// SendBatch posts claims in one POST /claims/batch, then sends again, as a
+// new batch, every claim that got no final answer (no answer at all, a 5xx
+// for it or the whole request, or a batch cut short), with the same retry
+// budget as Send.
+func (s *Sender) SendBatch(ctx context.Context, claims []*Claim, first int) {
+	deadline := time.Now().Add(s.RetryFor)
+	backoff := 50 * time.Millisecond
+	for attempt := 0; ; attempt++ {
+		target := s.Targets[(first+attempt)%len(s.Targets)]
+		var retryAfter time.Duration
+		claims, retryAfter = s.attemptBatch(ctx, claims, target)
+		if len(claims) == 0 || attempt+1 >= s.MaxAttempts || ctx.Err() != nil {
+			return
+		}
+		wait := backoff + rand.N(backoff)
+		backoff = min(2*backoff, time.Second)
+		if retryAfter > 0 {
+			wait = min(retryAfter, 2*time.Second)
+		}
+		if time.Now().Add(wait).After(deadline) {
+			return
+		}
+		sleep(ctx, wait)
+	}
+}
+
+// attemptBatch posts claims as one batch, records each claim's answer, and
+// returns the claims still without a final one.
+func (s *Sender) attemptBatch(ctx context.Context, claims []*Claim, target string) ([]*Claim, time.Duration) {
+	bodies := make([][]byte, len(claims))
+	for i, c := range claims {
+		bodies[i] = c.Body
+	}
+	body := append(append([]byte("["), bytes.Join(bodies, []byte(","))...), ']')
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target+"/claims/batch", bytes.NewReader(body))
+	if err != nil {
+		panic(err) // a fixed method and a valid URL
+	}
+	req.Header.Set("Content-Type", "application/json")
+	s.Stats.Requests.Add(1)
+	start := time.Now()
+	all := func(h string) {
+		for _, c := range claims {
+			c.addHistory(h)
+		}
+	}
+	resp, err := s.client.Do(req)
+	if err != nil {
+		s.Stats.NoAnswer.Add(1)
+		all(fmt.Sprintf("%s batch: no answer (%v)", since(start), err))
+		return claims, 0
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		s.Stats.NoAnswer.Add(1)
+		all(fmt.Sprintf("%s batch: cut off", since(start)))
+		return claims, 0
+	}
+	var answer struct {
+		Results []struct {
+			Index  int `json:"index"`
+			Status int `json:"status"`
+		} `json:"results"`
+	}
+	var items struct { // the same results, each kept whole for recordAck
+		Results []json.RawMessage `json:"results"`
+	}
+	if resp.StatusCode != http.StatusOK || json.Unmarshal(raw, &answer) != nil || json.Unmarshal(raw, &items) != nil {
+		all(fmt.Sprintf("%s batch: %d", since(start), resp.StatusCode))
+		if resp.StatusCode >= 500 {
+			s.Stats.record5xx(time.Since(start))
+			s.Stats.Unavailable.Add(1)
+			return claims, 0
+		}
+		for _, c := range claims {
+			c.addProblem(fmt.Sprintf("batch answered %d: %s", resp.StatusCode, snippet(raw)))
+		}
+		return nil, 0
+	}
+	final := make([]bool, len(claims))
+	var retryAfter time.Duration
+	for n, r := range answer.Results {
+		if r.Index < 0 || r.Index >= len(claims) {
+			claims[0].addProblem(fmt.Sprintf("batch result for position %d of %d", r.Index, len(claims)))
+			continue
+		}
+		c := claims[r.Index]
+		c.addHistory(fmt.Sprintf("%s batch %d", since(start), r.Status))
+		switch code := r.Status; {
+		case code == http.StatusOK || code == http.StatusCreated:
+			if code == http.StatusCreated {
+				s.Stats.Created.Add(1)
+			} else {
+				s.Stats.OK.Add(1)
+			}
+			c.recordAck(items.Results[n], false)
+			final[r.Index] = true
+		case code == http.StatusServiceUnavailable:
+			s.Stats.Unavailable.Add(1)
+			retryAfter = time.Second
+		case code >= 500:
+			s.Stats.Other5xx.Add(1)
+			c.addProblem(fmt.Sprintf("batch item %d: %s", code, snippet(items.Results[n])))
+		default:
+			s.Stats.Refused.Add(1)
+			c.mu.Lock()
+			c.refusal, c.refusedAs = code, snippet(items.Results[n])
+			c.mu.Unlock()
+			final[r.Index] = true
+		}
+	}
+	var rest []*Claim
+	for i, c := range claims {
+		if !final[i] {
+			rest = append(rest, c)
+		}
+	}
+	return rest, retryAfter
+}
+
 // recordAck records a 2xx answer and checks it against what was sent.
 func (c *Claim) recordAck(body []byte, replayed bool) {
 	var got struct {
@@ -374,6 +495,7 @@ type LoadConfig struct {
 	Clients  int
 	KeyShare float64              // share of claims sent with an Idempotency-Key
 	Plan     func(claim int) Plan // nil: every claim once
+	Batch    int                  // > 0: send claims in POST /claims/batch requests of this many
 	Timeout  time.Duration        // bound on the whole run; 0 means 2 minutes
 	Seed     uint64               // 0: random; logged either way, for replaying a failure
 }
@@ -438,6 +560,12 @@ func (l *Load) Start(targets ...string) {
 	for client := range l.cfg.Clients {
 		wg.Go(func() {
 			for i := range queue {
+				if l.cfg.Batch > 0 {
+					batch := l.Claims[i:min(i+l.cfg.Batch, len(l.Claims))]
+					l.Sender.SendBatch(ctx, batch, client)
+					l.finished.Add(int64(len(batch)))
+					continue
+				}
 				l.run(ctx, i, client)
 				l.finished.Add(1)
 			}
@@ -447,8 +575,9 @@ func (l *Load) Start(targets ...string) {
 	go func() {
 		defer cancel()
 		defer close(l.done)
+		step := max(1, l.cfg.Batch)
 	feed:
-		for i := range l.Claims {
+		for i := 0; i < len(l.Claims); i += step {
 			select {
 			case queue <- i:
 			case <-ctx.Done():
