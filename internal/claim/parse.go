@@ -126,12 +126,25 @@ func Parse(in Input, rules Rules) ([]Line, error) {
 	return lines, nil
 }
 
+type fieldValue struct {
+	field Field
+	value Value
+}
+
 func parseLine(index int, raw RawLine) (Line, Problems) {
 	var (
 		line     Line
 		problems Problems
-		seen     = make(map[Field]Value, len(Fields))
+		seen     = make([]fieldValue, 0, len(Fields)) // a line has few fields: a slice beats a map
 	)
+	lookup := func(f Field) (Value, bool) {
+		for _, fv := range seen {
+			if fv.field == f {
+				return fv.value, true
+			}
+		}
+		return Value{}, false
+	}
 	report := func(field Field, rule, detail string) {
 		problems = append(problems, Problem{Line: index, Field: string(field), Rule: rule, Detail: detail})
 	}
@@ -142,18 +155,18 @@ func parseLine(index int, raw RawLine) (Line, Problems) {
 				Detail: fmt.Sprintf("unknown field %q; accepted fields: %s", rf.Name, strings.Join(FieldNames(), ", "))})
 			continue
 		}
-		if _, dup := seen[f]; dup {
+		if _, dup := lookup(f); dup {
 			problems = append(problems, Problem{Line: index, Field: string(f), Rule: RuleDuplicateField,
 				Detail: fmt.Sprintf("%q names %s, which this line already has", rf.Name, f)})
 			continue
 		}
-		seen[f] = rf.Value
+		seen = append(seen, fieldValue{f, rf.Value})
 	}
 
 	// text returns the trimmed text of a field, reporting it when a required
 	// field is missing or a value has the wrong JSON type.
 	text := func(f Field) (string, bool) {
-		v, ok := seen[f]
+		v, ok := lookup(f)
 		if !ok || v.Kind == KindNull || (v.Kind != KindOther && strings.TrimSpace(v.Text) == "") {
 			if f != FieldQuadrant {
 				report(f, RuleRequired, "is required")
