@@ -52,12 +52,18 @@ fuzz: services
 test-short: services
 	$(GO) test -count=1 ./...
 
-## bench: benchmarks in one run, with speed-ups over the old service's query
-## (BENCH_LINES, BENCH_PROVIDERS size the data; raw output in bin/bench.txt)
+BENCH_SCALE ?= default
+## bench: the whole benchmark suite in one run (about 7 minutes; BENCH_SCALE=large adds a
+## 10M-line stage): Postgres and Redis ceilings, claimd single and batch ingest, lookups from
+## Redis (alone and under ingest) and from the Postgres fallback, a full rebuild under lookups,
+## claimd RSS, Redis bytes per provider, then the go test micro-benchmarks (BENCH_LINES,
+## BENCH_PROVIDERS; raw output in bin/bench.txt). Fresh database claims_bench_<time> and Redis
+## prefix bench:<time>:, both removed at the end. Prints the table, also in bin/bench.md.
 bench: services
 	@mkdir -p bin
-	$(GO) test -run '^$$' -bench . -benchtime 2s -count 1 -v ./... > bin/bench.txt 2>&1 || { cat bin/bench.txt; exit 1; }
-	@awk -f scripts/bench-report.awk bin/bench.txt
+	$(GO) build -o bin/claimd ./cmd/claimd
+	$(GO) build -o bin/claimbench ./cmd/claimbench
+	./bin/claimbench suite -scale $(BENCH_SCALE) -claimd bin/claimd -out bin/bench.md
 
 check: vet fmt
 

@@ -150,7 +150,11 @@ type Generator struct {
 	zipf    *rand.Zipf
 	npis    []string // index 0 is the most frequently drawn provider
 	maxLine int
+	fixed   int // when above 0, every claim has exactly this many lines
 }
+
+// FixLines makes every claim n lines long (n <= 0: 1 to maxLines, drawn).
+func (g *Generator) FixLines(n int) { g.fixed = n }
 
 // NewGenerator returns a generator drawing providers from npis with a Zipf
 // distribution of exponent s (> 1; larger is more skewed).
@@ -196,12 +200,15 @@ func npiCheckDigit(base string) int {
 // NPIIndex draws a provider index from the Zipf distribution.
 func (g *Generator) NPIIndex() int { return int(g.zipf.Uint64()) }
 
-// Claim makes one claim of 1..maxLines lines with the given identifier. One
+// Claim makes one claim of 1..maxLines lines (or the fixed count) with the given identifier. One
 // claim stays with one subscriber and plan, and mostly one provider, as real
 // claims do; now and then a line is billed by another provider.
 func (g *Generator) Claim(externalID string) *Claim {
 	r := g.rng
 	n := 1 + r.Intn(g.maxLine)
+	if g.fixed > 0 {
+		n = g.fixed
+	}
 	subscriber := fmt.Sprintf("%010d", r.Int63n(10_000_000_000))
 	plan := fmt.Sprintf("GRP-%04d", r.Intn(10_000))
 	date := epoch.AddDate(0, 0, r.Intn(365)).Format(time.DateOnly)

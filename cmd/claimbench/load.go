@@ -21,6 +21,7 @@ import (
 // Operation names, as reported.
 const (
 	opPostClaim    = "post_claim"
+	opPostBatch    = "post_batch"
 	opTopProviders = "top_providers"
 )
 
@@ -52,9 +53,11 @@ type opStats struct {
 
 // recorder is shared by every request of a run.
 type recorder struct {
-	mu     sync.Mutex
-	ops    map[string]*opStats
-	claims []*sentClaim
+	mu      sync.Mutex
+	ops     map[string]*opStats
+	claims  []*sentClaim
+	batch   batchStats       // batch mode: what the items' answers said
+	sources map[string]int64 // /top-providers answers by "source"
 
 	// For the progress line, read without the lock.
 	done, ok, failed, limited atomic.Int64
@@ -90,14 +93,46 @@ func (r *recorder) record(op string, latency time.Duration, status int, errClass
 	}
 }
 
+// source counts a /top-providers answer by where it came from.
+func (r *recorder) source(src string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.sources == nil {
+		r.sources = map[string]int64{}
+	}
+	r.sources[src]++
+}
+
+// answerSource finds "source" in a /top-providers answer without decoding
+// the whole of it: the lookups are the load, and stay cheap.
+func answerSource(body []byte) string {
+	for _, src := range []string{"redis", "postgres"} {
+		if bytes.Contains(body, []byte(`"source":"`+src+`"`)) {
+			return src
+		}
+	}
+	return "unknown"
+}
+
+// recordBatch records one batch request and the claims it carried.
+func (r *recorder) recordBatch(latency time.Duration, status int, errClass string, scs []*sentClaim, items batchStats) {
+	r.record(opPostBatch, latency, status, errClass, nil)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.claims = append(r.claims, scs...)
+	r.batch.add(items)
+}
+
 // loadResult is what the load phase produced.
 type loadResult struct {
-	Started  time.Time
-	Elapsed  time.Duration // first request sent to last answer received
-	Ops      map[string]*opStats
-	Claims   []*sentClaim // every claim sent, in answer order
-	Settled  int          // claims resent after the load to learn their outcome
-	Canceled bool         // the load was interrupted
+	Started    time.Time
+	Elapsed    time.Duration // first request sent to last answer received
+	Ops        map[string]*opStats
+	Claims     []*sentClaim     // every claim sent, in answer order
+	Settled    int              // claims resent after the load to learn their outcome
+	Canceled   bool             // the load was interrupted
+	Batch      batchStats       // batch mode: the items' answers during the load
+	TopSources map[string]int64 // /top-providers answers by "source"
 }
 
 func (r *loadResult) total() int64 {
@@ -178,8 +213,19 @@ func runLoad(ctx context.Context, cfg config, client *http.Client, stderr io.Wri
 	elapsed := time.Since(started)
 	stopProgress()
 
-	res := &loadResult{Started: started, Elapsed: elapsed, Ops: l.rec.ops, Claims: l.rec.claims, Canceled: ctx.Err() != nil}
-	res.Settled = l.settle(context.WithoutCancel(ctx), res.Claims)
+	l.rec.mu.Lock()
+	res := &loadResult{Started: started, Elapsed: elapsed, Ops: l.rec.ops, Claims: l.rec.claims,
+		Canceled: ctx.Err() != nil, Batch: l.rec.batch, TopSources: l.rec.sources}
+	l.rec.mu.Unlock()
+	if cfg.Mode == "batch" {
+		var protocol []string
+		res.Settled, protocol = l.settleBatch(context.WithoutCancel(ctx), res.Claims)
+		for _, p := range protocol {
+			res.Batch.problem("%s", p)
+		}
+	} else {
+		res.Settled = l.settle(context.WithoutCancel(ctx), res.Claims)
+	}
 	return res
 }
 
@@ -206,7 +252,9 @@ func (l *loader) closedLoop(issueCtx, reqCtx context.Context) {
 // generator returns the generator of one stream of requests; streams of one
 // seed differ from each other and are the same in every run.
 func (l *loader) generator(stream int64) *Generator {
-	return NewGenerator(l.cfg.Seed*1_000_003+stream, l.npis, l.cfg.ZipfS, l.cfg.MaxLines)
+	g := NewGenerator(l.cfg.Seed*1_000_003+stream, l.npis, l.cfg.ZipfS, l.cfg.MaxLines)
+	g.FixLines(l.cfg.Lines)
+	return g
 }
 
 // openLoop starts requests on a fixed schedule whatever the service's
@@ -252,8 +300,9 @@ func (l *loader) openLoop(issueCtx, reqCtx context.Context) {
 // prepared is one request, generated before it is sent so that in the open
 // loop all randomness comes from one goroutine.
 type prepared struct {
-	op    string
-	claim *Claim
+	op     string
+	claim  *Claim
+	claims []*Claim // opPostBatch
 }
 
 func (l *loader) prepare(gen *Generator) prepared {
@@ -267,6 +316,14 @@ func (l *loader) prepare(gen *Generator) prepared {
 	if top {
 		return prepared{op: opTopProviders}
 	}
+	if l.cfg.Mode == "batch" {
+		claims := make([]*Claim, l.cfg.BatchSize)
+		last := l.seq.Add(int64(len(claims)))
+		for i := range claims {
+			claims[i] = gen.Claim(l.cfg.RunID + "-" + strconv.FormatInt(last-int64(len(claims)-1-i), 10))
+		}
+		return prepared{op: opPostBatch, claims: claims}
+	}
 	id := l.cfg.RunID + "-" + strconv.FormatInt(l.seq.Add(1), 10)
 	return prepared{op: opPostClaim, claim: gen.Claim(id)}
 }
@@ -278,12 +335,22 @@ func (l *loader) one(ctx context.Context, gen *Generator, start time.Time) {
 func (p prepared) send(ctx context.Context, l *loader, start time.Time) {
 	switch p.op {
 	case opTopProviders:
-		status, _, err := l.do(ctx, http.MethodGet, fmt.Sprintf("/top-providers?limit=%d", l.cfg.TopLimit), nil)
+		status, body, err := l.do(ctx, http.MethodGet, fmt.Sprintf("/top-providers?limit=%d", l.cfg.TopLimit), nil)
 		l.rec.record(opTopProviders, time.Since(start), status, errClass(err), nil)
+		if status == http.StatusOK {
+			l.rec.source(answerSource(body))
+		}
 	case opPostClaim:
 		sc := &sentClaim{Claim: p.claim}
 		status, err := l.post(ctx, sc)
 		l.rec.record(opPostClaim, time.Since(start), status, errClass(err), sc)
+	case opPostBatch:
+		scs := make([]*sentClaim, len(p.claims))
+		for i, c := range p.claims {
+			scs[i] = &sentClaim{Claim: c}
+		}
+		status, items, err := l.postBatch(ctx, scs)
+		l.rec.recordBatch(time.Since(start), status, errClass(err), scs, items)
 	}
 }
 
@@ -511,20 +578,4 @@ func isTerminal(w io.Writer) bool {
 	}
 	st, err := f.Stat()
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
-}
-
-// probeBatch is batch mode for now: claimd has no POST /claims/batch yet
-// (issue 4 plans it), so the tool asks with an empty batch, which stores
-// nothing, and says plainly what it found rather than failing obscurely.
-func probeBatch(ctx context.Context, client *http.Client, cfg config) error {
-	l := &loader{cfg: cfg, client: client}
-	status, _, err := l.do(ctx, http.MethodPost, "/claims/batch", []byte("[]"))
-	if err != nil {
-		return fmt.Errorf("batch mode: POST %s/claims/batch: %w", cfg.URL, err)
-	}
-	if status == http.StatusNotFound || status == http.StatusMethodNotAllowed {
-		return fmt.Errorf("batch mode: POST /claims/batch is not available on this server (it answered %d %s); use -mode single",
-			status, http.StatusText(status))
-	}
-	return fmt.Errorf("batch mode: the server answers POST /claims/batch (%d to an empty batch), but its answer format is not settled yet and this claimbench does not drive it", status)
 }

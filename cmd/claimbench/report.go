@@ -15,19 +15,23 @@ import (
 
 // Report is the outcome of a run, printed as text or, with -json, as JSON.
 type Report struct {
-	Run            RunInfo       `json:"run"`
-	ElapsedSeconds float64       `json:"elapsed_seconds"`
-	Requests       int64         `json:"requests"`
-	RequestsPerSec float64       `json:"requests_per_sec"`
-	ClaimsAcked    int64         `json:"claims_acked"`
-	ClaimsPerSec   float64       `json:"claims_per_sec"`
-	LinesAcked     int64         `json:"lines_acked"`
-	LinesPerSec    float64       `json:"lines_per_sec"`
-	Operations     []OpReport    `json:"operations"`
-	Settled        int           `json:"claims_resent_to_settle"`
-	Interrupted    bool          `json:"interrupted"`
-	Verification   *VerifyReport `json:"verification"` // nil when skipped
-	VerifySkipped  string        `json:"verification_skipped,omitempty"`
+	Run             RunInfo          `json:"run"`
+	ElapsedSeconds  float64          `json:"elapsed_seconds"`
+	Requests        int64            `json:"requests"`
+	RequestsPerSec  float64          `json:"requests_per_sec"`
+	ClaimsAcked     int64            `json:"claims_acked"`
+	ClaimsPerSec    float64          `json:"claims_per_sec"`
+	LinesAcked      int64            `json:"lines_acked"`
+	LinesPerSec     float64          `json:"lines_per_sec"`
+	Operations      []OpReport       `json:"operations"`
+	Settled         int              `json:"claims_resent_to_settle"`
+	TopSources      map[string]int64 `json:"top_providers_sources,omitempty"` // 200 answers by "source"
+	BatchSize       int              `json:"batch_size,omitempty"`
+	BatchItems      map[string]int64 `json:"batch_items,omitempty"` // item answers during the load, by status
+	BatchIncomplete int64            `json:"batch_answers_incomplete,omitempty"`
+	Interrupted     bool             `json:"interrupted"`
+	Verification    *VerifyReport    `json:"verification"` // nil when skipped
+	VerifySkipped   string           `json:"verification_skipped,omitempty"`
 }
 
 // RunInfo repeats the settings that shape the numbers.
@@ -109,16 +113,19 @@ func buildReport(cfg config, res *loadResult, vr *VerifyReport) Report {
 		Run: RunInfo{
 			URL: cfg.URL, Mode: cfg.Mode, NPIs: cfg.NPIs, ZipfS: cfg.ZipfS, Seed: cfg.Seed, RunID: cfg.RunID,
 		},
-		ElapsedSeconds: math.Round(secs*1000) / 1000,
-		Requests:       res.total(),
-		RequestsPerSec: perSec(res.total()),
-		ClaimsAcked:    claims,
-		ClaimsPerSec:   perSec(claims),
-		LinesAcked:     lines,
-		LinesPerSec:    perSec(lines),
-		Settled:        res.Settled,
-		Interrupted:    res.Canceled,
-		Verification:   vr,
+		ElapsedSeconds:  math.Round(secs*1000) / 1000,
+		Requests:        res.total(),
+		RequestsPerSec:  perSec(res.total()),
+		ClaimsAcked:     claims,
+		ClaimsPerSec:    perSec(claims),
+		LinesAcked:      lines,
+		LinesPerSec:     perSec(lines),
+		Settled:         res.Settled,
+		TopSources:      res.TopSources,
+		BatchItems:      res.Batch.Items,
+		BatchIncomplete: res.Batch.Incomplete,
+		Interrupted:     res.Canceled,
+		Verification:    vr,
 	}
 	if cfg.Rate > 0 {
 		rep.Run.Rate = cfg.Rate
@@ -132,6 +139,9 @@ func buildReport(cfg config, res *loadResult, vr *VerifyReport) Report {
 	}
 	if cfg.Mode == "mix" {
 		rep.Run.MixTopRatio = cfg.MixTopRatio
+	}
+	if cfg.Mode == "batch" {
+		rep.BatchSize = cfg.BatchSize
 	}
 	switch {
 	case !cfg.Verify:
@@ -179,6 +189,9 @@ func writeTextReport(w io.Writer, rep Report) error {
 	if r.Mode == "mix" {
 		fmt.Fprintf(&b, " mix-top-ratio=%g", r.MixTopRatio)
 	}
+	if rep.BatchSize > 0 {
+		fmt.Fprintf(&b, " batch-size=%d", rep.BatchSize)
+	}
 	if rep.Interrupted {
 		b.WriteString("  (interrupted)")
 	}
@@ -204,6 +217,15 @@ func writeTextReport(w io.Writer, rep Report) error {
 		if o.RateLimited > 0 {
 			fmt.Fprintf(&b, "  %-14s %d answers were 429 (rate limited): run claimd with TOP_PROVIDERS_RATE_LIMIT=0\n", "", o.RateLimited)
 		}
+	}
+	if len(rep.BatchItems) > 0 {
+		fmt.Fprintf(&b, "  %-14s %s\n", "batch items", itemsLine(rep.BatchItems))
+	}
+	if len(rep.TopSources) > 0 {
+		fmt.Fprintf(&b, "  %-14s %s\n", "top sources", itemsLine(rep.TopSources))
+	}
+	if rep.BatchIncomplete > 0 {
+		fmt.Fprintf(&b, "  %d batch answers were incomplete (the server stopped reading early)\n", rep.BatchIncomplete)
 	}
 	if rep.Settled > 0 {
 		fmt.Fprintf(&b, "  %d claims without a final answer were resent with the same claim_id to settle their outcome\n", rep.Settled)

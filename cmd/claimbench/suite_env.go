@@ -1,0 +1,396 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/redis/go-redis/v9"
+)
+
+// setup creates the database and migrates it with claimd itself.
+func (s *suite) setup(ctx context.Context) error {
+	s.dbName = fmt.Sprintf("claims_bench_%d", time.Now().Unix())
+	s.redisPrefix = fmt.Sprintf("bench:%d:", time.Now().UnixNano())
+	admin, err := pgx.Connect(ctx, s.cfg.AdminURL)
+	if err != nil {
+		return fmt.Errorf("connect to -admin-url: %w", err)
+	}
+	defer admin.Close(ctx)
+	if _, err := admin.Exec(ctx, "CREATE DATABASE "+s.dbName); err != nil {
+		return fmt.Errorf("create database: %w", err)
+	}
+	s.dbURL = withDatabase(s.cfg.AdminURL, s.dbName)
+	s.res.Database = s.dbName
+	out, err := s.claimdCommand(ctx, s.redisURL(), "migrate")
+	if err != nil {
+		return fmt.Errorf("claimd migrate: %w: %s", err, out)
+	}
+	return nil
+}
+
+// cleanup stops every claimd still running, then drops the database and
+// deletes the run's Redis keys unless -keep. It runs even after an error
+// or an interrupt, on a context of its own.
+func (s *suite) cleanup() {
+	for _, p := range s.procs {
+		p.stop()
+	}
+	if s.cfg.Keep {
+		s.logf("kept database %s and Redis keys %s*", s.dbName, s.redisPrefix)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if s.dbName != "" {
+		if admin, err := pgx.Connect(ctx, s.cfg.AdminURL); err != nil {
+			s.logf("drop database %s: %v", s.dbName, err)
+		} else {
+			if _, err := admin.Exec(ctx, "DROP DATABASE IF EXISTS "+s.dbName+" WITH (FORCE)"); err != nil {
+				s.logf("drop database %s: %v", s.dbName, err)
+			}
+			_ = admin.Close(ctx)
+		}
+	}
+	if s.redisPrefix != "" {
+		n, err := deletePrefix(ctx, s.cfg.RedisURL, s.redisPrefix)
+		if err != nil {
+			s.logf("delete Redis keys %s*: %v", s.redisPrefix, err)
+		} else {
+			s.logf("dropped database %s, deleted %d Redis keys %s*", s.dbName, n, s.redisPrefix)
+		}
+	}
+}
+
+// deletePrefix deletes the keys under prefix, and nothing else: SCAN MATCH
+// prefix* then UNLINK (large sets are freed in the background).
+func deletePrefix(ctx context.Context, redisURL, prefix string) (int, error) {
+	rdb, err := newRedisClient(redisURL, 4)
+	if err != nil {
+		return 0, err
+	}
+	defer rdb.Close()
+	n := 0
+	iter := rdb.Scan(ctx, 0, escapeGlob(prefix)+"*", 1000).Iterator()
+	for iter.Next(ctx) {
+		if err := rdb.Unlink(ctx, iter.Val()).Err(); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, iter.Err()
+}
+
+// escapeGlob escapes the characters SCAN MATCH treats specially.
+func escapeGlob(s string) string {
+	r := strings.NewReplacer(`\`, `\\`, `*`, `\*`, `?`, `\?`, `[`, `\[`, `]`, `\]`)
+	return r.Replace(s)
+}
+
+func newRedisClient(redisURL string, pool int) (*redis.Client, error) {
+	opts, err := redis.ParseURL(redisURL)
+	if err != nil {
+		return nil, fmt.Errorf("redis url: %w", err)
+	}
+	opts.PoolSize = pool
+	return redis.NewClient(opts), nil
+}
+
+// withDatabase swaps the database name of a postgres:// URL.
+func withDatabase(raw, name string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return raw
+	}
+	u.Path = "/" + name
+	return u.String()
+}
+
+func (s *suite) redisURL() string { return s.cfg.RedisURL }
+
+// deadRedis stands for a Redis URL at a loopback port with nothing
+// listening (not the port claimd itself listens on): claimd's Redis calls
+// fail at once (connection refused) and it answers from Postgres.
+const deadRedis = "dead"
+
+func freePort() int {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// claimdEnv is the environment of every claimd the suite runs.
+func (s *suite) claimdEnv(redisURL string) []string {
+	return append(os.Environ(),
+		"DATABASE_URL="+s.dbURL,
+		"REDIS_URL="+redisURL,
+		"REDIS_KEY_PREFIX="+s.redisPrefix,
+		"TOP_PROVIDERS_RATE_LIMIT=0",
+		"MIGRATE_ON_START=true",
+		// Reconciliation passes run at start only, so that the rebuild
+		// measured under lookups is the only one during the run.
+		"RECONCILE_INTERVAL=1h",
+		"LOG_LEVEL=warn",
+	)
+}
+
+// claimdCommand runs `claimd args...` (migrate, reconcile) to its end.
+func (s *suite) claimdCommand(ctx context.Context, redisURL string, args ...string) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, s.cfg.Claimd, args...)
+	cmd.Env = s.claimdEnv(redisURL)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	out, err := cmd.Output()
+	if err != nil {
+		return append(out, stderr.Bytes()...), err
+	}
+	return out, nil
+}
+
+// claimdProc is a claimd serving as the suite's child.
+type claimdProc struct {
+	name     string
+	url      string
+	pprof    string // host:port, when -pprof-dir
+	cmd      *exec.Cmd
+	logFile  *os.File
+	waited   chan struct{}
+	once     sync.Once
+	stopping atomic.Bool
+	peak     int64 // VmHWM in bytes, read just before it was stopped
+	phases   []rssPhase
+}
+
+// rssPhase is claimd's peak RSS during one measurement.
+type rssPhase struct {
+	Claimd string
+	Phase  string
+	Bytes  int64
+}
+
+func (s *suite) startClaimd(ctx context.Context, name, redisURL string) (*claimdProc, error) {
+	port := freePort()
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	p := &claimdProc{name: name, url: "http://" + addr, waited: make(chan struct{})}
+	if redisURL == deadRedis {
+		dead := freePort()
+		for dead == port {
+			dead = freePort()
+		}
+		redisURL = fmt.Sprintf("redis://127.0.0.1:%d/0", dead)
+	}
+	env := append(s.claimdEnv(redisURL), "HTTP_ADDR="+addr)
+	if s.cfg.PprofDir != "" {
+		p.pprof = "127.0.0.1:" + strconv.Itoa(freePort())
+		env = append(env, "PPROF_ADDR="+p.pprof)
+	}
+	logPath := filepath.Join(s.cfg.LogDir, "bench-claimd-"+name+".log")
+	f, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	p.logFile = f
+	p.cmd = exec.Command(s.cfg.Claimd, "serve")
+	p.cmd.Env = env
+	p.cmd.Stdout, p.cmd.Stderr = f, f
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // dies with the suite
+	if err := p.cmd.Start(); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("start claimd: %w", err)
+	}
+	go func() {
+		_ = p.cmd.Wait()
+		if s.procRunning(p) {
+			s.logf("claimd %q exited unexpectedly: %v", p.name, p.cmd.ProcessState)
+		}
+		close(p.waited)
+	}()
+	s.procs = append(s.procs, p)
+	s.logf("claimd %q started (pid %d) on %s, log %s", name, p.cmd.Process.Pid, p.url, logPath)
+
+	deadline := time.Now().Add(s.sc.ReadyWait)
+	for {
+		resp, err := http.Get(p.url + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				select {
+				case <-p.waited: // something else answered on the port
+					return nil, fmt.Errorf("claimd %q exited at start; see %s", name, logPath)
+				default:
+					return p, nil
+				}
+			}
+		}
+		select {
+		case <-p.waited:
+			return nil, fmt.Errorf("claimd %q exited at start; see %s", name, logPath)
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("claimd %q not ready after %s; see %s", name, s.sc.ReadyWait, logPath)
+		}
+	}
+}
+
+// procRunning: p has not been asked to stop.
+func (s *suite) procRunning(p *claimdProc) bool { return !p.stopping.Load() }
+
+// phase records the peak RSS since the last phase and starts a new peak.
+func (p *claimdProc) phase(name string) {
+	hwm := p.hwm()
+	if hwm > p.peak {
+		p.peak = hwm
+	}
+	p.phases = append(p.phases, rssPhase{Claimd: p.name, Phase: name, Bytes: hwm})
+	// "5" resets the peak RSS to the current RSS (proc(5), clear_refs).
+	_ = os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", p.cmd.Process.Pid), []byte("5"), 0)
+}
+
+// hwm is the process's peak resident set (VmHWM) in bytes, 0 if unknown.
+func (p *claimdProc) hwm() int64 {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			return kb * 1024
+		}
+	}
+	return 0
+}
+
+// stop reads the peak RSS, then stops claimd with SIGTERM (SIGKILL after
+// 30 s) and returns the peak over its whole life.
+func (p *claimdProc) stop() int64 {
+	p.once.Do(func() {
+		if hwm := p.hwm(); hwm > p.peak {
+			p.peak = hwm
+		}
+		p.stopping.Store(true)
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.waited:
+		case <-time.After(30 * time.Second):
+			_ = p.cmd.Process.Kill()
+			<-p.waited
+		}
+		_ = p.logFile.Close()
+	})
+	return p.peak
+}
+
+// waitSource waits until /top-providers answers from the given source.
+func (s *suite) waitSource(ctx context.Context, p *claimdProc, source string) error {
+	deadline := time.Now().Add(s.sc.ReadyWait)
+	var last string
+	for time.Now().Before(deadline) {
+		_, src, err := getTop(ctx, http.DefaultClient, p.url, 10)
+		if err == nil && src == source {
+			return nil
+		}
+		last = src
+		if err != nil {
+			last = err.Error()
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("claimd %q: /top-providers did not answer from %s within %s (last: %s)", p.name, source, s.sc.ReadyWait, last)
+}
+
+// getTop reads /top-providers?limit=n.
+func getTop(ctx context.Context, client *http.Client, base string, n int) ([]providerTotal, string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s/top-providers?limit=%d", base, n), nil)
+	if err != nil {
+		return nil, "", err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, "", err
+	}
+	defer resp.Body.Close()
+	var b bytes.Buffer
+	if _, err := b.ReadFrom(resp.Body); err != nil {
+		return nil, "", err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, "", fmt.Errorf("answered %d", resp.StatusCode)
+	}
+	return parseTop(b.Bytes())
+}
+
+// machine describes where the run happened.
+type machine struct {
+	Uname, CPU, Memory, Go, Postgres, Redis string
+	Cores                                   int
+}
+
+func machineInfo(ctx context.Context, adminURL, redisURL string) machine {
+	m := machine{Cores: runtime.NumCPU(), Go: runtime.Version()}
+	if out, err := exec.Command("uname", "-a").Output(); err == nil {
+		m.Uname = strings.TrimSpace(string(out))
+	}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				m.CPU = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		if line, _, ok := strings.Cut(string(b), "\n"); ok {
+			f := strings.Fields(line)
+			if len(f) >= 2 {
+				kb, _ := strconv.ParseFloat(f[1], 64)
+				m.Memory = fmt.Sprintf("%.1f GiB", kb/1024/1024)
+			}
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if conn, err := pgx.Connect(ctx, adminURL); err == nil {
+		_ = conn.QueryRow(ctx, "SELECT current_setting('server_version') || ', synchronous_commit=' || current_setting('synchronous_commit') || ', shared_buffers=' || current_setting('shared_buffers')").Scan(&m.Postgres)
+		_ = conn.Close(ctx)
+	}
+	if rdb, err := newRedisClient(redisURL, 1); err == nil {
+		if info, err := rdb.Info(ctx, "server").Result(); err == nil {
+			for _, line := range strings.Split(info, "\r\n") {
+				if v, ok := strings.CutPrefix(line, "redis_version:"); ok {
+					m.Redis = v
+				}
+			}
+		}
+		_ = rdb.Close()
+	}
+	return m
+}

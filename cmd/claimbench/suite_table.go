@@ -1,0 +1,565 @@
+package main
+
+import (
+	"fmt"
+	"math"
+	"strings"
+	"time"
+)
+
+// suiteResult is everything a suite run found.
+type suiteResult struct {
+	Command, Database string
+	Scale             scale
+	Started, Finished time.Time
+	Machine           machine
+	Ceilings          ceilingResult
+	Stages            []*stageResult
+	Verifications     []verification
+	Micro, MicroNote  string
+}
+
+type ceilingResult struct {
+	SetLinesPerSec float64
+	SetConns       int
+	SetP99         float64 // ms per 1000-line transaction
+	TxClaimsPerSec float64
+	TxLinesPerSec  float64
+	TxClients      int
+	TxP99          float64 // ms per claim transaction
+}
+
+type rawRate struct {
+	PerSec  float64
+	Latency Latency
+	Errors  int64
+	Clients int
+}
+
+type rebuildResult struct {
+	Seconds, Reported           float64 // wall time of the command; what claimd reports
+	Providers                   int64
+	Rebuilt, Skipped            bool
+	Lookups, Errors, Mismatches int64
+	FromRedis, FromPostgres     int64
+	Latency                     Latency
+	Error                       string // the rebuild failed
+}
+
+type verification struct {
+	Run                     string
+	Passed                  bool
+	Problems                int
+	Acked, Refused, Unknown int
+	FirstProblems           []string
+}
+
+// stageResult is one stage: claimd over a given amount of preloaded data.
+type stageResult struct {
+	Lines          int64
+	Providers      int
+	PreloadSeconds float64
+	PreloadNote    string
+
+	RedisRaw       rawRate
+	RedisBench     float64
+	RedisBenchNote string
+
+	RedisProviders                 int64
+	RedisZsetBytes, RedisHashBytes int64
+	RedisBytesPerProvider          float64
+	RedisMemNote                   string
+
+	Lookup         *Report
+	LookupSource   string // "" when an answer came from Redis and was right
+	Single         *Report
+	HalfRate       float64
+	Half           *Report
+	HalfLookup     *Report
+	Batch          *Report
+	BatchSkipped   string
+	Rebuild        rebuildResult
+	Fallback       *Report
+	FallbackAtRate *Report
+	FallbackCheck  string
+
+	StartRebuildSeconds float64
+
+	RSSRedis, RSSFallback int64
+	RSSPhases             []rssPhase
+}
+
+func (st *stageResult) label() string { return humanCount(st.Lines) }
+
+// humanCount writes 1000000 as 1M, 20000 as 20k.
+func humanCount(n int64) string {
+	switch {
+	case n >= 1_000_000 && n%1_000_000 == 0:
+		return fmt.Sprintf("%dM", n/1_000_000)
+	case n >= 1_000_000:
+		return fmt.Sprintf("%.1fM", float64(n)/1e6)
+	case n >= 1000 && n%1000 == 0:
+		return fmt.Sprintf("%dk", n/1000)
+	}
+	return fmt.Sprint(n)
+}
+
+func (r *suiteResult) verifyProblems() int {
+	n := 0
+	for _, v := range r.Verifications {
+		n += v.Problems
+	}
+	return n
+}
+
+func op(rep *Report, name string) *OpReport {
+	if rep == nil {
+		return nil
+	}
+	for i := range rep.Operations {
+		if rep.Operations[i].Op == name {
+			return &rep.Operations[i]
+		}
+	}
+	return nil
+}
+
+// goal is one of the issue's targets: at least or at most a figure.
+type goal struct {
+	atLeast bool
+	target  float64
+}
+
+// verdict says "met" or by how much the value misses the goal.
+func (g goal) verdict(v float64) string {
+	if math.IsNaN(v) {
+		return "n/a"
+	}
+	if g.atLeast {
+		if v >= g.target {
+			return "met"
+		}
+		return fmt.Sprintf("missed by %.0f%%", (g.target-v)/g.target*100)
+	}
+	if v <= g.target {
+		return "met"
+	}
+	if g.target == 0 {
+		return fmt.Sprintf("missed (%.0f)", v)
+	}
+	return fmt.Sprintf("missed by %.0f%%", (v-g.target)/g.target*100)
+}
+
+// either is met when one of two goals is, as "≥ 100,000 lines/s or ≥ 80%
+// of the ceiling" is; otherwise it names the nearer miss.
+func either(a, b string) string {
+	if a == "met" || b == "met" {
+		return "met"
+	}
+	if a == "n/a" {
+		return b
+	}
+	return a
+}
+
+// row is one line of the table: a figure per stage, the goal, the verdict.
+type row struct {
+	measure string
+	values  []string
+	goal    string
+	verdict []string // per stage; empty strings for none
+}
+
+func num(v float64) string {
+	switch {
+	case math.IsNaN(v):
+		return "n/a"
+	case v >= 100:
+		return commas(int64(math.Round(v)))
+	case v >= 10:
+		return fmt.Sprintf("%.1f", v)
+	}
+	return fmt.Sprintf("%.2f", v)
+}
+
+func commas(n int64) string {
+	s := fmt.Sprint(n)
+	neg := strings.HasPrefix(s, "-")
+	s = strings.TrimPrefix(s, "-")
+	var b strings.Builder
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	if neg {
+		return "-" + b.String()
+	}
+	return b.String()
+}
+
+func mib(b int64) float64 { return float64(b) / (1 << 20) }
+
+func pct(a, b float64) string {
+	if b <= 0 || math.IsNaN(a) {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.0f%%", a/b*100)
+}
+
+// rows builds the table from the results.
+func (r *suiteResult) rows() []row {
+	c := r.Ceilings
+	var rows []row
+	add := func(measure, goalText string, f func(st *stageResult) (string, string)) {
+		rw := row{measure: measure, goal: goalText}
+		for _, st := range r.Stages {
+			v, verdict := f(st)
+			rw.values = append(rw.values, v)
+			rw.verdict = append(rw.verdict, verdict)
+		}
+		rows = append(rows, rw)
+	}
+	once := func(measure, value, goalText, verdict string) {
+		rw := row{measure: measure, goal: goalText}
+		for i := range r.Stages {
+			if i == 0 {
+				rw.values = append(rw.values, value)
+				rw.verdict = append(rw.verdict, verdict)
+			} else {
+				rw.values = append(rw.values, "″")
+				rw.verdict = append(rw.verdict, "")
+			}
+		}
+		rows = append(rows, rw)
+	}
+
+	once(fmt.Sprintf("Postgres alone, set-based insert (INSERT … SELECT unnest, 1000 lines + 250 claims per transaction, %d connections)", c.SetConns),
+		num(c.SetLinesPerSec)+" lines/s", "(ceiling)", "")
+	once(fmt.Sprintf("Postgres alone, one claim per transaction (claim + 4 lines + totals upsert, pipelined, %d clients)", c.TxClients),
+		fmt.Sprintf("%s claims/s = %s lines/s (p99 %.1f ms)", num(c.TxClaimsPerSec), num(c.TxLinesPerSec), c.TxP99), "(ceiling)", "")
+	add("Redis alone, ZREVRANGE 0 9 WITHSCORES on the ranking (go-redis, 16 goroutines)", "(ceiling)", func(st *stageResult) (string, string) {
+		return fmt.Sprintf("%s/s (p99 %.2f ms)", num(st.RedisRaw.PerSec), st.RedisRaw.Latency.P99), ""
+	})
+	add("Redis alone, the same with redis-benchmark", "(ceiling)", func(st *stageResult) (string, string) {
+		if st.RedisBench == 0 {
+			return st.RedisBenchNote, ""
+		}
+		return fmt.Sprintf("%s/s (%s)", num(st.RedisBench), st.RedisBenchNote), ""
+	})
+
+	add(fmt.Sprintf("Single-claim ingest, 4-line claims, %d clients: lines/s (claims/s)", r.Scale.SingleConc), "≥ 40,000 lines/s (10,000 claims/s)", func(st *stageResult) (string, string) {
+		if st.Single == nil {
+			return "n/a", "n/a"
+		}
+		return fmt.Sprintf("%s (%s)", num(st.Single.LinesPerSec), num(st.Single.ClaimsPerSec)), goal{true, 40_000}.verdict(st.Single.LinesPerSec)
+	})
+	add("Single-claim ingest latency p50 / p99 / p99.9", "p99 ≤ 25 ms", func(st *stageResult) (string, string) {
+		o := op(st.Single, opPostClaim)
+		if o == nil {
+			return "n/a", "n/a"
+		}
+		return fmt.Sprintf("%.1f / %.1f / %.1f ms", o.Latency.P50, o.Latency.P99, o.Latency.P999), goal{false, 25}.verdict(o.Latency.P99)
+	})
+	add("Single-claim ingest vs. the set-based / per-claim-transaction ceilings", "", func(st *stageResult) (string, string) {
+		if st.Single == nil {
+			return "n/a", ""
+		}
+		return fmt.Sprintf("%s / %s", pct(st.Single.LinesPerSec, c.SetLinesPerSec), pct(st.Single.LinesPerSec, c.TxLinesPerSec)), ""
+	})
+	add(fmt.Sprintf("Batch ingest (POST /claims/batch, %d claims a request, %d clients): lines/s (claims/s), %% of set-based ceiling", r.Scale.BatchSize, r.Scale.BatchConc),
+		"≥ 100,000 lines/s, or ≥ 80% of the ceiling", func(st *stageResult) (string, string) {
+			if st.Batch == nil {
+				return cmpOrStr(st.BatchSkipped, "n/a"), "n/a"
+			}
+			v := st.Batch.LinesPerSec
+			return fmt.Sprintf("%s (%s), %s", num(v), num(st.Batch.ClaimsPerSec), pct(v, c.SetLinesPerSec)),
+				either(goal{true, 100_000}.verdict(v), goal{true, 0.8 * c.SetLinesPerSec}.verdict(v))
+		})
+	add("Batch request latency p50 / p99", "", func(st *stageResult) (string, string) {
+		o := op(st.Batch, opPostBatch)
+		if o == nil {
+			return "n/a", ""
+		}
+		return fmt.Sprintf("%.0f / %.0f ms", o.Latency.P50, o.Latency.P99), ""
+	})
+	add(fmt.Sprintf("/top-providers from Redis, %d clients: requests/s (p50 / p99), %% of raw ZREVRANGE", r.Scale.LookupConc), "≥ 30,000/s, or ≥ 40% of raw ZREVRANGE", func(st *stageResult) (string, string) {
+		o := op(st.Lookup, opTopProviders)
+		if o == nil {
+			return "n/a", "n/a"
+		}
+		v := fmt.Sprintf("%s (%.2f / %.2f ms), %s; %s of answers from Redis", num(o.PerSec), o.Latency.P50, o.Latency.P99,
+			pct(o.PerSec, st.RedisRaw.PerSec), pct(float64(st.Lookup.TopSources["redis"]), float64(o.Count)))
+		if st.LookupSource != "" {
+			v += "; check: " + st.LookupSource
+		}
+		return v, either(goal{true, 30_000}.verdict(o.PerSec), goal{true, 0.4 * st.RedisRaw.PerSec}.verdict(o.PerSec))
+	})
+	add("/top-providers from Redis while single ingest runs at half its maximum: p50 / p99", "p99 ≤ 2 ms", func(st *stageResult) (string, string) {
+		o := op(st.HalfLookup, opTopProviders)
+		if o == nil {
+			return "n/a", "n/a"
+		}
+		ing := "n/a"
+		if st.Half != nil {
+			ing = num(st.Half.ClaimsPerSec)
+		}
+		return fmt.Sprintf("%.2f / %.2f ms (%s lookups/s; ingest %s of %s claims/s asked)", o.Latency.P50, o.Latency.P99, num(o.PerSec), ing, num(st.HalfRate)),
+			goal{false, 2}.verdict(o.Latency.P99)
+	})
+	add(fmt.Sprintf("/top-providers from the Postgres fallback (Redis unreachable): requests/s with %d clients (p50 / p99); p50 / p99 at %s/s", r.Scale.LookupConc, num(r.Scale.LookupRate)), "p99 ≤ 2 ms", func(st *stageResult) (string, string) {
+		o, at := op(st.Fallback, opTopProviders), op(st.FallbackAtRate, opTopProviders)
+		if o == nil || at == nil {
+			return "n/a", "n/a"
+		}
+		v := fmt.Sprintf("%s (%.2f / %.2f ms); %.2f / %.2f ms; %s providers", num(o.PerSec), o.Latency.P50, o.Latency.P99,
+			at.Latency.P50, at.Latency.P99, humanCount(int64(st.Providers)))
+		if st.FallbackCheck != "" {
+			v += "; check: " + st.FallbackCheck
+		}
+		return v, goal{false, 2}.verdict(at.Latency.P99)
+	})
+	add("Full Redis rebuild (claimd reconcile --full) under lookups: duration; lookups, errors, wrong answers", "≤ 10 s, all answers right", func(st *stageResult) (string, string) {
+		rb := st.Rebuild
+		if rb.Error != "" {
+			return fmt.Sprintf("FAILED after %.2f s: %s; %s lookups (p99 %.2f ms), %d errors, %d wrong", rb.Seconds, rb.Error, commas(rb.Lookups), rb.Latency.P99, rb.Errors, rb.Mismatches),
+				"missed: the rebuild failed"
+		}
+		if !rb.Rebuilt {
+			return "n/a (no rebuild)", "n/a"
+		}
+		v := fmt.Sprintf("%.2f s (%s providers); %s lookups (p99 %.2f ms), %d errors, %d wrong", rb.Seconds, humanCount(rb.Providers), commas(rb.Lookups), rb.Latency.P99, rb.Errors, rb.Mismatches)
+		verdict := goal{false, 10}.verdict(rb.Seconds)
+		if rb.Errors+rb.Mismatches > 0 {
+			verdict = fmt.Sprintf("missed: %d bad answers", rb.Errors+rb.Mismatches)
+		}
+		return v, verdict
+	})
+	add("claimd peak RSS (VmHWM): Redis-backed / fallback instance", "< 200 MiB", func(st *stageResult) (string, string) {
+		return fmt.Sprintf("%.0f / %.0f MiB", mib(st.RSSRedis), mib(st.RSSFallback)), goal{false, 200}.verdict(math.Max(mib(st.RSSRedis), mib(st.RSSFallback)))
+	})
+	add("Redis memory per provider (MEMORY USAGE of the ranking zset + versions hash)", "≤ 128 bytes", func(st *stageResult) (string, string) {
+		if st.RedisProviders == 0 {
+			return cmpOrStr(st.RedisMemNote, "n/a"), "n/a"
+		}
+		return fmt.Sprintf("%.0f bytes (%s providers: %.1f + %.1f MiB)", st.RedisBytesPerProvider, commas(st.RedisProviders), mib(st.RedisZsetBytes), mib(st.RedisHashBytes)),
+			goal{false, 128}.verdict(st.RedisBytesPerProvider)
+	})
+	add("claimbench verification after each load: differences", "0", func(st *stageResult) (string, string) {
+		n, runs := 0, 0
+		for _, v := range r.Verifications {
+			if strings.HasPrefix(v.Run, st.label()+" ") {
+				n += v.Problems
+				runs++
+			}
+		}
+		return fmt.Sprintf("%d (%d runs verified)", n, runs), goal{false, 0}.verdict(float64(n))
+	})
+	if len(r.Stages) > 1 {
+		rows = append(rows, r.growthRows()...)
+	}
+	return rows
+}
+
+// growthRows compare the last stage with the first: "flat" is taken as
+// within 20% (throughput no more than 20% lower, latency no more than 20%
+// higher); the issue does not give a number.
+func (r *suiteResult) growthRows() []row {
+	first, last := r.Stages[0], r.Stages[len(r.Stages)-1]
+	var rows []row
+	ratio := func(measure string, a, b float64, higherIsBetter bool) {
+		rw := row{measure: fmt.Sprintf("Growth %s → %s lines: %s", first.label(), last.label(), measure), goal: "flat (within 20%)"}
+		v, verdict := "n/a", "n/a"
+		if a > 0 && b > 0 && !math.IsNaN(a) && !math.IsNaN(b) {
+			v = fmt.Sprintf("%s → %s (×%.2f)", num(a), num(b), b/a)
+			if higherIsBetter {
+				verdict = goal{true, 0.8}.verdict(b / a)
+			} else {
+				verdict = goal{false, 1.2}.verdict(b / a)
+			}
+		}
+		for i := range r.Stages {
+			if i == len(r.Stages)-1 {
+				rw.values, rw.verdict = append(rw.values, v), append(rw.verdict, verdict)
+			} else {
+				rw.values, rw.verdict = append(rw.values, ""), append(rw.verdict, "")
+			}
+		}
+		rows = append(rows, rw)
+	}
+	p99 := func(rep *Report, name string) float64 {
+		if o := op(rep, name); o != nil {
+			return o.Latency.P99
+		}
+		return math.NaN()
+	}
+	lines := func(rep *Report) float64 {
+		if rep == nil {
+			return math.NaN()
+		}
+		return rep.LinesPerSec
+	}
+	ratio("Redis lookup p99 (ms)", p99(first.Lookup, opTopProviders), p99(last.Lookup, opTopProviders), false)
+	ratio("fallback lookup p99 at a fixed rate (ms)", p99(first.FallbackAtRate, opTopProviders), p99(last.FallbackAtRate, opTopProviders), false)
+	ratio("single ingest lines/s", lines(first.Single), lines(last.Single), true)
+	ratio("batch ingest lines/s", lines(first.Batch), lines(last.Batch), true)
+	return rows
+}
+
+// renderMarkdown is the report: the table, then the details behind it.
+func renderMarkdown(r *suiteResult) string {
+	var b strings.Builder
+	m := r.Machine
+	fmt.Fprintf(&b, "# claimd benchmarks (`%s`)\n\n", r.Command)
+	fmt.Fprintf(&b, "- date: %s (took %s)\n", r.Started.Format("2006-01-02 15:04 MST"), r.Finished.Sub(r.Started).Round(time.Second))
+	fmt.Fprintf(&b, "- machine: %s; %d cores; %s RAM\n", m.CPU, m.Cores, m.Memory)
+	fmt.Fprintf(&b, "- `uname -a`: %s\n", m.Uname)
+	fmt.Fprintf(&b, "- %s; Postgres %s; Redis %s\n", m.Go, m.Postgres, m.Redis)
+	fmt.Fprintf(&b, "- scale %s; database %s (dropped at the end unless -keep)\n", r.Scale.Name, r.Database)
+	b.WriteString("- claimbench (the load generator), claimd, Postgres and Redis all share these cores: every figure includes the load generator's own CPU use.\n\n")
+
+	header := []string{"measure"}
+	for _, st := range r.Stages {
+		header = append(header, fmt.Sprintf("%s lines preloaded", st.label()))
+	}
+	header = append(header, "goal (issue 4)", "verdict")
+	table := [][]string{header}
+	for _, rw := range r.rows() {
+		line := append([]string{rw.measure}, rw.values...)
+		line = append(line, rw.goal, joinVerdicts(r, rw.verdict))
+		table = append(table, line)
+	}
+	writeTable(&b, table)
+
+	b.WriteString("\n## Details\n\n")
+	for _, st := range r.Stages {
+		fmt.Fprintf(&b, "### %s claim lines preloaded over %s providers\n\n", st.label(), humanCount(int64(st.Providers)))
+		if st.PreloadSeconds > 0 {
+			fmt.Fprintf(&b, "- preload: %.1f s (%s)\n", st.PreloadSeconds, st.PreloadNote)
+		}
+		for _, x := range []struct {
+			name string
+			rep  *Report
+		}{{"single ingest", st.Single}, {"single ingest at half rate", st.Half}, {"lookups during it", st.HalfLookup},
+			{"batch ingest", st.Batch}, {"lookups (Redis)", st.Lookup}, {"lookups (fallback)", st.Fallback},
+			{"lookups (fallback, fixed rate)", st.FallbackAtRate}} {
+			if x.rep != nil {
+				fmt.Fprintf(&b, "- %s: %s\n", x.name, reportLine(x.rep))
+			}
+		}
+		if st.BatchSkipped != "" {
+			fmt.Fprintf(&b, "- batch ingest: skipped, %s\n", st.BatchSkipped)
+		}
+		fmt.Fprintf(&b, "- claimd start-up until /top-providers answered from Redis (its first rebuild, into an empty Redis): %.2f s\n", st.StartRebuildSeconds)
+		rb := st.Rebuild
+		fmt.Fprintf(&b, "- rebuild: command %.2f s, claimd reports %.2f s for %s providers; lookups during it: %d from Redis, %d from Postgres, p50 %.2f / p99 %.2f / max %.2f ms\n",
+			rb.Seconds, rb.Reported, commas(rb.Providers), rb.FromRedis, rb.FromPostgres, rb.Latency.P50, rb.Latency.P99, rb.Latency.Max)
+		var phases []string
+		for _, p := range st.RSSPhases {
+			phases = append(phases, fmt.Sprintf("%s/%s %.0f MiB", p.Claimd, p.Phase, mib(p.Bytes)))
+		}
+		fmt.Fprintf(&b, "- claimd peak RSS per phase: %s\n\n", strings.Join(phases, "; "))
+	}
+	b.WriteString("### Verification (claimbench, after every load)\n\n")
+	for _, v := range r.Verifications {
+		verdict := "PASS"
+		if !v.Passed {
+			verdict = "FAIL"
+		}
+		fmt.Fprintf(&b, "- %s: %s, %d differences (%d acknowledged, %d refused, %d unknown)\n", v.Run, verdict, v.Problems, v.Acked, v.Refused, v.Unknown)
+		for _, p := range v.FirstProblems[:min(5, len(v.FirstProblems))] {
+			fmt.Fprintf(&b, "  - %s\n", p)
+		}
+	}
+	b.WriteString("\n### How it is measured\n\n")
+	b.WriteString(`- Ceilings write the same generator's 4-line claims into copies of claims/claim_lines/provider_totals (same columns, constraints, indexes, foreign key), on their own connections, before claimd starts. The set-based one pipelines two INSERT … SELECT FROM unnest statements (250 claims, 1000 lines) per transaction; the per-claim one pipelines claim, lines and totals upsert (NPI order, RETURNING) in one round trip per transaction, which claimd cannot beat with one claim per commit.
+- Each claimd runs as a child process on a free port, on this run's database and Redis key prefix, with TOP_PROVIDERS_RATE_LIMIT=0 and RECONCILE_INTERVAL=1h (only the start-up pass and the measured rebuild run). Its Redis set is rebuilt at start from the preloaded provider_totals before anything is measured.
+- Ingest runs are claimbench closed loops (a client sends its next claim when the last is answered) of 4-line claims over claimbench's provider pool (Zipf, s=1.1); "half its maximum" is an open loop at half the claims/s of the single run, latency measured from each request's scheduled start. Latencies are exact nearest-rank percentiles over every answer.
+- Verification after every ingest run: every claim of the run looked up in Postgres (each line and amount, none stored unacknowledged), every provider total of the pool and its Redis score equal to baseline + what was acknowledged, /top-providers?limit=100 consistent; GET /claims/{id} for an even spread of at most -verify-api-max acknowledged claims.
+- The fallback instance's REDIS_URL is a loopback port with nothing listening; answers must say "source":"postgres" and equal the top-10 read from provider_totals.
+- The rebuild runs ` + "`claimd reconcile --full`" + ` (same environment) while 8 clients read /top-providers?limit=10 from the Redis-backed claimd, before, during and after; every answer is compared with the top-10 read from Postgres (nothing writes meanwhile).
+`)
+	if r.Micro != "" || r.MicroNote != "" {
+		b.WriteString("\n## Micro-benchmarks (go test -bench, fresh database, `BENCH_LINES`/`BENCH_PROVIDERS`)\n\n")
+		if r.MicroNote != "" {
+			fmt.Fprintf(&b, "%s\n\n", r.MicroNote)
+		}
+		if r.Micro != "" {
+			fmt.Fprintf(&b, "```\n%s```\n", r.Micro)
+		}
+	}
+	return b.String()
+}
+
+func joinVerdicts(r *suiteResult, vs []string) string {
+	var parts []string
+	all := true
+	for i, v := range vs {
+		if v == "" {
+			continue
+		}
+		if v != "met" {
+			all = false
+		}
+		parts = append(parts, fmt.Sprintf("%s: %s", r.Stages[i].label(), v))
+	}
+	switch {
+	case len(parts) == 0:
+		return ""
+	case all:
+		return "**met**"
+	case len(parts) == 1:
+		return "**" + strings.SplitN(parts[0], ": ", 2)[1] + "**"
+	}
+	return "**" + strings.Join(parts, "; ") + "**"
+}
+
+// reportLine sums up one claimbench run.
+func reportLine(rep *Report) string {
+	var parts []string
+	if rep.ClaimsAcked > 0 {
+		parts = append(parts, fmt.Sprintf("%s claims (%s lines) acknowledged in %.1f s", commas(rep.ClaimsAcked), commas(rep.LinesAcked), rep.ElapsedSeconds))
+	}
+	for _, o := range rep.Operations {
+		l := o.Latency
+		parts = append(parts, fmt.Sprintf("%s %s requests, %s/s, p50 %.2f / p90 %.2f / p99 %.2f / p99.9 %.2f / max %.2f ms, answers %s",
+			o.Op, commas(o.Count), num(o.PerSec), l.P50, l.P90, l.P99, l.P999, l.Max, itemsLine(o.Statuses)))
+	}
+	if len(rep.BatchItems) > 0 {
+		parts = append(parts, "batch items "+itemsLine(rep.BatchItems))
+	}
+	if len(rep.TopSources) > 0 {
+		parts = append(parts, "answered from "+itemsLine(rep.TopSources))
+	}
+	if rep.Settled > 0 {
+		parts = append(parts, fmt.Sprintf("%d claims resent to settle", rep.Settled))
+	}
+	return strings.Join(parts, "; ")
+}
+
+// writeTable writes a markdown table with padded columns, readable as text.
+func writeTable(b *strings.Builder, t [][]string) {
+	width := make([]int, len(t[0]))
+	for _, r := range t {
+		for i, c := range r {
+			width[i] = max(width[i], len([]rune(c)))
+		}
+	}
+	line := func(r []string) {
+		b.WriteString("|")
+		for i, c := range r {
+			fmt.Fprintf(b, " %s%s |", c, strings.Repeat(" ", width[i]-len([]rune(c))))
+		}
+		b.WriteString("\n")
+	}
+	line(t[0])
+	b.WriteString("|")
+	for _, w := range width {
+		b.WriteString(strings.Repeat("-", w+2) + "|")
+	}
+	b.WriteString("\n")
+	for _, r := range t[1:] {
+		line(r)
+	}
+}
