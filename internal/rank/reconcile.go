@@ -2,8 +2,10 @@ package rank
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -216,15 +218,38 @@ func (r *Reconciler) rebuild(ctx context.Context, epoch string) (Result, error) 
 	if err != nil {
 		return res, err
 	}
-	scanned, err := r.truth.ScanTotals(ctx, time.Time{}, r.cfg.BatchSize, func(batch []claim.ProviderTotal) error {
-		res.Providers += len(batch)
-		drift, err := r.redis.liveDrift(ctx, batch)
-		if err != nil {
-			return err
+	// Postgres is read while Redis writes the previous batches.
+	writeCtx, stopWriting := context.WithCancelCause(ctx)
+	defer stopWriting(nil)
+	batches := make(chan []claim.ProviderTotal, 4)
+	written := make(chan struct{})
+	go func() {
+		defer close(written)
+		for batch := range batches {
+			drift, err := r.redis.buildBatch(writeCtx, batch)
+			if err != nil {
+				stopWriting(err)
+				for range batches { // the scan stops at its next batch
+				}
+				return
+			}
+			res.Drift += drift
 		}
-		res.Drift += drift
-		return r.redis.applyToBuild(ctx, batch)
+	}()
+	scanned, err := r.truth.ScanTotals(writeCtx, time.Time{}, r.cfg.BatchSize, func(batch []claim.ProviderTotal) error {
+		res.Providers += len(batch)
+		select {
+		case batches <- slices.Clone(batch): // the scan reuses its slice
+			return nil
+		case <-writeCtx.Done():
+			return context.Cause(writeCtx)
+		}
 	})
+	close(batches)
+	<-written
+	if cause := context.Cause(writeCtx); cause != nil && !errors.Is(cause, ctx.Err()) {
+		err = cause // Redis failed first: say so, not "context canceled"
+	}
 	if err == nil {
 		err = r.redis.finishBuild(ctx, token, epoch)
 	}

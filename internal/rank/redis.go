@@ -124,32 +124,66 @@ func (r *Redis) liveKeys() []string {
 	return []string{k.Ranking(), k.Versions(), k.BuildRanking(), k.BuildVersions()}
 }
 
-// liveDrift sums how far the live set's scores are from totals (a missing
-// member counts its whole total): what a rebuild is about to repair.
-func (r *Redis) liveDrift(ctx context.Context, totals []claim.ProviderTotal) (claim.Cents, error) {
-	members := make([]string, len(totals))
-	for i, t := range totals {
-		members[i] = t.ProviderNPI
-	}
-	scores, err := r.client.ZMScore(ctx, r.keys.Ranking(), members...).Result()
-	if err != nil {
-		return 0, fmt.Errorf("read live scores: %w", err)
-	}
+// buildScript adds totals to the build set: the rule of applyScript (a total
+// is written unless the set holds a newer version), with one HMGET, one ZADD
+// and one HSET for the whole batch instead of four calls per provider.
+//
+// KEYS[1] build zset, KEYS[2] build versions hash.
+// ARGV    triples: provider NPI, total in cents, version (at most 2000).
+// Returns how many providers were written.
+var buildScript = redis.NewScript(`
+local n = #ARGV / 3
+local npis = {}
+for i = 1, n do npis[i] = ARGV[3*i-2] end
+local held = redis.call('HMGET', KEYS[2], unpack(npis))
+local z, h = {}, {}
+for i = 1, n do
+  local v = tonumber(held[i])
+  if not v or v <= tonumber(ARGV[3*i]) then
+    z[#z+1] = ARGV[3*i-1]; z[#z+1] = ARGV[3*i-2]
+    h[#h+1] = ARGV[3*i-2]; h[#h+1] = ARGV[3*i]
+  end
+end
+if #z > 0 then
+  redis.call('ZADD', KEYS[1], unpack(z))
+  redis.call('HSET', KEYS[2], unpack(h))
+end
+return #z / 2
+`)
+
+// maxBuildBatch bounds the totals of one buildScript call: Lua's unpack
+// takes at most about 8000 values.
+const maxBuildBatch = 2000
+
+// buildBatch adds totals to the build set, and in the same round trip sums
+// how far the live set's scores are from them (a missing member counts its
+// whole total): what the rebuild is about to repair.
+func (r *Redis) buildBatch(ctx context.Context, totals []claim.ProviderTotal) (claim.Cents, error) {
 	var drift claim.Cents
-	for i, t := range totals {
-		d := t.NetFee - claim.Cents(scores[i]) // ZMSCORE gives 0 for a missing member
-		drift += max(d, -d)
+	for len(totals) > 0 {
+		batch := totals[:min(len(totals), maxBuildBatch)]
+		totals = totals[len(batch):]
+		members := make([]string, len(batch))
+		args := make([]any, 0, 3*len(batch))
+		for i, t := range batch {
+			members[i] = t.ProviderNPI
+			args = append(args, t.ProviderNPI, int64(t.NetFee), t.Version)
+		}
+		var scores *redis.FloatSliceCmd
+		_, err := r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+			scores = p.ZMScore(ctx, r.keys.Ranking(), members...)
+			buildScript.Eval(ctx, p, []string{r.keys.BuildRanking(), r.keys.BuildVersions()}, args...)
+			return nil
+		})
+		if err != nil {
+			return 0, fmt.Errorf("add totals to the ranking rebuild: %w", err)
+		}
+		for i, t := range batch {
+			d := t.NetFee - claim.Cents(scores.Val()[i]) // ZMSCORE gives 0 for a missing member
+			drift += max(d, -d)
+		}
 	}
 	return drift, nil
-}
-
-// applyToBuild records totals in the build set only (the last two keys name
-// the build hash's absence, so the script writes nowhere else).
-func (r *Redis) applyToBuild(ctx context.Context, totals []claim.ProviderTotal) error {
-	k := r.keys
-	none := k.Prefix + "rank:providers:none"
-	_, err := r.apply(ctx, []string{k.BuildRanking(), k.BuildVersions(), none, none}, totals)
-	return err
 }
 
 func (r *Redis) apply(ctx context.Context, keys []string, totals []claim.ProviderTotal) (Applied, error) {
@@ -243,7 +277,9 @@ if redis.call('HGET', KEYS[4], ARGV[1]) ~= ARGV[2] then
 end
 redis.call('HDEL', KEYS[4], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
-redis.call('DEL', KEYS[1], KEYS[2])
+-- UNLINK frees the old set in the background: DEL of a million members
+-- would block Redis, and every lookup, for longer than a second.
+redis.call('UNLINK', KEYS[1], KEYS[2])
 if redis.call('EXISTS', KEYS[3]) == 1 then
   redis.call('RENAME', KEYS[3], KEYS[1])
   redis.call('PERSIST', KEYS[1])
@@ -275,7 +311,7 @@ func (r *Redis) finishBuild(ctx context.Context, token, epoch string) error {
 // Returns 1 when it dropped the build, 0 when the build was not ours.
 var abortScript = redis.NewScript(`
 if redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[2] then return 0 end
-redis.call('DEL', KEYS[1], KEYS[2])
+redis.call('UNLINK', KEYS[1], KEYS[2])
 return 1
 `)
 
