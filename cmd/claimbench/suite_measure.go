@@ -23,6 +23,9 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/claim-process/claim-process/internal/rank"
 )
 
 // Preloaded data: claims of four lines, ids in order (as claimd's UUIDv7
@@ -430,23 +433,60 @@ func cmpOrStr(a, b string) string {
 	return b
 }
 
-// redisMemory is the ranking's sorted set and versions hash, per provider.
+// redisMemory is the ranking's sorted set and its live versions hashes
+// (see rank.Keys), per provider.
 func (s *suite) redisMemory(ctx context.Context, st *stageResult) {
 	rdb, err := newRedisClient(s.cfg.RedisURL, 1)
 	if err != nil {
 		return
 	}
 	defer rdb.Close()
-	zset, hash := s.redisPrefix+"rank:providers", s.redisPrefix+"rank:providers:versions"
-	n, err1 := rdb.ZCard(ctx, zset).Result()
-	a, err2 := rdb.MemoryUsage(ctx, zset, 0).Result()
-	b, err3 := rdb.MemoryUsage(ctx, hash, 0).Result()
-	if err := errors.Join(err1, err2, err3); err != nil || n == 0 {
+	keys := rank.Keys{Prefix: s.redisPrefix}
+	n, err1 := rdb.ZCard(ctx, keys.Ranking()).Result()
+	zset, err2 := rdb.MemoryUsage(ctx, keys.Ranking(), 0).Result()
+	gen, err3 := rdb.Get(ctx, keys.Generation()).Result()
+	gen, _, _ = strings.Cut(gen, "/")
+	hashes, versions, err4 := memoryOfKeys(ctx, rdb, keys.VersionsPrefix()+gen+":*")
+	if err := errors.Join(err1, err2, err3, err4); err != nil || n == 0 {
 		st.RedisMemNote = fmt.Sprintf("could not read: %v (%d members)", err, n)
 		return
 	}
-	st.RedisProviders, st.RedisZsetBytes, st.RedisHashBytes = n, a, b
-	st.RedisBytesPerProvider = float64(a+b) / float64(n)
+	st.RedisProviders, st.RedisZsetBytes, st.RedisHashBytes, st.RedisHashes = n, zset, versions, hashes
+	st.RedisBytesPerProvider = float64(zset+versions) / float64(n)
+}
+
+// memoryOfKeys sums MEMORY USAGE over the keys matching pattern.
+func memoryOfKeys(ctx context.Context, rdb *redis.Client, pattern string) (keys int, bytes int64, err error) {
+	iter := rdb.Scan(ctx, 0, pattern, 1000).Iterator()
+	var batch []string
+	sum := func() error {
+		cmds, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for _, k := range batch {
+				p.MemoryUsage(ctx, k, 0)
+			}
+			return nil
+		})
+		for _, c := range cmds {
+			bytes += c.(*redis.IntCmd).Val()
+		}
+		keys += len(batch)
+		batch = batch[:0]
+		return err
+	}
+	for iter.Next(ctx) {
+		if batch = append(batch, iter.Val()); len(batch) == 1000 {
+			if err := sum(); err != nil {
+				return 0, 0, err
+			}
+		}
+	}
+	if err := iter.Err(); err != nil {
+		return 0, 0, err
+	}
+	if len(batch) > 0 {
+		err = sum()
+	}
+	return keys, bytes, err
 }
 
 // bench runs claimbench in-process with -json and returns its report.

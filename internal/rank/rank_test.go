@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"sort"
 	"sync"
+	"strings"
 	"testing"
 	"time"
 
@@ -62,9 +63,9 @@ func TestApplyIsIdempotentAndOrderIndependent(t *testing.T) {
 	n, err := r.Apply(ctx, history)
 	require.NoError(t, err)
 	require.Zero(t, n, "applying what Redis already holds changes nothing")
-	versions, err := client.HGetAll(ctx, keys.Versions()).Result()
+	versions, err := r.Versions(ctx)
 	require.NoError(t, err)
-	require.Equal(t, map[string]string{"1000000001": "3", "1000000002": "1"}, versions)
+	require.Equal(t, map[string]int64{"1000000001": 3, "1000000002": 1}, versions)
 }
 
 func TestTopProvidersNeedsCompleteSet(t *testing.T) {
@@ -206,21 +207,35 @@ func TestRebuildKeepsConcurrentWrites(t *testing.T) {
 	wg.Wait()
 	require.NoError(t, writeErr)
 
-	var want = map[string]claim.Cents{}
+	var (
+		want         = map[string]claim.Cents{}
+		wantVersions = map[string]int64{}
+	)
 	_, err := st.ScanTotals(ctx, time.Time{}, 1000, func(b []claim.ProviderTotal) error {
 		for _, p := range b {
-			want[p.ProviderNPI] = p.NetFee
+			want[p.ProviderNPI], wantVersions[p.ProviderNPI] = p.NetFee, p.Version
 		}
 		return nil
 	})
 	require.NoError(t, err)
 	require.Equal(t, want, mustScores(t, client, keys.Ranking()))
-	exists, err := client.Exists(ctx, keys.BuildRanking(), keys.BuildVersions()).Result()
+	versions, err := r.Versions(ctx)
+	require.NoError(t, err)
+	require.Equal(t, wantVersions, versions)
+	exists, err := client.Exists(ctx, keys.BuildRanking(), keys.BuildGeneration()).Result()
 	require.NoError(t, err)
 	require.Zero(t, exists, "no build keys left behind")
-	ttl, err := client.TTL(ctx, keys.Versions()).Result()
-	require.NoError(t, err)
-	require.Equal(t, time.Duration(-1), ttl, "the swapped-in versions hash must not expire")
+	generations := map[string]bool{}
+	iter := client.Scan(ctx, 0, keys.VersionsPrefix()+"*", 100).Iterator()
+	for iter.Next(ctx) {
+		key := iter.Val()
+		generations[key[len(keys.VersionsPrefix()):strings.LastIndexByte(key, ':')]] = true
+		ttl, err := client.TTL(ctx, key).Result()
+		require.NoError(t, err)
+		require.Equal(t, time.Duration(-1), ttl, "the live versions must not expire")
+	}
+	require.NoError(t, iter.Err())
+	require.Len(t, generations, 1, "the versions of earlier rebuilds are gone")
 }
 
 func TestRebuildOfEmptyTruthMarksComplete(t *testing.T) {

@@ -20,6 +20,8 @@ type Truth interface {
 	// ScanTotals streams the totals changed since since (all when zero) of
 	// one snapshot, in batches, and returns the truth's clock before the scan.
 	ScanTotals(ctx context.Context, since time.Time, batchSize int, fn func([]claim.ProviderTotal) error) (time.Time, error)
+	// CountProviders says how many provider totals there are.
+	CountProviders(ctx context.Context) (int64, error)
 	// RankingEpoch names the truth; a Redis ranking built from another
 	// truth (a database since recreated) must be rebuilt.
 	RankingEpoch(ctx context.Context) (string, error)
@@ -214,7 +216,11 @@ func (r *Reconciler) runOnce(ctx context.Context, mode Mode) (Result, error) {
 // committed after the snapshot reaches the build set through Apply.
 func (r *Reconciler) rebuild(ctx context.Context, epoch string) (Result, error) {
 	res := Result{Rebuilt: true, Full: true}
-	token, err := r.redis.beginBuild(ctx)
+	providers, err := r.truth.CountProviders(ctx)
+	if err != nil {
+		return res, err
+	}
+	token, err := r.redis.beginBuild(ctx, providers)
 	if err != nil {
 		return res, err
 	}
@@ -226,7 +232,7 @@ func (r *Reconciler) rebuild(ctx context.Context, epoch string) (Result, error) 
 	go func() {
 		defer close(written)
 		for batch := range batches {
-			drift, err := r.redis.buildBatch(writeCtx, batch)
+			drift, err := r.redis.buildBatch(writeCtx, token, batch)
 			if err != nil {
 				stopWriting(err)
 				for range batches { // the scan stops at its next batch

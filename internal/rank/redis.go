@@ -6,11 +6,13 @@
 package rank
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -29,30 +31,51 @@ type Keys struct{ Prefix string }
 // Ranking is the sorted set: member provider NPI, score total net fee in cents.
 func (k Keys) Ranking() string { return k.Prefix + "rank:providers" }
 
-// Versions is a hash, provider NPI -> version of the total the set holds.
-func (k Keys) Versions() string { return k.Prefix + "rank:providers:versions" }
+// Generation names the live versions: "<generation>/<digits>". Each
+// provider's version lives in the hash VersionsPrefix()+generation+":"+(the
+// last digits of its NPI). Many small hashes rather than one big one: Redis
+// keeps a hash of up to 128 fields as a compact listpack, about a quarter of
+// the memory of a hash table (a rebuild picks digits for ~100 fields each).
+// Absent, the generation is "0" with 4 digits.
+func (k Keys) Generation() string { return k.Prefix + "rank:providers:gen" }
+
+// VersionsPrefix begins the name of every versions hash, of any generation.
+func (k Keys) VersionsPrefix() string { return k.Prefix + "rank:providers:v:" }
 
 // Complete exists only while the set is known to hold every provider: a
 // rebuild sets it to the epoch of the database it read; Redis losing its
 // data loses it too.
 func (k Keys) Complete() string { return k.Prefix + "rank:providers:complete" }
 
-// BuildRanking and BuildVersions are the set and hash a rebuild fills aside
-// before swapping them in.
-func (k Keys) BuildRanking() string  { return k.Prefix + "rank:providers:build" }
-func (k Keys) BuildVersions() string { return k.Prefix + "rank:providers:build:versions" }
+// BuildRanking is the set a rebuild fills aside before swapping it in;
+// BuildGeneration, which exists while a rebuild runs, names its versions
+// like Generation, the generation being the rebuild's token.
+func (k Keys) BuildRanking() string    { return k.Prefix + "rank:providers:build" }
+func (k Keys) BuildGeneration() string { return k.Prefix + "rank:providers:build:gen" }
 
 // RateLimit is the rate-limiter's key for one client of one route.
 func (k Keys) RateLimit(route, client string) string {
 	return k.Prefix + "ratelimit:" + route + ":" + client
 }
 
-// buildingField marks a build hash as in progress; the build expires on its
-// own after buildTTL if the process building it dies.
+// buildingMember keeps the build set in existence from the start, so that it
+// can carry a TTL: a build whose process died expires after buildTTL.
 const (
-	buildingField = "__building__"
-	buildTTL      = 10 * time.Minute
+	buildingMember = "__building__"
+	buildTTL       = 10 * time.Minute
 )
+
+// versionsLua finds a generation's versions: gen(key) reads a generation key
+// and returns the prefix of its hashes and its digits, or nil when absent.
+const versionsLua = `
+local function gen(key, vprefix)
+  local v = redis.call('GET', key)
+  if not v then return nil end
+  local g, d = string.match(v, '^(.*)/(%d+)$')
+  return vprefix .. g .. ':', tonumber(d)
+end
+local function vkey(prefix, digits, npi) return prefix .. string.sub(npi, -digits) end
+`
 
 // applyScript sets provider totals, each only when its version is at least
 // the version Redis holds, so writes are safe to repeat and to reorder: an
@@ -60,16 +83,19 @@ const (
 // (KEYS[4] exists) every write lands in the build set too, so the rebuild
 // cannot miss a total committed after it read its snapshot.
 //
-// KEYS[1] ranking zset, KEYS[2] versions hash,
-// KEYS[3] build zset,   KEYS[4] build versions hash.
-// ARGV    triples: provider NPI, total in cents, version.
+// KEYS[1] ranking zset, KEYS[2] generation, KEYS[3] build zset,
+// KEYS[4] build generation.
+// ARGV[1] the versions prefix, then triples: provider NPI, total in cents,
+// version.
 // Returns {changed, drift}: how many providers' score or version changed in
 // KEYS[1], and the sum of |old score - new score| over them, in cents (a
 // missing member counts its whole new score).
 //
 // Scores and versions are written from the ARGV strings, never from Lua
-// numbers, which Lua would format with only 14 significant digits.
-var applyScript = redis.NewScript(`
+// numbers, which Lua would format with only 14 significant digits. The
+// versions hashes are named here, not in KEYS: the ranking needs a
+// standalone Redis (or one cluster slot per prefix), not a cluster.
+var applyScript = redis.NewScript(versionsLua + `
 local function apply(zkey, vkey, npi, cents, version)
   local held = tonumber(redis.call('HGET', vkey, npi))
   if held and held > tonumber(version) then return 0, 0 end
@@ -79,13 +105,15 @@ local function apply(zkey, vkey, npi, cents, version)
   redis.call('HSET', vkey, npi, version)
   return 1, math.abs(tonumber(cents) - (score or 0))
 end
-local building = redis.call('EXISTS', KEYS[4]) == 1
+local live, digits = gen(KEYS[2], ARGV[1])
+if not live then live, digits = ARGV[1] .. '0:', 4 end
+local build, bdigits = gen(KEYS[4], ARGV[1])
 local changed, drift = 0, 0
-for i = 1, #ARGV, 3 do
+for i = 2, #ARGV, 3 do
   local npi, cents, version = ARGV[i], ARGV[i+1], ARGV[i+2]
-  local c, d = apply(KEYS[1], KEYS[2], npi, cents, version)
+  local c, d = apply(KEYS[1], vkey(live, digits, npi), npi, cents, version)
   changed, drift = changed + c, drift + d
-  if building then apply(KEYS[3], KEYS[4], npi, cents, version) end
+  if build then apply(KEYS[3], vkey(build, bdigits, npi), npi, cents, version) end
 end
 return {changed, drift}
 `)
@@ -121,33 +149,39 @@ func (r *Redis) Apply(ctx context.Context, totals []claim.ProviderTotal) (int, e
 
 func (r *Redis) liveKeys() []string {
 	k := r.keys
-	return []string{k.Ranking(), k.Versions(), k.BuildRanking(), k.BuildVersions()}
+	return []string{k.Ranking(), k.Generation(), k.BuildRanking(), k.BuildGeneration()}
 }
 
 // buildScript adds totals to the build set: the rule of applyScript (a total
-// is written unless the set holds a newer version), with one HMGET, one ZADD
-// and one HSET for the whole batch instead of four calls per provider.
+// is written unless the set holds a newer version), with one call per
+// provider in the usual case (HSETNX: no live write got there first) and one
+// ZADD for the whole batch.
 //
-// KEYS[1] build zset, KEYS[2] build versions hash.
-// ARGV    triples: provider NPI, total in cents, version (at most 2000).
-// Returns how many providers were written.
-var buildScript = redis.NewScript(`
-local n = #ARGV / 3
-local npis = {}
-for i = 1, n do npis[i] = ARGV[3*i-2] end
-local held = redis.call('HMGET', KEYS[2], unpack(npis))
-local z, h = {}, {}
-for i = 1, n do
-  local v = tonumber(held[i])
-  if not v or v <= tonumber(ARGV[3*i]) then
-    z[#z+1] = ARGV[3*i-1]; z[#z+1] = ARGV[3*i-2]
-    h[#h+1] = ARGV[3*i-2]; h[#h+1] = ARGV[3*i]
+// KEYS[1] build zset, KEYS[2] build generation.
+// ARGV[1] the versions prefix, ARGV[2] this build's token, then triples:
+// provider NPI, total in cents, version (at most 2000 triples).
+// Returns how many providers were written, or an error when the build is not
+// this one.
+var buildScript = redis.NewScript(versionsLua + `
+local build, digits = gen(KEYS[2], ARGV[1])
+if build ~= ARGV[1] .. ARGV[2] .. ':' then
+  return redis.error_reply('ranking build is not ours: expired, aborted or replaced')
+end
+local z = {}
+for i = 3, #ARGV, 3 do
+  local npi, cents, version = ARGV[i], ARGV[i+1], ARGV[i+2]
+  local key = vkey(build, digits, npi)
+  local write = redis.call('HSETNX', key, npi, version) == 1
+  if not write then
+    local held = tonumber(redis.call('HGET', key, npi))
+    if held <= tonumber(version) then
+      redis.call('HSET', key, npi, version)
+      write = true
+    end
   end
+  if write then z[#z+1] = cents; z[#z+1] = npi end
 end
-if #z > 0 then
-  redis.call('ZADD', KEYS[1], unpack(z))
-  redis.call('HSET', KEYS[2], unpack(h))
-end
+if #z > 0 then redis.call('ZADD', KEYS[1], unpack(z)) end
 return #z / 2
 `)
 
@@ -155,16 +189,17 @@ return #z / 2
 // takes at most about 8000 values.
 const maxBuildBatch = 2000
 
-// buildBatch adds totals to the build set, and in the same round trip sums
+// buildBatch adds totals to build token's set, and in the same round trip sums
 // how far the live set's scores are from them (a missing member counts its
 // whole total): what the rebuild is about to repair.
-func (r *Redis) buildBatch(ctx context.Context, totals []claim.ProviderTotal) (claim.Cents, error) {
+func (r *Redis) buildBatch(ctx context.Context, token string, totals []claim.ProviderTotal) (claim.Cents, error) {
 	var drift claim.Cents
 	for len(totals) > 0 {
 		batch := totals[:min(len(totals), maxBuildBatch)]
 		totals = totals[len(batch):]
 		members := make([]string, len(batch))
-		args := make([]any, 0, 3*len(batch))
+		args := make([]any, 0, 2+3*len(batch))
+		args = append(args, r.keys.VersionsPrefix(), token)
 		for i, t := range batch {
 			members[i] = t.ProviderNPI
 			args = append(args, t.ProviderNPI, int64(t.NetFee), t.Version)
@@ -172,7 +207,7 @@ func (r *Redis) buildBatch(ctx context.Context, totals []claim.ProviderTotal) (c
 		var scores *redis.FloatSliceCmd
 		_, err := r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
 			scores = p.ZMScore(ctx, r.keys.Ranking(), members...)
-			buildScript.Eval(ctx, p, []string{r.keys.BuildRanking(), r.keys.BuildVersions()}, args...)
+			buildScript.Eval(ctx, p, []string{r.keys.BuildRanking(), r.keys.BuildGeneration()}, args...)
 			return nil
 		})
 		if err != nil {
@@ -190,7 +225,8 @@ func (r *Redis) apply(ctx context.Context, keys []string, totals []claim.Provide
 	if len(totals) == 0 {
 		return Applied{}, nil
 	}
-	args := make([]any, 0, 3*len(totals))
+	args := make([]any, 0, 1+3*len(totals))
+	args = append(args, r.keys.VersionsPrefix())
 	for _, t := range totals {
 		args = append(args, t.ProviderNPI, int64(t.NetFee), t.Version)
 	}
@@ -243,16 +279,15 @@ func (r *Redis) completeEpoch(ctx context.Context) (string, error) {
 
 // beginBuild starts a rebuild aside: from here on every Apply also writes to
 // the build set. It must be called before the snapshot of the truth is read.
-// The returned token names this build; only its owner can finish it.
-func (r *Redis) beginBuild(ctx context.Context) (string, error) {
-	token := strconv.FormatInt(time.Now().UnixNano(), 36) + "-" + strconv.FormatUint(rand.Uint64(), 36)
+// The returned token names this build; only its owner can finish it. Its
+// versions hashes use enough NPI digits for about 100 of providers each.
+func (r *Redis) beginBuild(ctx context.Context, providers int64) (string, error) {
+	token := strconv.FormatInt(time.Now().UnixNano(), 36) + strconv.FormatUint(rand.Uint64()%1e6, 36)
 	_, err := r.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.Del(ctx, r.keys.BuildRanking(), r.keys.BuildVersions())
-		p.HSet(ctx, r.keys.BuildVersions(), buildingField, token)
-		p.Expire(ctx, r.keys.BuildVersions(), buildTTL)
-		// The build set exists from the start so it can carry a TTL too.
-		p.ZAdd(ctx, r.keys.BuildRanking(), redis.Z{Member: buildingField, Score: 0})
+		p.Unlink(ctx, r.keys.BuildRanking())
+		p.ZAdd(ctx, r.keys.BuildRanking(), redis.Z{Member: buildingMember, Score: 0})
 		p.Expire(ctx, r.keys.BuildRanking(), buildTTL)
+		p.Set(ctx, r.keys.BuildGeneration(), token+"/"+strconv.Itoa(versionDigits(providers)), buildTTL)
 		return nil
 	})
 	if err != nil {
@@ -261,61 +296,140 @@ func (r *Redis) beginBuild(ctx context.Context) (string, error) {
 	return token, nil
 }
 
+// versionDigits is how many trailing NPI digits name a versions hash: the
+// fewest that leave at most about 100 providers in each (a hash of more than
+// 128 fields is no longer a listpack).
+func versionDigits(providers int64) int {
+	d, buckets := 1, int64(10)
+	for buckets*100 < providers && d < 9 {
+		d, buckets = d+1, buckets*10
+	}
+	return d
+}
+
 // finishScript swaps a finished build in for the ranking, atomically, and
 // marks the ranking complete. Readers see the old set or the new one, never a
 // half-filled one.
 //
-// KEYS[1] ranking zset, KEYS[2] versions hash, KEYS[3] build zset,
-// KEYS[4] build versions hash, KEYS[5] completeness marker.
-// ARGV[1] the build-in-progress field, ARGV[2] this build's token,
+// KEYS[1] ranking zset, KEYS[2] generation, KEYS[3] build zset,
+// KEYS[4] build generation, KEYS[5] completeness marker.
+// ARGV[1] the building member, ARGV[2] this build's token,
 // ARGV[3] the marker's value: the epoch of the database it was built from.
 // Returns 1, or an error when the build is not this one (it expired, was
 // aborted, or another rebuild replaced it).
 var finishScript = redis.NewScript(`
-if redis.call('HGET', KEYS[4], ARGV[1]) ~= ARGV[2] then
+local b = redis.call('GET', KEYS[4])
+if not b or string.match(b, '^(.*)/') ~= ARGV[2] then
   return redis.error_reply('ranking build is not ours: expired, aborted or replaced')
 end
-redis.call('HDEL', KEYS[4], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
 -- UNLINK frees the old set in the background: DEL of a million members
 -- would block Redis, and every lookup, for longer than a second.
-redis.call('UNLINK', KEYS[1], KEYS[2])
+redis.call('UNLINK', KEYS[1])
 if redis.call('EXISTS', KEYS[3]) == 1 then
   redis.call('RENAME', KEYS[3], KEYS[1])
   redis.call('PERSIST', KEYS[1])
 end
-if redis.call('EXISTS', KEYS[4]) == 1 then
-  redis.call('RENAME', KEYS[4], KEYS[2])
-  redis.call('PERSIST', KEYS[2])
-end
+redis.call('SET', KEYS[2], b)
+redis.call('DEL', KEYS[4])
 redis.call('SET', KEYS[5], ARGV[3])
 return 1
 `)
 
-// finishBuild swaps the build set in for the ranking (see finishScript).
+// finishBuild swaps the build set in for the ranking (see finishScript),
+// then deletes the versions of older generations.
 func (r *Redis) finishBuild(ctx context.Context, token, epoch string) error {
 	k := r.keys
 	err := finishScript.Run(ctx, r.client,
-		[]string{k.Ranking(), k.Versions(), k.BuildRanking(), k.BuildVersions(), k.Complete()},
-		buildingField, token, epoch).Err()
+		[]string{k.Ranking(), k.Generation(), k.BuildRanking(), k.BuildGeneration(), k.Complete()},
+		buildingMember, token, epoch).Err()
 	if err != nil {
 		return fmt.Errorf("swap in rebuilt ranking: %w", err)
 	}
-	return nil
+	return r.dropOldVersions(ctx)
 }
 
 // abortScript drops a build that could not finish, if it is still ours.
 //
-// KEYS[1] build zset, KEYS[2] build versions hash.
-// ARGV[1] the build-in-progress field, ARGV[2] this build's token.
+// KEYS[1] build zset, KEYS[2] build generation. ARGV[1] this build's token.
 // Returns 1 when it dropped the build, 0 when the build was not ours.
 var abortScript = redis.NewScript(`
-if redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[2] then return 0 end
+local b = redis.call('GET', KEYS[2])
+if not b or string.match(b, '^(.*)/') ~= ARGV[1] then return 0 end
 redis.call('UNLINK', KEYS[1], KEYS[2])
 return 1
 `)
 
 // abortBuild drops this build, leaving any other build alone.
 func (r *Redis) abortBuild(ctx context.Context, token string) {
-	abortScript.Run(ctx, r.client, []string{r.keys.BuildRanking(), r.keys.BuildVersions()}, buildingField, token)
+	if n, err := abortScript.Run(ctx, r.client, []string{r.keys.BuildRanking(), r.keys.BuildGeneration()}, token).Int(); err == nil && n == 1 {
+		_ = r.dropOldVersions(ctx)
+	}
+}
+
+// dropOldVersions deletes the versions hashes of every generation but the
+// live one and the one a rebuild is filling: those a rebuild left behind
+// when it replaced them, or when it died.
+func (r *Redis) dropOldVersions(ctx context.Context) error {
+	keep := map[string]bool{}
+	for _, key := range []string{r.keys.Generation(), r.keys.BuildGeneration()} {
+		v, err := r.client.Get(ctx, key).Result()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return fmt.Errorf("drop old ranking versions: %w", err)
+		}
+		if gen, _, _ := strings.Cut(v, "/"); gen != "" || key == r.keys.Generation() {
+			keep[r.keys.VersionsPrefix()+cmp.Or(gen, "0")+":"] = true // no live generation yet: "0"
+		}
+	}
+	iter := r.client.Scan(ctx, 0, r.keys.VersionsPrefix()+"*", 1000).Iterator()
+	// Before versions were split into generations they were one hash.
+	old := []string{r.keys.Prefix + "rank:providers:versions", r.keys.Prefix + "rank:providers:build:versions"}
+	flush := func() error {
+		if len(old) == 0 {
+			return nil
+		}
+		err := r.client.Unlink(ctx, old...).Err()
+		old = old[:0]
+		return err
+	}
+	for iter.Next(ctx) {
+		key := iter.Val()
+		if i := strings.LastIndexByte(key, ':'); i < 0 || !keep[key[:i+1]] {
+			old = append(old, key)
+		}
+		if len(old) == 1000 {
+			if err := flush(); err != nil {
+				return fmt.Errorf("drop old ranking versions: %w", err)
+			}
+		}
+	}
+	if err := cmp.Or(iter.Err(), flush()); err != nil {
+		return fmt.Errorf("drop old ranking versions: %w", err)
+	}
+	return nil
+}
+
+// Versions reads the version of every provider's total the live set holds.
+func (r *Redis) Versions(ctx context.Context) (map[string]int64, error) {
+	v, err := r.client.Get(ctx, r.keys.Generation()).Result()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, err
+	}
+	gen, _, _ := strings.Cut(v, "/")
+	out := map[string]int64{}
+	iter := r.client.Scan(ctx, 0, r.keys.VersionsPrefix()+cmp.Or(gen, "0")+":*", 1000).Iterator()
+	for iter.Next(ctx) {
+		fields, err := r.client.HGetAll(ctx, iter.Val()).Result()
+		if err != nil {
+			return nil, err
+		}
+		for npi, s := range fields {
+			n, err := strconv.ParseInt(s, 10, 64)
+			if err != nil {
+				return nil, fmt.Errorf("version of %s: %w", npi, err)
+			}
+			out[npi] = n
+		}
+	}
+	return out, iter.Err()
 }

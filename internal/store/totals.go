@@ -16,6 +16,13 @@ FROM provider_totals
 ORDER BY total_net_fee_cents DESC, provider_npi DESC
 LIMIT $1`
 
+// CountProviders says how many providers have a total.
+func (s *Store) CountProviders(ctx context.Context) (int64, error) {
+	var n int64
+	err := s.pool.QueryRow(ctx, "SELECT count(*) FROM provider_totals").Scan(&n)
+	return n, wrap("count providers", err)
+}
+
 // TopProviders returns the limit providers with the highest totals, highest
 // first, equal totals by NPI descending: the order of Redis's ZREVRANGE.
 func (s *Store) TopProviders(ctx context.Context, limit int) ([]claim.ProviderTotal, error) {
