@@ -47,6 +47,7 @@ fuzz: services
 	$(GO) test -run '^$$' -fuzz '^FuzzParseCents$$' -fuzztime $(FUZZTIME) ./internal/claim/
 	$(GO) test -run '^$$' -fuzz '^FuzzScanObject$$' -fuzztime $(FUZZTIME) ./internal/claim/
 	$(GO) test -run '^$$' -fuzz '^FuzzPostClaim$$' -fuzztime $(FUZZTIME) ./internal/httpapi/
+	$(GO) test -run '^$$' -fuzz '^FuzzArrayReader$$' -fuzztime $(FUZZTIME) ./internal/httpapi/
 
 ## test-short: the same tests without the race detector (faster)
 test-short: services

@@ -29,6 +29,12 @@ func DecodeJSON(r io.Reader) (Input, error) {
 	if err != nil {
 		return Input{}, err
 	}
+	return DecodeJSONBytes(body)
+}
+
+// DecodeJSONBytes is DecodeJSON of a body already read. The Input holds no
+// reference to body.
+func DecodeJSONBytes(body []byte) (Input, error) {
 	body = bytes.TrimSpace(body)
 	if len(body) == 0 {
 		return Input{}, malformed("empty body")
@@ -76,6 +82,7 @@ func DecodeJSON(r io.Reader) (Input, error) {
 		for _, m := range rest {
 			in.Unknown = append(in.Unknown, m.name)
 		}
+		var err error
 		in.Lines, err = decodeJSONLines(lines)
 		return in, err
 	default:

@@ -3,7 +3,7 @@ package httpapi
 import (
 	"bufio"
 	"bytes"
-	"encoding/json"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -155,24 +155,18 @@ func batchProblem(err error) (problem, bool) {
 // never held in memory whole.
 type batchSource struct {
 	body    io.Reader
-	dec     *json.Decoder
+	array   *arrayReader
 	stopped bool // reading ended before the input did
 }
 
 // openArray reads the opening bracket of a JSON array of claims.
 func (s *batchSource) openArray() error {
-	s.dec = json.NewDecoder(s.body)
-	tok, err := s.dec.Token()
-	var tooLarge *http.MaxBytesError
-	switch {
-	case errors.As(err, &tooLarge):
-		return err
-	case err != nil && !errors.Is(err, io.EOF):
-		return fmt.Errorf("%w: invalid JSON: %v", claim.ErrMalformed, err)
-	case tok != json.Delim('['):
-		return fmt.Errorf("%w: a batch is a JSON array of claims", claim.ErrMalformed)
+	s.array = newArrayReader(s.body, maxBodyBytes)
+	err := s.array.open()
+	if errors.Is(err, errNotArray) {
+		return fmt.Errorf("%w: %v", claim.ErrMalformed, err)
 	}
-	return nil
+	return err
 }
 
 // claims yields each claim of the batch, or the error that makes one
@@ -185,22 +179,24 @@ func (s *batchSource) claims(mediaType string) iter.Seq2[claim.Input, error] {
 }
 
 func (s *batchSource) jsonClaims(yield func(claim.Input, error) bool) {
-	for n := 0; s.dec.More(); n++ {
-		if n == maxBatchClaims {
-			s.stop(yield, errBatchFull)
+	for n := 0; ; n++ {
+		raw, err := s.array.next()
+		switch {
+		case errors.Is(err, io.EOF):
 			return
-		}
-		var raw json.RawMessage
-		if err := s.dec.Decode(&raw); err != nil {
+		case errors.Is(err, errItemTooLarge):
+			s.stop(yield, errClaimTooLarge)
+			return
+		case err != nil:
 			s.stop(yield, readError(err))
+			return
+		case n == maxBatchClaims:
+			s.stop(yield, errBatchFull)
 			return
 		}
 		if !yield(decodeBatchClaim(raw)) {
 			return
 		}
-	}
-	if _, err := s.dec.Token(); err != nil { // the closing bracket
-		s.stop(yield, readError(err))
 	}
 }
 
@@ -238,15 +234,18 @@ func decodeBatchClaim(raw []byte) (claim.Input, error) {
 	if len(raw) > maxBodyBytes {
 		return claim.Input{}, errClaimTooLarge
 	}
-	return claim.DecodeJSON(bytes.NewReader(raw))
+	return claim.DecodeJSONBytes(raw)
 }
 
-// readError names a JSON syntax error as malformed input; read errors (a
-// body over the limit, a client gone) pass unchanged.
+// readError names a body that is not a JSON array as malformed input; read
+// errors (a body over the limit, a client gone) pass unchanged.
 func readError(err error) error {
-	var syntax *json.SyntaxError
-	if errors.As(err, &syntax) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
-		return fmt.Errorf("%w: invalid JSON: %v; claims after this one were not read", claim.ErrMalformed, err)
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) || errors.Is(err, context.Canceled) {
+		return err
 	}
-	return err
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		err = errors.New("the array ends too early")
+	}
+	return fmt.Errorf("%w: invalid JSON: %v; claims after this one were not read", claim.ErrMalformed, err)
 }

@@ -153,7 +153,7 @@ func TestBatchWholeRequestErrors(t *testing.T) {
 		detail string
 	}{
 		{"not an array", nil, batchClaim("", "1000000001", 1), 400, "JSON array of claims"},
-		{"not JSON", nil, "claims!", 400, "invalid JSON"},
+		{"not JSON", nil, "claims!", 400, "JSON array of claims"},
 		{"empty", nil, "", 400, "JSON array of claims"},
 		{"idempotency key", map[string]string{"Idempotency-Key": "k"}, "[]", 400, "claim_id"},
 		{"csv", map[string]string{"Content-Type": "text/csv"}, "a,b\n", 415, "x-ndjson"},

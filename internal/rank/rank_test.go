@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sort"
-	"sync"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
