@@ -491,9 +491,36 @@ func memoryOfKeys(ctx context.Context, rdb *redis.Client, pattern string) (keys 
 
 // bench runs claimbench in-process with -json and returns its report.
 func (s *suite) bench(ctx context.Context, name string, args ...string) (*Report, error) {
+	return s.runBench(ctx, name, false, args...)
+}
+
+// asMainEnv makes a test binary of this package run as claimbench (see
+// TestMain), so that benchApart works under go test too.
+const asMainEnv = "CLAIMBENCH_AS_MAIN"
+
+// benchApart is bench in a claimbench process of its own, for a load
+// measured beside another: in one process, the other load's garbage
+// collection and goroutines would be counted in this one's latencies.
+func (s *suite) benchApart(ctx context.Context, name string, args ...string) (*Report, error) {
+	return s.runBench(ctx, name, true, args...)
+}
+
+func (s *suite) runBench(ctx context.Context, name string, apart bool, args ...string) (*Report, error) {
 	var out, errOut bytes.Buffer
 	args = append(args, "-json", "-progress=false")
-	err := run(ctx, args, &out, &errOut)
+	var err error
+	if apart {
+		self, xerr := os.Executable()
+		if xerr != nil {
+			return nil, fmt.Errorf("claimbench %s: %w", name, xerr)
+		}
+		cmd := exec.CommandContext(ctx, self, args...)
+		cmd.Stdout, cmd.Stderr = &out, &errOut
+		cmd.Env = append(os.Environ(), asMainEnv+"=1")
+		err = cmd.Run()
+	} else {
+		err = run(ctx, args, &out, &errOut)
+	}
 	if err != nil && out.Len() == 0 {
 		return nil, fmt.Errorf("claimbench %s: %w: %s", name, err, errOut.String())
 	}
@@ -622,7 +649,7 @@ func (s *suite) halfRate(ctx context.Context, p *claimdProc, st *stageResult) er
 			"-rate", strconv.FormatFloat(st.HalfRate, 'f', 1, 64), "-max-in-flight", "256", "-duration", s.sc.HalfDur.String())...)
 	})
 	wg.Go(func() {
-		st.HalfLookup, lErr = s.bench(ctx, st.label()+" top during ingest", "-url", p.url, "-mode", "top",
+		st.HalfLookup, lErr = s.benchApart(ctx, st.label()+" top during ingest", "-url", p.url, "-mode", "top",
 			"-rate", strconv.FormatFloat(s.sc.LookupRate, 'f', 1, 64), "-max-in-flight", "256",
 			"-duration", s.sc.HalfDur.String(), "-verify=false")
 	})

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
@@ -413,4 +414,41 @@ func TestRankingFromAnotherDatabaseIsRebuilt(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, res.Rebuilt)
 	require.Equal(t, want, mustScores(t, client, keys.Ranking()))
+}
+
+// The versions hashes are sized at each rebuild; when the providers outgrow
+// them, the next full pass rebuilds with more hashes.
+func TestFullPassRebuildsWhenProvidersOutgrowTheVersions(t *testing.T) {
+	t.Parallel()
+	st, dbURL := testenv.MustStore(t)
+	r, client, keys := mustRedisRanking(t)
+	ctx := context.Background()
+	rec := newReconciler(st, r, 500)
+	res, err := rec.RunOnce(ctx, rank.Auto)
+	require.NoError(t, err)
+	require.True(t, res.Rebuilt, "the first pass builds the set")
+	gen, err := client.Get(ctx, keys.Generation()).Result()
+	require.NoError(t, err)
+	require.True(t, strings.HasSuffix(gen, "/1"), "no providers: one digit, %q", gen)
+
+	conn, err := pgx.Connect(ctx, dbURL)
+	require.NoError(t, err)
+	defer conn.Close(ctx)
+	_, err = conn.Exec(ctx, `INSERT INTO provider_totals (provider_npi, total_net_fee_cents, version)
+		SELECT (1000000000 + g)::text, g, 1 FROM generate_series(1, 1300) g`)
+	require.NoError(t, err)
+
+	res, err = rec.RunOnce(ctx, rank.Compare)
+	require.NoError(t, err)
+	require.True(t, res.Rebuilt, "1300 providers do not fit 10 listpack hashes")
+	gen, err = client.Get(ctx, keys.Generation()).Result()
+	require.NoError(t, err)
+	require.True(t, strings.HasSuffix(gen, "/2"), "%q", gen)
+	versions, err := r.Versions(ctx)
+	require.NoError(t, err)
+	require.Len(t, versions, 1300)
+
+	res, err = rec.RunOnce(ctx, rank.Compare)
+	require.NoError(t, err)
+	require.False(t, res.Rebuilt, "sized right now")
 }

@@ -31,7 +31,7 @@ type Truth interface {
 type ReconcilerConfig struct {
 	// Interval between passes. Default 30s.
 	Interval time.Duration
-	// BatchSize is how many totals go to Redis in one script call. Default 1000.
+	// BatchSize is how many totals go to Redis in one script call. Default 2000.
 	BatchSize int
 	// FullEvery makes every n-th pass compare every provider, not only those
 	// changed since the last pass. Default 10.
@@ -68,7 +68,7 @@ func NewReconciler(truth Truth, redis *Redis, cfg ReconcilerConfig, m *Metrics, 
 		cfg.Interval = 30 * time.Second
 	}
 	if cfg.BatchSize <= 0 {
-		cfg.BatchSize = 1000
+		cfg.BatchSize = 2000
 	}
 	if cfg.FullEvery <= 0 {
 		cfg.FullEvery = 10
@@ -187,12 +187,29 @@ func (r *Reconciler) runOnce(ctx context.Context, mode Mode) (Result, error) {
 			mode = Rebuild
 		}
 	}
+	full := mode == Compare || r.lastScan.IsZero() || (r.passes+1)%r.cfg.FullEvery == 0
+	if mode != Rebuild && full {
+		// The versions hashes were sized for the providers of the last
+		// rebuild; grown past them, they lose their compact encoding.
+		providers, err := r.truth.CountProviders(ctx)
+		if err != nil {
+			return Result{}, err
+		}
+		outgrown, err := r.redis.versionsOutgrown(ctx, providers)
+		if err != nil {
+			return Result{}, fmt.Errorf("check redis ranking: %w", err)
+		}
+		if outgrown {
+			r.log.Info("rebuilding the redis ranking: its versions hashes are sized for fewer providers", "providers", providers)
+			mode = Rebuild
+		}
+	}
 	if mode == Rebuild {
 		return r.rebuild(ctx, epoch)
 	}
 
 	r.passes++
-	res := Result{Full: mode == Compare || r.lastScan.IsZero() || r.passes%r.cfg.FullEvery == 0}
+	res := Result{Full: full}
 	var since time.Time
 	if !res.Full {
 		since = r.lastScan.Add(-r.cfg.Overlap)

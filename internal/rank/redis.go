@@ -297,14 +297,37 @@ func (r *Redis) beginBuild(ctx context.Context, providers int64) (string, error)
 }
 
 // versionDigits is how many trailing NPI digits name a versions hash: the
-// fewest that leave at most about 100 providers in each (a hash of more than
-// 128 fields is no longer a listpack).
+// fewest that leave at most about 120 providers in each (Redis turns a hash
+// of more than 128 fields, by default, from a listpack into a hash table).
 func versionDigits(providers int64) int {
 	d, buckets := 1, int64(10)
-	for buckets*100 < providers && d < 9 {
+	for buckets*120 < providers && d < 9 {
 		d, buckets = d+1, buckets*10
 	}
 	return d
+}
+
+// versionsOutgrown reports whether the live versions hashes hold, on
+// average, more providers than a listpack does (or are of the layout before
+// generations): then a rebuild sizes them anew.
+func (r *Redis) versionsOutgrown(ctx context.Context, providers int64) (bool, error) {
+	v, err := r.client.Get(ctx, r.keys.Generation()).Result()
+	if errors.Is(err, redis.Nil) {
+		return true, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	_, digits, _ := strings.Cut(v, "/")
+	d, err := strconv.Atoi(digits)
+	if err != nil {
+		return true, nil
+	}
+	buckets := int64(1)
+	for range d {
+		buckets *= 10
+	}
+	return providers > 128*buckets, nil
 }
 
 // finishScript swaps a finished build in for the ranking, atomically, and
