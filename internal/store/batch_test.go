@@ -2,6 +2,8 @@ package store_test
 
 import (
 	"context"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -104,4 +106,32 @@ func TestInsertClaimsBatchAllOrNothing(t *testing.T) {
 	top, err := st.TopProviders(ctx, 10)
 	require.NoError(t, err)
 	require.Empty(t, top)
+}
+
+// Two batches holding the same two claim_ids in opposite orders, committed
+// at once: each claim is stored once and neither batch fails (rows are
+// inserted in external-id order, so the two cannot wait on each other).
+func TestInsertClaimsOppositeOrdersDoNotDeadlock(t *testing.T) {
+	t.Parallel()
+	st, _ := testenv.MustStore(t)
+	ctx := context.Background()
+	for round := range 20 {
+		a, b := newClaim(t, line("1000000001", 100)), newClaim(t, line("1000000002", 100))
+		a.ExternalID, b.ExternalID = fmt.Sprintf("a-%d", round), fmt.Sprintf("b-%d", round)
+		a2, b2 := a, b
+		a2.ID, b2.ID = newClaim(t).ID, newClaim(t).ID // the same claims sent again, with ids of their own
+		var wg sync.WaitGroup
+		errs := make([]error, 2)
+		wg.Go(func() { _, errs[0] = st.InsertClaims(ctx, []store.Pending{{Claim: a}, {Claim: b}}) })
+		wg.Go(func() { _, errs[1] = st.InsertClaims(ctx, []store.Pending{{Claim: b2}, {Claim: a2}}) })
+		wg.Wait()
+		require.NoError(t, errs[0], "round %d", round)
+		require.NoError(t, errs[1], "round %d", round)
+	}
+	top, err := st.TopProviders(ctx, 10)
+	require.NoError(t, err)
+	require.Len(t, top, 2)
+	for _, p := range top {
+		require.Equal(t, 20*line(p.ProviderNPI, 100).NetFee(), p.NetFee, "each claim stored once")
+	}
 }

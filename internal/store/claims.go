@@ -17,13 +17,15 @@ import (
 
 // Claims go in with one statement per table per batch, whatever its size.
 // A claim whose sender already stored its external id inserts nothing (also
-// when the earlier one is in the same batch) and is not returned.
+// when the earlier one is in the same batch) and is not returned. Rows go in
+// by external id, as totals go in by NPI: two batches waiting on each
+// other's uncommitted external ids would otherwise deadlock.
 const insertClaimsSQL = `
 INSERT INTO claims (id, client_scope, external_id, request_hash, received_at, net_fee_cents, line_count)
 SELECT c.id, c.scope, NULLIF(c.external_id, ''), c.hash, c.received_at, c.net_fee, c.line_count
 FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bytea[], $5::timestamptz[], $6::bigint[], $7::int[])
      WITH ORDINALITY AS c(id, scope, external_id, hash, received_at, net_fee, line_count, ord)
-ORDER BY c.ord
+ORDER BY c.scope, c.external_id, c.ord
 ON CONFLICT (client_scope, external_id) WHERE external_id IS NOT NULL DO NOTHING
 RETURNING id`
 
