@@ -258,6 +258,9 @@ func (s *suite) stage(ctx context.Context, st *stageResult) error {
 	if err := s.waitSource(ctx, a, "redis"); err != nil {
 		return err
 	}
+	if err := s.waitReconciled(ctx, a); err != nil {
+		return err
+	}
 	st.StartRebuildSeconds = time.Since(started).Seconds()
 	a.phase("start + rebuild")
 	if err := s.redisRaw(ctx, st); err != nil {
