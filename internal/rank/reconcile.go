@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/claim-process/claim-process/internal/claim"
@@ -241,24 +242,30 @@ func (r *Reconciler) rebuild(ctx context.Context, epoch string) (Result, error) 
 	if err != nil {
 		return res, err
 	}
-	// Postgres is read while Redis writes the previous batches.
+	// Postgres is read while Redis writes the previous batches, two at a
+	// time so that Redis is not idle during a round trip (the build script
+	// does not care about order: it compares versions).
 	writeCtx, stopWriting := context.WithCancelCause(ctx)
 	defer stopWriting(nil)
 	batches := make(chan []claim.ProviderTotal, 4)
-	written := make(chan struct{})
-	go func() {
-		defer close(written)
-		for batch := range batches {
-			drift, err := r.redis.buildBatch(writeCtx, token, batch)
-			if err != nil {
-				stopWriting(err)
-				for range batches { // the scan stops at its next batch
+	var (
+		writers sync.WaitGroup
+		drift   atomic.Int64
+	)
+	for range 2 {
+		writers.Go(func() {
+			for batch := range batches {
+				d, err := r.redis.buildBatch(writeCtx, token, batch)
+				if err != nil {
+					stopWriting(err)
+					for range batches { // the scan stops at its next batch
+					}
+					return
 				}
-				return
+				drift.Add(int64(d))
 			}
-			res.Drift += drift
-		}
-	}()
+		})
+	}
 	scanned, err := r.truth.ScanTotals(writeCtx, time.Time{}, r.cfg.BatchSize, func(batch []claim.ProviderTotal) error {
 		res.Providers += len(batch)
 		select {
@@ -269,7 +276,8 @@ func (r *Reconciler) rebuild(ctx context.Context, epoch string) (Result, error) 
 		}
 	})
 	close(batches)
-	<-written
+	writers.Wait()
+	res.Drift += claim.Cents(drift.Load())
 	if cause := context.Cause(writeCtx); cause != nil && !errors.Is(cause, ctx.Err()) {
 		err = cause // Redis failed first: say so, not "context canceled"
 	}
