@@ -202,12 +202,18 @@ func NewSender(targets ...string) *Sender {
 // Send sends c until it gets a 2xx or a final refusal, or runs out of
 // attempts or time; first to target number first (mod the number of targets).
 func (s *Sender) Send(ctx context.Context, c *Claim, first int) {
+	s.retry(ctx, first, func(target string) (bool, time.Duration) { return s.attempt(ctx, c, target) })
+}
+
+// retry makes attempts, each to the next target, until one says it is done,
+// or the attempts or the time run out: after the Retry-After the server asked
+// for (at most 2s), or else a short exponential backoff.
+func (s *Sender) retry(ctx context.Context, first int, attempt func(target string) (done bool, retryAfter time.Duration)) {
 	deadline := time.Now().Add(s.RetryFor)
 	backoff := 50 * time.Millisecond
-	for attempt := 0; ; attempt++ {
-		target := s.Targets[(first+attempt)%len(s.Targets)]
-		final, retryAfter := s.attempt(ctx, c, target)
-		if final || attempt+1 >= s.MaxAttempts || ctx.Err() != nil {
+	for n := 0; ; n++ {
+		done, retryAfter := attempt(s.Targets[(first+n)%len(s.Targets)])
+		if done || n+1 >= s.MaxAttempts || ctx.Err() != nil {
 			return
 		}
 		wait := backoff + rand.N(backoff)
@@ -303,25 +309,11 @@ func (s *Sender) attempt(ctx context.Context, c *Claim, target string) (final bo
 // for it or the whole request, or a batch cut short), with the same retry
 // budget as Send.
 func (s *Sender) SendBatch(ctx context.Context, claims []*Claim, first int) {
-	deadline := time.Now().Add(s.RetryFor)
-	backoff := 50 * time.Millisecond
-	for attempt := 0; ; attempt++ {
-		target := s.Targets[(first+attempt)%len(s.Targets)]
+	s.retry(ctx, first, func(target string) (bool, time.Duration) {
 		var retryAfter time.Duration
 		claims, retryAfter = s.attemptBatch(ctx, claims, target)
-		if len(claims) == 0 || attempt+1 >= s.MaxAttempts || ctx.Err() != nil {
-			return
-		}
-		wait := backoff + rand.N(backoff)
-		backoff = min(2*backoff, time.Second)
-		if retryAfter > 0 {
-			wait = min(retryAfter, 2*time.Second)
-		}
-		if time.Now().Add(wait).After(deadline) {
-			return
-		}
-		sleep(ctx, wait)
-	}
+		return len(claims) == 0, retryAfter
+	})
 }
 
 // attemptBatch posts claims as one batch, records each claim's answer, and
