@@ -54,8 +54,8 @@ test-short: services
 	$(GO) test -count=1 ./...
 
 BENCH_SCALE ?= default
-## bench: the whole benchmark suite in one run (about 7 minutes; BENCH_SCALE=large adds a
-## 10M-line stage): Postgres and Redis ceilings, claimd single and batch ingest, lookups from
+## bench: the whole benchmark suite in one run (about 3 minutes; BENCH_SCALE=large adds a
+## 10M-line stage, about 8): Postgres and Redis ceilings, claimd single and batch ingest, lookups from
 ## Redis (alone and under ingest) and from the Postgres fallback, a full rebuild under lookups,
 ## claimd RSS, Redis bytes per provider, then the go test micro-benchmarks (BENCH_LINES,
 ## BENCH_PROVIDERS; raw output in bin/bench.txt). Fresh database claims_bench_<time> and Redis

@@ -27,8 +27,8 @@ writes it as markdown to -out. Drops the database and deletes its Redis keys
 (SCAN + DEL of its prefix only) at the end, unless -keep.
 
 Scales: tiny (seconds, two small stages; for tests), default (1M preloaded lines over 1M
-providers, about 6 minutes on 2 cores), large (default, then again with 10M
-lines: preloads 9M more and repeats the ingest and lookup measurements).
+providers, about 3 minutes on 2 cores), large (default, then again with 10M
+lines: preloads 9M more and repeats the ingest and lookup measurements; about 8).
 
 Usage:
   claimbench suite [flags]
