@@ -142,6 +142,20 @@ func TestBatchMalformedPartWay(t *testing.T) {
 	require.Equal(t, map[string]claim.Cents{"1000000001": 12000}, mustTotals(t, s))
 }
 
+// An item whose brackets do not match has no knowable end: the reading stops
+// there, rather than report the items after it at the wrong positions.
+func TestBatchMismatchedBracketsStop(t *testing.T) {
+	t.Parallel()
+	s := mustStack(t, redis_rate.Limit{})
+	body := "[" + batchClaim("m-0", "1000000001", 100) + `, {"x": [}, ` + batchClaim("m-2", "1000000001", 100) + "]"
+	a := mustBatch(t, mustPostWith(t, s.url+"/claims/batch", body, nil))
+	require.False(t, a.Complete)
+	require.Len(t, a.Results, 2)
+	require.Equal(t, 201, a.Results[0].Status)
+	require.Equal(t, 400, a.Results[1].Status)
+	require.Equal(t, map[string]claim.Cents{"1000000001": 12000}, mustTotals(t, s), "m-2 was not read")
+}
+
 func TestBatchWholeRequestErrors(t *testing.T) {
 	t.Parallel()
 	s := mustStack(t, redis_rate.Limit{})

@@ -82,8 +82,13 @@ func (a *arrayReader) next() ([]byte, error) {
 	return a.item, nil
 }
 
+// readNested reads the rest of an object or array whose opening bracket was
+// read. Each closing bracket must match its opening one: an item whose
+// brackets do not match has no knowable end, and reading on would report the
+// items after it at the wrong positions.
 func (a *arrayReader) readNested() error {
-	for depth := 1; depth > 0; {
+	closers := []byte{closerOf(a.item[0])}
+	for len(closers) > 0 {
 		b, err := a.r.ReadByte()
 		if err != nil {
 			return eofIsUnexpected(err)
@@ -97,12 +102,22 @@ func (a *arrayReader) readNested() error {
 				return err
 			}
 		case '{', '[':
-			depth++
+			closers = append(closers, closerOf(b))
 		case '}', ']':
-			depth--
+			if want := closers[len(closers)-1]; b != want {
+				return fmt.Errorf("%q where %q closes the item", b, want)
+			}
+			closers = closers[:len(closers)-1]
 		}
 	}
 	return nil
+}
+
+func closerOf(open byte) byte {
+	if open == '{' {
+		return '}'
+	}
+	return ']'
 }
 
 // readString reads the rest of a string whose opening quote was read.

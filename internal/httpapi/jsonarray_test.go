@@ -43,10 +43,12 @@ func TestArrayReader(t *testing.T) {
 		`{}`:                    errNotArray.Error(),
 		``:                      errNotArray.Error(),
 		`[{} {}]`:               "expected ','",
-		`[{"a": [}`:             io.ErrUnexpectedEOF.Error(),
+		`[{"a": [`:              io.ErrUnexpectedEOF.Error(),
 		`[{}, "abc`:             io.ErrUnexpectedEOF.Error(),
 		`[1, 2`:                 io.ErrUnexpectedEOF.Error(),
 		`[{"k": "long value"}]`: errItemTooLarge.Error(),
+		`[{"x":[}, {}], {}]`:    "closes the item",
+		`[[1}, {}]`:             "closes the item",
 	} {
 		_, err := readItems(t, input, 10)
 		require.ErrorContains(t, err, want, input)
