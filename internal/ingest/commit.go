@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/claim-process/claim-process/internal/claim"
@@ -31,6 +32,31 @@ type queued struct {
 	ctx  context.Context // the request's: a request that gave up before its batch is left out
 	item store.Pending
 	done chan outcome // buffered: the writer never waits for the request
+	// state is claimed once, by a writer taking the claim into a batch or by
+	// its request giving up first: whichever wins decides.
+	state atomic.Int32
+}
+
+const (
+	stateQueued int32 = iota
+	stateTaken
+	stateAbandoned
+)
+
+// wait returns the claim's outcome. If ctx ends while the claim is still
+// queued, the claim is left out of every batch and wait returns ctx's error
+// at once; once a writer has it, wait waits for the batch (bounded by its
+// own deadline), since the claim may then be stored.
+func (q *queued) wait(ctx context.Context) outcome {
+	select {
+	case out := <-q.done:
+		return out
+	case <-ctx.Done():
+		if q.state.CompareAndSwap(stateQueued, stateAbandoned) {
+			return outcome{err: ctx.Err()}
+		}
+		return <-q.done
+	}
 }
 
 type outcome struct {
@@ -49,11 +75,14 @@ type committer struct {
 	closed  bool
 	queue   chan *queued
 	writers sync.WaitGroup
+	// batchRoom holds a token for each claim of a batch request on its way
+	// through the queue: batches never take more than half of it.
+	batchRoom chan struct{}
 }
 
 func newCommitter(st ClaimStore, ranking Ranking, cfg Config, m *metrics, log *slog.Logger) *committer {
 	c := &committer{store: st, ranking: ranking, cfg: cfg, metrics: m, log: log,
-		queue: make(chan *queued, cfg.QueueSize)}
+		queue: make(chan *queued, cfg.QueueSize), batchRoom: make(chan struct{}, max(1, cfg.QueueSize/2))}
 	m.queueDepth(func() float64 { return float64(len(c.queue)) })
 	for range cfg.Writers {
 		c.writers.Add(1)
@@ -143,6 +172,9 @@ func (c *committer) write() {
 func (c *committer) flush(batch []*queued) {
 	live := make([]*queued, 0, len(batch))
 	for _, q := range batch {
+		if !q.state.CompareAndSwap(stateQueued, stateTaken) {
+			continue // its request gave up and has its answer
+		}
 		if err := q.ctx.Err(); err != nil {
 			q.done <- outcome{err: err} // gave up while queued: nothing of it is stored
 			continue
@@ -162,16 +194,18 @@ func (c *committer) flush(batch []*queued) {
 	}
 	start := time.Now()
 	b, err := c.store.InsertClaims(ctx, items)
-	c.metrics.flushDuration.Observe(time.Since(start).Seconds())
-	c.metrics.batchClaims.Observe(float64(len(live)))
 	if err != nil && len(live) > 1 && !errors.Is(err, claim.ErrUnavailable) {
 		// Something in one claim made Postgres refuse the batch. Each claim
 		// is all-or-nothing on its own: store them one by one, so the bad
 		// one fails alone.
 		c.metrics.batchFallbacks.Inc()
 		c.log.Warn("batch refused; storing its claims one by one", "claims", len(live), "err", err)
-		c.flushOneByOne(ctx, live)
+		c.flushOneByOne(live)
 		return
+	}
+	if err == nil {
+		c.metrics.flushDuration.Observe(time.Since(start).Seconds())
+		c.metrics.batchClaims.Observe(float64(len(live)))
 	}
 	if err != nil {
 		for _, q := range live {
@@ -186,11 +220,15 @@ func (c *committer) flush(batch []*queued) {
 	}
 }
 
-func (c *committer) flushOneByOne(ctx context.Context, live []*queued) {
+func (c *committer) flushOneByOne(live []*queued) {
 	outcomes := make([]outcome, len(live))
 	var totals []claim.ProviderTotal
 	for i, q := range live {
+		// Each on a deadline of its own: the failed batch may have used up
+		// most of the first.
+		ctx, cancel := context.WithTimeout(context.Background(), c.cfg.FlushTimeout)
 		b, err := c.store.InsertClaims(ctx, []store.Pending{q.item})
+		cancel()
 		if err != nil {
 			outcomes[i].err = err
 			continue

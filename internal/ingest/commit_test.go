@@ -211,6 +211,14 @@ func TestGroupCommitQueueBounds(t *testing.T) {
 	require.Equal(t, time.Second, retry.After)
 
 	giveUp()
+	// A request that gives up while its claim is queued is answered at once,
+	// not when a writer reaches the claim (the writer is still held here).
+	select {
+	case a := <-quitter:
+		require.ErrorIs(t, a.err, context.Canceled)
+	case <-time.After(10 * time.Second):
+		t.Fatal("a request that gave up waits for the writer")
+	}
 	go func() {
 		for range gate.entered {
 			gate.release <- struct{}{}
@@ -221,7 +229,6 @@ func TestGroupCommitQueueBounds(t *testing.T) {
 	svc.Close() // returns once "second" is stored and answered
 	a := <-second
 	require.NoError(t, a.err)
-	require.ErrorIs(t, (<-quitter).err, context.Canceled)
 
 	_, err = svc.Submit(context.Background(), claimFor(t, "late", "1000000001", 100))
 	require.ErrorIs(t, err, claim.ErrUnavailable, "closed")

@@ -171,7 +171,7 @@ func (s *Service) Submit(ctx context.Context, req Request) (Result, error) {
 	err = s.committer.enqueue(ctx, q, false)
 	var out outcome
 	if err == nil {
-		out = <-q.done
+		out = q.wait(ctx)
 		err = cmp.Or(out.err, out.stored.Err)
 	}
 	if err != nil {
@@ -243,7 +243,8 @@ func (s *Service) SubmitBatch(ctx context.Context, client string, inputs iter.Se
 		f := window[0]
 		window = window[1:]
 		delete(inWindow, f.claim.ExternalID)
-		out := <-f.q.done
+		out := f.q.wait(ctx)
+		<-s.committer.batchRoom
 		switch err := cmp.Or(out.err, out.stored.Err); {
 		case err != nil:
 			report(f.index, Result{}, err)
@@ -271,8 +272,17 @@ func (s *Service) SubmitBatch(ctx context.Context, client string, inputs iter.Se
 		for len(window) == batchWindow || (c.ExternalID != "" && inWindow[c.ExternalID]) {
 			settle()
 		}
+		// Batches fill at most half the queue, so that single claims find
+		// room while batches stream in.
+		select {
+		case s.committer.batchRoom <- struct{}{}:
+		case <-ctx.Done():
+			report(index, Result{}, ctx.Err())
+			continue
+		}
 		q := &queued{ctx: ctx, item: store.Pending{Claim: c}, done: make(chan outcome, 1)}
 		if err := s.committer.enqueue(ctx, q, true); err != nil {
+			<-s.committer.batchRoom
 			report(index, Result{}, err)
 			continue
 		}
