@@ -238,6 +238,11 @@ func (r *Reconciler) rebuild(ctx context.Context, epoch string) (Result, error) 
 	if err != nil {
 		return res, err
 	}
+	// Versions of builds that died or were aborted, and of a swap whose
+	// clean-up failed, go before this build adds its own.
+	if err := r.redis.dropOldVersions(ctx); err != nil {
+		return res, err
+	}
 	token, err := r.redis.beginBuild(ctx, providers)
 	if err != nil {
 		return res, err
@@ -287,6 +292,10 @@ func (r *Reconciler) rebuild(ctx context.Context, epoch string) (Result, error) 
 	if err != nil {
 		r.redis.abortBuild(context.WithoutCancel(ctx), token)
 		return res, err
+	}
+	if err := r.redis.dropOldVersions(ctx); err != nil {
+		// The new set is live; the old versions go with the next rebuild.
+		r.log.Warn("old ranking versions not deleted", "err", err)
 	}
 	r.lastScan = scanned
 	return res, nil

@@ -359,8 +359,7 @@ redis.call('SET', KEYS[5], ARGV[3])
 return 1
 `)
 
-// finishBuild swaps the build set in for the ranking (see finishScript),
-// then deletes the versions of older generations.
+// finishBuild swaps the build set in for the ranking (see finishScript).
 func (r *Redis) finishBuild(ctx context.Context, token, epoch string) error {
 	k := r.keys
 	err := finishScript.Run(ctx, r.client,
@@ -369,7 +368,7 @@ func (r *Redis) finishBuild(ctx context.Context, token, epoch string) error {
 	if err != nil {
 		return fmt.Errorf("swap in rebuilt ranking: %w", err)
 	}
-	return r.dropOldVersions(ctx)
+	return nil
 }
 
 // abortScript drops a build that could not finish, if it is still ours.
@@ -383,50 +382,61 @@ redis.call('UNLINK', KEYS[1], KEYS[2])
 return 1
 `)
 
-// abortBuild drops this build, leaving any other build alone.
+// abortBuild drops this build, leaving any other build alone. Its versions
+// hashes go with the next dropOldVersions.
 func (r *Redis) abortBuild(ctx context.Context, token string) {
-	if n, err := abortScript.Run(ctx, r.client, []string{r.keys.BuildRanking(), r.keys.BuildGeneration()}, token).Int(); err == nil && n == 1 {
-		_ = r.dropOldVersions(ctx)
-	}
+	abortScript.Run(ctx, r.client, []string{r.keys.BuildRanking(), r.keys.BuildGeneration()}, token)
 }
 
+// dropScript deletes those of the given versions hashes that belong to
+// neither the live generation nor the one a rebuild is filling, as they are
+// when it runs: a rebuild that began since the keys were listed keeps its own.
+//
+// KEYS versions hashes (and the hash of the layout before generations).
+// ARGV[1] the versions prefix, ARGV[2] the generation key, ARGV[3] the build
+// generation key. Returns how many it deleted.
+var dropScript = redis.NewScript(`
+local keep = {}
+for i = 2, 3 do
+  local v = redis.call('GET', ARGV[i])
+  if v then keep[ARGV[1] .. string.match(v, '^(.*)/') .. ':'] = true
+  elseif i == 2 then keep[ARGV[1] .. '0:'] = true end
+end
+local n = 0
+for _, key in ipairs(KEYS) do
+  if not keep[string.match(key, '^(.*:)[^:]*$')] then
+    redis.call('UNLINK', key)
+    n = n + 1
+  end
+end
+return n
+`)
+
 // dropOldVersions deletes the versions hashes of every generation but the
-// live one and the one a rebuild is filling: those a rebuild left behind
-// when it replaced them, or when it died.
+// live one and the one a rebuild is filling: those a finished rebuild
+// replaced, and those a rebuild that died left behind.
 func (r *Redis) dropOldVersions(ctx context.Context) error {
-	keep := map[string]bool{}
-	for _, key := range []string{r.keys.Generation(), r.keys.BuildGeneration()} {
-		v, err := r.client.Get(ctx, key).Result()
-		if err != nil && !errors.Is(err, redis.Nil) {
-			return fmt.Errorf("drop old ranking versions: %w", err)
-		}
-		if gen, _, _ := strings.Cut(v, "/"); gen != "" || key == r.keys.Generation() {
-			keep[r.keys.VersionsPrefix()+cmp.Or(gen, "0")+":"] = true // no live generation yet: "0"
-		}
-	}
-	iter := r.client.Scan(ctx, 0, r.keys.VersionsPrefix()+"*", 1000).Iterator()
+	k := r.keys
+	args := []any{k.VersionsPrefix(), k.Generation(), k.BuildGeneration()}
 	// Before versions were split into generations they were one hash.
-	old := []string{r.keys.Prefix + "rank:providers:versions", r.keys.Prefix + "rank:providers:build:versions"}
-	flush := func() error {
-		if len(old) == 0 {
+	keys := []string{k.Prefix + "rank:providers:versions", k.Prefix + "rank:providers:build:versions"}
+	drop := func() error {
+		if len(keys) == 0 {
 			return nil
 		}
-		err := r.client.Unlink(ctx, old...).Err()
-		old = old[:0]
+		err := dropScript.Run(ctx, r.client, keys, args...).Err()
+		keys = keys[:0]
 		return err
 	}
+	iter := r.client.Scan(ctx, 0, k.VersionsPrefix()+"*", 1000).Iterator()
 	for iter.Next(ctx) {
-		key := iter.Val()
-		if i := strings.LastIndexByte(key, ':'); i < 0 || !keep[key[:i+1]] {
-			old = append(old, key)
-		}
-		if len(old) == 1000 {
-			if err := flush(); err != nil {
+		if keys = append(keys, iter.Val()); len(keys) == 1000 {
+			if err := drop(); err != nil {
 				return fmt.Errorf("drop old ranking versions: %w", err)
 			}
 		}
 	}
-	if err := cmp.Or(iter.Err(), flush()); err != nil {
+	if err := cmp.Or(iter.Err(), drop()); err != nil {
 		return fmt.Errorf("drop old ranking versions: %w", err)
 	}
 	return nil

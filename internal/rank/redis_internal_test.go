@@ -1,9 +1,13 @@
 package rank
 
 import (
+	"context"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/claim-process/claim-process/internal/testenv"
 )
 
 func TestVersionDigits(t *testing.T) {
@@ -12,4 +16,32 @@ func TestVersionDigits(t *testing.T) {
 	} {
 		require.Equal(t, want, versionDigits(providers), "%d providers", providers)
 	}
+}
+
+// Dropping old versions keeps the live generation's and the running
+// build's hashes and deletes every other: a dead build's, generation "0"
+// once a rebuild has set a generation, and the single hash of before.
+func TestDropOldVersions(t *testing.T) {
+	t.Parallel()
+	client, prefix := testenv.MustSharedRedis(t)
+	r := NewRedis(client, Keys{Prefix: prefix})
+	ctx := context.Background()
+	require.NoError(t, client.Set(ctx, r.keys.Generation(), "live/1", 0).Err())
+	token, err := r.beginBuild(ctx, 10)
+	require.NoError(t, err)
+	for _, gen := range []string{"live", token, "dead", "0"} {
+		require.NoError(t, client.HSet(ctx, r.keys.VersionsPrefix()+gen+":5", "1000000005", 1).Err())
+	}
+	require.NoError(t, client.HSet(ctx, prefix+"rank:providers:versions", "1000000005", 1).Err())
+
+	require.NoError(t, r.dropOldVersions(ctx))
+	var left []string
+	iter := client.Scan(ctx, 0, prefix+"rank:providers:*", 100).Iterator()
+	for iter.Next(ctx) {
+		if key := iter.Val(); strings.HasPrefix(key, r.keys.VersionsPrefix()) || key == prefix+"rank:providers:versions" {
+			left = append(left, key)
+		}
+	}
+	require.NoError(t, iter.Err())
+	require.ElementsMatch(t, []string{r.keys.VersionsPrefix() + "live:5", r.keys.VersionsPrefix() + token + ":5"}, left)
 }
