@@ -41,7 +41,7 @@ type batchResult struct {
 }
 
 type batchResponse struct {
-	Received int  `json:"received"` // claims read, refused ones included
+	Received int  `json:"received"` // positions in Results: claims read, and where reading stopped
 	Created  int  `json:"created"`  // stored by this request (201)
 	Existing int  `json:"existing"` // stored before under the same claim_id (200)
 	Refused  int  `json:"refused"`  // invalid or conflicting (4xx): fix before resending
