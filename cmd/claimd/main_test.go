@@ -8,8 +8,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"net/http"
+	"runtime/debug"
 	"sort"
 	"strconv"
 	"strings"
@@ -431,4 +433,17 @@ func TestShutdownDrainsInFlightRequests(t *testing.T) {
 	res.Body.Close()
 	require.Equal(t, http.StatusCreated, res.StatusCode)
 	require.NoError(t, <-stopped, "then claimd stopped cleanly")
+}
+
+func TestTuneGCLeavesOperatorSettingsAlone(t *testing.T) {
+	prevPercent, prevLimit := debug.SetGCPercent(100), debug.SetMemoryLimit(-1)
+	t.Cleanup(func() { debug.SetGCPercent(prevPercent); debug.SetMemoryLimit(prevLimit) })
+
+	tuneGC(func(string) string { return "" })
+	require.Equal(t, 400, debug.SetGCPercent(100))
+	require.Equal(t, int64(150<<20), debug.SetMemoryLimit(math.MaxInt64))
+
+	tuneGC(func(name string) string { return map[string]string{"GOGC": "50", "GOMEMLIMIT": "1GiB"}[name] })
+	require.Equal(t, 100, debug.SetGCPercent(100), "GOGC set: left alone")
+	require.Equal(t, int64(math.MaxInt64), debug.SetMemoryLimit(-1), "GOMEMLIMIT set: left alone")
 }

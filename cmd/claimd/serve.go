@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -74,6 +75,21 @@ func connect(ctx context.Context, cfg config) (st *store.Store, rdb *redis.Clien
 		_ = rdb.Close()
 		st.Close()
 	}, nil
+}
+
+// tuneGC sets the garbage collector for claimd's load unless the operator
+// set GOGC or GOMEMLIMIT: a request allocates a lot and keeps little, so
+// with Go's default (GOGC=100 over a live heap of a few MiB) collection ran
+// so often that ingest went 13-19% faster at GOGC=400 (4.4-4.6k -> 5.2k
+// claims/s, peak RSS 30 -> 44 MiB). The soft limit keeps memory bounded
+// whatever the load: nearing it, the collector runs as often as it must.
+func tuneGC(getenv func(string) string) {
+	if getenv("GOGC") == "" {
+		debug.SetGCPercent(400)
+	}
+	if getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(150 << 20)
+	}
 }
 
 func serve(ctx context.Context, cfg config, log *slog.Logger) error {
