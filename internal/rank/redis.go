@@ -311,23 +311,39 @@ func versionDigits(providers int64) int {
 // average, more providers than a listpack does (or are of the layout before
 // generations): then a rebuild sizes them anew.
 func (r *Redis) versionsOutgrown(ctx context.Context, providers int64) (bool, error) {
-	v, err := r.client.Get(ctx, r.keys.Generation()).Result()
-	if errors.Is(err, redis.Nil) {
+	_, digits, err := r.liveGeneration(ctx)
+	if errors.Is(err, errNoGeneration) {
 		return true, nil
 	}
 	if err != nil {
 		return false, err
 	}
-	_, digits, _ := strings.Cut(v, "/")
-	d, err := strconv.Atoi(digits)
-	if err != nil {
-		return true, nil
-	}
 	buckets := int64(1)
-	for range d {
+	for range digits {
 		buckets *= 10
 	}
 	return providers > 128*buckets, nil
+}
+
+// errNoGeneration means no rebuild has set the live generation (or its value
+// is not one): writes then use generation "0" with 4 digits.
+var errNoGeneration = errors.New("no ranking versions generation")
+
+// liveGeneration reads the live generation key: the generation's name and
+// how many NPI digits name its hashes.
+func (r *Redis) liveGeneration(ctx context.Context) (gen string, digits int, err error) {
+	v, err := r.client.Get(ctx, r.keys.Generation()).Result()
+	if errors.Is(err, redis.Nil) {
+		return "0", 4, errNoGeneration
+	}
+	if err != nil {
+		return "", 0, err
+	}
+	gen, d, _ := strings.Cut(v, "/")
+	if digits, err = strconv.Atoi(d); err != nil {
+		return "0", 4, errNoGeneration
+	}
+	return gen, digits, nil
 }
 
 // finishScript swaps a finished build in for the ranking, atomically, and
@@ -444,13 +460,12 @@ func (r *Redis) dropOldVersions(ctx context.Context) error {
 
 // Versions reads the version of every provider's total the live set holds.
 func (r *Redis) Versions(ctx context.Context) (map[string]int64, error) {
-	v, err := r.client.Get(ctx, r.keys.Generation()).Result()
-	if err != nil && !errors.Is(err, redis.Nil) {
+	gen, _, err := r.liveGeneration(ctx)
+	if err != nil && !errors.Is(err, errNoGeneration) {
 		return nil, err
 	}
-	gen, _, _ := strings.Cut(v, "/")
 	out := map[string]int64{}
-	iter := r.client.Scan(ctx, 0, r.keys.VersionsPrefix()+cmp.Or(gen, "0")+":*", 1000).Iterator()
+	iter := r.client.Scan(ctx, 0, r.keys.VersionsPrefix()+gen+":*", 1000).Iterator()
 	for iter.Next(ctx) {
 		fields, err := r.client.HGetAll(ctx, iter.Val()).Result()
 		if err != nil {
