@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/csv"
@@ -406,7 +407,7 @@ func (s *suite) redisBenchmark(ctx context.Context, key string) (float64, string
 	if db == "" {
 		db = "0"
 	}
-	args := []string{"-h", u.Hostname(), "-p", cmpOrStr(u.Port(), "6379"), "--dbnum", db,
+	args := []string{"-h", u.Hostname(), "-p", cmp.Or(u.Port(), "6379"), "--dbnum", db,
 		"-n", strconv.Itoa(s.sc.RedisBenchN), "-c", "16", "--csv", "ZREVRANGE", key, "0", "9", "WITHSCORES"}
 	if pw, ok := u.User.Password(); ok {
 		args = append([]string{"-a", pw}, args...)
@@ -424,13 +425,6 @@ func (s *suite) redisBenchmark(ctx context.Context, key string) (float64, string
 		return 0, fmt.Sprintf("redis-benchmark output not understood: %.200s", out)
 	}
 	return rps, "16 clients, no pipelining"
-}
-
-func cmpOrStr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 // redisMemory is the ranking's sorted set and its live versions hashes
@@ -780,7 +774,7 @@ func (s *suite) fallback(ctx context.Context, p *claimdProc, st *stageResult) er
 	if err != nil {
 		return err
 	}
-	st.FallbackCheck = cmpOrStr(before, s.checkAnswer(ctx, p, "postgres"))
+	st.FallbackCheck = cmp.Or(before, s.checkAnswer(ctx, p, "postgres"))
 	return nil
 }
 
@@ -798,7 +792,7 @@ func (s *suite) micro(ctx context.Context) {
 	awk := exec.CommandContext(ctx, "awk", "-f", "scripts/bench-report.awk", raw)
 	table, aerr := awk.Output()
 	if aerr != nil {
-		s.res.MicroNote = cmpOrStr(s.res.MicroNote, fmt.Sprintf("awk -f scripts/bench-report.awk: %v (raw output in %s)", aerr, raw))
+		s.res.MicroNote = cmp.Or(s.res.MicroNote, fmt.Sprintf("awk -f scripts/bench-report.awk: %v (raw output in %s)", aerr, raw))
 		return
 	}
 	s.res.Micro = string(table)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"strings"
@@ -272,7 +273,7 @@ func (r *suiteResult) rows() []row {
 	add(fmt.Sprintf("Batch ingest (POST /claims/batch, %d claims a request, %d clients): lines/s (claims/s), %% of set-based ceiling", r.Scale.BatchSize, r.Scale.BatchConc),
 		"≥ 100,000 lines/s, or ≥ 80% of the ceiling", func(st *stageResult) (string, string) {
 			if st.Batch == nil {
-				return cmpOrStr(st.BatchSkipped, "n/a"), "n/a"
+				return cmp.Or(st.BatchSkipped, "n/a"), "n/a"
 			}
 			v := st.Batch.LinesPerSec
 			return fmt.Sprintf("%s (%s), %s", num(v), num(st.Batch.ClaimsPerSec), pct(v, c.SetLinesPerSec)),
@@ -342,7 +343,7 @@ func (r *suiteResult) rows() []row {
 	})
 	add("Redis memory per provider (MEMORY USAGE of the ranking zset + its versions hashes)", "≤ 128 bytes", func(st *stageResult) (string, string) {
 		if st.RedisProviders == 0 {
-			return cmpOrStr(st.RedisMemNote, "n/a"), "n/a"
+			return cmp.Or(st.RedisMemNote, "n/a"), "n/a"
 		}
 		return fmt.Sprintf("%.0f bytes (%s providers: %.1f MiB zset + %.1f MiB in %s hashes)", st.RedisBytesPerProvider,
 				commas(st.RedisProviders), mib(st.RedisZsetBytes), mib(st.RedisHashBytes), commas(int64(st.RedisHashes))),
