@@ -135,3 +135,40 @@ func TestInsertClaimsOppositeOrdersDoNotDeadlock(t *testing.T) {
 		require.Equal(t, 20*line(p.ProviderNPI, 100).NetFee(), p.NetFee, "each claim stored once")
 	}
 }
+
+// A claim delivered again from the queue carries the id it was stored
+// under: storing it again changes nothing, with or without a claim_id, alone
+// or beside new claims, and even twice in one batch.
+func TestInsertClaimsSameIDAgainIsNoOp(t *testing.T) {
+	t.Parallel()
+	st, _ := testenv.MustStore(t)
+	ctx := context.Background()
+	bare := newClaim(t, line("1000000001", 5000))
+	named := newClaim(t, line("1000000002", 7000))
+	named.ExternalID = "named-1"
+	b, err := st.InsertClaims(ctx, []store.Pending{{Claim: bare}, {Claim: named}})
+	require.NoError(t, err)
+	require.Equal(t, []store.Stored{{}, {}}, b.Claims)
+
+	fresh := newClaim(t, line("1000000003", 1500))
+	twice := newClaim(t, line("1000000004", 1000))
+	b, err = st.InsertClaims(ctx, []store.Pending{{Claim: named}, {Claim: fresh}, {Claim: bare}, {Claim: twice}, {Claim: twice}})
+	require.NoError(t, err)
+	require.Equal(t, store.Stored{ExistingID: named.ID}, b.Claims[0])
+	require.Equal(t, store.Stored{}, b.Claims[1])
+	require.Equal(t, store.Stored{ExistingID: bare.ID}, b.Claims[2])
+	require.ElementsMatch(t, []store.Stored{{}, {ExistingID: twice.ID}}, b.Claims[3:], "one of the two copies is stored")
+	require.Equal(t, []claim.ProviderTotal{
+		{ProviderNPI: "1000000003", NetFee: 1000, Version: 1},
+		{ProviderNPI: "1000000004", NetFee: 500, Version: 1},
+	}, b.Totals, "only the new claims move totals")
+
+	top, err := st.TopProviders(ctx, 10)
+	require.NoError(t, err)
+	require.Equal(t, []claim.ProviderTotal{
+		{ProviderNPI: "1000000002", NetFee: 6500, Version: 1},
+		{ProviderNPI: "1000000001", NetFee: 4500, Version: 1},
+		{ProviderNPI: "1000000003", NetFee: 1000, Version: 1},
+		{ProviderNPI: "1000000004", NetFee: 500, Version: 1},
+	}, top)
+}

@@ -17,7 +17,8 @@ import (
 
 // Claims go in with one statement per table per batch, whatever its size.
 // A claim whose sender already stored its external id inserts nothing (also
-// when the earlier one is in the same batch) and is not returned. Rows go in
+// when the earlier one is in the same batch) and is not returned; so does a
+// claim whose id is stored (a queued claim delivered again). Rows go in
 // by external id, as totals go in by NPI: two batches waiting on each
 // other's uncommitted external ids would otherwise deadlock.
 const insertClaimsSQL = `
@@ -26,8 +27,10 @@ SELECT c.id, c.scope, NULLIF(c.external_id, ''), c.hash, c.received_at, c.net_fe
 FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bytea[], $5::timestamptz[], $6::bigint[], $7::int[])
      WITH ORDINALITY AS c(id, scope, external_id, hash, received_at, net_fee, line_count, ord)
 ORDER BY c.scope, c.external_id, c.ord
-ON CONFLICT (client_scope, external_id) WHERE external_id IS NOT NULL DO NOTHING
+ON CONFLICT DO NOTHING
 RETURNING id`
+
+const claimsByIDSQL = `SELECT id FROM claims WHERE id = ANY($1::uuid[])`
 
 const claimsByExternalIDSQL = `
 SELECT c.client_scope, c.external_id, c.id, c.request_hash
@@ -68,8 +71,9 @@ type Pending struct {
 // Stored is what became of one claim of a batch.
 type Stored struct {
 	// ExistingID is set when a claim with the same external id was already
-	// stored (perhaps earlier in the same batch): then nothing of this claim
-	// was written and this is the stored claim's id.
+	// stored (perhaps earlier in the same batch), or this very claim was (its
+	// id is stored: a queued claim delivered again): then nothing of this
+	// claim was written and this is the stored claim's id.
 	ExistingID string
 	// Err says why this claim was refused, with nothing of it written and the
 	// rest of the batch unaffected: claim.ErrClaimIDReused when its external
@@ -239,18 +243,47 @@ func insertClaims(ctx context.Context, tx pgx.Tx, pending []Pending, live []bool
 	return inserted, nil
 }
 
-// resolveExisting finds the stored claim for each claim whose external id
-// was taken: a resubmission when the content is the same, a refusal when not.
+// resolveExisting finds the stored claim for each live claim not inserted:
+// the claim itself when its id is stored (delivered again from the queue);
+// otherwise the claim with its external id, a resubmission when the content
+// is the same, a refusal when not.
 func resolveExisting(ctx context.Context, tx pgx.Tx, pending []Pending, live []bool, inserted []int, stored []Stored) error {
-	taken := slices.Clone(live) // live claims not inserted: their external ids were taken
+	taken := slices.Clone(live) // live claims not inserted: their id or external id was taken
 	for _, i := range inserted {
 		taken[i] = false
 	}
-	var scopes, externalIDs []string
+	var ids []string
 	for i, p := range pending {
 		if taken[i] {
-			scopes, externalIDs = append(scopes, p.Claim.Sender), append(externalIDs, p.Claim.ExternalID)
+			ids = append(ids, p.Claim.ID)
 		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	rows, err := tx.Query(ctx, claimsByIDSQL, ids)
+	if err != nil {
+		return wrap("find claims by id", err)
+	}
+	storedIDs := map[string]bool{}
+	var id uuid.UUID
+	if _, err := pgx.ForEachRow(rows, []any{&id}, func() error {
+		storedIDs[id.String()] = true
+		return nil
+	}); err != nil {
+		return wrap("find claims by id", err)
+	}
+	var scopes, externalIDs []string
+	for i, p := range pending {
+		if !taken[i] {
+			continue
+		}
+		if storedIDs[p.Claim.ID] {
+			taken[i] = false
+			stored[i].ExistingID = p.Claim.ID
+			continue
+		}
+		scopes, externalIDs = append(scopes, p.Claim.Sender), append(externalIDs, p.Claim.ExternalID)
 	}
 	if len(scopes) == 0 {
 		return nil
@@ -260,7 +293,7 @@ func resolveExisting(ctx context.Context, tx pgx.Tx, pending []Pending, live []b
 		hash []byte
 	}
 	found := map[[2]string]existing{}
-	rows, err := tx.Query(ctx, claimsByExternalIDSQL, scopes, externalIDs)
+	rows, err = tx.Query(ctx, claimsByExternalIDSQL, scopes, externalIDs)
 	if err != nil {
 		return wrap("find claims by external id", err)
 	}
