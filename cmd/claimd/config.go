@@ -13,6 +13,7 @@ import (
 	"github.com/claim-process/claim-process/internal/claim"
 	"github.com/claim-process/claim-process/internal/httpapi"
 	"github.com/claim-process/claim-process/internal/ingest"
+	"github.com/claim-process/claim-process/internal/queue"
 )
 
 // setting is one environment variable the service reads.
@@ -37,6 +38,15 @@ var settings = []setting{
 	{"INGEST_BATCH_WAIT", "2ms", "group commit: longest a claim waits for others to share its transaction"},
 	{"INGEST_WRITERS", "4", "group commit: transactions in flight at once"},
 	{"INGEST_QUEUE_SIZE", "8192", "claims waiting to be stored before POST /claims answers 503 + Retry-After"},
+	{"INGEST_MODE", "sync", "sync: POST /claims stores the claim, 201; async: it queues it on RabbitMQ, 202, and `claimd worker` stores it"},
+	{"RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/", "RabbitMQ URL (async mode, claimd worker, claimd dlq)"},
+	{"RABBITMQ_QUEUE", "claims", "the durable quorum queue of claims; its dead letters go to <queue>.dead"},
+	{"QUEUE_DELIVERY_LIMIT", "5", "deliveries of a message before the broker dead-letters it (fixed when the queue is first declared)"},
+	{"PUBLISH_CONFIRM_TIMEOUT", "2s", "async mode: longest wait for the broker's confirm before POST /claims answers 503"},
+	{"QUEUED_STATUS_TTL", "168h", "async mode: how long Redis remembers an accepted claim not stored yet (GET /claims/{id} says queued)"},
+	{"WORKER_ADDR", ":8001", "claimd worker: address of its /metrics, /healthz and /readyz"},
+	{"WORKER_CONSUMERS", "2", "claimd worker: channels consuming the queue"},
+	{"WORKER_PREFETCH", "256", "claimd worker: unacknowledged messages per consumer (their claims are stored together)"},
 	{"SHUTDOWN_TIMEOUT", "20s", "how long SIGTERM waits for in-flight requests"},
 	{"LOG_LEVEL", "info", "debug, info, warn or error"},
 	{"PPROF_ADDR", "", "when set (e.g. 127.0.0.1:6060), serve net/http/pprof there; off by default"},
@@ -57,6 +67,13 @@ type config struct {
 	MigrateOnStart    bool
 	ShutdownTimeout   time.Duration
 	LogLevel          slog.Level
+
+	Async       bool // INGEST_MODE=async
+	Queue       queue.Config
+	PublishWait time.Duration
+	StatusTTL   time.Duration
+	Worker      queue.WorkerConfig
+	WorkerAddr  string
 }
 
 // loadConfig reads the configuration through getenv, so tests can pass their own.
@@ -133,6 +150,19 @@ func loadConfig(getenv func(string) string) (config, error) {
 		Writers:   positive("INGEST_WRITERS"),
 		QueueSize: positive("INGEST_QUEUE_SIZE"),
 	}
+	switch mode := get("INGEST_MODE"); mode {
+	case "sync":
+	case "async":
+		cfg.Async = true
+	default:
+		bad("INGEST_MODE", fmt.Errorf("must be sync or async"))
+	}
+	cfg.Queue = queue.Config{URL: get("RABBITMQ_URL"), Queue: get("RABBITMQ_QUEUE"), DeliveryLimit: positive("QUEUE_DELIVERY_LIMIT")}
+	cfg.PublishWait = duration("PUBLISH_CONFIRM_TIMEOUT")
+	cfg.StatusTTL = duration("QUEUED_STATUS_TTL")
+	cfg.WorkerAddr = get("WORKER_ADDR")
+	cfg.Worker = queue.WorkerConfig{Config: cfg.Queue, Consumers: positive("WORKER_CONSUMERS"),
+		Prefetch: positive("WORKER_PREFETCH"), DrainTimeout: cfg.ShutdownTimeout}
 	limit, err := httpapi.ParseRateLimit(get("TOP_PROVIDERS_RATE_LIMIT"))
 	if err != nil {
 		bad("TOP_PROVIDERS_RATE_LIMIT", err)

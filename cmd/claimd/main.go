@@ -33,11 +33,23 @@ Usage:
                                 provider compared), then exit; --full rebuilds the whole set
   claimd reconcile --audit      check Postgres's provider totals against the sum of claim
                                 lines; prints the differences, exits 1 if there are any
+  claimd worker                 store the claims queued by async mode (INGEST_MODE=async):
+                                consume RABBITMQ_QUEUE, commit in batches, ack after the commit
+  claimd dlq list [--body]      the dead-letter queue: claims the workers could not store
+                                (--body also prints each claim, subscriber numbers included)
+  claimd dlq replay [--id ID]... [--body-file FILE]
+                                send dead letters (all, or those named) back to the queue;
+                                --body-file replaces the one named message's claim with a
+                                corrected one (JSON, as POST /claims takes it)
+  claimd dlq purge (--id ID... | --all)
+                                delete dead letters for good
   claimd help                   this text
 
 HTTP API (serve):
   POST /claims                  a claim as application/json or text/csv -> 201
-  GET  /claims/{id}             a stored claim
+                                (async mode: 202 once RabbitMQ has it, status "queued")
+  POST /claims/batch            up to 10,000 claims, JSON array or NDJSON -> per-claim results
+  GET  /claims/{id}             a stored claim, or a queued one's status
   GET  /top-providers?limit=N   providers by total net fee, from Redis or Postgres
   GET  /healthz, /readyz        liveness and readiness
   GET  /metrics                 Prometheus metrics
@@ -69,10 +81,21 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs := flag.NewFlagSet("claimd "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { printUsage(stderr) }
-	var full, audit bool
-	if cmd == "reconcile" {
+	var (
+		full, audit bool
+		dlq         dlqFlags
+	)
+	switch cmd {
+	case "reconcile":
 		fs.BoolVar(&full, "full", false, "rebuild the whole Redis ranking from Postgres")
 		fs.BoolVar(&audit, "audit", false, "check the Postgres totals against the sum of claim lines; fails on any difference")
+	case "dlq":
+		if len(args) == 0 {
+			printUsage(stderr)
+			return errors.New("dlq needs list, replay or purge")
+		}
+		dlq.action, args = args[0], args[1:]
+		dlq.register(fs)
 	}
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -95,6 +118,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return migrate(ctx, cfg, log)
 	case "reconcile":
 		return reconcileOnce(ctx, cfg, log, full, audit, stdout)
+	case "worker":
+		tuneGC(getenv)
+		return work(ctx, cfg, log)
+	case "dlq":
+		return deadLetters(ctx, cfg, dlq, stdout)
 	default:
 		printUsage(stderr)
 		return fmt.Errorf("unknown command %q", cmd)

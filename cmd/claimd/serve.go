@@ -22,6 +22,7 @@ import (
 	"github.com/claim-process/claim-process/internal/claim"
 	"github.com/claim-process/claim-process/internal/httpapi"
 	"github.com/claim-process/claim-process/internal/ingest"
+	"github.com/claim-process/claim-process/internal/queue"
 	"github.com/claim-process/claim-process/internal/rank"
 	"github.com/claim-process/claim-process/internal/store"
 )
@@ -53,11 +54,11 @@ func migrate(ctx context.Context, cfg config, log *slog.Logger) error {
 	return st.Migrate(ctx, log)
 }
 
-// connect opens the Postgres store and the Redis client; close releases both.
-func connect(ctx context.Context, cfg config) (st *store.Store, rdb *redis.Client, close func(), err error) {
+// redisClient is the Redis client every command uses.
+func redisClient(cfg config) (*redis.Client, error) {
 	opts, err := redis.ParseURL(cfg.RedisURL)
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("REDIS_URL: %w", err)
+		return nil, fmt.Errorf("REDIS_URL: %w", err)
 	}
 	// Without this go-redis ignores context deadlines on reads and writes,
 	// and the 50ms lookup deadline would become ReadTimeout.
@@ -66,11 +67,19 @@ func connect(ctx context.Context, cfg config) (st *store.Store, rdb *redis.Clien
 	opts.ReadTimeout = 500 * time.Millisecond
 	opts.WriteTimeout = 500 * time.Millisecond
 	opts.PoolTimeout = time.Second
+	return redis.NewClient(opts), nil
+}
+
+// connect opens the Postgres store and the Redis client; close releases both.
+func connect(ctx context.Context, cfg config) (st *store.Store, rdb *redis.Client, close func(), err error) {
+	rdb, err = redisClient(cfg)
+	if err != nil {
+		return nil, nil, nil, err
+	}
 	st, err = store.Open(ctx, cfg.DatabaseURL)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	rdb = redis.NewClient(opts)
 	return st, rdb, func() {
 		_ = rdb.Close()
 		st.Close()
@@ -120,8 +129,15 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	ingestCfg.Rules = cfg.Rules
 	claims := ingest.New(st, ranking, ingestCfg, reg, log)
 	defer claims.Close() // after the HTTP server has drained: stores what is queued
-	handler := httpapi.NewServer(httpapi.Deps{
+	status := queue.NewStatus(rdb, cfg.RedisKeyPrefix, cfg.StatusTTL)
+	var publisher *queue.Publisher
+	if cfg.Async {
+		publisher = queue.NewPublisher(queue.PublisherConfig{Config: cfg.Queue, ConfirmTimeout: cfg.PublishWait},
+			status, queue.NewMetrics(reg), log)
+	}
+	deps := httpapi.Deps{
 		Claims:       claims,
+		QueueStatus:  status,
 		APIKeys:      httpapi.NewAPIKeys(cfg.APIKeys),
 		ClaimReader:  st,
 		Top:          rank.NewFallback(ranking, st, rank.FallbackConfig{}, rankMetrics, log),
@@ -130,7 +146,11 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 		PingRedis:    func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
 		Registry:     reg,
 		Log:          log,
-	})
+	}
+	if publisher != nil {
+		deps.Queue = publisher
+	}
+	handler := httpapi.NewServer(deps)
 
 	var inFlight atomic.Int64
 	srv := &http.Server{
@@ -160,6 +180,13 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 		defer wg.Done()
 		ingest.ExpireKeys(bgCtx, st, time.Minute, log)
 	}()
+	if publisher != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			publisher.Run(bgCtx)
+		}()
+	}
 	defer func() {
 		stopBackground()
 		wg.Wait()
@@ -175,7 +202,11 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
-	log.Info("claimd serving", "addr", ln.Addr().String(), "reconcile_interval", cfg.ReconcileInterval.String(),
+	mode := "sync"
+	if cfg.Async {
+		mode = "async"
+	}
+	log.Info("claimd serving", "addr", ln.Addr().String(), "ingest_mode", mode, "reconcile_interval", cfg.ReconcileInterval.String(),
 		"rules", cfg.Rules.Names(), "api_keys", len(cfg.APIKeys))
 
 	select {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/claim-process/claim-process/internal/claim"
 	"github.com/claim-process/claim-process/internal/ingest"
+	"github.com/claim-process/claim-process/internal/queue"
 )
 
 // money renders cents as a JSON number with exactly two decimals, "2320.00",
@@ -23,6 +24,7 @@ func (m money) MarshalJSON() ([]byte, error) { return []byte(claim.Cents(m).Stri
 type claimResponse struct {
 	ID         string         `json:"id"`
 	ClaimID    string         `json:"claim_id,omitempty"` // the sender's own id, when it gave one
+	Status     string         `json:"status"`             // stored
 	NetFee     money          `json:"net_fee"`
 	ReceivedAt time.Time      `json:"received_at"`
 	Lines      []lineResponse `json:"lines"`
@@ -43,7 +45,7 @@ type lineResponse struct {
 }
 
 func toClaimResponse(c claim.Claim) claimResponse {
-	out := claimResponse{ID: c.ID, ClaimID: c.ExternalID, NetFee: money(c.NetFee()), ReceivedAt: c.ReceivedAt, Lines: make([]lineResponse, len(c.Lines))}
+	out := claimResponse{ID: c.ID, ClaimID: c.ExternalID, Status: queue.StatusStored, NetFee: money(c.NetFee()), ReceivedAt: c.ReceivedAt, Lines: make([]lineResponse, len(c.Lines))}
 	for i, l := range c.Lines {
 		var quadrant *string
 		if l.Quadrant != "" {
@@ -98,9 +100,12 @@ func handlePostClaim(d Deps) http.HandlerFunc {
 			fail(w, r, d.Log, err)
 			return
 		}
-		res, err := d.Claims.Submit(r.Context(), ingest.Request{
-			Input: in, Client: idempotencyScope(r, d.APIKeys), IdempotencyKey: key,
-		})
+		req := ingest.Request{Input: in, Client: idempotencyScope(r, d.APIKeys), IdempotencyKey: key}
+		if d.Queue != nil {
+			enqueue(w, r, d, req)
+			return
+		}
+		res, err := d.Claims.Submit(r.Context(), req)
 		if err != nil {
 			fail(w, r, d.Log, err)
 			return
@@ -148,9 +153,52 @@ func idempotencyKey(values []string) (string, error) {
 	return key, nil
 }
 
+// queuedResponse answers for a claim accepted for the queue and not stored
+// under its own id (yet).
+type queuedResponse struct {
+	ID         string    `json:"id"`
+	ClaimID    string    `json:"claim_id,omitempty"`
+	Status     string    `json:"status"` // queued or dead_lettered
+	NetFee     money     `json:"net_fee"`
+	ReceivedAt time.Time `json:"received_at"`
+	Detail     string    `json:"detail,omitempty"` // why a dead-lettered claim was refused
+}
+
+// enqueue is POST /claims in async mode: the claim is validated and given
+// its id here, and answered 202 only once the broker has confirmed it.
+func enqueue(w http.ResponseWriter, r *http.Request, d Deps, req ingest.Request) {
+	c, err := d.Claims.Prepare(req)
+	if err != nil {
+		fail(w, r, d.Log, err)
+		return
+	}
+	if err := d.Queue.Enqueue(r.Context(), c, req.IdempotencyKey); err != nil {
+		fail(w, r, d.Log, err)
+		return
+	}
+	w.Header().Set("Location", "/claims/"+c.ID)
+	writeJSON(w, http.StatusAccepted, queuedResponse{ID: c.ID, ClaimID: c.ExternalID, Status: queue.StatusQueued,
+		NetFee: money(c.NetFee()), ReceivedAt: c.ReceivedAt})
+}
+
 func handleGetClaim(d Deps) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		c, err := d.ClaimReader.Claim(r.Context(), chi.URLParam(r, "id"))
+		id := chi.URLParam(r, "id")
+		c, err := d.ClaimReader.Claim(r.Context(), id)
+		if errors.Is(err, claim.ErrNotFound) && d.QueueStatus != nil {
+			// Perhaps accepted for the queue and not stored (yet).
+			st, found, serr := d.QueueStatus.Lookup(r.Context(), id)
+			switch {
+			case serr != nil:
+				err = fmt.Errorf("%w: looking up queued claims: %w", claim.ErrUnavailable, serr)
+			case found && st.Status == queue.StatusStored:
+				c, err = d.ClaimReader.Claim(r.Context(), st.StoredAs)
+			case found:
+				writeJSON(w, http.StatusOK, queuedResponse{ID: id, ClaimID: st.ClaimID, Status: st.Status, NetFee: money(st.NetFee),
+					ReceivedAt: st.ReceivedAt, Detail: st.Reason})
+				return
+			}
+		}
 		if err != nil {
 			fail(w, r, d.Log, err)
 			return

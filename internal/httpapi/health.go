@@ -16,6 +16,9 @@ type readiness struct {
 	Status   string `json:"status"`   // ready or not_ready
 	Postgres string `json:"postgres"` // ok or down
 	Redis    string `json:"redis"`    // ok or degraded: lookups fall back to Postgres
+	// RabbitMQ is ok or degraded (POST /claims answers 503 until it is back);
+	// only in async mode.
+	RabbitMQ string `json:"rabbitmq,omitempty"`
 }
 
 // handleReadyz is ready when Postgres answers. Redis being down only degrades
@@ -32,6 +35,12 @@ func handleReadyz(d Deps) http.HandlerFunc {
 		defer rcancel()
 		if err := d.PingRedis(rctx); err != nil {
 			res.Redis = "degraded"
+		}
+		if d.Queue != nil {
+			res.RabbitMQ = "ok"
+			if err := d.Queue.Ready(ctx); err != nil {
+				res.RabbitMQ = "degraded"
+			}
 		}
 		writeJSON(w, status, res)
 	}

@@ -13,11 +13,14 @@ import (
 
 	"github.com/claim-process/claim-process/internal/claim"
 	"github.com/claim-process/claim-process/internal/ingest"
+	"github.com/claim-process/claim-process/internal/queue"
 	"github.com/claim-process/claim-process/internal/rank"
 )
 
 // ClaimSubmitter runs decoded claims through the pipeline.
 type ClaimSubmitter interface {
+	// Prepare validates a claim and gives it an id, without storing it.
+	Prepare(req ingest.Request) (claim.Claim, error)
 	Submit(ctx context.Context, req ingest.Request) (ingest.Result, error)
 	SubmitBatch(ctx context.Context, client string, inputs iter.Seq2[claim.Input, error], report func(int, ingest.Result, error))
 }
@@ -25,6 +28,21 @@ type ClaimSubmitter interface {
 // ClaimReader reads a stored claim; claim.ErrNotFound when there is none.
 type ClaimReader interface {
 	Claim(ctx context.Context, id string) (claim.Claim, error)
+}
+
+// ClaimQueue takes prepared claims for asynchronous storage.
+type ClaimQueue interface {
+	// Enqueue returns once the broker has the claim durably; an error means
+	// it was not accepted.
+	Enqueue(ctx context.Context, c claim.Claim, idempotencyKey string) error
+	// Ready tells whether claims can be enqueued now.
+	Ready(ctx context.Context) error
+}
+
+// QueueStatus tells what became of a claim accepted for the queue that is
+// not stored under its own id; found is false when it knows nothing of it.
+type QueueStatus interface {
+	Lookup(ctx context.Context, id string) (st queue.State, found bool, err error)
 }
 
 // TopProviders answers the ranking and says where the answer came from.
@@ -36,6 +54,12 @@ type TopProviders interface {
 type Deps struct {
 	Claims      ClaimSubmitter
 	ClaimReader ClaimReader
+	// Queue, when set (INGEST_MODE=async), takes POST /claims: the claim is
+	// validated, published, and answered 202 once the broker confirmed it.
+	Queue ClaimQueue
+	// QueueStatus, when set, lets GET /claims/{id} answer for accepted
+	// claims not stored yet.
+	QueueStatus QueueStatus
 	Top         TopProviders
 	// RateLimiter guards /top-providers; nil means no limit.
 	RateLimiter *RateLimiter

@@ -125,6 +125,11 @@ type Request struct {
 	// IdempotencyKey, when not empty, makes a retry of this request return
 	// the first one's outcome instead of storing the claim again.
 	IdempotencyKey string
+	// ID and ReceivedAt are set for a claim accepted earlier and queued (the
+	// async path): it is stored under the id its sender was given. When ID
+	// is empty the claim gets a new id, received now.
+	ID         string
+	ReceivedAt time.Time
 }
 
 // Result is the outcome of a submission.
@@ -146,7 +151,7 @@ type Result struct {
 // the truth, and reconciliation repairs Redis. When too many claims are
 // waiting to be stored it fails at once with claim.ErrBusy.
 func (s *Service) Submit(ctx context.Context, req Request) (Result, error) {
-	c, err := s.prepare(req)
+	c, err := s.Prepare(req)
 	if err != nil {
 		return Result{}, err
 	}
@@ -185,15 +190,21 @@ func (s *Service) Submit(ctx context.Context, req Request) (Result, error) {
 		return Result{}, err
 	}
 	if id := out.stored.ExistingID; id != "" {
-		s.metrics.duplicates.WithLabelValues("claim_id").Inc()
+		by := "claim_id"
+		if id == c.ID {
+			by = "redelivery" // a queued claim stored on an earlier delivery
+		}
+		s.metrics.duplicates.WithLabelValues(by).Inc()
 		stored, err := s.store.Claim(ctx, id)
 		return Result{Claim: stored}, err
 	}
 	return Result{Claim: c, Created: true}, nil
 }
 
-// prepare parses and validates a claim and gives it an id.
-func (s *Service) prepare(req Request) (claim.Claim, error) {
+// Prepare parses and validates a claim and gives it an id (req.ID when set):
+// everything Submit does before storing. It fails with claim.Problems when
+// the claim is invalid.
+func (s *Service) Prepare(req Request) (claim.Claim, error) {
 	lines, err := claim.Parse(req.Input, s.cfg.Rules)
 	if err != nil {
 		var problems claim.Problems
@@ -203,6 +214,10 @@ func (s *Service) prepare(req Request) (claim.Claim, error) {
 			}
 		}
 		return claim.Claim{}, err
+	}
+	if req.ID != "" {
+		return claim.Claim{ID: req.ID, Sender: req.Client, ExternalID: req.Input.ExternalIDText(),
+			ReceivedAt: req.ReceivedAt.UTC().Truncate(time.Microsecond), Lines: lines}, nil
 	}
 	id, err := uuid.NewV7()
 	if err != nil {
@@ -264,7 +279,7 @@ func (s *Service) SubmitBatch(ctx context.Context, client string, inputs iter.Se
 			report(index, Result{}, err)
 			continue
 		}
-		c, err := s.prepare(Request{Input: in, Client: client})
+		c, err := s.Prepare(Request{Input: in, Client: client})
 		if err != nil {
 			report(index, Result{}, err)
 			continue
@@ -324,7 +339,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 		duplicates: f.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Name: "claims_deduplicated_total",
-			Help: "Submissions answered with an already stored claim instead of storing it again, by what matched (idempotency_key or claim_id).",
+			Help: "Submissions answered with an already stored claim instead of storing it again, by what matched (idempotency_key, claim_id, or redelivery: a queued claim delivered again).",
 		}, []string{"by"}),
 		rankingRetries: f.NewCounter(prometheus.CounterOpts{
 			Namespace: ns, Name: "redis_update_retries_total",

@@ -1,0 +1,284 @@
+// Package queue is the asynchronous ingestion path over RabbitMQ: the API
+// publishes each validated claim as a persistent message and answers 202 once
+// the broker has confirmed it (publish.go); workers consume the queue and
+// store claims through the same pipeline as the synchronous path, acking only
+// after the commit (worker.go); a claim that cannot be stored goes to a
+// dead-letter queue an operator can list, replay and purge (deadletter.go);
+// the status of a queued claim is kept in Redis (status.go).
+//
+// Delivery is at least once: a claim delivered again carries the id it was
+// accepted under, and storing it again is a no-op.
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/claim-process/claim-process/internal/claim"
+)
+
+// Config names the broker and the queue.
+type Config struct {
+	// URL is the broker's amqp:// URL.
+	URL string
+	// Queue is the durable quorum queue of claims; dead letters go to
+	// Queue + ".dead". Default "claims".
+	Queue string
+	// DeliveryLimit is how many times a message is delivered before the
+	// broker dead-letters it. RabbitMQ 3.10 has no default (unlimited), so
+	// it is always set. Default 5.
+	DeliveryLimit int
+}
+
+func (c Config) withDefaults() Config {
+	if c.Queue == "" {
+		c.Queue = "claims"
+	}
+	if c.DeliveryLimit <= 0 {
+		c.DeliveryLimit = 5
+	}
+	return c
+}
+
+// DeadLetterQueue is the name of the queue's dead-letter queue.
+func (c Config) DeadLetterQueue() string { return c.withDefaults().Queue + ".dead" }
+
+// errBrokerDown refuses a claim while the broker cannot be reached: nothing
+// was published, so a retry cannot store it twice.
+var errBrokerDown = &claim.RetryAfter{
+	Err: errors.Join(claim.ErrUnavailable, errors.New("the message broker is unavailable")), After: time.Second,
+}
+
+// declare declares the queue and its dead-letter queue. Both are durable
+// quorum queues (replicated, and fsynced before a publish is confirmed). The
+// dead-letter strategy at-least-once keeps a dead letter until the
+// dead-letter queue has it, which RabbitMQ allows only with reject-publish
+// overflow. Declaring with arguments other than those of an existing queue
+// fails; the error says so.
+func declare(ch *amqp.Channel, cfg Config) error {
+	dead := cfg.DeadLetterQueue()
+	if _, err := ch.QueueDeclare(dead, true, false, false, false, amqp.Table{
+		amqp.QueueTypeArg: amqp.QueueTypeQuorum,
+	}); err != nil {
+		return fmt.Errorf("declare queue %s: %w", dead, err)
+	}
+	if _, err := ch.QueueDeclare(cfg.Queue, true, false, false, false, amqp.Table{
+		amqp.QueueTypeArg:           amqp.QueueTypeQuorum,
+		"x-delivery-limit":          int64(cfg.DeliveryLimit),
+		"x-dead-letter-exchange":    "",
+		"x-dead-letter-routing-key": dead,
+		"x-dead-letter-strategy":    "at-least-once",
+		amqp.QueueOverflowArg:       amqp.QueueOverflowRejectPublish,
+	}); err != nil {
+		return fmt.Errorf("declare queue %s (if it exists with other arguments, e.g. another delivery limit, delete it or keep its settings): %w", cfg.Queue, err)
+	}
+	return nil
+}
+
+// link keeps one connection to the broker up: it dials, lets its owner set
+// up channels on the new connection, and when the connection (or any of its
+// channels) closes, dials again with backoff, until stopped.
+type link struct {
+	url   string
+	role  string // publisher or worker, for logs and metrics
+	log   *slog.Logger
+	m     *metrics
+	setup func(*amqp.Connection) error // channels on a new connection; an error redials
+
+	mu   sync.Mutex
+	conn *amqp.Connection // nil while down
+}
+
+// run keeps the link up until ctx is done, then closes the connection.
+func (l *link) run(ctx context.Context) {
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		conn, err := l.connect()
+		if err != nil {
+			l.m.connected.WithLabelValues(l.role).Set(0)
+			l.log.Warn("message broker unreachable; retrying", "role", l.role, "in", backoff.String(), "err", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, 2*time.Second)
+			continue
+		}
+		backoff = 100 * time.Millisecond
+		l.m.connected.WithLabelValues(l.role).Set(1)
+		l.m.connects.WithLabelValues(l.role).Inc()
+		l.log.Info("connected to the message broker", "role", l.role)
+		closed := conn.NotifyClose(make(chan *amqp.Error, 1))
+		select {
+		case <-ctx.Done():
+			l.drop(conn)
+			_ = conn.Close()
+			l.m.connected.WithLabelValues(l.role).Set(0)
+			return
+		case err := <-closed:
+			l.drop(conn)
+			l.m.connected.WithLabelValues(l.role).Set(0)
+			l.log.Warn("message broker connection lost; reconnecting", "role", l.role, "err", err)
+		}
+	}
+}
+
+func (l *link) connect() (*amqp.Connection, error) {
+	conn, err := amqp.DialConfig(l.url, amqp.Config{
+		Heartbeat: 5 * time.Second,
+		Locale:    "en_US",
+		Dial:      amqp.DefaultDial(2 * time.Second),
+		Properties: amqp.Table{
+			"connection_name": "claimd " + l.role,
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := l.setup(conn); err != nil {
+		_ = conn.Close()
+		return nil, err
+	}
+	l.mu.Lock()
+	l.conn = conn
+	l.mu.Unlock()
+	return conn, nil
+}
+
+func (l *link) drop(conn *amqp.Connection) {
+	l.mu.Lock()
+	if l.conn == conn {
+		l.conn = nil
+	}
+	l.mu.Unlock()
+}
+
+// closeOnChannelClose closes the connection when ch closes (the broker
+// closes a channel on an error, e.g. a deleted queue), so that the link
+// sets everything up again on a new connection.
+func closeOnChannelClose(conn *amqp.Connection, ch *amqp.Channel) {
+	closed := ch.NotifyClose(make(chan *amqp.Error, 1))
+	go func() {
+		if err := <-closed; err != nil {
+			_ = conn.Close()
+		}
+	}()
+}
+
+type metrics struct {
+	connected      *prometheus.GaugeVec
+	connects       *prometheus.CounterVec
+	published      prometheus.Counter
+	confirmed      prometheus.Counter
+	refused        *prometheus.CounterVec
+	confirmLatency prometheus.Histogram
+	consumed       prometheus.Counter
+	acked          prometheus.Counter
+	redelivered    prometheus.Counter
+	requeued       prometheus.Counter
+	deadLettered   *prometheus.CounterVec
+	depth          *prometheus.GaugeVec
+	endToEnd       prometheus.Histogram
+}
+
+// Metrics are the queue's Prometheus metrics; one set per process.
+type Metrics = metrics
+
+// NewMetrics registers the queue's metrics with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	const ns = "claimd"
+	m := &metrics{
+		connected: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: ns, Name: "rabbitmq_connected",
+			Help: "1 while the connection to RabbitMQ is up and its channels are set up, else 0; by role (publisher or worker).",
+		}, []string{"role"}),
+		connects: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Name: "rabbitmq_connects_total",
+			Help: "Connections to RabbitMQ established (the first and every reconnection), by role.",
+		}, []string{"role"}),
+		published: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Name: "queue_published_total",
+			Help: "Claims published to the queue (before the broker's confirm).",
+		}),
+		confirmed: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Name: "queue_confirmed_total",
+			Help: "Published claims the broker confirmed; each was answered 202.",
+		}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Name: "queue_publish_refused_total",
+			Help: "Claims not accepted because the broker did not take them (answered 503), by reason: nack, returned (no queue), timeout, closed, unavailable, status.",
+		}, []string{"reason"}),
+		confirmLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: ns, Name: "queue_publish_confirm_seconds",
+			Help:    "Time from publishing a claim to the broker's confirm.",
+			Buckets: []float64{.0005, .001, .002, .005, .01, .02, .05, .1, .2, .5, 1, 2},
+		}),
+		consumed: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Name: "queue_consumed_total",
+			Help: "Messages delivered to this worker.",
+		}),
+		acked: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Name: "queue_acked_total",
+			Help: "Messages acknowledged after their claim was committed (or found stored already).",
+		}),
+		redelivered: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Name: "queue_redelivered_total",
+			Help: "Messages delivered to this worker that had been delivered before.",
+		}),
+		requeued: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Name: "queue_requeued_total",
+			Help: "Messages returned to the queue after an unexpected storage failure; each return counts toward the delivery limit.",
+		}),
+		deadLettered: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Name: "queue_dead_lettered_total",
+			Help: "Messages this worker sent to the dead-letter queue, by reason: undecodable, invalid (the claim fails validation or reuses a claim_id or key), delivery_limit (failed on its last allowed delivery).",
+		}, []string{"reason"}),
+		depth: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: ns, Name: "queue_messages",
+			Help: "Messages in the queue as the broker last reported them, by queue (claims or dead_letter); sampled every few seconds.",
+		}, []string{"queue"}),
+		endToEnd: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: ns, Name: "queue_end_to_end_seconds",
+			Help:    "Time from a claim's acceptance (202) to its commit by a worker.",
+			Buckets: []float64{.005, .01, .02, .05, .1, .2, .5, 1, 2, 5, 10, 30, 60, 300},
+		}),
+	}
+	reg.MustRegister(m.connected, m.connects, m.published, m.confirmed, m.refused, m.confirmLatency,
+		m.consumed, m.acked, m.redelivered, m.requeued, m.deadLettered, m.depth, m.endToEnd)
+	return m
+}
+
+// watchDepth samples the depth of the queue and its dead-letter queue every
+// interval until ctx is done, on a channel of its own of l's connection.
+func watchDepth(ctx context.Context, l *link, cfg Config, m *metrics, interval time.Duration) {
+	ticker := time.NewTicker(interval)
+	defer ticker.Stop()
+	for {
+		l.mu.Lock()
+		conn := l.conn
+		l.mu.Unlock()
+		if conn != nil {
+			if ch, err := conn.Channel(); err == nil {
+				for label, name := range map[string]string{"claims": cfg.Queue, "dead_letter": cfg.DeadLetterQueue()} {
+					if q, err := ch.QueueDeclarePassive(name, true, false, false, false, nil); err == nil {
+						m.depth.WithLabelValues(label).Set(float64(q.Messages))
+					}
+				}
+				_ = ch.Close()
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		}
+	}
+}

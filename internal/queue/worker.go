@@ -1,0 +1,292 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/claim-process/claim-process/internal/claim"
+	"github.com/claim-process/claim-process/internal/ingest"
+)
+
+// Submitter stores claims: the synchronous pipeline (ingest.Service), whose
+// group commit writes the claims of concurrent deliveries in one
+// transaction per batch, each claim all or nothing.
+type Submitter interface {
+	Submit(ctx context.Context, req ingest.Request) (ingest.Result, error)
+}
+
+// WorkerConfig tunes a worker process.
+type WorkerConfig struct {
+	Config
+	// Consumers is how many channels consume the queue. Default 2.
+	Consumers int
+	// Prefetch is how many unacknowledged messages each consumer may hold.
+	// Their claims are stored together, so it bounds the batches. Default 256.
+	Prefetch int
+	// DrainTimeout bounds how long stopping waits for the claims being
+	// stored; those not stored by then are delivered again. Default 20s.
+	DrainTimeout time.Duration
+}
+
+// Worker consumes the queue and stores each claim through the pipeline,
+// acking its message only after the claim is committed.
+type Worker struct {
+	cfg    WorkerConfig
+	svc    Submitter
+	status *Status
+	m      *metrics
+	log    *slog.Logger
+	link   *link
+
+	work     context.Context // the handlers'; ended only when draining times out
+	stopping atomic.Bool
+	handlers sync.WaitGroup
+
+	mu        sync.Mutex
+	consumers []*amqp.Channel
+}
+
+// consumerTag names the consumers on each channel.
+const consumerTag = "claimd-worker"
+
+// NewWorker returns a worker storing claims with svc; Run starts it.
+func NewWorker(cfg WorkerConfig, svc Submitter, status *Status, m *Metrics, log *slog.Logger) *Worker {
+	cfg.Config = cfg.Config.withDefaults()
+	if cfg.Consumers <= 0 {
+		cfg.Consumers = 2
+	}
+	if cfg.Prefetch <= 0 {
+		cfg.Prefetch = 256
+	}
+	if cfg.DrainTimeout <= 0 {
+		cfg.DrainTimeout = 20 * time.Second
+	}
+	w := &Worker{cfg: cfg, svc: svc, status: status, m: m, log: log}
+	w.link = &link{url: cfg.URL, role: "worker", log: log, m: m, setup: w.setup}
+	m.connected.WithLabelValues("worker").Set(0)
+	return w
+}
+
+// Run consumes until ctx is done, reconnecting after a broker restart. Then
+// it stops consuming, waits (up to DrainTimeout) for the claims it holds to
+// be stored and acked, and closes the connection; whatever was not acked is
+// delivered again, to another worker or later.
+func (w *Worker) Run(ctx context.Context) {
+	linkCtx, stopLink := context.WithCancel(context.WithoutCancel(ctx))
+	work, stopWork := context.WithCancel(context.WithoutCancel(ctx))
+	w.work = work
+	linked := make(chan struct{})
+	go func() {
+		defer close(linked)
+		w.link.run(linkCtx)
+	}()
+	go watchDepth(linkCtx, w.link, w.cfg.Config, w.m, 5*time.Second)
+
+	<-ctx.Done()
+	w.stopping.Store(true)
+	w.mu.Lock()
+	for _, ch := range w.consumers {
+		_ = ch.Cancel(consumerTag, false)
+	}
+	w.mu.Unlock()
+	drained := make(chan struct{})
+	go func() {
+		w.handlers.Wait()
+		close(drained)
+	}()
+	select {
+	case <-drained:
+	case <-time.After(w.cfg.DrainTimeout):
+		w.log.Warn("claims still being stored at the end of the drain; they will be delivered again")
+		stopWork()
+		<-drained
+	}
+	stopWork()
+	stopLink()
+	<-linked
+}
+
+// Ready tells whether the worker is connected and consuming.
+func (w *Worker) Ready(context.Context) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.consumers) == 0 {
+		return errors.New("not consuming: the message broker is unreachable")
+	}
+	return nil
+}
+
+// setup declares the queues and starts the consumers on a new connection.
+func (w *Worker) setup(conn *amqp.Connection) error {
+	ch, err := conn.Channel()
+	if err != nil {
+		return err
+	}
+	if err := declare(ch, w.cfg.Config); err != nil {
+		return err
+	}
+	_ = ch.Close()
+	consumers := make([]*amqp.Channel, 0, w.cfg.Consumers)
+	for range w.cfg.Consumers {
+		ch, err := conn.Channel()
+		if err != nil {
+			return err
+		}
+		if err := ch.Qos(w.cfg.Prefetch, 0, false); err != nil {
+			return err
+		}
+		deliveries, err := ch.Consume(w.cfg.Queue, consumerTag, false, false, false, false, nil)
+		if err != nil {
+			return fmt.Errorf("consume %s: %w", w.cfg.Queue, err)
+		}
+		closeOnChannelClose(conn, ch)
+		consumers = append(consumers, ch)
+		go w.consume(deliveries)
+	}
+	w.mu.Lock()
+	w.consumers = consumers
+	w.mu.Unlock()
+	go func() { // forget the consumers as soon as the connection goes
+		<-conn.NotifyClose(make(chan *amqp.Error, 1))
+		w.mu.Lock()
+		if len(w.consumers) > 0 && w.consumers[0] == consumers[0] {
+			w.consumers = nil
+		}
+		w.mu.Unlock()
+	}()
+	return nil
+}
+
+func (w *Worker) consume(deliveries <-chan amqp.Delivery) {
+	for d := range deliveries {
+		if w.stopping.Load() {
+			continue // not acked: delivered again after the channel closes
+		}
+		w.handlers.Add(1)
+		go w.handle(d)
+	}
+}
+
+// handle stores the claim of one delivery and settles the message:
+//   - stored (or found stored: a delivery again): ack;
+//   - not a claim, or a claim the pipeline refuses (invalid, claim_id or
+//     key reused for another claim): straight to the dead-letter queue, as no
+//     delivery can store it;
+//   - storage unavailable: retried here, without counting toward the
+//     delivery limit, until it works or the worker stops;
+//   - any other failure: back to the queue after a pause; the broker
+//     dead-letters the message once it reaches the delivery limit.
+func (w *Worker) handle(d amqp.Delivery) {
+	defer w.handlers.Done()
+	w.m.consumed.Inc()
+	if d.Redelivered {
+		w.m.redelivered.Inc()
+	}
+	req, err := decodeMessage(d)
+	if err != nil {
+		w.log.Warn("dead-lettering a message that is not a claim", "message_id", d.MessageId, "err", err)
+		w.m.deadLettered.WithLabelValues("undecodable").Inc()
+		w.settle(d.Nack(false, false))
+		return
+	}
+	res, err := w.store(req)
+	switch {
+	case err == nil:
+		if res.Claim.ID == req.ID {
+			w.status.Forget(req.ID)
+		} else {
+			w.status.update(req.ID, func(s *State) { s.Status, s.StoredAs = StatusStored, res.Claim.ID })
+		}
+		if res.Created {
+			w.m.endToEnd.Observe(time.Since(req.ReceivedAt).Seconds())
+		}
+		if w.settle(d.Ack(false)) {
+			w.m.acked.Inc()
+		}
+	case permanent(err):
+		w.log.Warn("dead-lettering a claim the pipeline refuses", "claim", req.ID, "err", err)
+		w.status.update(req.ID, func(s *State) { s.Status, s.Reason = StatusDeadLettered, err.Error() })
+		w.m.deadLettered.WithLabelValues("invalid").Inc()
+		w.settle(d.Nack(false, false))
+	case w.work.Err() != nil:
+		// Stopping: left unacked, the message is delivered again.
+	default:
+		deliveries := deliveryCount(d) + 1
+		if deliveries >= int64(w.cfg.DeliveryLimit) {
+			w.log.Error("claim failed on its last allowed delivery; the broker dead-letters it",
+				"claim", req.ID, "deliveries", deliveries, "err", err)
+			w.status.update(req.ID, func(s *State) { s.Status, s.Reason = StatusDeadLettered, err.Error() })
+			w.m.deadLettered.WithLabelValues("delivery_limit").Inc()
+		} else {
+			w.log.Warn("claim not stored; returning it to the queue", "claim", req.ID, "deliveries", deliveries, "err", err)
+		}
+		select { // a pause, so a passing fault has time to pass
+		case <-time.After(time.Duration(deliveries) * 200 * time.Millisecond):
+		case <-w.work.Done():
+		}
+		w.m.requeued.Inc()
+		w.settle(d.Nack(false, true))
+	}
+}
+
+// store submits req, retrying while storage is unavailable.
+func (w *Worker) store(req ingest.Request) (ingest.Result, error) {
+	backoff := 100 * time.Millisecond
+	for {
+		ctx, cancel := context.WithTimeout(w.work, 30*time.Second)
+		res, err := w.svc.Submit(ctx, req)
+		cancel()
+		if err == nil || !transient(err) || w.work.Err() != nil {
+			return res, err
+		}
+		select {
+		case <-time.After(backoff):
+		case <-w.work.Done():
+			return res, err
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+// settle reports whether an ack or nack reached the broker. One that did
+// not (the channel closed) needs nothing: the message is delivered again.
+func (w *Worker) settle(err error) bool {
+	if err != nil {
+		w.log.Debug("message not settled; it will be delivered again", "err", err)
+		return false
+	}
+	return true
+}
+
+// permanent tells whether err means no delivery can store the claim.
+func permanent(err error) bool {
+	var problems claim.Problems
+	return errors.As(err, &problems) || errors.Is(err, claim.ErrClaimIDReused) || errors.Is(err, claim.ErrKeyReused)
+}
+
+// transient tells whether err means storage is unavailable for now.
+func transient(err error) bool {
+	return errors.Is(err, claim.ErrUnavailable) || errors.Is(err, claim.ErrBusy) ||
+		errors.Is(err, claim.ErrKeyInFlight) || errors.Is(err, context.DeadlineExceeded)
+}
+
+// deliveryCount is how many times the broker delivered d before (quorum
+// queues count in the x-delivery-count header).
+func deliveryCount(d amqp.Delivery) int64 {
+	switch n := d.Headers["x-delivery-count"].(type) {
+	case int64:
+		return n
+	case int32:
+		return int64(n)
+	case int:
+		return int64(n)
+	}
+	return 0
+}
