@@ -160,9 +160,10 @@ const (
 	remove               // acknowledged: gone
 )
 
-// each gets every message in the dead-letter queue (as many as it held when
-// called) and applies fn. Kept messages return to the queue, in their order,
-// when the channel closes.
+// each gets every message in the dead-letter queue and applies fn. Kept
+// messages return to the queue, in their order, when the channel closes.
+// (It gets until the queue answers empty: the message count a quorum queue
+// reports can lag behind.)
 func (d *DeadLetters) each(ctx context.Context, fn func(amqp.Delivery) (action, error)) error {
 	ch, err := d.conn.Channel()
 	if err != nil {
@@ -173,7 +174,7 @@ func (d *DeadLetters) each(ctx context.Context, fn func(amqp.Delivery) (action, 
 	if err != nil {
 		return err
 	}
-	for range q.Messages {
+	for {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
@@ -194,7 +195,6 @@ func (d *DeadLetters) each(ctx context.Context, fn func(amqp.Delivery) (action, 
 			return err
 		}
 	}
-	return nil
 }
 
 func describe(m amqp.Delivery) DeadLetter {

@@ -31,9 +31,10 @@ type Config struct {
 	// Queue is the durable quorum queue of claims; dead letters go to
 	// Queue + ".dead". Default "claims".
 	Queue string
-	// DeliveryLimit is how many times a message is delivered before the
-	// broker dead-letters it. RabbitMQ 3.10 has no default (unlimited), so
-	// it is always set. Default 5.
+	// DeliveryLimit is how many times a message may return to the queue
+	// (nacked, or its consumer gone) before the broker dead-letters it: it
+	// is delivered at most DeliveryLimit+1 times. RabbitMQ 3.10 has no
+	// default (unlimited), so it is always set. Default 5.
 	DeliveryLimit int
 }
 

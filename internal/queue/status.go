@@ -86,11 +86,18 @@ func (s *Status) Lookup(ctx context.Context, id string) (st State, found bool, e
 	return st, true, nil
 }
 
-// Forget deletes the entry of id (best effort: it expires anyway).
-func (s *Status) Forget(id string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 250*time.Millisecond)
+// Forget deletes the entries of ids (best effort: they expire anyway).
+func (s *Status) Forget(ids ...string) {
+	if len(ids) == 0 {
+		return
+	}
+	keys := make([]string, len(ids))
+	for i, id := range ids {
+		keys[i] = s.key(id)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	_ = s.rdb.Del(ctx, s.key(id)).Err()
+	_ = s.rdb.Del(ctx, keys...).Err()
 }
 
 // update replaces the entry of id, keeping what it knew (best effort).

@@ -48,6 +48,9 @@ type Worker struct {
 	work     context.Context // the handlers'; ended only when draining times out
 	stopping atomic.Bool
 	handlers sync.WaitGroup
+	// stored takes the ids of claims stored under their own id, whose
+	// status entries are then deleted many per Redis command.
+	stored chan string
 
 	mu        sync.Mutex
 	consumers []*amqp.Channel
@@ -68,7 +71,7 @@ func NewWorker(cfg WorkerConfig, svc Submitter, status *Status, m *Metrics, log 
 	if cfg.DrainTimeout <= 0 {
 		cfg.DrainTimeout = 20 * time.Second
 	}
-	w := &Worker{cfg: cfg, svc: svc, status: status, m: m, log: log}
+	w := &Worker{cfg: cfg, svc: svc, status: status, m: m, log: log, stored: make(chan string, 4096)}
 	w.link = &link{url: cfg.URL, role: "worker", log: log, m: m, setup: w.setup}
 	m.connected.WithLabelValues("worker").Set(0)
 	return w
@@ -88,6 +91,11 @@ func (w *Worker) Run(ctx context.Context) {
 		w.link.run(linkCtx)
 	}()
 	go watchDepth(linkCtx, w.link, w.cfg.Config, w.m, 5*time.Second)
+	forgotten := make(chan struct{})
+	go func() {
+		defer close(forgotten)
+		w.forgetStored()
+	}()
 
 	<-ctx.Done()
 	w.stopping.Store(true)
@@ -109,8 +117,33 @@ func (w *Worker) Run(ctx context.Context) {
 		<-drained
 	}
 	stopWork()
+	close(w.stored)
+	<-forgotten
 	stopLink()
 	<-linked
+}
+
+// forgetStored deletes the status entries of stored claims, gathering the
+// ids that arrive within a few milliseconds into one command.
+func (w *Worker) forgetStored() {
+	ids := make([]string, 0, 512)
+	for id := range w.stored {
+		ids = append(ids[:0], id)
+		timeout := time.After(5 * time.Millisecond)
+	gather:
+		for len(ids) < cap(ids) {
+			select {
+			case id, ok := <-w.stored:
+				if !ok {
+					break gather
+				}
+				ids = append(ids, id)
+			case <-timeout:
+				break gather
+			}
+		}
+		w.status.Forget(ids...)
+	}
 }
 
 // Ready tells whether the worker is connected and consuming.
@@ -200,7 +233,7 @@ func (w *Worker) handle(d amqp.Delivery) {
 	switch {
 	case err == nil:
 		if res.Claim.ID == req.ID {
-			w.status.Forget(req.ID)
+			w.stored <- req.ID
 		} else {
 			w.status.update(req.ID, func(s *State) { s.Status, s.StoredAs = StatusStored, res.Claim.ID })
 		}
@@ -218,8 +251,9 @@ func (w *Worker) handle(d amqp.Delivery) {
 	case w.work.Err() != nil:
 		// Stopping: left unacked, the message is delivered again.
 	default:
-		deliveries := deliveryCount(d) + 1
-		if deliveries >= int64(w.cfg.DeliveryLimit) {
+		returned := deliveryCount(d) // times it came back before this delivery
+		deliveries := returned + 1
+		if returned >= int64(w.cfg.DeliveryLimit) {
 			w.log.Error("claim failed on its last allowed delivery; the broker dead-letters it",
 				"claim", req.ID, "deliveries", deliveries, "err", err)
 			w.status.update(req.ID, func(s *State) { s.Status, s.Reason = StatusDeadLettered, err.Error() })
