@@ -11,6 +11,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/go-redis/redis_rate/v10"
 	"github.com/prometheus/client_golang/prometheus"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/claim-process/claim-process/internal/httpapi"
 	"github.com/claim-process/claim-process/internal/ingest"
+	"github.com/claim-process/claim-process/internal/queue"
 	"github.com/claim-process/claim-process/internal/rank"
 	"github.com/claim-process/claim-process/internal/store"
 	"github.com/claim-process/claim-process/internal/testenv"
@@ -27,6 +29,10 @@ type stack struct {
 	url   string
 	dbURL string
 	store *store.Store
+	// In async mode: the queue, and what a worker needs.
+	queue  queue.Config
+	claims *ingest.Service
+	status *queue.Status
 }
 
 // stackOptions varies a test stack; the zero value has no rate limit, no API
@@ -35,6 +41,8 @@ type stackOptions struct {
 	limit   redis_rate.Limit
 	apiKeys []string
 	log     *slog.Logger
+	// rabbitURL, when set, serves in async mode with a queue of the test's own there.
+	rabbitURL string
 }
 
 // mustStack serves the real router over a fresh database and a private key
@@ -63,8 +71,10 @@ func mustStackWith(tb testing.TB, o stackOptions) stack {
 
 	claims := ingest.New(st, ranking, ingest.Config{}, reg, log)
 	tb.Cleanup(claims.Close)
-	srv := httptest.NewServer(httpapi.NewServer(httpapi.Deps{
+	status := queue.NewStatus(rdb, prefix, time.Hour)
+	deps := httpapi.Deps{
 		Claims:       claims,
+		QueueStatus:  status,
 		ClaimReader:  st,
 		Top:          rank.NewFallback(ranking, st, rank.FallbackConfig{}, rm, log),
 		RateLimiter:  httpapi.NewRateLimiter(rdb, o.limit, keys.RateLimit),
@@ -73,9 +83,20 @@ func mustStackWith(tb testing.TB, o stackOptions) stack {
 		PingRedis:    func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
 		Registry:     reg,
 		Log:          log,
-	}))
+	}
+	var qcfg queue.Config
+	if o.rabbitURL != "" {
+		qcfg = queue.Config{URL: o.rabbitURL, Queue: testenv.MustQueueName(tb)}
+		pub := queue.NewPublisher(queue.PublisherConfig{Config: qcfg}, status, queue.NewMetrics(reg), log)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); pub.Run(ctx) }()
+		tb.Cleanup(func() { cancel(); <-done })
+		deps.Queue = pub
+	}
+	srv := httptest.NewServer(httpapi.NewServer(deps))
 	tb.Cleanup(srv.Close)
-	return stack{url: srv.URL, dbURL: dbURL, store: st}
+	return stack{url: srv.URL, dbURL: dbURL, store: st, queue: qcfg, claims: claims, status: status}
 }
 
 func mustSample(t *testing.T) []byte {
