@@ -233,7 +233,10 @@ func (w *Worker) handle(d amqp.Delivery) {
 	switch {
 	case err == nil:
 		if res.Claim.ID == req.ID {
-			w.stored <- req.ID
+			select {
+			case w.stored <- req.ID:
+			default: // Redis is slow: the entry expires by itself, and Postgres answers first
+			}
 		} else {
 			w.status.update(req.ID, func(s *State) { s.Status, s.StoredAs = StatusStored, res.Claim.ID })
 		}
