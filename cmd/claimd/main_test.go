@@ -332,6 +332,16 @@ func TestHelp(t *testing.T) {
 		require.Contains(t, out.String(), s.name)
 	}
 	require.Contains(t, out.String(), "claimd reconcile")
+	require.Contains(t, out.String(), "claimd worker")
+	require.Contains(t, out.String(), "claimd dlq list")
+
+	none := func(string) string { return "" }
+	err = run(context.Background(), []string{"dlq"}, none, io.Discard, io.Discard)
+	require.ErrorContains(t, err, "dlq needs list, replay or purge")
+	err = run(context.Background(), []string{"dlq", "purge"}, none, io.Discard, io.Discard)
+	require.ErrorContains(t, err, "--all")
+	err = run(context.Background(), []string{"dlq", "replay", "--body-file", "x.json"}, none, io.Discard, io.Discard)
+	require.ErrorContains(t, err, "one --id")
 
 	err = run(context.Background(), []string{"bogus"}, func(string) string { return "" }, io.Discard, io.Discard)
 	require.ErrorContains(t, err, `unknown command "bogus"`)
@@ -350,6 +360,11 @@ func TestConfig(t *testing.T) {
 	require.Equal(t, time.Minute, cfg.TopProvidersLimit.Period)
 	require.Equal(t, []string{"procedure_code", "npi_format"}, cfg.Rules.Names())
 	require.True(t, cfg.MigrateOnStart)
+	require.False(t, cfg.Async)
+	require.Equal(t, "claims", cfg.Queue.Queue)
+	require.Equal(t, 5, cfg.Queue.DeliveryLimit)
+	require.Equal(t, "amqp://guest:guest@127.0.0.1:5672/", cfg.Worker.URL)
+	require.Equal(t, 256, cfg.Worker.Prefetch)
 
 	env := map[string]string{"VALIDATE_NPI_CHECKSUM": "true", "TOP_PROVIDERS_RATE_LIMIT": "0"}
 	cfg, err = loadConfig(func(k string) string { return env[k] })
@@ -357,8 +372,18 @@ func TestConfig(t *testing.T) {
 	require.Equal(t, []string{"procedure_code", "npi_format", "npi_checksum"}, cfg.Rules.Names())
 	require.True(t, cfg.TopProvidersLimit.IsZero())
 
-	env = map[string]string{"RECONCILE_INTERVAL": "soon", "TOP_PROVIDERS_RATE_LIMIT": "lots", "LOG_LEVEL": "loud"}
+	env = map[string]string{"INGEST_MODE": "async", "RABBITMQ_QUEUE": "q1", "WORKER_PREFETCH": "64"}
+	cfg, err = loadConfig(func(k string) string { return env[k] })
+	require.NoError(t, err)
+	require.True(t, cfg.Async)
+	require.Equal(t, "q1", cfg.Worker.Queue)
+	require.Equal(t, 64, cfg.Worker.Prefetch)
+
+	env = map[string]string{"RECONCILE_INTERVAL": "soon", "TOP_PROVIDERS_RATE_LIMIT": "lots", "LOG_LEVEL": "loud",
+		"INGEST_MODE": "later", "WORKER_PREFETCH": "0"}
 	_, err = loadConfig(func(k string) string { return env[k] })
+	require.ErrorContains(t, err, "INGEST_MODE")
+	require.ErrorContains(t, err, "WORKER_PREFETCH")
 	require.ErrorContains(t, err, "RECONCILE_INTERVAL")
 	require.ErrorContains(t, err, "TOP_PROVIDERS_RATE_LIMIT")
 	require.ErrorContains(t, err, "LOG_LEVEL")
