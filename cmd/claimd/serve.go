@@ -101,28 +101,39 @@ func tuneGC(getenv func(string) string) {
 	}
 }
 
-func serve(ctx context.Context, cfg config, log *slog.Logger) error {
+// start is what serve and worker share: migrations (unless turned off), the
+// connections, a metrics registry, and the ranking bound to this database's
+// epoch. close releases the connections.
+func start(ctx context.Context, cfg config, log *slog.Logger) (st *store.Store, rdb *redis.Client,
+	reg *prometheus.Registry, ranking *rank.Redis, close func(), err error) {
 	if cfg.MigrateOnStart {
 		if err := migrate(ctx, cfg, log); err != nil {
-			return err
+			return nil, nil, nil, nil, nil, err
 		}
 	}
-	st, rdb, closeConns, err := connect(ctx, cfg)
+	st, rdb, close, err = connect(ctx, cfg)
+	if err != nil {
+		return nil, nil, nil, nil, nil, err
+	}
+	reg = prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	ranking = rank.NewRedis(rdb, rank.Keys{Prefix: cfg.RedisKeyPrefix})
+	epoch, err := st.RankingEpoch(ctx)
+	if err != nil {
+		close()
+		return nil, nil, nil, nil, nil, err
+	}
+	ranking.ExpectEpoch(epoch)
+	return st, rdb, reg, ranking, close, nil
+}
+
+func serve(ctx context.Context, cfg config, log *slog.Logger) error {
+	st, rdb, reg, ranking, closeConns, err := start(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
 	defer closeConns()
-
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-
 	keys := rank.Keys{Prefix: cfg.RedisKeyPrefix}
-	ranking := rank.NewRedis(rdb, keys)
-	epoch, err := st.RankingEpoch(ctx)
-	if err != nil {
-		return err
-	}
-	ranking.ExpectEpoch(epoch)
 	rankMetrics := rank.NewMetrics(reg)
 	reconciler := rank.NewReconciler(st, ranking, rank.ReconcilerConfig{Interval: cfg.ReconcileInterval}, rankMetrics, log)
 	ingestCfg := cfg.Ingest

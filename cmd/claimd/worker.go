@@ -14,38 +14,21 @@ import (
 	"strings"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/claim-process/claim-process/internal/ingest"
 	"github.com/claim-process/claim-process/internal/queue"
-	"github.com/claim-process/claim-process/internal/rank"
 )
 
 // work is `claimd worker`: it stores the claims async mode queued, through
 // the same pipeline (group commit, provider totals, Redis ranking) as a
 // synchronous POST /claims.
 func work(ctx context.Context, cfg config, log *slog.Logger) error {
-	if cfg.MigrateOnStart {
-		if err := migrate(ctx, cfg, log); err != nil {
-			return err
-		}
-	}
-	st, rdb, closeConns, err := connect(ctx, cfg)
+	st, rdb, reg, ranking, closeConns, err := start(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
 	defer closeConns()
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-
-	ranking := rank.NewRedis(rdb, rank.Keys{Prefix: cfg.RedisKeyPrefix})
-	epoch, err := st.RankingEpoch(ctx)
-	if err != nil {
-		return err
-	}
-	ranking.ExpectEpoch(epoch)
 	ingestCfg := cfg.Ingest
 	ingestCfg.Rules = cfg.Rules
 	claims := ingest.New(st, ranking, ingestCfg, reg, log)

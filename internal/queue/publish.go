@@ -47,7 +47,7 @@ func NewPublisher(cfg PublisherConfig, status *Status, m *Metrics, log *slog.Log
 		cfg.Channels = 4
 	}
 	p := &Publisher{cfg: cfg, status: status, m: m, log: log}
-	p.link = &link{url: cfg.URL, role: "publisher", log: log, m: m, setup: p.setup}
+	p.link = &link{url: cfg.URL, role: "publisher", log: log, m: m, setup: p.setup, down: p.down}
 	m.connected.WithLabelValues("publisher").Set(0)
 	return p
 }
@@ -57,6 +57,10 @@ func NewPublisher(cfg PublisherConfig, status *Status, m *Metrics, log *slog.Log
 func (p *Publisher) Run(ctx context.Context) {
 	go watchDepth(ctx, p.link, p.cfg.Config, p.m, 5*time.Second)
 	p.link.run(ctx)
+}
+
+// down forgets the channels of a connection that is gone.
+func (p *Publisher) down() {
 	p.mu.Lock()
 	p.channels = nil
 	p.mu.Unlock()
@@ -82,14 +86,6 @@ func (p *Publisher) setup(conn *amqp.Connection) error {
 	p.mu.Lock()
 	p.channels = channels
 	p.mu.Unlock()
-	go func() { // forget the channels as soon as the connection goes
-		<-conn.NotifyClose(make(chan *amqp.Error, 1))
-		p.mu.Lock()
-		if len(p.channels) > 0 && p.channels[0] == channels[0] {
-			p.channels = nil
-		}
-		p.mu.Unlock()
-	}()
 	return nil
 }
 

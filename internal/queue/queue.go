@@ -92,6 +92,7 @@ type link struct {
 	log   *slog.Logger
 	m     *metrics
 	setup func(*amqp.Connection) error // channels on a new connection; an error redials
+	down  func()                       // the connection is gone: forget its channels
 
 	mu   sync.Mutex
 	conn *amqp.Connection // nil while down
@@ -122,11 +123,9 @@ func (l *link) run(ctx context.Context) {
 		case <-ctx.Done():
 			l.drop(conn)
 			_ = conn.Close()
-			l.m.connected.WithLabelValues(l.role).Set(0)
 			return
 		case err := <-closed:
 			l.drop(conn)
-			l.m.connected.WithLabelValues(l.role).Set(0)
 			l.log.Warn("message broker connection lost; reconnecting", "role", l.role, "err", err)
 		}
 	}
@@ -160,6 +159,8 @@ func (l *link) drop(conn *amqp.Connection) {
 		l.conn = nil
 	}
 	l.mu.Unlock()
+	l.down()
+	l.m.connected.WithLabelValues(l.role).Set(0)
 }
 
 // closeOnChannelClose closes the connection when ch closes (the broker

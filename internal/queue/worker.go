@@ -72,7 +72,7 @@ func NewWorker(cfg WorkerConfig, svc Submitter, status *Status, m *Metrics, log 
 		cfg.DrainTimeout = 20 * time.Second
 	}
 	w := &Worker{cfg: cfg, svc: svc, status: status, m: m, log: log, stored: make(chan string, 4096)}
-	w.link = &link{url: cfg.URL, role: "worker", log: log, m: m, setup: w.setup}
+	w.link = &link{url: cfg.URL, role: "worker", log: log, m: m, setup: w.setup, down: w.down}
 	m.connected.WithLabelValues("worker").Set(0)
 	return w
 }
@@ -186,15 +186,14 @@ func (w *Worker) setup(conn *amqp.Connection) error {
 	w.mu.Lock()
 	w.consumers = consumers
 	w.mu.Unlock()
-	go func() { // forget the consumers as soon as the connection goes
-		<-conn.NotifyClose(make(chan *amqp.Error, 1))
-		w.mu.Lock()
-		if len(w.consumers) > 0 && w.consumers[0] == consumers[0] {
-			w.consumers = nil
-		}
-		w.mu.Unlock()
-	}()
 	return nil
+}
+
+// down forgets the consumers of a connection that is gone.
+func (w *Worker) down() {
+	w.mu.Lock()
+	w.consumers = nil
+	w.mu.Unlock()
 }
 
 func (w *Worker) consume(deliveries <-chan amqp.Delivery) {
