@@ -41,7 +41,7 @@ var settings = []setting{
 	{"INGEST_MODE", "sync", "sync: POST /claims stores the claim, 201; async: it queues it on RabbitMQ, 202, and `claimd worker` stores it"},
 	{"RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/", "RabbitMQ URL (async mode, claimd worker, claimd dlq)"},
 	{"RABBITMQ_QUEUE", "claims", "the durable quorum queue of claims; its dead letters go to <queue>.dead"},
-	{"QUEUE_DELIVERY_LIMIT", "5", "returns of a failing message to the queue before the broker dead-letters it (fixed when the queue is first declared)"},
+	{"QUEUE_DELIVERY_LIMIT", "10", "returns of a failing message to the queue before the broker dead-letters it (fixed when the queue is first declared)"},
 	{"PUBLISH_CONFIRM_TIMEOUT", "2s", "async mode: longest wait for the broker's confirm before POST /claims answers 503"},
 	{"QUEUED_STATUS_TTL", "168h", "async mode: how long Redis remembers an accepted claim not stored yet (GET /claims/{id} says queued)"},
 	{"WORKER_ADDR", ":8001", "claimd worker: address of its /metrics, /healthz and /readyz"},

@@ -362,7 +362,7 @@ func TestConfig(t *testing.T) {
 	require.True(t, cfg.MigrateOnStart)
 	require.False(t, cfg.Async)
 	require.Equal(t, "claims", cfg.Queue.Queue)
-	require.Equal(t, 5, cfg.Queue.DeliveryLimit)
+	require.Equal(t, 10, cfg.Queue.DeliveryLimit)
 	require.Equal(t, "amqp://guest:guest@127.0.0.1:5672/", cfg.Worker.URL)
 	require.Equal(t, 256, cfg.Worker.Prefetch)
 

@@ -95,7 +95,7 @@ func errorProblem(err error) (problem, bool) {
 	case errors.Is(err, claim.ErrUnavailable):
 		p := problemFor(http.StatusServiceUnavailable,
 			"storage is unavailable; try again (with the same claim_id or Idempotency-Key a retry cannot store the claim twice)")
-		p.retryAfter = 2
+		p.retryAfter = retryAfterSeconds(err, 2)
 		return p, true
 	case errors.Is(err, context.Canceled):
 		// The client went away; nobody reads this answer and it is no fault of ours.

@@ -158,10 +158,16 @@ func (s *Service) Submit(ctx context.Context, req Request) (Result, error) {
 	var lease *store.KeyLease
 	if req.IdempotencyKey != "" {
 		var earlier *store.KeyOutcome
-		lease, earlier, err = s.store.AcquireKey(ctx, store.KeyRequest{
+		kr := store.KeyRequest{
 			Scope: req.Client, Key: req.IdempotencyKey, RequestHash: c.Fingerprint(),
 			Lease: s.cfg.KeyLease, TTL: s.cfg.KeyTTL,
-		})
+		}
+		if req.ID != "" {
+			// A queued claim delivered again (its worker died holding the
+			// key) takes its own lease over at once.
+			kr.Token, _ = uuid.Parse(req.ID)
+		}
+		lease, earlier, err = s.store.AcquireKey(ctx, kr)
 		if err != nil {
 			return Result{}, err
 		}

@@ -121,7 +121,7 @@ func (d *DeadLetters) Replay(ctx context.Context, ids []string, bodies map[strin
 			return keep, errors.Join(errors.New("the broker did not confirm the replayed message"), err)
 		}
 		if d.status != nil {
-			d.status.update(m.MessageId, func(s *State) { s.Status, s.Reason = StatusQueued, "" })
+			_ = d.status.update(m.MessageId, func(s *State) { s.Status, s.Reason = StatusQueued, "" }) // best effort
 		}
 		n++
 		return remove, nil
@@ -143,7 +143,7 @@ func (d *DeadLetters) Purge(ctx context.Context, ids []string) (int, error) {
 			return keep, nil
 		}
 		if d.status != nil {
-			d.status.update(m.MessageId, func(s *State) {
+			_ = d.status.update(m.MessageId, func(s *State) { // best effort
 				s.Status, s.Reason = StatusDeadLettered, "purged from the dead-letter queue by an operator"
 			})
 		}

@@ -34,7 +34,10 @@ type Config struct {
 	// DeliveryLimit is how many times a message may return to the queue
 	// (nacked, or its consumer gone) before the broker dead-letters it: it
 	// is delivered at most DeliveryLimit+1 times. RabbitMQ 3.10 has no
-	// default (unlimited), so it is always set. Default 5.
+	// default (unlimited), so it is always set. A worker that crashes returns
+	// what it held, and RabbitMQ may count that twice (it can hand a message
+	// to another channel of the dead connection before it notices), so the
+	// limit must allow for crashes. Default 10.
 	DeliveryLimit int
 }
 
@@ -43,7 +46,7 @@ func (c Config) withDefaults() Config {
 		c.Queue = "claims"
 	}
 	if c.DeliveryLimit <= 0 {
-		c.DeliveryLimit = 5
+		c.DeliveryLimit = 10
 	}
 	return c
 }

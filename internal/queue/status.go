@@ -100,14 +100,14 @@ func (s *Status) Forget(ids ...string) {
 	_ = s.rdb.Del(ctx, keys...).Err()
 }
 
-// update replaces the entry of id, keeping what it knew (best effort).
-func (s *Status) update(id string, change func(*State)) {
-	ctx, cancel := context.WithTimeout(context.Background(), 250*time.Millisecond)
+// update replaces the entry of id, keeping what it knew.
+func (s *Status) update(id string, change func(*State)) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
 	st, _, err := s.Lookup(ctx, id)
 	if err != nil {
-		return
+		return err
 	}
 	change(&st)
-	_ = s.set(ctx, id, st)
+	return s.set(ctx, id, st)
 }

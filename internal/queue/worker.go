@@ -236,8 +236,8 @@ func (w *Worker) handle(d amqp.Delivery) {
 			case w.stored <- req.ID:
 			default: // Redis is slow: the entry expires by itself, and Postgres answers first
 			}
-		} else {
-			w.status.update(req.ID, func(s *State) { s.Status, s.StoredAs = StatusStored, res.Claim.ID })
+		} else if !w.record(req.ID, func(s *State) { s.Status, s.StoredAs = StatusStored, res.Claim.ID }) {
+			return // stopping: delivered again, it is resolved again
 		}
 		if res.Created {
 			w.m.endToEnd.Observe(time.Since(req.ReceivedAt).Seconds())
@@ -247,7 +247,9 @@ func (w *Worker) handle(d amqp.Delivery) {
 		}
 	case permanent(err):
 		w.log.Warn("dead-lettering a claim the pipeline refuses", "claim", req.ID, "err", err)
-		w.status.update(req.ID, func(s *State) { s.Status, s.Reason = StatusDeadLettered, err.Error() })
+		if !w.record(req.ID, func(s *State) { s.Status, s.Reason = StatusDeadLettered, err.Error() }) {
+			return
+		}
 		w.m.deadLettered.WithLabelValues("invalid").Inc()
 		w.settle(d.Nack(false, false))
 	case w.work.Err() != nil:
@@ -258,13 +260,15 @@ func (w *Worker) handle(d amqp.Delivery) {
 		if returned >= int64(w.cfg.DeliveryLimit) {
 			w.log.Error("claim failed on its last allowed delivery; the broker dead-letters it",
 				"claim", req.ID, "deliveries", deliveries, "err", err)
-			w.status.update(req.ID, func(s *State) { s.Status, s.Reason = StatusDeadLettered, err.Error() })
+			if !w.record(req.ID, func(s *State) { s.Status, s.Reason = StatusDeadLettered, err.Error() }) {
+				return
+			}
 			w.m.deadLettered.WithLabelValues("delivery_limit").Inc()
 		} else {
 			w.log.Warn("claim not stored; returning it to the queue", "claim", req.ID, "deliveries", deliveries, "err", err)
 		}
 		select { // a pause, so a passing fault has time to pass
-		case <-time.After(time.Duration(deliveries) * 200 * time.Millisecond):
+		case <-time.After(min(time.Duration(deliveries)*200*time.Millisecond, time.Second)):
 		case <-w.work.Done():
 		}
 		w.m.requeued.Inc()
@@ -288,6 +292,27 @@ func (w *Worker) store(req ingest.Request) (ingest.Result, error) {
 			return res, err
 		}
 		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+// record changes the status entry of a claim not stored under its own id,
+// retrying while Redis fails: the message is settled only once GET
+// /claims/{id} will tell what became of the claim. It is false when the
+// worker stops first; the message is then left to be delivered again.
+func (w *Worker) record(id string, change func(*State)) bool {
+	backoff := 50 * time.Millisecond
+	for {
+		err := w.status.update(id, change)
+		if err == nil {
+			return true
+		}
+		w.log.Warn("cannot record a queued claim's status in Redis; retrying", "claim", id, "err", err)
+		select {
+		case <-time.After(backoff):
+		case <-w.work.Done():
+			return false
+		}
+		backoff = min(2*backoff, 2*time.Second)
 	}
 }
 

@@ -24,6 +24,11 @@ type KeyRequest struct {
 	RequestHash []byte        // of the normalized claim: the same key must carry the same claim
 	Lease       time.Duration // how long the key is held before a crashed holder loses it
 	TTL         time.Duration // how long the key is remembered
+	// Token, when set, names the lease (else a random one): a request asking
+	// again with the same token takes its own lease over at once instead of
+	// waiting for it to end. A queued claim uses its id, so a delivery after
+	// a worker crashed mid-claim is not held up by the dead worker's lease.
+	Token uuid.UUID
 }
 
 // KeyOutcome is the stored outcome of an earlier request with the same key.
@@ -40,7 +45,7 @@ VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5), now() + make_interval
 ON CONFLICT (scope, key) DO UPDATE
 SET request_hash = excluded.request_hash, lease_token = excluded.lease_token,
     lease_until = excluded.lease_until, expires_at = excluded.expires_at, created_at = now()
-WHERE k.claim_id IS NULL AND k.lease_until < now()`
+WHERE k.claim_id IS NULL AND (k.lease_until < now() OR k.lease_token = excluded.lease_token)`
 
 const keySQL = `
 SELECT request_hash, claim_id, coalesce(created, false),
@@ -66,7 +71,10 @@ func (s *Store) AcquireKey(ctx context.Context, r KeyRequest) (*KeyLease, *KeyOu
 var errKeyVanished = errors.New("idempotency key vanished")
 
 func (s *Store) acquireKey(ctx context.Context, r KeyRequest) (*KeyLease, *KeyOutcome, error) {
-	lease := &KeyLease{Scope: r.Scope, Key: r.Key, Token: uuid.New()}
+	lease := &KeyLease{Scope: r.Scope, Key: r.Key, Token: r.Token}
+	if lease.Token == uuid.Nil {
+		lease.Token = uuid.New()
+	}
 	tag, err := s.pool.Exec(ctx, acquireKeySQL, r.Scope, r.Key, r.RequestHash, lease.Token,
 		r.Lease.Seconds(), r.TTL.Seconds())
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
 	"github.com/claim-process/claim-process/internal/claim"
@@ -70,6 +71,31 @@ func TestIdempotencyLeaseExpires(t *testing.T) {
 	again, _, err := st.AcquireKey(ctx, req)
 	require.NoError(t, err)
 	require.NotNil(t, again, "a released key is free at once")
+}
+
+// A lease asked for again with its own token (a queued claim delivered
+// again after its worker died) is taken over at once; another token waits.
+func TestIdempotencyLeaseTakenOverByItsToken(t *testing.T) {
+	t.Parallel()
+	st, _ := testenv.MustStore(t)
+	ctx := context.Background()
+	c := newClaim(t, line("1000000001", 5000))
+	req := store.KeyRequest{Key: "k", RequestHash: c.Fingerprint(), Lease: time.Hour, TTL: time.Hour, Token: uuid.MustParse(c.ID)}
+	first, _, err := st.AcquireKey(ctx, req)
+	require.NoError(t, err)
+	other := req
+	other.Token = uuid.New()
+	_, _, err = st.AcquireKey(ctx, other)
+	require.ErrorIs(t, err, claim.ErrKeyInFlight, "another request waits for the lease")
+
+	again, _, err := st.AcquireKey(ctx, req)
+	require.NoError(t, err)
+	require.Equal(t, first, again, "the same token takes its lease over")
+	_, err = st.InsertClaim(ctx, c, again)
+	require.NoError(t, err)
+	_, outcome, err := st.AcquireKey(ctx, other)
+	require.NoError(t, err)
+	require.Equal(t, &store.KeyOutcome{ClaimID: c.ID, Created: true}, outcome)
 }
 
 func TestExpireKeys(t *testing.T) {
