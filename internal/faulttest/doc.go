@@ -7,10 +7,20 @@
 // equals the Postgres total, and /top-providers equals an independent
 // computation from the claims the suite generated.
 //
-// The suite is slow (minutes) and starts processes, so it runs only when
-// FAULTS=1 is set (make test-faults); otherwise every test skips.
+// The suite is slow (minutes) and starts processes, so its scenarios run
+// only when FAULTS=1 is set (make test-faults); otherwise they skip.
+//
+// The proofs of async mode (async_test.go, TestAsync*) run in every go test:
+// claimd serve with INGEST_MODE=async answers 202 once RabbitMQ has confirmed
+// a claim, and claimd worker processes store it later. They stop the workers,
+// SIGKILL them, restart a private broker under load, and replay a dead letter
+// with claimd dlq; Verify then waits until the queue is drained and checks
+// the same promise, a 202 counting as the acknowledgement. They use the
+// shared Postgres (a database of their own), the shared RabbitMQ (queues of
+// their own) or a private node, and redis-servers of their own.
 //
 // The helpers live in non-test files so each one can be read on its own:
-// servers.go (redis-server and postgres), claimd.go (the service process),
+// servers.go (redis-server and postgres), rabbit.go (a private RabbitMQ
+// node), claimd.go (the serve and worker processes, and claimd commands),
 // load.go (claims and the load generator) and verify.go (the final checks).
 package faulttest

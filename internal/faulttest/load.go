@@ -144,6 +144,7 @@ func newClaim(rng *rand.Rand, externalID string) *Claim {
 type Stats struct {
 	Requests     atomic.Int64 // POSTs sent, every attempt and copy
 	Created      atomic.Int64 // 201 without Idempotency-Replayed
+	Accepted     atomic.Int64 // 202: queued (async mode), stored later by a worker
 	OK           atomic.Int64 // 200 without Idempotency-Replayed: a resubmitted claim_id
 	Replayed     atomic.Int64 // 2xx with Idempotency-Replayed: true
 	Conflict     atomic.Int64 // 409: same key in flight
@@ -171,9 +172,11 @@ func (s *Stats) record5xx(took time.Duration) {
 }
 
 // Sender posts claims with bounded retries, the way a payment service would:
-// on no answer, 409, 429 or 5xx it sends the same claim again (same claim_id,
-// same key) to the next target, after the Retry-After the server asked for
-// (at most 2s) or else a short exponential backoff, for at most RetryFor.
+// a 2xx (201 stored, 200 stored before, 202 queued in async mode) is the
+// acknowledgement; on no answer, 409, 429 or 5xx it sends the same claim
+// again (same claim_id, same key) to the next target, after the Retry-After
+// the server asked for (at most 2s) or else a short exponential backoff, for
+// at most RetryFor.
 type Sender struct {
 	Targets     []string // base URLs; attempts rotate over them
 	Stats       *Stats
@@ -267,12 +270,14 @@ func (s *Sender) attempt(ctx context.Context, c *Claim, target string) (final bo
 	}
 
 	switch code := resp.StatusCode; {
-	case code == http.StatusOK || code == http.StatusCreated:
+	case code == http.StatusOK || code == http.StatusCreated || code == http.StatusAccepted:
 		switch {
 		case replayed:
 			s.Stats.Replayed.Add(1)
 		case code == http.StatusCreated:
 			s.Stats.Created.Add(1)
+		case code == http.StatusAccepted:
+			s.Stats.Accepted.Add(1)
 		default:
 			s.Stats.OK.Add(1)
 		}
@@ -380,10 +385,13 @@ func (s *Sender) attemptBatch(ctx context.Context, claims []*Claim, target strin
 		c := claims[r.Index]
 		c.addHistory(fmt.Sprintf("%s batch %d", since(start), r.Status))
 		switch code := r.Status; {
-		case code == http.StatusOK || code == http.StatusCreated:
-			if code == http.StatusCreated {
+		case code == http.StatusOK || code == http.StatusCreated || code == http.StatusAccepted:
+			switch code {
+			case http.StatusCreated:
 				s.Stats.Created.Add(1)
-			} else {
+			case http.StatusAccepted:
+				s.Stats.Accepted.Add(1)
+			default:
 				s.Stats.OK.Add(1)
 			}
 			c.recordAck(items.Results[n], false)
@@ -442,6 +450,21 @@ func (c *Claim) recordAck(body []byte, replayed bool) {
 	}
 }
 
+// AckedAs records an acknowledgement that came other than as the answer to
+// a POST: e.g. a dead letter the operator replayed under its message id. The
+// claim must then be stored exactly once, under id.
+func (c *Claim) AckedAs(id string) {
+	// net_fee as a JSON number with two decimals, the way the API writes it.
+	c.recordAck(fmt.Appendf(nil, `{"id":%q,"net_fee":%s}`, id, money(c.NetFee())), false)
+}
+
+// AckedIDs lists the claim ids the acknowledgements named.
+func (c *Claim) AckedIDs() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return keys(c.ids)
+}
+
 // Refusal is the status and body of the claim's final refusal (0 if none).
 func (c *Claim) Refusal() (int, string) {
 	c.mu.Lock()
@@ -488,7 +511,9 @@ type LoadConfig struct {
 	KeyShare float64              // share of claims sent with an Idempotency-Key
 	Plan     func(claim int) Plan // nil: every claim once
 	Batch    int                  // > 0: send claims in POST /claims/batch requests of this many
+	Rate     float64              // > 0: claims started per second at most (no burst to catch up after a stall); 0: as fast as the clients go
 	Timeout  time.Duration        // bound on the whole run; 0 means 2 minutes
+	RetryFor time.Duration        // > 0: how long a claim is retried (see NewSender), for outages longer than the default 45s
 	Seed     uint64               // 0: random; logged either way, for replaying a failure
 }
 
@@ -546,6 +571,10 @@ func (l *Load) Extra(name, key string) *Claim {
 // i starts each claim on target i, and retries move on to the next.
 func (l *Load) Start(targets ...string) {
 	l.Sender = NewSender(targets...)
+	if l.cfg.RetryFor > 0 { // about one attempt a second (Retry-After: 1) for that long
+		l.Sender.RetryFor = l.cfg.RetryFor
+		l.Sender.MaxAttempts = max(l.Sender.MaxAttempts, 2*int(l.cfg.RetryFor/time.Second))
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), l.cfg.Timeout)
 	queue := make(chan int)
 	var wg sync.WaitGroup
@@ -568,12 +597,22 @@ func (l *Load) Start(targets ...string) {
 		defer cancel()
 		defer close(l.done)
 		step := max(1, l.cfg.Batch)
+		next := l.started // when the next claim may start, with Rate
 	feed:
 		for i := 0; i < len(l.Claims); i += step {
+			if l.cfg.Rate > 0 {
+				sleep(ctx, time.Until(next))
+			}
 			select {
 			case queue <- i:
 			case <-ctx.Done():
 				break feed
+			}
+			if l.cfg.Rate > 0 {
+				if now := time.Now(); now.Sub(next) > 100*time.Millisecond { // stalled (the clients were busy): no catching up
+					next = now
+				}
+				next = next.Add(time.Duration(float64(step) / l.cfg.Rate * float64(time.Second)))
 			}
 		}
 		close(queue)
@@ -606,6 +645,16 @@ func (l *Load) WaitFinished(n int) {
 			return
 		case <-time.After(10 * time.Millisecond):
 		}
+	}
+}
+
+// Done reports whether the load is over: every client has stopped.
+func (l *Load) Done() bool {
+	select {
+	case <-l.done:
+		return true
+	default:
+		return false
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -28,12 +29,23 @@ type System struct {
 	Redis       *redis.Client
 	KeyPrefix   string // "" means claimd's default, "claimd:"
 	API         string // base URL of a running claimd
+
+	// Async: the claims were acknowledged with 202, before a worker stored
+	// them. Verify then first waits, up to DrainTimeout (0: 60s), until every
+	// acknowledged claim is in Postgres and the queue is empty, and then for
+	// a whole reconciliation pass of the claimd at API.
+	Async        bool
+	RabbitURL    string // the broker of Queue
+	Queue        string // the claims queue; dead letters are in Queue+".dead"
+	DrainTimeout time.Duration
 }
 
 // Report is the end state of a scenario, for its closing log line.
 type Report struct {
-	Stored int   // claims of this load stored in Postgres
-	Drift  int64 // cents: |totals-lines| + |redis-totals| + |api-expected|, summed over providers
+	Stored     int           // claims of this load stored in Postgres
+	Duplicates int           // rows beyond the first of a claim_id of this load (each one is a failure)
+	Drained    time.Duration // async: how long Verify waited for the queue to be drained
+	Drift      int64         // cents: |totals-lines| + |redis-totals| + |api-expected|, summed over providers
 }
 
 // convergeTimeout bounds how long reconciliation may take to make Redis and
@@ -61,9 +73,15 @@ func Verify(t testing.TB, sys System, load *Load) Report {
 		c.mu.Unlock()
 	}
 
+	var drained time.Duration
+	if sys.Async {
+		drained = waitDrained(t, sys, load)
+		waitReconciled(t, sys)
+	}
 	deadline := time.Now().Add(convergeTimeout)
 	for {
 		problems, report := check(sys, load)
+		report.Drained = drained
 		if len(problems) == 0 || time.Now().After(deadline) {
 			problems = append(contract, problems...)
 			if len(problems) > 0 {
@@ -120,12 +138,19 @@ func check(sys System, load *Load) ([]string, Report) {
 			continue
 		}
 		report.Stored++
+		report.Duplicates += len(rows) - 1
 		row := rows[0]
-		c.mu.Lock()
-		if outcome == Acked && len(c.ids) == 1 && !c.ids[row.id] {
-			bad("(a) claim %s was acknowledged as %v but is stored as %s", c.ExternalID, keys(c.ids), row.id)
+		if ids := c.AckedIDs(); outcome == Acked && len(ids) == 1 && ids[0] != row.id {
+			// In async mode a claim sent again after a 503 whose publish the
+			// broker confirmed late is queued twice, under two ids; the one
+			// stored second is a no-op, and GET /claims/{its id} answers
+			// with the stored claim.
+			if !sys.Async {
+				bad("(a) claim %s was acknowledged as %s but is stored as %s", c.ExternalID, ids[0], row.id)
+			} else if err := resolvesTo(sys.API, ids[0], row.id); err != nil {
+				bad("(a) claim %s was acknowledged as %s but is stored as %s: %v", c.ExternalID, ids[0], row.id, err)
+			}
 		}
-		c.mu.Unlock()
 		if got, want := pg.lines[row.id], c.Lines; !sameLines(got, want) || row.netFee != c.NetFee() || row.lineCount != len(want) {
 			bad("(a) claim %s is stored as %d lines %v (net %d, line_count %d), sent %d lines %v (net %d)",
 				c.ExternalID, len(got), got, row.netFee, row.lineCount, len(want), storedLines(want), c.NetFee())
@@ -174,6 +199,256 @@ type pgState struct {
 	lines    map[string][]storedLine  // claims.id -> lines in line_no order
 	totals   map[string]int64         // provider_totals
 	lineSums map[string]int64         // SUM(claim_lines.net_fee_cents) GROUP BY provider_npi
+}
+
+// resolvesTo checks, in async mode, that GET /claims/{acked} answers with
+// the claim stored as id.
+func resolvesTo(api, acked, id string) error {
+	status, got, err := getClaim(api, acked)
+	switch {
+	case err != nil:
+		return err
+	case status != http.StatusOK || got.ID != id || got.Status != "stored":
+		return fmt.Errorf("GET /claims/%s answered %d with id %q, status %q", acked, status, got.ID, got.Status)
+	}
+	return nil
+}
+
+// ClaimState is what GET /claims/{id} says of a claim.
+type ClaimState struct {
+	ID      string      `json:"id"`
+	ClaimID string      `json:"claim_id"`
+	Status  string      `json:"status"` // stored, queued or dead_lettered
+	NetFee  json.Number `json:"net_fee"`
+}
+
+// getClaim asks base for GET /claims/{id}.
+func getClaim(base, id string) (int, ClaimState, error) {
+	client := &http.Client{Timeout: 5 * time.Second}
+	resp, err := client.Get(base + "/claims/" + id)
+	if err != nil {
+		return 0, ClaimState{}, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, ClaimState{}, err
+	}
+	var st ClaimState
+	if resp.StatusCode == http.StatusOK {
+		dec := json.NewDecoder(bytes.NewReader(body))
+		dec.UseNumber()
+		if err := dec.Decode(&st); err != nil {
+			return resp.StatusCode, st, fmt.Errorf("decode %s: %w", snippet(body), err)
+		}
+	}
+	return resp.StatusCode, st, nil
+}
+
+// waitDrained waits until every acknowledged claim of the load is in
+// Postgres and the queue holds no message, and returns how long that took.
+// An acknowledged claim in the dead-letter queue is a failure at once: no
+// worker will store it unless an operator replays it.
+func waitDrained(t testing.TB, sys System, load *Load) time.Duration {
+	t.Helper()
+	timeout := cmp.Or(sys.DrainTimeout, 60*time.Second)
+	var acked []string
+	byID := map[string]*Claim{}
+	for _, c := range load.Claims {
+		if c.Outcome() == Acked {
+			acked = append(acked, c.ExternalID)
+			byID[c.ExternalID] = c
+		}
+	}
+	// fail shows the missing claims, those named first (the dead-lettered).
+	fail := func(why string, missing []string, first map[string]bool, depth, dead int) {
+		t.Helper()
+		slices.SortStableFunc(missing, func(a, b string) int {
+			switch {
+			case first[a] == first[b]:
+				return 0
+			case first[a]:
+				return -1
+			}
+			return 1
+		})
+		var show []string
+		for _, ext := range missing[:min(10, len(missing))] {
+			c := byID[ext]
+			show = append(show, fmt.Sprintf("%s (key %q, acknowledged as %v; answers %v)", ext, c.Key, c.AckedIDs(), c.History()))
+		}
+		t.Fatalf("%s: %d of %d acknowledged claims not in Postgres; queue %s holds %d ready messages and its dead-letter queue %d; "+
+			"missing claims include:\n%s\ndead letters include:\n%s",
+			why, len(missing), len(acked), sys.Queue, depth, dead, strings.Join(show, "\n"), describeDeadLetters(sys, 10))
+	}
+	start := time.Now()
+	lastLog := start
+	for {
+		missing, err := missingClaims(sys.DatabaseURL, acked)
+		depth, dead, qerr := queueDepths(sys)
+		if time.Since(lastLog) >= 5*time.Second {
+			lastLog = time.Now()
+			t.Logf("draining for %s: %d acknowledged claims not in Postgres yet, queue holds %d ready messages, dead-letter queue %d",
+				time.Since(start).Round(time.Second), len(missing), depth, dead)
+		}
+		if err == nil && qerr == nil {
+			if len(missing) == 0 && depth == 0 {
+				if dead != 0 {
+					fail("every acknowledged claim is stored, but the dead-letter queue is not empty", nil, nil, depth, dead)
+				}
+				took := time.Since(start)
+				t.Logf("queue drained: all %d acknowledged claims stored, queue %s empty, after waiting %s",
+					len(acked), sys.Queue, took.Round(time.Millisecond))
+				return took
+			}
+			if dead > 0 && len(missing) > 0 {
+				dl, err := deadLetterIDs(sys)
+				dlq := map[string]bool{}
+				for _, ext := range missing {
+					for _, id := range byID[ext].AckedIDs() {
+						if dl[id] {
+							dlq[ext] = true
+						}
+					}
+				}
+				if err == nil && len(dlq) > 0 {
+					fail(fmt.Sprintf("%d acknowledged (202) claims were dead-lettered", len(dlq)), missing, dlq, depth, dead)
+				}
+			}
+		}
+		if time.Now().After(start.Add(timeout)) {
+			fail(fmt.Sprintf("queue not drained after %s (postgres error: %v, broker error: %v)", timeout, err, qerr), missing, nil, depth, dead)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// missingClaims lists the claim_ids (external ids) not in Postgres.
+func missingClaims(url string, want []string) ([]string, error) {
+	ctx, cancel := withTimeout(10 * time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return want, err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	rows, err := conn.Query(ctx, `SELECT DISTINCT external_id FROM claims WHERE external_id = ANY($1)`, want)
+	if err != nil {
+		return want, err
+	}
+	stored, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return want, err
+	}
+	have := make(map[string]bool, len(stored))
+	for _, ext := range stored {
+		have[ext] = true
+	}
+	var missing []string
+	for _, ext := range want {
+		if !have[ext] {
+			missing = append(missing, ext)
+		}
+	}
+	return missing, nil
+}
+
+// queueDepths is how many messages (ready for delivery) the claims queue and
+// its dead-letter queue hold.
+func queueDepths(sys System) (claims, dead int, err error) {
+	conn, err := amqp.DialConfig(sys.RabbitURL, amqp.Config{Dial: amqp.DefaultDial(2 * time.Second)})
+	if err != nil {
+		return -1, -1, err
+	}
+	defer conn.Close()
+	depth := func(name string) (int, error) {
+		ch, err := conn.Channel()
+		if err != nil {
+			return -1, err
+		}
+		defer ch.Close()
+		q, err := ch.QueueDeclarePassive(name, true, false, false, false, nil)
+		return q.Messages, err
+	}
+	claims, err = depth(sys.Queue)
+	if err != nil {
+		return -1, -1, err
+	}
+	dead, err = depth(sys.Queue + ".dead")
+	return claims, dead, err
+}
+
+// deadLetterIDs lists the message ids in the dead-letter queue. It leaves
+// the messages there.
+func deadLetterIDs(sys System) (map[string]bool, error) {
+	conn, err := amqp.DialConfig(sys.RabbitURL, amqp.Config{Dial: amqp.DefaultDial(2 * time.Second)})
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		return nil, err
+	}
+	defer ch.Close() // gives the messages back
+	ids := map[string]bool{}
+	for {
+		m, ok, err := ch.Get(sys.Queue+".dead", false)
+		if err != nil || !ok {
+			return ids, err
+		}
+		ids[m.MessageId] = true
+	}
+}
+
+// describeDeadLetters describes up to n messages of the dead-letter queue,
+// with the broker's records of why and how often they were delivered, for a
+// failure message. It leaves them in the queue.
+func describeDeadLetters(sys System, n int) string {
+	conn, err := amqp.DialConfig(sys.RabbitURL, amqp.Config{Dial: amqp.DefaultDial(2 * time.Second)})
+	if err != nil {
+		return err.Error()
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		return err.Error()
+	}
+	defer ch.Close() // gives the messages back
+	var out []string
+	for range n {
+		m, ok, err := ch.Get(sys.Queue+".dead", false)
+		if err != nil {
+			out = append(out, err.Error())
+			break
+		}
+		if !ok {
+			break
+		}
+		out = append(out, fmt.Sprintf("message %s (%d bytes, redelivered %v): headers %v", m.MessageId, len(m.Body), m.Redelivered, m.Headers))
+	}
+	return strings.Join(out, "\n")
+}
+
+// waitReconciled waits for a whole reconciliation pass of the claimd at
+// sys.API that began after the call: two more passes completed.
+func waitReconciled(t testing.TB, sys System) {
+	t.Helper()
+	const sample = `claimd_reconcile_runs_total{result="ok"}`
+	before, found, err := scrapeMetric(sys.API, sample)
+	if err != nil || !found {
+		t.Fatalf("read %s from %s: found %v, %v", sample, sys.API, found, err)
+	}
+	waitFor(t, convergeTimeout, "a whole reconciliation pass after the queue was drained", func() error {
+		now, _, err := scrapeMetric(sys.API, sample)
+		if err != nil {
+			return err
+		}
+		if now < before+2 {
+			return fmt.Errorf("%s went from %g to %g", sample, before, now)
+		}
+		return nil
+	})
 }
 
 // readPostgres reads everything in one repeatable-read snapshot, so the
@@ -412,10 +687,14 @@ func abs(n int64) int64 {
 func LogReport(t testing.TB, scenario string, load *Load, r Report) {
 	t.Helper()
 	s, n := load.Sender.Stats, load.Count()
-	t.Logf("scenario %s: claims %d, requests sent %d, acknowledged %d, refused %d, unknown %d, stored %d; "+
-		"answers: 201 %d, 200 (resubmitted claim_id) %d, replayed (Idempotency-Replayed) %d, 409 %d, 503 %d, "+
-		"other 5xx %d, no answer %d (client timeouts %d); load took %s; final drift %d cents",
-		scenario, len(load.Claims), s.Requests.Load(), n[Acked], n[Refused], n[Unknown], r.Stored,
-		s.Created.Load(), s.OK.Load(), s.Replayed.Load(), s.Conflict.Load(), s.Unavailable.Load(),
-		s.Other5xx.Load(), s.NoAnswer.Load(), s.TimedOut.Load(), load.Elapsed.Round(time.Millisecond), r.Drift)
+	drained := ""
+	if r.Drained > 0 {
+		drained = fmt.Sprintf(", then waited %s for the queue to be drained", r.Drained.Round(time.Millisecond))
+	}
+	t.Logf("scenario %s: claims %d, requests sent %d, acknowledged %d, refused %d, unknown %d, stored %d (duplicates %d); "+
+		"answers: 201 %d, 202 (queued) %d, 200 (resubmitted claim_id) %d, replayed (Idempotency-Replayed) %d, 409 %d, 503 %d, "+
+		"other 5xx %d, no answer %d (client timeouts %d); load took %s%s; final drift %d cents",
+		scenario, len(load.Claims), s.Requests.Load(), n[Acked], n[Refused], n[Unknown], r.Stored, r.Duplicates,
+		s.Created.Load(), s.Accepted.Load(), s.OK.Load(), s.Replayed.Load(), s.Conflict.Load(), s.Unavailable.Load(),
+		s.Other5xx.Load(), s.NoAnswer.Load(), s.TimedOut.Load(), load.Elapsed.Round(time.Millisecond), drained, r.Drift)
 }

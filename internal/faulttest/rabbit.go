@@ -1,0 +1,357 @@
+package faulttest
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+	"github.com/stretchr/testify/require"
+
+	"github.com/claim-process/claim-process/internal/testenv"
+)
+
+// rabbitServerBin is the RabbitMQ server start script. The /usr/sbin wrapper
+// insists on running as the rabbitmq user; this one runs as whoever calls it.
+const rabbitServerBin = "/usr/lib/rabbitmq/bin/rabbitmq-server"
+
+// rabbitStartTimeout bounds a boot. RabbitMQ needs 5-10s of CPU to boot
+// (loading and JIT-compiling a few thousand modules), so on a busy machine
+// with few cores a start can take 20s or more.
+const rabbitStartTimeout = 120 * time.Second
+
+// RabbitQueueSettleTime is how long a quorum queue must exist before a
+// SIGKILL of its node is sure not to empty it. RabbitMQ 3.10 records which
+// Raft log belongs to the queue in a dets table (quorum/.../names.dets) and
+// does not sync it: dets caches writes for up to 3s, so a node killed sooner
+// after the declaration comes back with the queue but a new, empty Raft log;
+// the confirmed messages are on disk and never read again. The node's own
+// fault, not its client's: scenarios that kill the node should let this much
+// time pass after declaring queues (a graceful Stop has no such window).
+//
+// The same window follows every start of the node, for queues that have
+// existed for long: a node SIGKILLed 1.5s after a restart came back without
+// the confirmed messages published since that restart (they were back after
+// one more restart); killed 5s after it, nothing was missing. So let this
+// much time pass after Start (SinceStart) too before a Kill.
+const RabbitQueueSettleTime = 4 * time.Second
+
+// RabbitServer is a RabbitMQ node of the test's own: its own node name,
+// AMQP and distribution ports, Erlang cookie and data directory, all in a
+// temporary directory. It can be stopped gracefully, killed with SIGKILL and
+// started again on the same data, so durable queues and persistent messages
+// survive, as on a real broker.
+//
+// It never touches the machine's shared node (rabbit@localhost): it has a
+// different name and a random cookie (HOME is the temporary directory), so it
+// could not even talk to it. The only thing it shares is the Erlang port
+// mapper (epmd), where it registers its node name.
+type RabbitServer struct {
+	t        testing.TB
+	port     int    // AMQP
+	distPort int    // Erlang distribution
+	dir      string // HOME, config, mnesia, logs
+	node     string
+	cmd      *exec.Cmd
+	exited   chan struct{}
+	started  time.Time // when the last Start found the node ready
+	logShown bool      // a failed start already showed the logs
+}
+
+// StartRabbit starts a RabbitMQ node and waits until it accepts AMQP
+// connections; it is killed when the test ends, and its logs are shown if
+// the test failed.
+func StartRabbit(t testing.TB) *RabbitServer {
+	t.Helper()
+	_, err := os.Stat(rabbitServerBin)
+	require.NoError(t, err, "RabbitMQ must be installed")
+	s := &RabbitServer{t: t, port: testenv.FreePort(t), distPort: testenv.FreePort(t), dir: t.TempDir()}
+	for s.distPort == s.port {
+		s.distPort = testenv.FreePort(t)
+	}
+	s.node = fmt.Sprintf("rmqtest%d@localhost", s.port)
+
+	cookie := make([]byte, 16)
+	_, err = rand.Read(cookie)
+	require.NoError(t, err)
+	conf := strings.Join([]string{
+		"listeners.tcp.1 = " + s.Addr(),
+		// The log goes to the console, which Start sends to log/rabbit.log:
+		// written at once, unlike RabbitMQ's own log file, whose last
+		// seconds are lost to a SIGKILL.
+		"log.console = true",
+		"log.console.level = info",
+		"log.console.use_colors = off",
+		"log.file = false",
+		"",
+	}, "\n")
+	for name, content := range map[string]string{
+		".erlang.cookie":    strings.ToUpper(hex.EncodeToString(cookie)),
+		"rabbitmq-env.conf": "", // instead of /etc/rabbitmq/rabbitmq-env.conf, which names the shared node
+		"rabbitmq.conf":     conf,
+		"enabled_plugins":   "[].\n",
+	} {
+		require.NoError(t, os.WriteFile(filepath.Join(s.dir, name), []byte(content), 0o600))
+	}
+	require.NoError(t, os.Chmod(filepath.Join(s.dir, ".erlang.cookie"), 0o400)) // Erlang refuses others
+
+	// Registered before the start so that a failed start is cleaned up too;
+	// it runs before t.TempDir's removal (cleanups run last first).
+	t.Cleanup(func() {
+		s.kill()
+		if t.Failed() && !s.logShown {
+			dumpFile(t, "rabbitmq log", s.logPath())
+		}
+	})
+	s.Start()
+	return s
+}
+
+// URL is the node's AMQP URL, as the default guest user (allowed from
+// 127.0.0.1 only, which is where it listens).
+func (s *RabbitServer) URL() string { return fmt.Sprintf("amqp://guest:guest@%s/", s.Addr()) }
+
+// Addr is the node's AMQP host:port.
+func (s *RabbitServer) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port)) }
+
+// Node is the Erlang node name, for rabbitmqctl -n (run with HOME=Dir()).
+func (s *RabbitServer) Node() string { return s.node }
+
+// Dir is the node's directory: its HOME (with the cookie), config, data and logs.
+func (s *RabbitServer) Dir() string { return s.dir }
+
+// logPath is the node's output: its whole log, across restarts.
+func (s *RabbitServer) logPath() string { return filepath.Join(s.dir, "log", "rabbit.log") }
+func (s *RabbitServer) pidPath() string { return filepath.Join(s.dir, "rabbit.pid") }
+
+// Running reports whether the node's process is alive (it may still be
+// booting or shutting down).
+func (s *RabbitServer) Running() bool {
+	if s.cmd == nil {
+		return false
+	}
+	select {
+	case <-s.exited:
+		return false
+	default:
+		return true
+	}
+}
+
+// Start starts the node (again: same name, ports and data) and waits until
+// it accepts AMQP connections.
+func (s *RabbitServer) Start() {
+	s.t.Helper()
+	require.Nil(s.t, s.cmd, "rabbitmq %s is already running", s.node)
+	for _, port := range []int{s.port, s.distPort} {
+		if portOpen(port) {
+			s.t.Fatalf("rabbitmq %s: something else listens on port %d", s.node, port)
+		}
+	}
+	_ = os.Remove(s.pidPath()) // so that the one read below is the new node's
+	require.NoError(s.t, os.MkdirAll(filepath.Dir(s.logPath()), 0o755))
+	console, err := os.OpenFile(s.logPath(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	require.NoError(s.t, err)
+	fmt.Fprintf(console, "===== %s: starting %s\n", time.Now().Format(time.RFC3339Nano), s.node)
+
+	cmd := exec.Command(rabbitServerBin)
+	cmd.Dir = s.dir
+	// A clean environment: nothing of the caller's (RABBITMQ_*, ERL_*) may
+	// point this node, or its cookie, at the shared one.
+	cmd.Env = []string{
+		"PATH=" + os.Getenv("PATH"),
+		"LANG=C.UTF-8",
+		"LC_ALL=C.UTF-8",
+		"HOME=" + s.dir,
+		"RABBITMQ_CONF_ENV_FILE=" + filepath.Join(s.dir, "rabbitmq-env.conf"),
+		"RABBITMQ_CONFIG_FILE=" + filepath.Join(s.dir, "rabbitmq.conf"),
+		"RABBITMQ_ENABLED_PLUGINS_FILE=" + filepath.Join(s.dir, "enabled_plugins"),
+		"RABBITMQ_NODENAME=" + s.node,
+		"RABBITMQ_NODE_IP_ADDRESS=127.0.0.1",
+		"RABBITMQ_NODE_PORT=" + strconv.Itoa(s.port),
+		"RABBITMQ_DIST_PORT=" + strconv.Itoa(s.distPort),
+		"RABBITMQ_MNESIA_BASE=" + filepath.Join(s.dir, "mnesia"),
+		"RABBITMQ_LOG_BASE=" + filepath.Join(s.dir, "log"),
+		"RABBITMQ_PID_FILE=" + s.pidPath(),
+		"RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS=-kernel inet_dist_use_interface {127,0,0,1}",
+		// Makes the script exec the Erlang VM instead of running it in the
+		// background behind a signal-forwarding shell: the VM (beam.smp) is
+		// then this very process, so Pdeathsig, SIGKILL and Wait reach it.
+		"RUNNING_UNDER_SYSTEMD=true",
+	}
+	cmd.Stdout, cmd.Stderr = console, console
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Setpgid:   true,            // its helpers (erl_child_setup, inet_gethost) in a group to kill
+		Pdeathsig: syscall.SIGKILL, // dies with the test binary (kept across the script's execs)
+	}
+	if err := cmd.Start(); err != nil {
+		_ = console.Close()
+		s.t.Fatalf("start rabbitmq %s: %v", s.node, err)
+	}
+	s.cmd, s.exited = cmd, make(chan struct{})
+	go func(exited chan struct{}) {
+		_ = cmd.Wait()
+		_ = console.Close()
+		close(exited)
+	}(s.exited)
+
+	if err := s.waitReady(); err != nil {
+		s.kill()
+		s.logShown = true
+		s.t.Fatalf("rabbitmq %s did not start: %v\n----- rabbitmq log (%s) -----\n%s\n----- end of rabbitmq log -----",
+			s.node, err, s.logPath(), fileTail(s.logPath(), 32<<10))
+	}
+	s.started = time.Now()
+}
+
+// SinceStart is how long ago the last Start found the node ready (see
+// RabbitQueueSettleTime).
+func (s *RabbitServer) SinceStart() time.Duration { return time.Since(s.started) }
+
+// waitReady waits until this process, and no other, accepts AMQP connections.
+func (s *RabbitServer) waitReady() error {
+	deadline := time.Now().Add(rabbitStartTimeout)
+	for {
+		err := s.checkReady()
+		if err == nil {
+			return nil
+		}
+		var stop errStop
+		if errors.As(err, &stop) {
+			return stop.error
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("gave up after %s: %w", rabbitStartTimeout, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func (s *RabbitServer) checkReady() error {
+	select {
+	case <-s.exited:
+		return errStop{fmt.Errorf("the node exited during start (%v)", s.cmd.ProcessState)}
+	default:
+	}
+	// The pid file is written early in the boot, before the listener opens.
+	pid, err := os.ReadFile(s.pidPath())
+	if err != nil {
+		return err
+	}
+	if got := strings.TrimSpace(string(pid)); got != strconv.Itoa(s.cmd.Process.Pid) {
+		return fmt.Errorf("pid file %s holds %q, not %d", s.pidPath(), got, s.cmd.Process.Pid)
+	}
+	conn, err := amqp.DialConfig(s.URL(), amqp.Config{Dial: amqp.DefaultDial(2 * time.Second)})
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	// The default cluster name is the node's name (with the host's FQDN).
+	if name, _ := conn.Properties["cluster_name"].(string); !strings.HasPrefix(name, strings.TrimSuffix(s.node, "localhost")) {
+		return errStop{fmt.Errorf("%s is answered by cluster %q, not by %s", s.Addr(), name, s.node)}
+	}
+	return nil
+}
+
+// Stop stops the node gracefully, as `rabbitmqctl stop` does (the VM handles
+// SIGTERM by stopping the rabbit application, flushing queues and message
+// stores, then halting), and waits until it has exited and its ports are
+// closed.
+func (s *RabbitServer) Stop() {
+	s.t.Helper()
+	require.NotNil(s.t, s.cmd, "rabbitmq %s is not running", s.node)
+	cmd := s.cmd
+	select {
+	case <-s.exited:
+		s.cmd = nil
+		s.t.Fatalf("rabbitmq %s had already exited (%v)", s.node, cmd.ProcessState)
+	default:
+	}
+	require.NoError(s.t, cmd.Process.Signal(syscall.SIGTERM))
+	select {
+	case <-s.exited:
+	case <-time.After(60 * time.Second):
+		s.kill()
+		s.logShown = true
+		s.t.Fatalf("rabbitmq %s did not stop within 60s of SIGTERM; killed it\n----- rabbitmq log (%s) -----\n%s\n----- end of rabbitmq log -----",
+			s.node, s.logPath(), fileTail(s.logPath(), 32<<10))
+	}
+	s.cmd = nil
+	if !cmd.ProcessState.Success() { // a clean stop exits 0
+		s.t.Errorf("rabbitmq %s stopped with %v", s.node, cmd.ProcessState)
+	}
+	s.waitPortsClosed()
+}
+
+// Kill kills the node with SIGKILL, with no chance to flush anything, and
+// waits until it has exited and its ports are closed. Confirmed persistent
+// messages in durable queues survive it, but see RabbitQueueSettleTime.
+func (s *RabbitServer) Kill() {
+	s.t.Helper()
+	require.NotNil(s.t, s.cmd, "rabbitmq %s is not running", s.node)
+	s.kill()
+	s.waitPortsClosed()
+}
+
+// kill SIGKILLs the node and its process group and reaps it; it does not
+// fail the test, so cleanups can use it.
+func (s *RabbitServer) kill() {
+	if s.cmd == nil {
+		return
+	}
+	select {
+	case <-s.exited: // already gone (and reaped): its pid may be someone else's now
+	default:
+		// The VM leads its own process group (Setpgid) and is not reaped
+		// until it is dead, so the group is still ours.
+		_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
+		_ = s.cmd.Process.Kill()
+		select {
+		case <-s.exited:
+		case <-time.After(30 * time.Second):
+			s.t.Logf("rabbitmq %s (pid %d) still not reaped 30s after SIGKILL", s.node, s.cmd.Process.Pid)
+		}
+	}
+	s.cmd = nil
+}
+
+func (s *RabbitServer) waitPortsClosed() {
+	s.t.Helper()
+	waitFor(s.t, 10*time.Second, "rabbitmq "+s.node+" ports to close", func() error {
+		for _, port := range []int{s.port, s.distPort} {
+			if portOpen(port) {
+				return fmt.Errorf("port %d still accepts connections", port)
+			}
+		}
+		return nil
+	})
+}
+
+// portOpen reports whether something accepts TCP connections on 127.0.0.1:port.
+func portOpen(port int) bool {
+	c, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), time.Second)
+	if err != nil {
+		return false
+	}
+	_ = c.Close()
+	return true
+}
+
+// fileTail returns the last n bytes of a file, or why it cannot.
+func fileTail(path string, n int) string {
+	text, err := os.ReadFile(path)
+	if err != nil {
+		return err.Error()
+	}
+	return tail(string(text), n)
+}
