@@ -30,7 +30,7 @@ type Outcome int
 
 const (
 	outcomeUnknown Outcome = iota // no final answer (timeout, 5xx, 409, 429): may or may not be stored
-	outcomeAcked                  // 201 or 200: must be stored exactly once, as sent
+	outcomeAcked                  // 201 or 200, or 202 (async: accepted for the queue): must be stored exactly once, as sent
 	outcomeRefused                // a final 4xx: must not be stored
 )
 
@@ -41,6 +41,13 @@ type sentClaim struct {
 	Status  int    // the last HTTP status, 0 for no answer
 	ID      string // the service's id, from a 2xx answer
 	Problem string // the 2xx answer disagreed with what was sent
+	// Accepted: the answer was 202, the claim is queued (claimd's async
+	// mode) and a worker stores it later, so verification first waits for it.
+	Accepted bool
+	// Resent: the outcome was unknown after the load and the claim was sent
+	// again (settle). In async mode both sends may have been queued, and the
+	// claim is then stored under the id of whichever a worker stored first.
+	Resent bool
 }
 
 // opStats collects one operation's answers. Latencies are all kept (8 bytes
@@ -58,6 +65,7 @@ type recorder struct {
 	claims  []*sentClaim
 	batch   batchStats       // batch mode: what the items' answers said
 	sources map[string]int64 // /top-providers answers by "source"
+	stored  storedStats      // -stored-sample: 202 to stored, of the claims followed
 
 	// For the progress line, read without the lock.
 	done, ok, failed, limited atomic.Int64
@@ -133,12 +141,24 @@ type loadResult struct {
 	Canceled   bool             // the load was interrupted
 	Batch      batchStats       // batch mode: the items' answers during the load
 	TopSources map[string]int64 // /top-providers answers by "source"
+	Stored     storedStats      // -stored-sample: 202 to stored, of the claims followed
 }
 
 func (r *loadResult) total() int64 {
 	var n int64
 	for _, s := range r.Ops {
 		n += int64(len(s.latencies))
+	}
+	return n
+}
+
+// acceptedClaims counts the claims answered 202: queued, to be stored by a worker.
+func (r *loadResult) acceptedClaims() int64 {
+	var n int64
+	for _, sc := range r.Claims {
+		if sc.Outcome == outcomeAcked && sc.Accepted {
+			n++
+		}
 	}
 	return n
 }
@@ -186,6 +206,10 @@ type loader struct {
 	rec    *recorder
 	seq    atomic.Int64 // claim_id sequence
 	issued atomic.Int64 // requests started, against -requests
+
+	accepted atomic.Int64   // 202 answers, for -stored-sample
+	trackers sync.WaitGroup // the claims followed until stored
+	settling atomic.Bool    // the load is over: resends are not followed
 }
 
 // runLoad runs the load phase to its end (duration, request count or ctx)
@@ -212,6 +236,7 @@ func runLoad(ctx context.Context, cfg config, client *http.Client, stderr io.Wri
 	}
 	elapsed := time.Since(started)
 	stopProgress()
+	l.settling.Store(true)
 
 	l.rec.mu.Lock()
 	res := &loadResult{Started: started, Elapsed: elapsed, Ops: l.rec.ops, Claims: l.rec.claims,
@@ -226,6 +251,10 @@ func runLoad(ctx context.Context, cfg config, client *http.Client, stderr io.Wri
 	} else {
 		res.Settled = l.settle(context.WithoutCancel(ctx), res.Claims)
 	}
+	l.trackers.Wait() // each follows its claim until stored, or -drain-wait
+	l.rec.mu.Lock()
+	res.Stored = l.rec.stored
+	l.rec.mu.Unlock()
 	return res
 }
 
@@ -362,14 +391,85 @@ func (l *loader) post(ctx context.Context, sc *sentClaim) (int, error) {
 	case err != nil:
 		sc.Outcome = outcomeUnknown
 	case status == http.StatusCreated || status == http.StatusOK:
-		sc.Outcome = outcomeAcked
+		sc.Outcome, sc.Accepted = outcomeAcked, false
 		sc.ID, sc.Problem = checkAnswer(sc.Claim, body)
+	case status == http.StatusAccepted:
+		// Async mode: accepted for the queue; stored later by a worker.
+		acceptedAt := time.Now()
+		sc.Outcome, sc.Accepted = outcomeAcked, true
+		sc.ID, sc.Problem = checkQueuedAnswer(sc.Claim, body)
+		if n := int64(l.cfg.StoredSample); n > 0 && sc.ID != "" && !l.settling.Load() && l.accepted.Add(1)%n == 0 {
+			l.trackers.Go(func() { l.track(context.WithoutCancel(ctx), sc.ID, acceptedAt) })
+		}
 	case status == http.StatusConflict || status == http.StatusTooManyRequests || status >= 500:
 		sc.Outcome = outcomeUnknown // worth a retry: the claim may or may not be stored
 	default:
 		sc.Outcome = outcomeRefused
 	}
 	return status, err
+}
+
+// queuedAnswer is claimd's 202 answer in async mode.
+type queuedAnswer struct {
+	ID      string      `json:"id"`
+	ClaimID string      `json:"claim_id"`
+	Status  string      `json:"status"`
+	NetFee  json.Number `json:"net_fee"`
+}
+
+// checkQueuedAnswer reads the id from a 202 answer and says how it differs
+// from what was sent ("" when it does not): the claim is not stored yet, so
+// only its claim_id and net fee can be compared; its lines are checked once
+// it is stored.
+func checkQueuedAnswer(c *Claim, body []byte) (id, problem string) {
+	var a queuedAnswer
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	if err := dec.Decode(&a); err != nil {
+		return "", "202 answer is not a queued claim: " + err.Error()
+	}
+	switch {
+	case a.ID == "":
+		return "", "202 answer has no id"
+	case a.ClaimID != c.ExternalID:
+		return a.ID, fmt.Sprintf("202 answer: claim_id is %q, sent %q", a.ClaimID, c.ExternalID)
+	case a.Status != "queued":
+		return a.ID, fmt.Sprintf("202 answer: status is %q, expected queued", a.Status)
+	}
+	if got, err := parseCents(a.NetFee.String()); err != nil || got != c.NetFee() {
+		return a.ID, fmt.Sprintf("202 answer: net_fee is %s, expected %s", a.NetFee, formatCents(c.NetFee()))
+	}
+	return a.ID, ""
+}
+
+// storedPoll is how often a followed claim is read back (-stored-sample).
+const storedPoll = 5 * time.Millisecond
+
+// storedStats are the claims followed from their 202 until stored.
+type storedStats struct {
+	latencies []time.Duration
+	notStored int // still not stored after -drain-wait
+}
+
+// track follows one accepted claim: GET /claims/{id} every storedPoll until
+// it answers the stored claim, and records the time from the 202 answer to
+// that GET's answer (so the figure is late by up to one poll and one GET).
+func (l *loader) track(ctx context.Context, id string, acceptedAt time.Time) {
+	deadline := acceptedAt.Add(l.cfg.DrainWait)
+	for time.Now().Before(deadline) {
+		time.Sleep(storedPoll)
+		status, body, err := l.do(ctx, http.MethodGet, "/claims/"+id, nil)
+		if err == nil && status == http.StatusOK && bytes.Contains(body, []byte(`"status":"stored"`)) {
+			d := time.Since(acceptedAt)
+			l.rec.mu.Lock()
+			l.rec.stored.latencies = append(l.rec.stored.latencies, d)
+			l.rec.mu.Unlock()
+			return
+		}
+	}
+	l.rec.mu.Lock()
+	l.rec.stored.notStored++
+	l.rec.mu.Unlock()
 }
 
 // claimAnswer is the part of a stored claim that is checked.
@@ -505,6 +605,7 @@ func (l *loader) settle(ctx context.Context, claims []*sentClaim) int {
 	var todo []*sentClaim
 	for _, sc := range claims {
 		if sc.Outcome == outcomeUnknown {
+			sc.Resent = true
 			todo = append(todo, sc)
 		}
 	}

@@ -69,6 +69,11 @@ Notes:
     claims for the same providers makes the totals differ.
   * Claims whose outcome is unknown (timeout, 5xx, 503) are resent with the same claim_id
     after the load, which the server deduplicates, so every claim ends acknowledged or refused.
+  * Against claimd in async mode (INGEST_MODE=async) a claim answered 202 counts as
+    acknowledged: the rate is the rate of acceptance. Before verifying, claimbench waits
+    (up to -drain-wait) until every accepted claim is stored, which needs a claimd worker
+    running; -stored-sample N follows every Nth accepted claim with GET /claims/{id} to
+    report the time from 202 to stored.
   * Exit status: 0 when the load ran and verification passed (or was skipped), 1 otherwise.
 
 Flags:
@@ -103,6 +108,8 @@ type config struct {
 	RunID        string
 	APIKey       string
 	VerifyConc   int
+	DrainWait    time.Duration
+	StoredSample int
 	progressTick time.Duration // 1s; tests shorten it
 }
 
@@ -135,6 +142,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.BoolVar(&c.Verify, "verify", true, "verify at the end that the service holds exactly what was acknowledged")
 	fs.DurationVar(&c.VerifyWait, "verify-wait", 10*time.Second, "how long verification waits for /top-providers and Redis to converge (reconciliation repairs a missed Redis write within RECONCILE_INTERVAL)")
 	fs.IntVar(&c.VerifyConc, "verify-concurrency", 16, "parallel GET /claims/{id} during verification")
+	fs.DurationVar(&c.DrainWait, "drain-wait", 2*time.Minute, "async mode (202 answers): how long verification waits for every accepted claim to be stored by the workers before checking")
+	fs.IntVar(&c.StoredSample, "stored-sample", 0, "async mode: follow every Nth claim answered 202 with GET /claims/{id} every 5 ms until it is stored, and report the time from 202 to stored (0: none)")
 	fs.StringVar(&c.DatabaseURL, "database-url", "", "claimd's Postgres (optional): then verification compares claims and provider_totals exactly")
 	fs.StringVar(&c.RedisURL, "redis-url", "", "claimd's Redis (optional): then verification compares the ranking's scores exactly")
 	fs.StringVar(&c.RedisPrefix, "redis-prefix", "claimd:", "claimd's REDIS_KEY_PREFIX")
@@ -204,6 +213,9 @@ func (c *config) validate() error {
 	if c.MaxInFlight < 1 || c.VerifyConc < 1 {
 		bad = append(bad, "-max-in-flight and -verify-concurrency must be at least 1")
 	}
+	if c.DrainWait <= 0 || c.StoredSample < 0 {
+		bad = append(bad, "-drain-wait must be positive and -stored-sample 0 or more")
+	}
 	if len(bad) > 0 {
 		return errors.New(strings.Join(bad, "; "))
 	}
@@ -213,6 +225,18 @@ func (c *config) validate() error {
 // run is the whole program; its dependencies on the process are passed in
 // so the integration test runs it in-process.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	return runWith(ctx, args, stdout, stderr, runHooks{})
+}
+
+// runHooks let the suite act between the phases of an in-process run.
+type runHooks struct {
+	// afterLoad is called once the load (and the settling of unknown
+	// outcomes) has ended, before verification waits for accepted claims to
+	// be stored: the suite starts the async workers there and times the drain.
+	afterLoad func(res *loadResult)
+}
+
+func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, hooks runHooks) error {
 	if len(args) > 0 && args[0] == "suite" {
 		return runSuite(ctx, args[1:], stdout, stderr)
 	}
@@ -245,16 +269,26 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 
 	res := runLoad(ctx, cfg, client, stderr)
+	if hooks.afterLoad != nil {
+		hooks.afterLoad(res)
+	}
 
 	// Verification must run even when the load was interrupted, so it gets a
 	// context of its own.
-	vctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Minute)
+	vctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Minute+cfg.DrainWait)
 	defer cancel()
-	var vr *VerifyReport
+	var (
+		vr    *VerifyReport
+		drain *drainReport
+	)
 	if v != nil {
+		if res.acceptedClaims() > 0 {
+			drain = v.waitStored(vctx, res)
+		}
 		vr = v.Verify(vctx, res)
 	}
 	rep := buildReport(cfg, res, vr)
+	rep.Drain = drain
 	if cfg.JSON {
 		err = writeJSONReport(stdout, rep)
 	} else {

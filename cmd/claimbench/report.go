@@ -30,8 +30,22 @@ type Report struct {
 	BatchItems      map[string]int64 `json:"batch_items,omitempty"` // item answers during the load, by status
 	BatchIncomplete int64            `json:"batch_answers_incomplete,omitempty"`
 	Interrupted     bool             `json:"interrupted"`
-	Verification    *VerifyReport    `json:"verification"` // nil when skipped
-	VerifySkipped   string           `json:"verification_skipped,omitempty"`
+	// Async mode: the claims answered 202 and the wait for them to be
+	// stored before verification; the claims followed from 202 to stored.
+	Drain         *drainReport  `json:"drain,omitempty"`
+	Stored        *StoredReport `json:"accepted_to_stored,omitempty"`
+	Verification  *VerifyReport `json:"verification"` // nil when skipped
+	VerifySkipped string        `json:"verification_skipped,omitempty"`
+}
+
+// StoredReport is the time from a 202 answer to the claim being readable
+// as stored, for the claims -stored-sample followed (GET /claims/{id} every
+// PollMs: late by up to a poll and a GET).
+type StoredReport struct {
+	Followed  int     `json:"followed"`
+	NotStored int     `json:"not_stored"` // not stored within -drain-wait
+	PollMs    float64 `json:"poll_ms"`
+	Latency   Latency `json:"latency_ms"`
 }
 
 // RunInfo repeats the settings that shape the numbers.
@@ -126,6 +140,10 @@ func buildReport(cfg config, res *loadResult, vr *VerifyReport) Report {
 		BatchIncomplete: res.Batch.Incomplete,
 		Interrupted:     res.Canceled,
 		Verification:    vr,
+	}
+	if n := len(res.Stored.latencies) + res.Stored.notStored; n > 0 {
+		rep.Stored = &StoredReport{Followed: n, NotStored: res.Stored.notStored,
+			PollMs: float64(storedPoll) / float64(time.Millisecond), Latency: latencies(res.Stored.latencies)}
 	}
 	if cfg.Rate > 0 {
 		rep.Run.Rate = cfg.Rate
@@ -229,6 +247,18 @@ func writeTextReport(w io.Writer, rep Report) error {
 	}
 	if rep.Settled > 0 {
 		fmt.Fprintf(&b, "  %d claims without a final answer were resent with the same claim_id to settle their outcome\n", rep.Settled)
+	}
+	if d := rep.Drain; d != nil {
+		fmt.Fprintf(&b, "  %d claims accepted for the queue (202); verification waited %.1f s for them to be stored", d.Accepted, d.WaitedSeconds)
+		if !d.AllStored {
+			fmt.Fprintf(&b, ": %s", d.Note)
+		}
+		b.WriteString("\n")
+	}
+	if s := rep.Stored; s != nil {
+		l := s.Latency
+		fmt.Fprintf(&b, "  202 to stored, %d claims followed (GET every %g ms): p50 %.2f / p90 %.2f / p99 %.2f / max %.2f ms; %d not stored in time\n",
+			s.Followed, s.PollMs, l.P50, l.P90, l.P99, l.Max, s.NotStored)
 	}
 
 	b.WriteString("\nverification: ")

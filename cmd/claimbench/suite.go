@@ -21,14 +21,20 @@ starts claimd (-claimd) as a child process on a free port and measures it:
 single-claim and batch ingest, /top-providers from Redis (alone and while
 ingest runs at half its maximum), from the Postgres fallback (a second claimd
 whose Redis is a port with nothing listening), a full Redis rebuild under
-lookups, claimd's peak RSS and Redis bytes per provider. Every claimbench load
+lookups, claimd's peak RSS and Redis bytes per provider. In the first stage,
+async ingestion next to it: a second claimd serve with INGEST_MODE=async (same
+database and Redis prefix, a RabbitMQ queue of its own, bench.<unix nano>,
+deleted at the end with its .dead queue) accepts single claims with no worker
+running, then -async-workers claimd worker processes drain the backlog, then a
+load at half the sync single rate measures 202 to stored; skipped when
+RabbitMQ (-rabbitmq-url) is unreachable. Every claimbench load
 ends with its exact verification. Prints a table with the issue's goals and
 writes it as markdown to -out. Drops the database and deletes its Redis keys
 (SCAN + DEL of its prefix only) at the end, unless -keep.
 
 Scales: tiny (seconds, two small stages; for tests), default (1M preloaded lines over 1M
-providers, about 3 minutes on 2 cores), large (default, then again with 10M
-lines: preloads 9M more and repeats the ingest and lookup measurements; about 8).
+providers, about 4 minutes on 2 cores), large (default, then again with 10M
+lines: preloads 9M more and repeats the ingest and lookup measurements; about 9).
 
 Usage:
   claimbench suite [flags]
@@ -38,18 +44,21 @@ Flags:
 
 // suiteConfig is what the suite's flags say.
 type suiteConfig struct {
-	Scale     string
-	Claimd    string
-	AdminURL  string
-	RedisURL  string
-	Out       string
-	LogDir    string
-	Keep      bool
-	Micro     bool
-	PprofDir  string
-	Command   string // the command line, for the report
-	sc        scale
-	startedAt time.Time
+	Scale        string
+	Claimd       string
+	AdminURL     string
+	RedisURL     string
+	Out          string
+	LogDir       string
+	Keep         bool
+	Micro        bool
+	PprofDir     string
+	Async        bool   // the async block (RabbitMQ)
+	AsyncWorkers int    // claimd worker processes draining the backlog
+	RabbitURL    string // RabbitMQ, for the async block
+	Command      string // the command line, for the report
+	sc           scale
+	startedAt    time.Time
 }
 
 // scale sizes a suite run.
@@ -76,6 +85,8 @@ type scale struct {
 	LookupConc  int
 	CeilingConn int // connections of the set-based ceiling
 	PerTxConn   int // clients of the per-claim transaction ceiling
+
+	AsyncDrainWait time.Duration // longest the async workers may take to drain the accepted claims
 }
 
 func scaleNamed(name string) (scale, error) {
@@ -85,7 +96,7 @@ func scaleNamed(name string) (scale, error) {
 		LookupDur: 10 * time.Second, SingleDur: 20 * time.Second, HalfDur: 15 * time.Second,
 		BatchDur: 15 * time.Second, LookupRate: 1000, VerifyAPI: 10_000, Micro: true,
 		ReadyWait: 2 * time.Minute, BatchSize: 1000, BatchConc: 4, SingleConc: 64, LookupConc: 32,
-		CeilingConn: 4, PerTxConn: 8,
+		CeilingConn: 4, PerTxConn: 8, AsyncDrainWait: 3 * time.Minute,
 	}
 	switch name {
 	case "default", "":
@@ -101,7 +112,7 @@ func scaleNamed(name string) (scale, error) {
 			LookupDur: time.Second, SingleDur: 2 * time.Second, HalfDur: 2 * time.Second,
 			BatchDur: 2 * time.Second, LookupRate: 100, VerifyAPI: 200, Micro: false,
 			ReadyWait: time.Minute, BatchSize: 50, BatchConc: 2, SingleConc: 8, LookupConc: 4,
-			CeilingConn: 2, PerTxConn: 2,
+			CeilingConn: 2, PerTxConn: 2, AsyncDrainWait: time.Minute,
 		}, nil
 	}
 	return scale{}, fmt.Errorf("-scale %q: want tiny, default or large", name)
@@ -125,11 +136,17 @@ func parseSuiteFlags(args []string, stderr io.Writer) (suiteConfig, error) {
 	fs.BoolVar(&c.Keep, "keep", false, "keep the database and the Redis keys (their names are printed)")
 	fs.BoolVar(&c.Micro, "micro", true, "also run the go test micro-benchmarks (make bench's former output) when the scale includes them")
 	fs.StringVar(&c.PprofDir, "pprof-dir", "", "when set, claimd serves pprof and a CPU profile of each ingest run is saved here")
+	fs.BoolVar(&c.Async, "async", true, "also measure async ingestion (INGEST_MODE=async, claimd worker) in the first stage; skipped when RabbitMQ is unreachable")
+	fs.IntVar(&c.AsyncWorkers, "async-workers", 1, "claimd worker processes draining the async backlog (and running during the end-to-end phase)")
+	fs.StringVar(&c.RabbitURL, "rabbitmq-url", envOr("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/"), "RabbitMQ of the async block; only the run's own queue (bench.<unix nano>) and its .dead queue are declared and deleted")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected arguments %q (see suite --help)", fs.Args())
+	}
+	if c.AsyncWorkers < 1 {
+		return c, errors.New("-async-workers must be at least 1")
 	}
 	var err error
 	if c.sc, err = scaleNamed(c.Scale); err != nil {
@@ -213,6 +230,7 @@ type suite struct {
 	dbName, dbURL string
 	redisPrefix   string
 	procs         []*claimdProc // every claimd started, stopped at cleanup
+	queues        []string      // RabbitMQ queues of the run, deleted at cleanup
 	preloaded     int64         // claim lines preloaded so far
 }
 
@@ -279,6 +297,16 @@ func (s *suite) stage(ctx context.Context, st *stageResult) error {
 		return err
 	}
 	a.phase("half-rate ingest + lookups")
+	if st == s.res.Stages[0] {
+		// Async ingestion beside the sync figures just taken; this claimd
+		// stays up, idle (its reconciler runs on).
+		if err := s.async(ctx, st); err != nil {
+			return err
+		}
+		if st.Async.Skipped == "" {
+			a.phase("idle during the async block")
+		}
+	}
 	if err := s.batch(ctx, a, st); err != nil {
 		return err
 	}
@@ -290,6 +318,9 @@ func (s *suite) stage(ctx context.Context, st *stageResult) error {
 	s.redisMemory(ctx, st) // again, after ingest and a rebuild
 	st.RSSRedis = a.stop()
 	st.RSSPhases = append(st.RSSPhases, a.phases...)
+	if st.Async != nil {
+		st.RSSPhases = append(st.RSSPhases, st.Async.RSSPhases...)
+	}
 
 	b, err := s.startClaimd(ctx, "fallback", deadRedis)
 	if err != nil {

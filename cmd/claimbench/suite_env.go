@@ -52,6 +52,7 @@ func (s *suite) cleanup() {
 	for _, p := range s.procs {
 		p.stop()
 	}
+	s.dropQueues() // even with -keep: a queue outlives nothing of the run
 	if s.cfg.Keep {
 		s.logf("kept database %s and Redis keys %s*", s.dbName, s.redisPrefix)
 		return
@@ -188,7 +189,14 @@ type rssPhase struct {
 	Bytes  int64
 }
 
-func (s *suite) startClaimd(ctx context.Context, name, redisURL string) (*claimdProc, error) {
+func (s *suite) startClaimd(ctx context.Context, name, redisURL string, extraEnv ...string) (*claimdProc, error) {
+	return s.startProc(ctx, name, "serve", redisURL, extraEnv...)
+}
+
+// startProc starts `claimd serve` or `claimd worker` on a free port
+// (HTTP_ADDR, or WORKER_ADDR for the worker's /metrics and /readyz) and
+// waits until its /readyz answers 200.
+func (s *suite) startProc(ctx context.Context, name, command, redisURL string, extraEnv ...string) (*claimdProc, error) {
 	port := freePort()
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	p := &claimdProc{name: name, url: "http://" + addr, waited: make(chan struct{})}
@@ -199,18 +207,24 @@ func (s *suite) startClaimd(ctx context.Context, name, redisURL string) (*claimd
 		}
 		redisURL = fmt.Sprintf("redis://127.0.0.1:%d/0", dead)
 	}
-	env := append(s.claimdEnv(redisURL), "HTTP_ADDR="+addr)
-	if s.cfg.PprofDir != "" {
-		p.pprof = "127.0.0.1:" + strconv.Itoa(freePort())
-		env = append(env, "PPROF_ADDR="+p.pprof)
+	env := s.claimdEnv(redisURL)
+	if command == "worker" {
+		env = append(env, "WORKER_ADDR="+addr)
+	} else {
+		env = append(env, "HTTP_ADDR="+addr)
+		if s.cfg.PprofDir != "" {
+			p.pprof = "127.0.0.1:" + strconv.Itoa(freePort())
+			env = append(env, "PPROF_ADDR="+p.pprof)
+		}
 	}
+	env = append(env, extraEnv...)
 	logPath := filepath.Join(s.cfg.LogDir, "bench-claimd-"+name+".log")
 	f, err := os.Create(logPath)
 	if err != nil {
 		return nil, err
 	}
 	p.logFile = f
-	p.cmd = exec.Command(s.cfg.Claimd, "serve")
+	p.cmd = exec.Command(s.cfg.Claimd, command)
 	p.cmd.Env = env
 	p.cmd.Stdout, p.cmd.Stderr = f, f
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // dies with the suite
@@ -226,7 +240,7 @@ func (s *suite) startClaimd(ctx context.Context, name, redisURL string) (*claimd
 		close(p.waited)
 	}()
 	s.procs = append(s.procs, p)
-	s.logf("claimd %q started (pid %d) on %s, log %s", name, p.cmd.Process.Pid, p.url, logPath)
+	s.logf("claimd %s %q started (pid %d) on %s, log %s", command, name, p.cmd.Process.Pid, p.url, logPath)
 
 	deadline := time.Now().Add(s.sc.ReadyWait)
 	for {

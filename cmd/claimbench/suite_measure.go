@@ -485,7 +485,12 @@ func memoryOfKeys(ctx context.Context, rdb *redis.Client, pattern string) (keys 
 
 // bench runs claimbench in-process with -json and returns its report.
 func (s *suite) bench(ctx context.Context, name string, args ...string) (*Report, error) {
-	return s.runBench(ctx, name, false, args...)
+	return s.runBench(ctx, name, false, runHooks{}, args...)
+}
+
+// benchHooked is bench with hooks between the phases of the run.
+func (s *suite) benchHooked(ctx context.Context, name string, hooks runHooks, args ...string) (*Report, error) {
+	return s.runBench(ctx, name, false, hooks, args...)
 }
 
 // asMainEnv makes a test binary of this package run as claimbench (see
@@ -496,10 +501,10 @@ const asMainEnv = "CLAIMBENCH_AS_MAIN"
 // measured beside another: in one process, the other load's garbage
 // collection and goroutines would be counted in this one's latencies.
 func (s *suite) benchApart(ctx context.Context, name string, args ...string) (*Report, error) {
-	return s.runBench(ctx, name, true, args...)
+	return s.runBench(ctx, name, true, runHooks{}, args...)
 }
 
-func (s *suite) runBench(ctx context.Context, name string, apart bool, args ...string) (*Report, error) {
+func (s *suite) runBench(ctx context.Context, name string, apart bool, hooks runHooks, args ...string) (*Report, error) {
 	var out, errOut bytes.Buffer
 	args = append(args, "-json", "-progress=false")
 	var err error
@@ -513,7 +518,7 @@ func (s *suite) runBench(ctx context.Context, name string, apart bool, args ...s
 		cmd.Env = append(os.Environ(), asMainEnv+"=1")
 		err = cmd.Run()
 	} else {
-		err = run(ctx, args, &out, &errOut)
+		err = runWith(ctx, args, &out, &errOut, hooks)
 	}
 	if err != nil && out.Len() == 0 {
 		return nil, fmt.Errorf("claimbench %s: %w: %s", name, err, errOut.String())

@@ -252,7 +252,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"queue"}),
 		endToEnd: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: ns, Name: "queue_end_to_end_seconds",
-			Help:    "Time from a claim's acceptance (202) to its commit by a worker.",
+			Help:    "Time from a claim's arrival (its received_at, before it is published and answered 202) to its commit by a worker.",
 			Buckets: []float64{.005, .01, .02, .05, .1, .2, .5, 1, 2, 5, 10, 30, 60, 300},
 		}),
 	}
