@@ -61,8 +61,9 @@ test-short: services
 	$(GO) test -count=1 ./...
 
 BENCH_SCALE ?= default
-## bench: the whole benchmark suite in one run (about 3 minutes; BENCH_SCALE=large adds a
-## 10M-line stage, about 8): Postgres and Redis ceilings, claimd single and batch ingest, lookups from
+## bench: the whole benchmark suite in one run (about 5 minutes; BENCH_SCALE=large adds a
+## 10M-line stage, about 10): Postgres and Redis ceilings, claimd single and batch ingest, async mode
+## (accept, drain, end-to-end, beside sync single), lookups from
 ## Redis (alone and under ingest) and from the Postgres fallback, a full rebuild under lookups,
 ## claimd RSS, Redis bytes per provider, then the go test micro-benchmarks (BENCH_LINES,
 ## BENCH_PROVIDERS; raw output in bin/bench.txt). Fresh database claims_bench_<time> and Redis
