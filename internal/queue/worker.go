@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -46,7 +45,6 @@ type Worker struct {
 	link   *link
 
 	work     context.Context // the handlers'; ended only when draining times out
-	stopping atomic.Bool
 	handlers sync.WaitGroup
 	// stored takes the ids of claims stored under their own id, whose
 	// status entries are then deleted many per Redis command.
@@ -54,6 +52,7 @@ type Worker struct {
 
 	mu        sync.Mutex
 	consumers []*amqp.Channel
+	stopping  bool // no new handler starts once set
 }
 
 // consumerTag names the consumers on each channel.
@@ -98,8 +97,8 @@ func (w *Worker) Run(ctx context.Context) {
 	}()
 
 	<-ctx.Done()
-	w.stopping.Store(true)
-	w.mu.Lock()
+	w.mu.Lock() // after this no handler starts (see consume)
+	w.stopping = true
 	for _, ch := range w.consumers {
 		_ = ch.Cancel(consumerTag, false)
 	}
@@ -198,10 +197,13 @@ func (w *Worker) down() {
 
 func (w *Worker) consume(deliveries <-chan amqp.Delivery) {
 	for d := range deliveries {
-		if w.stopping.Load() {
+		w.mu.Lock()
+		if w.stopping {
+			w.mu.Unlock()
 			continue // not acked: delivered again after the channel closes
 		}
 		w.handlers.Add(1)
+		w.mu.Unlock()
 		go w.handle(d)
 	}
 }
