@@ -1,0 +1,155 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	"github.com/stretchr/testify/require"
+
+	"github.com/claim-process/claim-process/internal/testenv"
+)
+
+// scrape reads a /metrics page.
+func scrape(t *testing.T, url string) []byte {
+	t.Helper()
+	res, err := http.Get(url)
+	require.NoError(t, err)
+	defer res.Body.Close()
+	require.Equal(t, http.StatusOK, res.StatusCode)
+	b, err := io.ReadAll(res.Body)
+	require.NoError(t, err)
+	return b
+}
+
+// Every metric claimd serve and claimd worker export passes Prometheus's own
+// linter (names, units, counters ending in _total, help present) and our
+// rules: one namespace, a help text that says something, seconds and cents
+// as units, and no label that could carry an NPI, a plan or a subscriber.
+func TestMetricsAreLintClean(t *testing.T) {
+	t.Parallel()
+	redisServer := testenv.MustRedisServer(t)
+	workerAddr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	env := map[string]string{
+		"DATABASE_URL":             testenv.MustDatabase(t),
+		"REDIS_URL":                redisServer.URL(),
+		"RECONCILE_INTERVAL":       "1s",
+		"TOP_PROVIDERS_RATE_LIMIT": "0",
+		"INGEST_MODE":              "async",
+		"RABBITMQ_QUEUE":           testenv.MustQueueName(t),
+		"WORKER_ADDR":              workerAddr,
+	}
+	baseURL, stop := mustRun(t, env)
+	ctx, cancel := context.WithCancel(context.Background())
+	workerDone := make(chan error, 1)
+	workerLog := &syncBuffer{}
+	go func() {
+		workerDone <- run(ctx, []string{"worker"}, func(k string) string { return env[k] }, io.Discard, workerLog)
+	}()
+	stopWorker := sync.OnceValue(func() error { cancel(); return <-workerDone })
+	t.Cleanup(func() {
+		_ = stopWorker()
+		if t.Failed() {
+			t.Logf("worker logs:\n%s", workerLog.String())
+		}
+	})
+
+	// Traffic, so that labelled metrics have children: a queued claim that a
+	// worker stores, a refused one, lookups.
+	require.Eventually(t, func() bool {
+		res, err := http.Post(baseURL+"/claims", "application/json", strings.NewReader(lintClaim))
+		if err != nil {
+			return false
+		}
+		res.Body.Close()
+		return res.StatusCode == http.StatusAccepted
+	}, 15*time.Second, 50*time.Millisecond, "async claimd accepts once connected to RabbitMQ")
+	res, err := http.Post(baseURL+"/claims", "application/json", strings.NewReader(strings.Replace(lintClaim, "D0180", "X0180", 1)))
+	require.NoError(t, err)
+	res.Body.Close()
+	require.Equal(t, http.StatusUnprocessableEntity, res.StatusCode)
+	for range 3 {
+		res, err := http.Get(baseURL + "/top-providers")
+		require.NoError(t, err)
+		res.Body.Close()
+	}
+	require.Eventually(t, func() bool {
+		res, err := http.Get("http://" + workerAddr + "/metrics")
+		if err != nil {
+			return false // not listening yet
+		}
+		defer res.Body.Close()
+		page, _ := io.ReadAll(res.Body)
+		return bytes.Contains(page, []byte("claimd_queue_acked_total 1"))
+	}, 15*time.Second, 50*time.Millisecond, "the worker stores the claim")
+
+	for name, page := range map[string][]byte{
+		"serve":  scrape(t, baseURL+"/metrics"),
+		"worker": scrape(t, "http://"+workerAddr+"/metrics"),
+	} {
+		t.Run(name, func(t *testing.T) {
+			problems, err := promlint.New(bytes.NewReader(page)).Lint()
+			require.NoError(t, err)
+			for _, p := range problems {
+				t.Errorf("promlint: %s: %s", p.Metric, p.Text)
+			}
+			parser := expfmt.NewTextParser(model.UTF8Validation)
+			families, err := parser.TextToMetricFamilies(bytes.NewReader(page))
+			require.NoError(t, err)
+			var ours []string
+			for fname, f := range families {
+				if !strings.HasPrefix(fname, "claimd_") {
+					require.Regexp(t, `^(go|process|promhttp)_`, fname, "claimd's own metrics are under claimd_")
+					continue
+				}
+				ours = append(ours, fname)
+				checkFamily(t, f)
+			}
+			sort.Strings(ours)
+			require.Greater(t, len(ours), 15, "the scrape holds claimd's metrics: %v", ours)
+		})
+	}
+	require.NoError(t, stopWorker(), "the worker stops cleanly")
+	require.NoError(t, stop())
+}
+
+// forbiddenLabel matches label names that would put PHI or unbounded
+// business values into metrics.
+var forbiddenLabel = regexp.MustCompile(`(?i)npi|provider|subscriber|plan|group|claim_id|member`)
+
+func checkFamily(t *testing.T, f *dto.MetricFamily) {
+	t.Helper()
+	name, help := f.GetName(), f.GetHelp()
+	require.GreaterOrEqual(t, len(help), 20, "%s: a help text that says what it counts", name)
+	require.True(t, strings.HasSuffix(help, ".") || strings.HasSuffix(help, ")"), "%s: help is a sentence: %q", name, help)
+	switch f.GetType() {
+	case dto.MetricType_COUNTER:
+		require.True(t, strings.HasSuffix(name, "_total"), "%s: a counter ends in _total", name)
+	case dto.MetricType_HISTOGRAM:
+		require.Regexp(t, `_(seconds|claims|bytes)$`, name, "%s: a histogram names its unit", name)
+	}
+	if strings.Contains(name, "fee") || strings.Contains(name, "drift") {
+		require.Contains(t, name, "cents", "%s: money is in cents", name)
+	}
+	for _, m := range f.GetMetric() {
+		for _, l := range m.GetLabel() {
+			require.NotRegexp(t, forbiddenLabel, l.GetName(), "%s: label %q", name, l.GetName())
+		}
+	}
+}
+
+const lintClaim = `{"claim_id": "lint-1", "lines": [{"service_date": "2025-01-15", "submitted_procedure": "D0180",
+  "plan_group": "GRP-1000", "subscriber": "3730189502", "provider_npi": "1497775530",
+  "provider_fees": 100, "allowed_fees": 10, "member_coinsurance": 0, "member_copay": 0}]}`
