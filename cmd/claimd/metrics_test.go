@@ -95,10 +95,9 @@ func TestMetricsAreLintClean(t *testing.T) {
 		return bytes.Contains(page, []byte("claimd_queue_acked_total 1"))
 	}, 15*time.Second, 50*time.Millisecond, "the worker stores the claim")
 
-	for name, page := range map[string][]byte{
-		"serve":  scrape(t, baseURL+"/metrics"),
-		"worker": scrape(t, "http://"+workerAddr+"/metrics"),
-	} {
+	urls := map[string]string{"serve": baseURL + "/metrics", "worker": "http://" + workerAddr + "/metrics"}
+	for name, url := range urls {
+		page := scrape(t, url)
 		t.Run(name, func(t *testing.T) {
 			problems, err := promlint.New(bytes.NewReader(page)).Lint()
 			require.NoError(t, err)
@@ -119,6 +118,21 @@ func TestMetricsAreLintClean(t *testing.T) {
 			}
 			sort.Strings(ours)
 			require.Greater(t, len(ours), 15, "the scrape holds claimd's metrics: %v", ours)
+			for _, want := range []string{"claimd_build_info", "claimd_dependency_up", "claimd_pgxpool_connections",
+				"claimd_redis_pool_connections", "claimd_rabbitmq_connected", "claimd_claims_ingested_total"} {
+				require.Contains(t, ours, want)
+			}
+			// Sampled every 5 s: the first sample may predate the broker connection.
+			require.Eventually(t, func() bool {
+				page := scrape(t, urls[name])
+				families, err := parser.TextToMetricFamilies(bytes.NewReader(page))
+				require.NoError(t, err)
+				up := map[string]float64{}
+				for _, m := range families["claimd_dependency_up"].GetMetric() {
+					up[m.GetLabel()[0].GetValue()] = m.GetGauge().GetValue()
+				}
+				return up["postgres"] == 1 && up["redis"] == 1 && up["rabbitmq"] == 1 && len(up) == 3
+			}, 12*time.Second, 200*time.Millisecond, "claimd_dependency_up says all three answer")
 		})
 	}
 	require.NoError(t, stopWorker(), "the worker stops cleanly")

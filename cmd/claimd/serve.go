@@ -117,6 +117,8 @@ func start(ctx context.Context, cfg config, log *slog.Logger) (st *store.Store, 
 	}
 	reg = prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	buildInfo(reg)
+	registerPools(reg, st, rdb)
 	ranking = rank.NewRedis(rdb, rank.Keys{Prefix: cfg.RedisKeyPrefix})
 	epoch, err := st.RankingEpoch(ctx)
 	if err != nil {
@@ -191,13 +193,23 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 		defer wg.Done()
 		ingest.ExpireKeys(bgCtx, st, time.Minute, log)
 	}()
+	checks := map[string]func(context.Context) error{
+		"postgres": st.Ping,
+		"redis":    func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
+	}
 	if publisher != nil {
+		checks["rabbitmq"] = publisher.Ready
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			publisher.Run(bgCtx)
 		}()
 	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		watchDependencies(bgCtx, dependencyUp(reg), 5*time.Second, checks)
+	}()
 	defer func() {
 		stopBackground()
 		wg.Wait()

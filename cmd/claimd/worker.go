@@ -64,6 +64,14 @@ func work(ctx context.Context, cfg config, log *slog.Logger) error {
 	go func() { _ = srv.Serve(ln) }()
 	defer srv.Close()
 
+	watchCtx, stopWatching := context.WithCancel(ctx)
+	defer stopWatching()
+	go watchDependencies(watchCtx, dependencyUp(reg), 5*time.Second, map[string]func(context.Context) error{
+		"postgres": st.Ping,
+		"redis":    func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
+		"rabbitmq": worker.Ready,
+	})
+
 	log.Info("claimd worker consuming", "queue", cfg.Queue.Queue, "consumers", cfg.Worker.Consumers,
 		"prefetch", cfg.Worker.Prefetch, "addr", ln.Addr().String())
 	worker.Run(ctx) // until SIGTERM, then drains what it holds

@@ -65,6 +65,9 @@ func (s *Store) Ping(ctx context.Context) error {
 	return s.pool.Ping(ctx)
 }
 
+// PoolStat is a snapshot of the connection pool, for metrics.
+func (s *Store) PoolStat() *pgxpool.Stat { return s.pool.Stat() }
+
 // EnsureDatabase creates the database named in url when it does not exist,
 // connecting to the "postgres" maintenance database of the same server to do so.
 func EnsureDatabase(ctx context.Context, url string) error {
