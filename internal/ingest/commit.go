@@ -249,6 +249,15 @@ func (c *committer) count(items []store.Pending, stored []store.Stored) {
 		if s.Err == nil && s.ExistingID == "" {
 			c.metrics.claims.Inc()
 			c.metrics.lines.Add(float64(len(items[i].Claim.Lines)))
+			var fees, allowed, coinsurance, copay claim.Cents
+			for _, l := range items[i].Claim.Lines {
+				fees, allowed = fees+l.ProviderFees, allowed+l.AllowedFees
+				coinsurance, copay = coinsurance+l.MemberCoinsurance, copay+l.MemberCopay
+			}
+			c.metrics.money.providerFees.Add(float64(fees))
+			c.metrics.money.allowedFees.Add(float64(allowed))
+			c.metrics.money.coinsurance.Add(float64(coinsurance))
+			c.metrics.money.copay.Add(float64(copay))
 		}
 	}
 }

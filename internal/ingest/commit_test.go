@@ -236,3 +236,34 @@ func TestGroupCommitQueueBounds(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, claim.Cents(2*12000), top[0].NetFee, "first and second only")
 }
+
+// The money counters add up each stored claim's components once; a claim
+// found stored already adds nothing.
+func TestMoneyIngestedByComponent(t *testing.T) {
+	t.Parallel()
+	st, _ := testenv.MustStore(t)
+	rdb, prefix := testenv.MustSharedRedis(t)
+	reg := prometheus.NewRegistry()
+	svc := ingest.New(st, rank.NewRedis(rdb, rank.Keys{Prefix: prefix}), ingest.Config{}, reg, nil)
+	t.Cleanup(svc.Close)
+	ctx := context.Background()
+	for _, req := range []ingest.Request{
+		claimFor(t, "m-1", "1000000001", 150), claimFor(t, "m-2", "1000000002", 250), claimFor(t, "m-1", "1000000001", 150),
+	} {
+		_, err := svc.Submit(ctx, req)
+		require.NoError(t, err)
+	}
+	families, err := reg.Gather()
+	require.NoError(t, err)
+	got := map[string]float64{}
+	for _, f := range families {
+		if f.GetName() == "claimd_ingested_money_cents_total" {
+			for _, m := range f.GetMetric() {
+				got[m.GetLabel()[0].GetValue()] = m.GetCounter().GetValue()
+			}
+		}
+	}
+	require.Equal(t, map[string]float64{
+		"provider_fees": 40000, "allowed_fees": 2000, "member_coinsurance": 2000, "member_copay": 4000,
+	}, got)
+}

@@ -320,6 +320,7 @@ func (s *Service) SubmitBatch(ctx context.Context, client string, inputs iter.Se
 type metrics struct {
 	claims             prometheus.Counter
 	lines              prometheus.Counter
+	money              moneyCounters
 	duplicates         *prometheus.CounterVec
 	validationFailures *prometheus.CounterVec
 	rankingFailures    prometheus.Counter
@@ -331,10 +332,28 @@ type metrics struct {
 	queueDepth         func(func() float64)
 }
 
+// moneyCounters add up the money in stored claims, by component. Every
+// component is non-negative, so each is a counter; the net fee can be
+// negative and is their sum (provider fees + coinsurance + copay - allowed),
+// which a query can compute.
+type moneyCounters struct {
+	providerFees, allowedFees, coinsurance, copay prometheus.Counter
+}
+
 func newMetrics(reg prometheus.Registerer) *metrics {
 	f := promauto.With(reg)
 	const ns = "claimd"
+	money := f.NewCounterVec(prometheus.CounterOpts{
+		Namespace: ns, Name: "ingested_money_cents_total",
+		Help: "Money in the claims stored, in cents, by component (provider_fees, allowed_fees, member_coinsurance, member_copay); the net fee is provider_fees + member_coinsurance + member_copay - allowed_fees.",
+	}, []string{"component"})
 	return &metrics{
+		money: moneyCounters{
+			providerFees: money.WithLabelValues("provider_fees"),
+			allowedFees:  money.WithLabelValues("allowed_fees"),
+			coinsurance:  money.WithLabelValues("member_coinsurance"),
+			copay:        money.WithLabelValues("member_copay"),
+		},
 		claims: f.NewCounter(prometheus.CounterOpts{
 			Namespace: ns, Name: "claims_ingested_total",
 			Help: "Claims stored in Postgres.",
