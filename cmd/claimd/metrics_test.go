@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"regexp"
 	"sort"
 	"strings"
@@ -115,6 +116,11 @@ func TestMetricsAreLintClean(t *testing.T) {
 				}
 				ours = append(ours, fname)
 				checkFamily(t, f)
+			}
+			doc, err := os.ReadFile("../../docs/metrics.md")
+			require.NoError(t, err)
+			for _, n := range ours {
+				require.Contains(t, string(doc), "`"+n+"`", "docs/metrics.md documents every metric")
 			}
 			sort.Strings(ours)
 			require.Greater(t, len(ours), 15, "the scrape holds claimd's metrics: %v", ours)
