@@ -10,7 +10,7 @@ export DATABASE_URL REDIS_URL
 GO ?= go
 SHELL := /bin/bash
 
-.PHONY: all build run worker migrate reconcile test test-short test-faults fuzz bench vet fmt check services clean
+.PHONY: all build run worker up down migrate reconcile test test-short test-faults fuzz bench vet fmt check services clean
 
 all: build
 
@@ -27,6 +27,14 @@ run: build services
 ## worker: store the claims async mode queued (INGEST_MODE=async make run)
 worker: build services
 	./bin/claimd worker
+
+## up: the whole stack in Docker (docker-compose.yml: claimd in async mode, a worker, Postgres,
+## Redis, RabbitMQ, Prometheus on :9090, Grafana on :3000); down: stop it (data volumes kept)
+up:
+	docker compose up -d --build
+
+down:
+	docker compose down
 
 migrate: build services
 	./bin/claimd migrate
