@@ -30,6 +30,7 @@ var errQueueFull = &claim.RetryAfter{Err: claim.ErrBusy, After: time.Second}
 // queued is a claim waiting for its batch.
 type queued struct {
 	ctx  context.Context // the request's: a request that gave up before its batch is left out
+	mode string          // how the claim came (sync, batch, async), for the metrics
 	item store.Pending
 	done chan outcome // buffered: the writer never waits for the request
 	// state is claimed once, by a writer taking the claim into a batch or by
@@ -213,7 +214,7 @@ func (c *committer) flush(batch []*queued) {
 		}
 		return
 	}
-	c.count(items, b.Claims)
+	c.count(live, b.Claims)
 	c.rank(b.Totals)
 	for i, q := range live {
 		q.done <- outcome{stored: b.Claims[i]}
@@ -234,7 +235,7 @@ func (c *committer) flushOneByOne(live []*queued) {
 			continue
 		}
 		outcomes[i].stored = b.Claims[0]
-		c.count([]store.Pending{q.item}, b.Claims)
+		c.count([]*queued{q}, b.Claims)
 		totals = append(totals, b.Totals...) // versions order repeated providers
 	}
 	c.rank(totals)
@@ -244,13 +245,13 @@ func (c *committer) flushOneByOne(live []*queued) {
 }
 
 // count adds the claims a batch stored to the ingest counters.
-func (c *committer) count(items []store.Pending, stored []store.Stored) {
+func (c *committer) count(items []*queued, stored []store.Stored) {
 	for i, s := range stored {
 		if s.Err == nil && s.ExistingID == "" {
-			c.metrics.claims.Inc()
-			c.metrics.lines.Add(float64(len(items[i].Claim.Lines)))
+			c.metrics.claims.WithLabelValues(items[i].mode).Inc()
+			c.metrics.lines.WithLabelValues(items[i].mode).Add(float64(len(items[i].item.Claim.Lines)))
 			var fees, allowed, coinsurance, copay claim.Cents
-			for _, l := range items[i].Claim.Lines {
+			for _, l := range items[i].item.Claim.Lines {
 				fees, allowed = fees+l.ProviderFees, allowed+l.AllowedFees
 				coinsurance, copay = coinsurance+l.MemberCoinsurance, copay+l.MemberCopay
 			}

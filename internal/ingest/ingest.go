@@ -150,7 +150,42 @@ type Result struct {
 // committed Submit succeeds, even if Redis could not be updated: Postgres is
 // the truth, and reconciliation repairs Redis. When too many claims are
 // waiting to be stored it fails at once with claim.ErrBusy.
-func (s *Service) Submit(ctx context.Context, req Request) (Result, error) {
+func (s *Service) Submit(ctx context.Context, req Request) (res Result, err error) {
+	mode := "sync"
+	if req.ID != "" {
+		mode = "async" // a claim from the queue
+	}
+	defer func() { s.countOutcome(mode, res, err) }()
+	return s.submit(ctx, req, mode)
+}
+
+// outcomeOf names what became of one submission, for the metrics.
+func outcomeOf(res Result, err error) string {
+	var problems claim.Problems
+	switch {
+	case err == nil && res.Created && !res.Replayed:
+		return "stored"
+	case err == nil:
+		return "duplicate"
+	case errors.As(err, &problems), errors.Is(err, claim.ErrMalformed):
+		return "invalid"
+	case errors.Is(err, claim.ErrClaimIDReused), errors.Is(err, claim.ErrKeyReused):
+		return "conflict"
+	case errors.Is(err, claim.ErrKeyInFlight):
+		return "in_flight"
+	case errors.Is(err, claim.ErrBusy), errors.Is(err, claim.ErrUnavailable),
+		errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		return "unavailable"
+	default:
+		return "failed"
+	}
+}
+
+func (s *Service) countOutcome(mode string, res Result, err error) {
+	s.metrics.outcomes.WithLabelValues(mode, outcomeOf(res, err)).Inc()
+}
+
+func (s *Service) submit(ctx context.Context, req Request, mode string) (Result, error) {
 	c, err := s.Prepare(req)
 	if err != nil {
 		return Result{}, err
@@ -178,7 +213,7 @@ func (s *Service) Submit(ctx context.Context, req Request) (Result, error) {
 		}
 	}
 
-	q := &queued{ctx: ctx, item: store.Pending{Claim: c, Lease: lease}, done: make(chan outcome, 1)}
+	q := &queued{ctx: ctx, mode: mode, item: store.Pending{Claim: c, Lease: lease}, done: make(chan outcome, 1)}
 	err = s.committer.enqueue(ctx, q, false)
 	var out outcome
 	if err == nil {
@@ -248,6 +283,11 @@ const batchWindow = 1024
 // been made when SubmitBatch returns. Unlike Submit, a full queue makes
 // SubmitBatch wait: the batch's sender is slowed down, not refused.
 func (s *Service) SubmitBatch(ctx context.Context, client string, inputs iter.Seq2[claim.Input, error], report func(int, Result, error)) {
+	given := report
+	report = func(i int, res Result, err error) {
+		s.countOutcome("batch", res, err)
+		given(i, res, err)
+	}
 	type inFlight struct {
 		index int
 		claim claim.Claim
@@ -301,7 +341,7 @@ func (s *Service) SubmitBatch(ctx context.Context, client string, inputs iter.Se
 			report(index, Result{}, ctx.Err())
 			continue
 		}
-		q := &queued{ctx: ctx, item: store.Pending{Claim: c}, done: make(chan outcome, 1)}
+		q := &queued{ctx: ctx, mode: "batch", item: store.Pending{Claim: c}, done: make(chan outcome, 1)}
 		if err := s.committer.enqueue(ctx, q, true); err != nil {
 			<-s.committer.batchRoom
 			report(index, Result{}, err)
@@ -318,8 +358,9 @@ func (s *Service) SubmitBatch(ctx context.Context, client string, inputs iter.Se
 }
 
 type metrics struct {
-	claims             prometheus.Counter
-	lines              prometheus.Counter
+	claims             *prometheus.CounterVec
+	lines              *prometheus.CounterVec
+	outcomes           *prometheus.CounterVec
 	money              moneyCounters
 	duplicates         *prometheus.CounterVec
 	validationFailures *prometheus.CounterVec
@@ -354,14 +395,18 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			coinsurance:  money.WithLabelValues("member_coinsurance"),
 			copay:        money.WithLabelValues("member_copay"),
 		},
-		claims: f.NewCounter(prometheus.CounterOpts{
+		claims: f.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Name: "claims_ingested_total",
-			Help: "Claims stored in Postgres.",
-		}),
-		lines: f.NewCounter(prometheus.CounterOpts{
+			Help: "Claims stored in Postgres, by how they came (mode: sync for POST /claims, batch for POST /claims/batch, async for the queue's workers).",
+		}, []string{"mode"}),
+		lines: f.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Name: "claim_lines_ingested_total",
-			Help: "Claim lines stored in Postgres.",
-		}),
+			Help: "Claim lines stored in Postgres, by how their claims came (mode: sync, batch, async).",
+		}, []string{"mode"}),
+		outcomes: f.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Name: "claim_submissions_total",
+			Help: "Claims submitted to be stored, by mode (sync, batch, async) and outcome: stored, duplicate (stored before: claim_id, idempotency key or redelivery), invalid, conflict (claim_id or key reused for another claim), in_flight (same key in progress), unavailable (busy or storage down; retry), failed.",
+		}, []string{"mode", "outcome"}),
 		duplicates: f.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Name: "claims_deduplicated_total",
 			Help: "Submissions answered with an already stored claim instead of storing it again, by what matched (idempotency_key, claim_id, or redelivery: a queued claim delivered again).",
