@@ -41,65 +41,9 @@ func scrape(t *testing.T, url string) []byte {
 // as units, and no label that could carry an NPI, a plan or a subscriber.
 func TestMetricsAreLintClean(t *testing.T) {
 	t.Parallel()
-	redisServer := testenv.MustRedisServer(t)
-	workerAddr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
-	env := map[string]string{
-		"DATABASE_URL":             testenv.MustDatabase(t),
-		"REDIS_URL":                redisServer.URL(),
-		"RECONCILE_INTERVAL":       "1s",
-		"TOP_PROVIDERS_RATE_LIMIT": "0",
-		"INGEST_MODE":              "async",
-		"RABBITMQ_QUEUE":           testenv.MustQueueName(t),
-		"WORKER_ADDR":              workerAddr,
-	}
-	baseURL, stop := mustRun(t, env)
-	ctx, cancel := context.WithCancel(context.Background())
-	workerDone := make(chan error, 1)
-	workerLog := &syncBuffer{}
-	go func() {
-		workerDone <- run(ctx, []string{"worker"}, func(k string) string { return env[k] }, io.Discard, workerLog)
-	}()
-	stopWorker := sync.OnceValue(func() error { cancel(); return <-workerDone })
-	t.Cleanup(func() {
-		_ = stopWorker()
-		if t.Failed() {
-			t.Logf("worker logs:\n%s", workerLog.String())
-		}
-	})
+	cd := mustStartAsyncWithTraffic(t)
 
-	// Traffic, so that labelled metrics have children: a queued claim that a
-	// worker stores, a refused one, lookups.
-	require.Eventually(t, func() bool {
-		res, err := http.Post(baseURL+"/claims", "application/json", strings.NewReader(lintClaim))
-		if err != nil {
-			return false
-		}
-		res.Body.Close()
-		return res.StatusCode == http.StatusAccepted
-	}, 15*time.Second, 50*time.Millisecond, "async claimd accepts once connected to RabbitMQ")
-	res, err := http.Post(baseURL+"/claims", "application/json", strings.NewReader(strings.Replace(lintClaim, "D0180", "X0180", 1)))
-	require.NoError(t, err)
-	res.Body.Close()
-	require.Equal(t, http.StatusUnprocessableEntity, res.StatusCode)
-	for range 3 {
-		res, err := http.Get(baseURL + "/top-providers")
-		require.NoError(t, err)
-		res.Body.Close()
-	}
-	require.Eventually(t, func() bool {
-		res, err := http.Get("http://" + workerAddr + "/metrics")
-		if err != nil {
-			return false // not listening yet
-		}
-		defer res.Body.Close()
-		page, _ := io.ReadAll(res.Body)
-		return bytes.Contains(page, []byte("claimd_queue_acked_total 1"))
-	}, 15*time.Second, 50*time.Millisecond, "the worker stores the claim")
-	workerPage := string(scrape(t, "http://"+workerAddr+"/metrics"))
-	require.Contains(t, workerPage, `claimd_claims_ingested_total{mode="async"} 1`)
-	require.Contains(t, workerPage, `claimd_claim_submissions_total{mode="async",outcome="stored"} 1`)
-
-	urls := map[string]string{"serve": baseURL + "/metrics", "worker": "http://" + workerAddr + "/metrics"}
+	urls := cd.metricsURLs()
 	for name, url := range urls {
 		page := scrape(t, url)
 		t.Run(name, func(t *testing.T) {
@@ -144,8 +88,91 @@ func TestMetricsAreLintClean(t *testing.T) {
 			}, 12*time.Second, 200*time.Millisecond, "claimd_dependency_up says all three answer")
 		})
 	}
-	require.NoError(t, stopWorker(), "the worker stops cleanly")
-	require.NoError(t, stop())
+	cd.requireStop(t)
+}
+
+// asyncClaimd is claimd serve in async mode and a claimd worker, run
+// in-process, each with its /metrics.
+type asyncClaimd struct {
+	serveURL, workerURL string // base URLs
+	stop, stopWorker    func() error
+}
+
+// metricsURLs are the /metrics pages of serve and worker, by name.
+func (cd asyncClaimd) metricsURLs() map[string]string {
+	return map[string]string{"serve": cd.serveURL + "/metrics", "worker": cd.workerURL + "/metrics"}
+}
+
+// requireStop stops the worker and then serve, each of which must end cleanly.
+func (cd asyncClaimd) requireStop(t *testing.T) {
+	t.Helper()
+	require.NoError(t, cd.stopWorker(), "the worker stops cleanly")
+	require.NoError(t, cd.stop())
+}
+
+// mustStartAsyncWithTraffic starts claimd serve in async mode and a worker
+// on a fresh database, a redis-server of the test's own and a queue of its
+// own on the shared RabbitMQ, and gives them traffic so that labelled
+// metrics have children: a queued claim that the worker stores, a refused
+// one, lookups. Both are stopped when the test ends, if it did not.
+func mustStartAsyncWithTraffic(t *testing.T) asyncClaimd {
+	t.Helper()
+	redisServer := testenv.MustRedisServer(t)
+	workerAddr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	env := map[string]string{
+		"DATABASE_URL":             testenv.MustDatabase(t),
+		"REDIS_URL":                redisServer.URL(),
+		"RECONCILE_INTERVAL":       "1s",
+		"TOP_PROVIDERS_RATE_LIMIT": "0",
+		"INGEST_MODE":              "async",
+		"RABBITMQ_QUEUE":           testenv.MustQueueName(t),
+		"WORKER_ADDR":              workerAddr,
+	}
+	baseURL, stop := mustRun(t, env)
+	ctx, cancel := context.WithCancel(context.Background())
+	workerDone := make(chan error, 1)
+	workerLog := &syncBuffer{}
+	go func() {
+		workerDone <- run(ctx, []string{"worker"}, func(k string) string { return env[k] }, io.Discard, workerLog)
+	}()
+	stopWorker := sync.OnceValue(func() error { cancel(); return <-workerDone })
+	t.Cleanup(func() {
+		_ = stopWorker()
+		if t.Failed() {
+			t.Logf("worker logs:\n%s", workerLog.String())
+		}
+	})
+
+	require.Eventually(t, func() bool {
+		res, err := http.Post(baseURL+"/claims", "application/json", strings.NewReader(lintClaim))
+		if err != nil {
+			return false
+		}
+		res.Body.Close()
+		return res.StatusCode == http.StatusAccepted
+	}, 15*time.Second, 50*time.Millisecond, "async claimd accepts once connected to RabbitMQ")
+	res, err := http.Post(baseURL+"/claims", "application/json", strings.NewReader(strings.Replace(lintClaim, "D0180", "X0180", 1)))
+	require.NoError(t, err)
+	res.Body.Close()
+	require.Equal(t, http.StatusUnprocessableEntity, res.StatusCode)
+	for range 3 {
+		res, err := http.Get(baseURL + "/top-providers")
+		require.NoError(t, err)
+		res.Body.Close()
+	}
+	require.Eventually(t, func() bool {
+		res, err := http.Get("http://" + workerAddr + "/metrics")
+		if err != nil {
+			return false // not listening yet
+		}
+		defer res.Body.Close()
+		page, _ := io.ReadAll(res.Body)
+		return bytes.Contains(page, []byte("claimd_queue_acked_total 1"))
+	}, 15*time.Second, 50*time.Millisecond, "the worker stores the claim")
+	workerPage := string(scrape(t, "http://"+workerAddr+"/metrics"))
+	require.Contains(t, workerPage, `claimd_claims_ingested_total{mode="async"} 1`)
+	require.Contains(t, workerPage, `claimd_claim_submissions_total{mode="async",outcome="stored"} 1`)
+	return asyncClaimd{serveURL: baseURL, workerURL: "http://" + workerAddr, stop: stop, stopWorker: stopWorker}
 }
 
 // forbiddenLabel matches label names that would put PHI or unbounded

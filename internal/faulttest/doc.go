@@ -1,7 +1,9 @@
-// Package faulttest is the fault-injection suite of issue 3: it runs the real
-// claimd binary against a redis-server and, where a scenario stops it, a
-// postgres of its own, drives concurrent ingest load while it kills, pauses,
-// flushes and restarts those processes, and then checks the promise to users:
+// Package faulttest runs the real claimd binary as a process: the
+// fault-injection suite of issue 3, the proofs of async mode, and the
+// end-to-end test of the monitoring. The fault-injection suite runs claimd
+// against a redis-server and, where a scenario stops it, a postgres of its
+// own, drives concurrent ingest load while it kills, pauses, flushes and
+// restarts those processes, and then checks the promise to users:
 // every claim acknowledged with a 2xx is in Postgres exactly once, no refused
 // claim is, the Postgres totals equal the sum of the lines, every Redis score
 // equals the Postgres total, and /top-providers equals an independent
@@ -19,8 +21,15 @@
 // shared Postgres (a database of their own), the shared RabbitMQ (queues of
 // their own) or a private node, and redis-servers of their own.
 //
+// The end-to-end test of the monitoring (prometheus_test.go,
+// TestPrometheusScrapesDashboard) also runs in every go test: a real
+// Prometheus (Debian's binary) scrapes claimd serve in async mode and a
+// worker under a short load, and every query of the Grafana dashboard must
+// return data through Prometheus's HTTP API.
+//
 // The helpers live in non-test files so each one can be read on its own:
 // servers.go (redis-server and postgres), rabbit.go (a private RabbitMQ
-// node), claimd.go (the serve and worker processes, and claimd commands),
-// load.go (claims and the load generator) and verify.go (the final checks).
+// node), prometheus.go (a Prometheus server), claimd.go (the serve and
+// worker processes, and claimd commands), load.go (claims and the load
+// generator) and verify.go (the final checks).
 package faulttest

@@ -1,0 +1,212 @@
+package faulttest
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/claim-process/claim-process/internal/testenv"
+)
+
+// PrometheusServer is a Prometheus server of the test's own (Debian's
+// prometheus binary) on a free port, with its data in a temporary
+// directory, scraping the targets it was started with every second.
+type PrometheusServer struct {
+	t       testing.TB
+	addr    string
+	logPath string
+	cmd     *exec.Cmd
+	exited  chan struct{}
+}
+
+// ScrapeJob is one scrape_configs entry: a job name and its targets
+// (host:port), scraped at metrics_path.
+type ScrapeJob struct {
+	Name        string
+	MetricsPath string
+	Targets     []string
+}
+
+// StartPrometheus starts bin (the prometheus binary) with a configuration
+// that scrapes jobs every second and waits until it is ready. It is stopped
+// and its data deleted when the test ends; its log is printed if the test
+// failed.
+func StartPrometheus(t testing.TB, bin string, jobs []ScrapeJob) *PrometheusServer {
+	t.Helper()
+	dir := t.TempDir()
+	type staticConfig struct {
+		Targets []string `yaml:"targets"`
+	}
+	type scrapeConfig struct {
+		JobName       string         `yaml:"job_name"`
+		MetricsPath   string         `yaml:"metrics_path,omitempty"`
+		StaticConfigs []staticConfig `yaml:"static_configs"`
+	}
+	cfg := struct {
+		Global        map[string]string `yaml:"global"`
+		ScrapeConfigs []scrapeConfig    `yaml:"scrape_configs"`
+	}{Global: map[string]string{"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"}}
+	for _, j := range jobs {
+		cfg.ScrapeConfigs = append(cfg.ScrapeConfigs, scrapeConfig{JobName: j.Name, MetricsPath: j.MetricsPath,
+			StaticConfigs: []staticConfig{{Targets: j.Targets}}})
+	}
+	raw, err := yaml.Marshal(cfg)
+	require.NoError(t, err)
+	configPath := filepath.Join(dir, "prometheus.yml")
+	require.NoError(t, os.WriteFile(configPath, raw, 0o644))
+	require.NoError(t, os.Mkdir(filepath.Join(dir, "data"), 0o755))
+
+	p := &PrometheusServer{t: t, addr: "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t)), logPath: filepath.Join(dir, "prometheus.log")}
+	logFile, err := os.Create(p.logPath)
+	require.NoError(t, err)
+	p.cmd = exec.Command(bin,
+		"--config.file="+configPath,
+		"--storage.tsdb.path="+filepath.Join(dir, "data"),
+		"--web.listen-address="+p.addr,
+		"--log.level=info")
+	p.cmd.Dir = dir
+	p.cmd.Stdout, p.cmd.Stderr = logFile, logFile
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // dies with the test binary
+	require.NoError(t, p.cmd.Start())
+	p.exited = make(chan struct{})
+	go func() {
+		_ = p.cmd.Wait()
+		_ = logFile.Close()
+		close(p.exited)
+	}()
+	// Registered after t.TempDir, so it runs before the directory is removed.
+	t.Cleanup(func() {
+		p.stop()
+		if t.Failed() {
+			dumpFile(t, "prometheus log", p.logPath)
+		}
+	})
+
+	client := &http.Client{Timeout: time.Second}
+	waitFor(t, 30*time.Second, "prometheus /-/ready", func() error {
+		select {
+		case <-p.exited:
+			return errStop{fmt.Errorf("prometheus exited during start; see its log")}
+		default:
+		}
+		resp, err := client.Get(p.URL() + "/-/ready")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("/-/ready answered %d", resp.StatusCode)
+		}
+		return nil
+	})
+	return p
+}
+
+// URL is the server's http:// base URL.
+func (p *PrometheusServer) URL() string { return "http://" + p.addr }
+
+// stop sends SIGTERM and waits for the exit, killing it after 10s.
+func (p *PrometheusServer) stop() {
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.exited:
+	case <-time.After(10 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.exited
+	}
+}
+
+// PromSample is one sample of an instant query's result.
+type PromSample struct {
+	Metric map[string]string
+	Value  float64
+}
+
+// Query evaluates expr now, through the HTTP API (/api/v1/query), and
+// returns the samples of the result: a vector's, or a scalar as one sample.
+func (p *PrometheusServer) Query(expr string) ([]PromSample, error) {
+	var data struct {
+		ResultType string          `json:"resultType"`
+		Result     json.RawMessage `json:"result"`
+	}
+	if err := p.api("/api/v1/query", url.Values{"query": {expr}}, &data); err != nil {
+		return nil, err
+	}
+	switch data.ResultType {
+	case "vector":
+		var vector []struct {
+			Metric map[string]string `json:"metric"`
+			Value  [2]any            `json:"value"`
+		}
+		if err := json.Unmarshal(data.Result, &vector); err != nil {
+			return nil, err
+		}
+		out := make([]PromSample, 0, len(vector))
+		for _, s := range vector {
+			v, err := sampleValue(s.Value)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, PromSample{Metric: s.Metric, Value: v})
+		}
+		return out, nil
+	case "scalar":
+		var scalar [2]any
+		if err := json.Unmarshal(data.Result, &scalar); err != nil {
+			return nil, err
+		}
+		v, err := sampleValue(scalar)
+		return []PromSample{{Value: v}}, err
+	}
+	return nil, fmt.Errorf("query %s: result type %q", expr, data.ResultType)
+}
+
+// LabelValues lists the values of label over the series match selects
+// (/api/v1/label/<label>/values), as Grafana's label_values(match, label).
+func (p *PrometheusServer) LabelValues(label, match string) ([]string, error) {
+	var values []string
+	err := p.api("/api/v1/label/"+url.PathEscape(label)+"/values", url.Values{"match[]": {match}}, &values)
+	return values, err
+}
+
+// api GETs an endpoint of the HTTP API and decodes its data.
+func (p *PrometheusServer) api(path string, query url.Values, data any) error {
+	client := &http.Client{Timeout: 10 * time.Second}
+	resp, err := client.Get(p.URL() + path + "?" + query.Encode())
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	var answer struct {
+		Status string          `json:"status"`
+		Data   json.RawMessage `json:"data"`
+		Error  string          `json:"error"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&answer); err != nil {
+		return fmt.Errorf("%s: %d, %w", path, resp.StatusCode, err)
+	}
+	if answer.Status != "success" {
+		return fmt.Errorf("%s %s: %s", path, query.Encode(), answer.Error)
+	}
+	return json.Unmarshal(answer.Data, data)
+}
+
+// sampleValue reads the value of a [time, "value"] pair.
+func sampleValue(pair [2]any) (float64, error) {
+	s, ok := pair[1].(string)
+	if !ok {
+		return 0, fmt.Errorf("sample value %v is not a string", pair[1])
+	}
+	return strconv.ParseFloat(s, 64)
+}
