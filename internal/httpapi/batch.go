@@ -121,6 +121,9 @@ func handlePostBatch(d Deps) http.HandlerFunc {
 				"claims", len(faults), "err", faults[0])
 		}
 		slices.SortFunc(results, func(a, b batchResult) int { return a.Index - b.Index })
+		if results == nil {
+			results = []batchResult{} // "results": [], not null, for an empty batch
+		}
 		resp := batchResponse{Received: len(results), Complete: !src.stopped, Results: results}
 		for _, res := range results {
 			switch {

@@ -207,10 +207,11 @@ func TestBatchIsStreamed(t *testing.T) {
 	t.Parallel()
 	s := mustStack(t, redis_rate.Limit{})
 	pr, pw := io.Pipe()
+	req, err := http.NewRequest(http.MethodPost, s.url+"/claims/batch", pr)
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "application/x-ndjson")
 	answered := make(chan response, 1)
 	go func() {
-		req, _ := http.NewRequest(http.MethodPost, s.url+"/claims/batch", pr)
-		req.Header.Set("Content-Type", "application/x-ndjson")
 		res, err := http.DefaultClient.Do(req)
 		if err != nil {
 			answered <- response{}
@@ -220,7 +221,7 @@ func TestBatchIsStreamed(t *testing.T) {
 		b, _ := io.ReadAll(res.Body)
 		answered <- response{status: res.StatusCode, header: res.Header, body: b}
 	}()
-	_, err := io.WriteString(pw, ndjsonLine(batchClaim("early", "1000000001", 100))+"\n")
+	_, err = io.WriteString(pw, ndjsonLine(batchClaim("early", "1000000001", 100))+"\n")
 	require.NoError(t, err)
 
 	conn, err := pgx.Connect(context.Background(), s.dbURL)
@@ -235,6 +236,8 @@ func TestBatchIsStreamed(t *testing.T) {
 	_, err = io.WriteString(pw, ndjsonLine(batchClaim("late", "1000000001", 40))+"\n")
 	require.NoError(t, err)
 	require.NoError(t, pw.Close())
-	a := mustBatch(t, <-answered)
+	res := <-answered
+	mustMatchSpec(t, req, nil, res) // the streamed body is not kept
+	a := mustBatch(t, res)
 	require.Equal(t, 2, a.Created)
 }

@@ -102,6 +102,7 @@ func (s hostileStack) do(tb testing.TB, method, path, contentType string, body [
 	defer res.Body.Close()
 	b, err := io.ReadAll(res.Body)
 	require.NoError(tb, err)
+	mustMatchSpec(tb, req, body, response{status: res.StatusCode, header: res.Header, body: b})
 	return hostileResponse{status: res.StatusCode, contentType: res.Header.Get("Content-Type"), body: b}
 }
 

@@ -131,6 +131,13 @@ func mustDo(t *testing.T, method, url, contentType string, body io.Reader) respo
 // mustDoWith sends a request with the given headers and reads the whole answer.
 func mustDoWith(t *testing.T, method, url string, header map[string]string, body io.Reader) response {
 	t.Helper()
+	var sent []byte // kept to hold the request to the OpenAPI description
+	if body != nil {
+		var err error
+		sent, err = io.ReadAll(body)
+		require.NoError(t, err)
+		body = bytes.NewReader(sent)
+	}
 	req, err := http.NewRequest(method, url, body)
 	require.NoError(t, err)
 	for k, v := range header {
@@ -141,7 +148,9 @@ func mustDoWith(t *testing.T, method, url string, header map[string]string, body
 	defer res.Body.Close()
 	b, err := io.ReadAll(res.Body)
 	require.NoError(t, err)
-	return response{status: res.StatusCode, header: res.Header, body: b}
+	out := response{status: res.StatusCode, header: res.Header, body: b}
+	mustMatchSpec(t, req, sent, out)
+	return out
 }
 
 func mustPost(t *testing.T, url, contentType, body string) response {
@@ -437,6 +446,10 @@ func mustPostChunked(t *testing.T, url, contentType string, body io.Reader) int 
 	req.ContentLength = -1
 	res, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)
-	res.Body.Close()
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	require.NoError(t, err)
+	// The transport may still be sending the body: only the answer is checked.
+	mustMatchSpec(t, req, nil, response{status: res.StatusCode, header: res.Header, body: b})
 	return res.StatusCode
 }

@@ -44,6 +44,13 @@ func routes(d Deps, m *metrics) http.Handler {
 	r.Get("/readyz", handleReadyz(d))
 	r.Method(http.MethodGet, "/metrics", promhttp.HandlerFor(d.Registry, promhttp.HandlerOpts{Registry: d.Registry}))
 
+	// The description and Swagger UI, open to all like the lookups.
+	r.Get("/openapi.yaml", handleOpenAPIYAML())
+	r.Get("/openapi.json", handleOpenAPIJSON())
+	docs := handleDocs()
+	r.Method(http.MethodGet, docsPath, docs)
+	r.Method(http.MethodGet, docsPath+"/*", docs) // its assets, one route pattern for all
+
 	r.With(deadline(batchTimeout), d.APIKeys.require).Post("/claims/batch", handlePostBatch(d))
 	r.Group(func(r chi.Router) {
 		r.Use(deadline(requestTimeout))
