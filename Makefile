@@ -10,7 +10,7 @@ export DATABASE_URL REDIS_URL
 GO ?= go
 SHELL := /bin/bash
 
-.PHONY: all build run worker up down migrate reconcile test test-short test-faults fuzz bench vet fmt check services clean
+.PHONY: all build run worker up down migrate reconcile test test-short test-faults fuzz bench vet fmt check services test-tools clean
 
 all: build
 
@@ -19,6 +19,10 @@ build:
 
 services:
 	@.ci/ensure-services
+
+## test-tools: promtool, prometheus and chromium for the tests (Debian packages), when missing
+test-tools:
+	@.ci/ensure-test-tools
 
 ## run: create the database if missing, apply migrations, serve on :8000
 run: build services
@@ -43,7 +47,7 @@ reconcile: build services
 	./bin/claimd reconcile
 
 ## test: formatting, vet, and every test against the real Postgres and Redis
-test: services check
+test: services test-tools check
 	$(GO) test -race -count=1 ./...
 
 ## test-faults: the fault-injection suite: claimd as a real process, with its own
@@ -65,7 +69,7 @@ fuzz: services
 	$(GO) test -run '^$$' -fuzz '^FuzzArrayReader$$' -fuzztime $(FUZZTIME) ./internal/httpapi/
 
 ## test-short: the same tests without the race detector (faster)
-test-short: services
+test-short: services test-tools
 	$(GO) test -count=1 ./...
 
 BENCH_SCALE ?= default
