@@ -66,6 +66,9 @@ func (l *RateLimiter) middleware(m *metrics, route string, log *slog.Logger) fun
 		if l == nil {
 			return next
 		}
+		for _, decision := range []string{"allowed", "limited", "fail_open"} {
+			m.rateLimit.WithLabelValues(route, decision) // exported at 0 from the start
+		}
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			ctx, cancel := context.WithTimeout(r.Context(), l.timeout)
 			res, err := l.limiter.Allow(ctx, l.key(route, clientOf(r)), l.limit)

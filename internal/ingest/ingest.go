@@ -388,7 +388,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		Namespace: ns, Name: "ingested_money_cents_total",
 		Help: "Money in the claims stored, in cents, by component (provider_fees, allowed_fees, member_coinsurance, member_copay); the net fee is provider_fees + member_coinsurance + member_copay - allowed_fees.",
 	}, []string{"component"})
-	return &metrics{
+	m := &metrics{
 		money: moneyCounters{
 			providerFees: money.WithLabelValues("provider_fees"),
 			allowedFees:  money.WithLabelValues("allowed_fees"),
@@ -448,6 +448,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			}, depth)
 		},
 	}
+	for _, by := range []string{"idempotency_key", "claim_id", "redelivery"} {
+		m.duplicates.WithLabelValues(by) // exported at 0 from the start
+	}
+	return m
 }
 
 // KeyExpirer forgets idempotency keys past their time to live.

@@ -49,6 +49,10 @@ func NewPublisher(cfg PublisherConfig, status *Status, m *Metrics, log *slog.Log
 	p := &Publisher{cfg: cfg, status: status, m: m, log: log}
 	p.link = &link{url: cfg.URL, role: "publisher", log: log, m: m, setup: p.setup, down: p.down}
 	m.connected.WithLabelValues("publisher").Set(0)
+	m.connects.WithLabelValues("publisher")
+	for _, reason := range []string{"nack", "returned", "timeout", "closed", "unavailable", "status"} {
+		m.refused.WithLabelValues(reason) // exported at 0 from the start: rates and alerts need no "absent"
+	}
 	return p
 }
 

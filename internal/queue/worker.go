@@ -73,6 +73,10 @@ func NewWorker(cfg WorkerConfig, svc Submitter, status *Status, m *Metrics, log 
 	w := &Worker{cfg: cfg, svc: svc, status: status, m: m, log: log, stored: make(chan string, 4096)}
 	w.link = &link{url: cfg.URL, role: "worker", log: log, m: m, setup: w.setup, down: w.down}
 	m.connected.WithLabelValues("worker").Set(0)
+	m.connects.WithLabelValues("worker")
+	for _, reason := range []string{"undecodable", "invalid", "delivery_limit"} {
+		m.deadLettered.WithLabelValues(reason) // exported at 0 from the start
+	}
 	return w
 }
 

@@ -62,6 +62,14 @@ func NewFallback(redis, postgres TopReader, cfg FallbackConfig, m *Metrics, log 
 	if cfg.BreakerOpenFor <= 0 {
 		cfg.BreakerOpenFor = 5 * time.Second
 	}
+	// Every source and reason is exported at 0 from the start, so a ratio
+	// or an alert over them has a series to read before the first fallback.
+	for _, source := range []Source{SourceRedis, SourcePostgres} {
+		m.answers.WithLabelValues(string(source))
+	}
+	for _, reason := range []string{"incomplete", "breaker_open", "timeout", "error"} {
+		m.fallbacks.WithLabelValues(reason)
+	}
 	f := &Fallback{redis: redis, postgres: postgres, timeout: cfg.RedisTimeout, metrics: m, log: log}
 	m.breakerState.Set(float64(gobreaker.StateClosed))
 	f.breaker = gobreaker.NewCircuitBreaker[[]claim.ProviderTotal](gobreaker.Settings{

@@ -77,6 +77,9 @@ func NewReconciler(truth Truth, redis *Redis, cfg ReconcilerConfig, m *Metrics, 
 	if cfg.Overlap <= 0 {
 		cfg.Overlap = time.Minute
 	}
+	for _, result := range []string{"ok", "error", "skipped"} {
+		m.reconcileRuns.WithLabelValues(result) // exported at 0 from the start
+	}
 	return &Reconciler{truth: truth, redis: redis, cfg: cfg, metrics: m, log: log}
 }
 
