@@ -30,7 +30,7 @@ var settings = []setting{
 	{"RECONCILE_INTERVAL", "30s", "how often Redis is reconciled with Postgres"},
 	{"TOP_PROVIDERS_RATE_LIMIT", "10/min", "requests per client to /top-providers: N/s, N/min, N/h, or 0 for no limit"},
 	{"IDEMPOTENCY_TTL", "24h", "how long Idempotency-Key outcomes are remembered"},
-	{"API_KEYS", "", "comma-separated API keys; when set (or API_KEYS_FILE is), POST /claims needs Authorization: Bearer <key>"},
+	{"API_KEYS", "", "comma-separated API keys; when set (or API_KEYS_FILE is), posting and reading claims needs Authorization: Bearer <key>"},
 	{"API_KEYS_FILE", "", "file with one API key per line (# comments allowed)"},
 	{"VALIDATE_NPI_CHECKSUM", "false", "also refuse provider NPIs whose check digit is wrong (Luhn, prefix 80840)"},
 	{"MIGRATE_ON_START", "true", "serve creates the database if missing and applies pending migrations first"},

@@ -180,6 +180,16 @@ func TestAPIKeysRequiredWhenConfigured(t *testing.T) {
 	require.NotEqual(t, ca.json(t)["id"], cb.json(t)["id"])
 
 	require.Equal(t, http.StatusOK, mustDo(t, http.MethodGet, s.url+"/top-providers", "", nil).status, "lookups need no key")
+
+	// A stored claim holds subscriber numbers (PHI): reading it needs a key too.
+	claimURL := s.url + ok.header.Get("Location")
+	for _, auth := range []string{"", "Bearer wrong"} {
+		res := mustDoWith(t, http.MethodGet, claimURL, map[string]string{"Authorization": auth}, nil)
+		require.Equal(t, http.StatusUnauthorized, res.status, "auth %q", auth)
+		require.NotContains(t, string(res.body), "3730189502")
+	}
+	got := mustDoWith(t, http.MethodGet, claimURL, map[string]string{"Authorization": "Bearer k-alpha"}, nil)
+	require.Equal(t, http.StatusOK, got.status)
 }
 
 func TestPostgresUnavailableIs503WithRetryAfter(t *testing.T) {

@@ -104,8 +104,9 @@ func writeJSONNode(buf *bytes.Buffer, n *yaml.Node) error {
 			if k.Kind != yaml.ScalarNode {
 				return fmt.Errorf("line %d: a mapping key must be a scalar", k.Line)
 			}
-			key, _ := json.Marshal(k.Value)
-			buf.Write(key)
+			if err := writeJSONValue(buf, k.Value); err != nil {
+				return fmt.Errorf("line %d: %w", k.Line, err)
+			}
 			buf.WriteByte(':')
 			if err := writeJSONNode(buf, n.Content[i+1]); err != nil {
 				return err
@@ -124,6 +125,10 @@ func writeJSONNode(buf *bytes.Buffer, n *yaml.Node) error {
 		}
 		buf.WriteByte(']')
 	case yaml.ScalarNode:
+		if n.Tag == "!!timestamp" {
+			// YAML would turn an unquoted 2018-03-28 into a time; JSON has none.
+			return fmt.Errorf("line %d: quote the date %s", n.Line, n.Value)
+		}
 		var v any
 		if err := n.Decode(&v); err != nil {
 			return fmt.Errorf("line %d: %w", n.Line, err)
@@ -135,15 +140,25 @@ func writeJSONNode(buf *bytes.Buffer, n *yaml.Node) error {
 				return nil
 			}
 		}
-		b, err := json.Marshal(v)
-		if err != nil {
+		if err := writeJSONValue(buf, v); err != nil {
 			return fmt.Errorf("line %d: %w", n.Line, err)
 		}
-		buf.Write(b)
 	case yaml.AliasNode:
 		return writeJSONNode(buf, n.Alias)
 	default:
 		return fmt.Errorf("line %d: unexpected YAML node", n.Line)
 	}
+	return nil
+}
+
+// writeJSONValue writes v as JSON without escaping <, > and & (the
+// description's text has "<key>"; JSON needs no escape for them).
+func writeJSONValue(buf *bytes.Buffer, v any) error {
+	enc := json.NewEncoder(buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return err
+	}
+	buf.Truncate(buf.Len() - 1) // Encode ends with a newline
 	return nil
 }

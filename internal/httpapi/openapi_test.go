@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -94,12 +95,11 @@ func mustMatchSpec(tb testing.TB, req *http.Request, reqBody []byte, res respons
 	switch {
 	case errors.Is(err, routers.ErrPathNotFound):
 		require.Equal(tb, http.StatusNotFound, res.status, "%s %s is not described, but answered", req.Method, req.URL.Path)
-		mustBeProblem(tb, spec, res)
+		mustBeRouterAnswer(tb, spec, "NotFound", res)
 		return
 	case errors.Is(err, routers.ErrMethodNotAllowed):
 		require.Equal(tb, http.StatusMethodNotAllowed, res.status, "%s %s is not described, but answered", req.Method, req.URL.Path)
-		require.NotEmpty(tb, res.header.Get("Allow"), "a 405 says what is allowed")
-		mustBeProblem(tb, spec, res)
+		mustBeRouterAnswer(tb, spec, "MethodNotAllowed", res)
 		return
 	}
 	require.NoError(tb, err, "%s %s", req.Method, req.URL.Path)
@@ -147,13 +147,23 @@ func accepted(res response) bool {
 	return true
 }
 
-// mustBeProblem checks an answer the router gives outside any operation.
-func mustBeProblem(tb testing.TB, spec openAPISpec, res response) {
+// mustBeRouterAnswer checks an answer the router gives outside any
+// operation (404, 405) against the response of that name under components:
+// its required headers, its content type and body schema.
+func mustBeRouterAnswer(tb testing.TB, spec openAPISpec, name string, res response) {
 	tb.Helper()
-	require.Equal(tb, "application/problem+json", res.header.Get("Content-Type"))
+	ref := spec.doc.Components.Responses[name]
+	require.NotNil(tb, ref, "components.responses.%s", name)
+	for h, header := range ref.Value.Headers {
+		if header.Value.Required {
+			require.NotEmpty(tb, res.header.Get(h), "a %s answer has the header %s", name, h)
+		}
+	}
+	mt := ref.Value.Content.Get(res.header.Get("Content-Type"))
+	require.NotNil(tb, mt, "a %s answer has a content type the description gives: %q", name, res.header.Get("Content-Type"))
 	var v any
 	require.NoError(tb, json.Unmarshal(res.body, &v))
-	require.NoError(tb, spec.doc.Components.Schemas["Problem"].Value.VisitJSON(v, openapi3.EnableJSONSchema2020()), "%s", res.body)
+	require.NoError(tb, mt.Schema.Value.VisitJSON(v, openapi3.EnableJSONSchema2020()), "%s", res.body)
 }
 
 func TestOpenAPIDescriptionIsValid(t *testing.T) {
@@ -254,11 +264,25 @@ func TestOpenAPIClaimExamplesAreTheSample(t *testing.T) {
 	require.Equal(t, http.StatusCreated, fromCSV.status, string(fromCSV.body))
 	require.Equal(t, fromCSV.json(t)["lines"], fromJSON.json(t)["lines"], "the JSON example is the same claim")
 
+	// Every example, one after another, with the header values Swagger UI
+	// fills in on Try it out (a parameter's example): each must be taken.
+	// A fixed Idempotency-Key example, say, would refuse the second.
+	header := map[string]string{"Content-Type": "application/json"}
+	for _, p := range spec.doc.Paths.Value("/claims").Post.Parameters {
+		if p.Value.In == "header" && p.Value.Example != nil {
+			header[p.Value.Name] = fmt.Sprint(p.Value.Example)
+		}
+		for _, ex := range p.Value.Examples {
+			if p.Value.In == "header" && ex.Value.Value != nil {
+				header[p.Value.Name] = fmt.Sprint(ex.Value.Value)
+			}
+		}
+	}
 	for name, ex := range content.Get("application/json").Examples {
 		body, err := json.Marshal(ex.Value.Value)
 		require.NoError(t, err)
-		res := mustPost(t, s.url+"/claims", "application/json", string(body))
-		require.Contains(t, []int{http.StatusCreated, http.StatusOK}, res.status, "example %s: %s", name, res.body)
+		res := mustDoWith(t, http.MethodPost, s.url+"/claims", header, bytes.NewReader(body))
+		require.Contains(t, []int{http.StatusCreated, http.StatusOK}, res.status, "example %s sent with %v: %s", name, header, res.body)
 	}
 	batch := spec.doc.Paths.Value("/claims/batch").Post.RequestBody.Value.Content
 	for _, ct := range []string{"application/json", "application/x-ndjson"} {

@@ -55,7 +55,7 @@ func routes(d Deps, m *metrics) http.Handler {
 	r.Group(func(r chi.Router) {
 		r.Use(deadline(requestTimeout))
 		r.With(d.APIKeys.require).Post("/claims", handlePostClaim(d))
-		r.Get("/claims/{id}", handleGetClaim(d))
+		r.With(d.APIKeys.require).Get("/claims/{id}", handleGetClaim(d)) // a stored claim holds PHI
 		r.With(d.RateLimiter.middleware(m, "top-providers", d.Log)).
 			Get("/top-providers", handleTopProviders(d))
 	})
