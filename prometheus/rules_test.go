@@ -11,22 +11,14 @@ import (
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/claim-process/claim-process/internal/testenv"
 )
 
-// promtool finds promtool or fails: a missing promtool must not pass quietly.
-func promtool(t *testing.T) string {
-	t.Helper()
-	path, err := exec.LookPath("promtool")
-	if err != nil {
-		t.Fatalf("promtool is not installed (%v): these rules cannot be checked without it. "+
-			"Run .ci/ensure-services (make test does), which installs Debian's prometheus "+
-			"package without starting its server, or install promtool by hand.", err)
-	}
-	return path
-}
-
+// promtool checks prometheus.yml and alerts.yml and runs the alerts' unit
+// tests. Without promtool the test skips, except in CI, where it fails.
 func TestPromtool(t *testing.T) {
-	bin := promtool(t)
+	bin := testenv.Tool(t, "promtool", "Debian package prometheus")
 	for _, tc := range []struct {
 		name string
 		args []string

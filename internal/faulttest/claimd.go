@@ -78,10 +78,8 @@ type Claimd struct {
 	addr    string
 	env     []string
 	logPath string
-	cmd     *exec.Cmd
-	starts  int           // how often Start started it
-	exited  chan struct{} // closed when cmd has exited; waitErr is then set
-	waitErr error
+	proc    *process // nil when not started, or after Kill or Terminate
+	starts  int      // how often Start started it
 }
 
 // StartClaimd starts "claimd serve" and waits until /healthz answers, and in
@@ -130,29 +128,23 @@ func (c *Claimd) BaseURL() string { return "http://" + c.addr }
 // Output of every run is appended to the same log file.
 func (c *Claimd) Start() {
 	c.t.Helper()
-	require.Nil(c.t, c.cmd, "claimd %s is already running", c.name)
+	require.Nil(c.t, c.proc, "claimd %s is already running", c.name)
 	logFile, err := os.OpenFile(c.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	require.NoError(c.t, err)
 	fmt.Fprintf(logFile, "=== faulttest: starting claimd %s %s at %s\n", c.command, c.name, time.Now().Format(time.RFC3339Nano))
 	cmd := exec.Command(ClaimdBinary, c.command)
 	cmd.Env = c.env
 	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // dies with the test binary
-	require.NoError(c.t, cmd.Start())
-	c.cmd, c.exited = cmd, make(chan struct{})
+	proc, err := spawn(cmd)
+	_ = logFile.Close() // the child has its own
+	require.NoError(c.t, err)
+	c.proc = proc
 	c.starts++
-	go func(exited chan struct{}) {
-		c.waitErr = cmd.Wait()
-		_ = logFile.Close()
-		close(exited)
-	}(c.exited)
 
 	client := &http.Client{Timeout: time.Second}
 	waitFor(c.t, 30*time.Second, "claimd "+c.name+" /healthz", func() error {
-		select {
-		case <-c.exited:
-			return errStop{fmt.Errorf("claimd %s exited during start: %v", c.name, c.waitErr)}
-		default:
+		if !proc.Running() {
+			return errStop{fmt.Errorf("claimd %s exited during start: %v", c.name, proc.err)}
 		}
 		resp, err := client.Get(c.BaseURL() + "/healthz")
 		if err != nil {
@@ -172,10 +164,8 @@ func (c *Claimd) Start() {
 // connected checks /readyz: a worker answers 200 once it consumes; serve
 // answers 200 with "rabbitmq":"ok" once its publisher is connected.
 func (c *Claimd) connected() error {
-	select {
-	case <-c.exited:
-		return errStop{fmt.Errorf("claimd %s exited during start: %v", c.name, c.waitErr)}
-	default:
+	if !c.proc.Running() {
+		return errStop{fmt.Errorf("claimd %s exited during start: %v", c.name, c.proc.err)}
 	}
 	client := &http.Client{Timeout: 3 * time.Second}
 	resp, err := client.Get(c.BaseURL() + "/readyz")
@@ -195,10 +185,10 @@ func (c *Claimd) connected() error {
 
 // Pid is the process id of the running process (0 when it is not running).
 func (c *Claimd) Pid() int {
-	if c.cmd == nil {
+	if c.proc == nil {
 		return 0
 	}
-	return c.cmd.Process.Pid
+	return c.proc.Pid()
 }
 
 // Starts is how often the process was started: 1 unless it was restarted.
@@ -208,43 +198,31 @@ func (c *Claimd) Starts() int { return c.starts }
 func (c *Claimd) Name() string { return c.name }
 
 // Running reports whether the process is alive.
-func (c *Claimd) Running() bool {
-	if c.cmd == nil {
-		return false
-	}
-	select {
-	case <-c.exited:
-		return false
-	default:
-		return true
-	}
-}
+func (c *Claimd) Running() bool { return c.proc != nil && c.proc.Running() }
 
 // Kill sends SIGKILL, the crash no code can react to, and waits for the exit.
 func (c *Claimd) Kill() {
-	if c.cmd == nil {
+	if c.proc == nil {
 		return
 	}
-	_ = c.cmd.Process.Kill()
-	<-c.exited
-	c.cmd = nil
+	c.proc.Kill()
+	c.proc = nil
 }
 
 // Terminate sends SIGTERM and requires a graceful exit with status 0 within
 // SHUTDOWN_TIMEOUT plus a margin.
 func (c *Claimd) Terminate() {
 	c.t.Helper()
-	require.NotNil(c.t, c.cmd, "claimd %s is not running", c.name)
-	require.NoError(c.t, c.cmd.Process.Signal(syscall.SIGTERM))
-	select {
-	case <-c.exited:
-	case <-time.After(15 * time.Second):
-		c.Kill()
-		c.t.Fatalf("claimd %s did not exit within 15s of SIGTERM", c.name)
+	require.NotNil(c.t, c.proc, "claimd %s is not running", c.name)
+	proc := c.proc
+	c.proc = nil
+	if !proc.Running() {
+		c.t.Fatalf("claimd %s had already exited: %v", c.name, proc.err)
 	}
-	err := c.waitErr
-	c.cmd = nil
-	require.NoError(c.t, err, "claimd %s must exit 0 after SIGTERM", c.name)
+	if !proc.Terminate(syscall.SIGTERM, 15*time.Second) {
+		c.t.Fatalf("claimd %s did not exit within 15s of SIGTERM; killed it", c.name)
+	}
+	require.NoError(c.t, proc.err, "claimd %s must exit 0 after SIGTERM", c.name)
 }
 
 // Restart starts the process again after Kill or Terminate.
@@ -367,21 +345,29 @@ func RunClaimd(t testing.TB, cfg ClaimdConfig, args ...string) (string, error) {
 type errStop struct{ error }
 
 // waitFor polls check every 50ms until it returns nil, failing the test with
-// the last error after timeout.
+// the last error after timeout, or at once with an errStop.
 func waitFor(t testing.TB, timeout time.Duration, what string, check func() error) {
 	t.Helper()
+	if err := poll(timeout, check); err != nil {
+		t.Fatalf("waiting for %s: %v", what, err)
+	}
+}
+
+// poll calls check every 50ms until it returns nil. It returns the error
+// inside an errStop at once, or the last error after timeout.
+func poll(timeout time.Duration, check func() error) error {
 	deadline := time.Now().Add(timeout)
 	for {
 		err := check()
 		if err == nil {
-			return
+			return nil
 		}
 		var stop errStop
 		if errors.As(err, &stop) {
-			t.Fatalf("waiting for %s: %v", what, stop.error)
+			return stop.error
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("waiting for %s: gave up after %s: %v", what, timeout, err)
+			return fmt.Errorf("gave up after %s: %w", timeout, err)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -28,8 +28,9 @@
 // return data through Prometheus's HTTP API.
 //
 // The helpers live in non-test files so each one can be read on its own:
-// servers.go (redis-server and postgres), rabbit.go (a private RabbitMQ
-// node), prometheus.go (a Prometheus server), claimd.go (the serve and
-// worker processes, and claimd commands), load.go (claims and the load
+// process.go (a child process that dies with the test binary, and how it is
+// stopped), servers.go (redis-server and postgres), rabbit.go (a private
+// RabbitMQ node), prometheus.go (a Prometheus server), claimd.go (the serve
+// and worker processes, and claimd commands), load.go (claims and the load
 // generator) and verify.go (the final checks).
 package faulttest

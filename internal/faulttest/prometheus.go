@@ -2,13 +2,16 @@ package faulttest
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -26,8 +29,7 @@ type PrometheusServer struct {
 	t       testing.TB
 	addr    string
 	logPath string
-	cmd     *exec.Cmd
-	exited  chan struct{}
+	proc    *process
 }
 
 // ScrapeJob is one scrape_configs entry: a job name and its targets
@@ -38,11 +40,25 @@ type ScrapeJob struct {
 	Targets     []string
 }
 
+// prometheusStartAttempts bounds the starts on a port another process took
+// between FreePort and Prometheus binding it.
+const prometheusStartAttempts = 3
+
 // StartPrometheus starts bin (the prometheus binary) with a configuration
 // that scrapes jobs every second and waits until it is ready. It is stopped
 // and its data deleted when the test ends; its log is printed if the test
 // failed.
 func StartPrometheus(t testing.TB, bin string, jobs []ScrapeJob) *PrometheusServer {
+	t.Helper()
+	return startPrometheus(t, bin, jobs, testenv.FreePort)
+}
+
+// startPrometheus is StartPrometheus listening on a port from freePort. A
+// port found free may be taken by another process before Prometheus binds
+// it: when Prometheus exits during start with "address already in use" in
+// its log, it is started again on another port, up to
+// prometheusStartAttempts times in all.
+func startPrometheus(t testing.TB, bin string, jobs []ScrapeJob, freePort func(testing.TB) int) *PrometheusServer {
 	t.Helper()
 	dir := t.TempDir()
 	type staticConfig struct {
@@ -65,40 +81,75 @@ func StartPrometheus(t testing.TB, bin string, jobs []ScrapeJob) *PrometheusServ
 	require.NoError(t, err)
 	configPath := filepath.Join(dir, "prometheus.yml")
 	require.NoError(t, os.WriteFile(configPath, raw, 0o644))
-	require.NoError(t, os.Mkdir(filepath.Join(dir, "data"), 0o755))
 
-	p := &PrometheusServer{t: t, addr: "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t)), logPath: filepath.Join(dir, "prometheus.log")}
-	logFile, err := os.Create(p.logPath)
-	require.NoError(t, err)
-	p.cmd = exec.Command(bin,
-		"--config.file="+configPath,
-		"--storage.tsdb.path="+filepath.Join(dir, "data"),
-		"--web.listen-address="+p.addr,
-		"--log.level=info")
-	p.cmd.Dir = dir
-	p.cmd.Stdout, p.cmd.Stderr = logFile, logFile
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // dies with the test binary
-	require.NoError(t, p.cmd.Start())
-	p.exited = make(chan struct{})
-	go func() {
-		_ = p.cmd.Wait()
-		_ = logFile.Close()
-		close(p.exited)
-	}()
+	p := &PrometheusServer{t: t, logPath: filepath.Join(dir, "prometheus.log")}
 	// Registered after t.TempDir, so it runs before the directory is removed.
 	t.Cleanup(func() {
-		p.stop()
+		if p.proc != nil {
+			p.proc.Terminate(syscall.SIGTERM, 10*time.Second)
+		}
 		if t.Failed() {
 			dumpFile(t, "prometheus log", p.logPath)
 		}
 	})
+	for attempt := 1; ; attempt++ {
+		err := p.start(bin, configPath, filepath.Join(dir, "data"), "127.0.0.1:"+strconv.Itoa(freePort(t)))
+		if err == nil {
+			return p
+		}
+		if !errors.Is(err, errPortTaken) || attempt == prometheusStartAttempts {
+			t.Fatalf("prometheus on %s (start %d of at most %d): %v", p.addr, attempt, prometheusStartAttempts, err)
+		}
+		t.Logf("prometheus: %s was taken before it could listen there; starting it on another port", p.addr)
+	}
+}
+
+// errPortTaken is a start that failed because the port was in use.
+var errPortTaken = errors.New("address already in use")
+
+// start starts Prometheus listening on addr, with an empty data directory,
+// and waits until it is ready. It returns errPortTaken (wrapped) if
+// Prometheus exited because addr was in use.
+func (p *PrometheusServer) start(bin, configPath, dataDir, addr string) error {
+	p.addr, p.proc = addr, nil
+	if err := os.RemoveAll(dataDir); err != nil {
+		return err
+	}
+	if err := os.Mkdir(dataDir, 0o755); err != nil {
+		return err
+	}
+	logFile, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	logStart, err := logFile.Seek(0, io.SeekEnd)
+	if err != nil {
+		_ = logFile.Close()
+		return err
+	}
+	fmt.Fprintf(logFile, "=== faulttest: starting prometheus on %s at %s\n", addr, time.Now().Format(time.RFC3339Nano))
+	cmd := exec.Command(bin,
+		"--config.file="+configPath,
+		"--storage.tsdb.path="+dataDir,
+		"--web.listen-address="+addr,
+		"--log.level=info")
+	cmd.Dir = filepath.Dir(configPath)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	proc, err := spawn(cmd)
+	_ = logFile.Close() // the child has its own
+	if err != nil {
+		return err
+	}
+	p.proc = proc
 
 	client := &http.Client{Timeout: time.Second}
-	waitFor(t, 30*time.Second, "prometheus /-/ready", func() error {
-		select {
-		case <-p.exited:
-			return errStop{fmt.Errorf("prometheus exited during start; see its log")}
-		default:
+	return poll(30*time.Second, func() error {
+		if !proc.Running() {
+			log, _ := os.ReadFile(p.logPath)
+			if int64(len(log)) >= logStart && strings.Contains(string(log[logStart:]), "address already in use") {
+				return errStop{fmt.Errorf("prometheus exited during start: %w", errPortTaken)}
+			}
+			return errStop{fmt.Errorf("prometheus exited during start (%v); see its log", proc.err)}
 		}
 		resp, err := client.Get(p.URL() + "/-/ready")
 		if err != nil {
@@ -110,22 +161,10 @@ func StartPrometheus(t testing.TB, bin string, jobs []ScrapeJob) *PrometheusServ
 		}
 		return nil
 	})
-	return p
 }
 
 // URL is the server's http:// base URL.
 func (p *PrometheusServer) URL() string { return "http://" + p.addr }
-
-// stop sends SIGTERM and waits for the exit, killing it after 10s.
-func (p *PrometheusServer) stop() {
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.exited:
-	case <-time.After(10 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.exited
-	}
-}
 
 // PromSample is one sample of an instant query's result.
 type PromSample struct {

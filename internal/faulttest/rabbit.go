@@ -62,8 +62,7 @@ type RabbitServer struct {
 	distPort int    // Erlang distribution
 	dir      string // HOME, config, mnesia, logs
 	node     string
-	cmd      *exec.Cmd
-	exited   chan struct{}
+	proc     *process  // nil when not started, or after Stop or Kill
 	started  time.Time // when the last Start found the node ready
 	logShown bool      // a failed start already showed the logs
 }
@@ -136,23 +135,13 @@ func (s *RabbitServer) pidPath() string { return filepath.Join(s.dir, "rabbit.pi
 
 // Running reports whether the node's process is alive (it may still be
 // booting or shutting down).
-func (s *RabbitServer) Running() bool {
-	if s.cmd == nil {
-		return false
-	}
-	select {
-	case <-s.exited:
-		return false
-	default:
-		return true
-	}
-}
+func (s *RabbitServer) Running() bool { return s.proc != nil && s.proc.Running() }
 
 // Start starts the node (again: same name, ports and data) and waits until
 // it accepts AMQP connections.
 func (s *RabbitServer) Start() {
 	s.t.Helper()
-	require.Nil(s.t, s.cmd, "rabbitmq %s is already running", s.node)
+	require.Nil(s.t, s.proc, "rabbitmq %s is already running", s.node)
 	for _, port := range []int{s.port, s.distPort} {
 		if portOpen(port) {
 			s.t.Fatalf("rabbitmq %s: something else listens on port %d", s.node, port)
@@ -186,24 +175,20 @@ func (s *RabbitServer) Start() {
 		"RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS=-kernel inet_dist_use_interface {127,0,0,1}",
 		// Makes the script exec the Erlang VM instead of running it in the
 		// background behind a signal-forwarding shell: the VM (beam.smp) is
-		// then this very process, so Pdeathsig, SIGKILL and Wait reach it.
+		// then this very process, so Pdeathsig (see process), SIGKILL and Wait
+		// reach it.
 		"RUNNING_UNDER_SYSTEMD=true",
 	}
 	cmd.Stdout, cmd.Stderr = console, console
-	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Setpgid:   true,            // its helpers (erl_child_setup, inet_gethost) in a group to kill
-		Pdeathsig: syscall.SIGKILL, // dies with the test binary (kept across the script's execs)
-	}
-	if err := cmd.Start(); err != nil {
-		_ = console.Close()
+	// Its helpers (erl_child_setup, inet_gethost) in a group to kill; the
+	// Pdeathsig spawn adds is kept across the script's execs.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	proc, err := spawn(cmd)
+	_ = console.Close() // the child has its own
+	if err != nil {
 		s.t.Fatalf("start rabbitmq %s: %v", s.node, err)
 	}
-	s.cmd, s.exited = cmd, make(chan struct{})
-	go func(exited chan struct{}) {
-		_ = cmd.Wait()
-		_ = console.Close()
-		close(exited)
-	}(s.exited)
+	s.proc = proc
 
 	if err := s.waitReady(); err != nil {
 		s.kill()
@@ -238,18 +223,16 @@ func (s *RabbitServer) waitReady() error {
 }
 
 func (s *RabbitServer) checkReady() error {
-	select {
-	case <-s.exited:
-		return errStop{fmt.Errorf("the node exited during start (%v)", s.cmd.ProcessState)}
-	default:
+	if !s.proc.Running() {
+		return errStop{fmt.Errorf("the node exited during start (%v)", s.proc.cmd.ProcessState)}
 	}
 	// The pid file is written early in the boot, before the listener opens.
 	pid, err := os.ReadFile(s.pidPath())
 	if err != nil {
 		return err
 	}
-	if got := strings.TrimSpace(string(pid)); got != strconv.Itoa(s.cmd.Process.Pid) {
-		return fmt.Errorf("pid file %s holds %q, not %d", s.pidPath(), got, s.cmd.Process.Pid)
+	if got := strings.TrimSpace(string(pid)); got != strconv.Itoa(s.proc.Pid()) {
+		return fmt.Errorf("pid file %s holds %q, not %d", s.pidPath(), got, s.proc.Pid())
 	}
 	conn, err := amqp.DialConfig(s.URL(), amqp.Config{Dial: amqp.DefaultDial(2 * time.Second)})
 	if err != nil {
@@ -269,26 +252,24 @@ func (s *RabbitServer) checkReady() error {
 // closed.
 func (s *RabbitServer) Stop() {
 	s.t.Helper()
-	require.NotNil(s.t, s.cmd, "rabbitmq %s is not running", s.node)
-	cmd := s.cmd
-	select {
-	case <-s.exited:
-		s.cmd = nil
-		s.t.Fatalf("rabbitmq %s had already exited (%v)", s.node, cmd.ProcessState)
-	default:
+	require.NotNil(s.t, s.proc, "rabbitmq %s is not running", s.node)
+	proc := s.proc
+	if !proc.Running() {
+		s.proc = nil
+		s.t.Fatalf("rabbitmq %s had already exited (%v)", s.node, proc.cmd.ProcessState)
 	}
-	require.NoError(s.t, cmd.Process.Signal(syscall.SIGTERM))
+	require.NoError(s.t, proc.Signal(syscall.SIGTERM))
 	select {
-	case <-s.exited:
+	case <-proc.exited:
 	case <-time.After(60 * time.Second):
 		s.kill()
 		s.logShown = true
 		s.t.Fatalf("rabbitmq %s did not stop within 60s of SIGTERM; killed it\n----- rabbitmq log (%s) -----\n%s\n----- end of rabbitmq log -----",
 			s.node, s.logPath(), fileTail(s.logPath(), 32<<10))
 	}
-	s.cmd = nil
-	if !cmd.ProcessState.Success() { // a clean stop exits 0
-		s.t.Errorf("rabbitmq %s stopped with %v", s.node, cmd.ProcessState)
+	s.proc = nil
+	if !proc.cmd.ProcessState.Success() { // a clean stop exits 0
+		s.t.Errorf("rabbitmq %s stopped with %v", s.node, proc.cmd.ProcessState)
 	}
 	s.waitPortsClosed()
 }
@@ -298,7 +279,7 @@ func (s *RabbitServer) Stop() {
 // messages in durable queues survive it, but see RabbitQueueSettleTime.
 func (s *RabbitServer) Kill() {
 	s.t.Helper()
-	require.NotNil(s.t, s.cmd, "rabbitmq %s is not running", s.node)
+	require.NotNil(s.t, s.proc, "rabbitmq %s is not running", s.node)
 	s.kill()
 	s.waitPortsClosed()
 }
@@ -306,23 +287,16 @@ func (s *RabbitServer) Kill() {
 // kill SIGKILLs the node and its process group and reaps it; it does not
 // fail the test, so cleanups can use it.
 func (s *RabbitServer) kill() {
-	if s.cmd == nil {
+	if s.proc == nil {
 		return
 	}
+	s.proc.sendKill() // the VM and its process group (Setpgid), unless it is gone
 	select {
-	case <-s.exited: // already gone (and reaped): its pid may be someone else's now
-	default:
-		// The VM leads its own process group (Setpgid) and is not reaped
-		// until it is dead, so the group is still ours.
-		_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
-		_ = s.cmd.Process.Kill()
-		select {
-		case <-s.exited:
-		case <-time.After(30 * time.Second):
-			s.t.Logf("rabbitmq %s (pid %d) still not reaped 30s after SIGKILL", s.node, s.cmd.Process.Pid)
-		}
+	case <-s.proc.exited:
+	case <-time.After(30 * time.Second):
+		s.t.Logf("rabbitmq %s (pid %d) still not reaped 30s after SIGKILL", s.node, s.proc.Pid())
 	}
-	s.cmd = nil
+	s.proc = nil
 }
 
 func (s *RabbitServer) waitPortsClosed() {

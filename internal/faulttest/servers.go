@@ -29,7 +29,7 @@ type RedisServer struct {
 	t      testing.TB
 	port   int
 	dir    string
-	cmd    *exec.Cmd
+	proc   *process // nil when not started, or after Kill
 	paused bool
 }
 
@@ -60,12 +60,12 @@ func (s *RedisServer) Client() *redis.Client {
 // Start starts the server (again) on its port and waits until it answers.
 func (s *RedisServer) Start() {
 	s.t.Helper()
-	require.Nil(s.t, s.cmd, "redis-server is already running")
-	s.cmd = exec.Command("redis-server", "--port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
+	require.Nil(s.t, s.proc, "redis-server is already running")
+	proc, err := spawn(exec.Command("redis-server", "--port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
 		"--save", "", "--appendonly", "no", "--dir", s.dir,
-		"--logfile", filepath.Join(s.dir, "redis.log"))
-	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // dies with the test binary
-	require.NoError(s.t, s.cmd.Start())
+		"--logfile", filepath.Join(s.dir, "redis.log")))
+	require.NoError(s.t, err)
+	s.proc = proc
 	client := redis.NewClient(&redis.Options{Addr: s.Addr(), MaxRetries: -1})
 	defer client.Close()
 	waitFor(s.t, 10*time.Second, "redis-server on "+s.Addr()+" to answer", func() error {
@@ -75,20 +75,19 @@ func (s *RedisServer) Start() {
 
 // Kill kills the server (SIGKILL: nothing is saved) and waits for it to exit.
 func (s *RedisServer) Kill() {
-	if s.cmd == nil {
+	if s.proc == nil {
 		return
 	}
-	_ = s.cmd.Process.Kill() // SIGKILL works on a stopped process too
-	_ = s.cmd.Wait()
-	s.cmd, s.paused = nil, false
+	s.proc.Kill() // SIGKILL works on a paused (stopped) process too
+	s.proc, s.paused = nil, false
 }
 
 // Pause stops the server with SIGSTOP: connections stay open but nothing is
 // answered, the way a stuck or swapping Redis behaves.
 func (s *RedisServer) Pause() {
 	s.t.Helper()
-	require.NotNil(s.t, s.cmd, "redis-server is not running")
-	require.NoError(s.t, s.cmd.Process.Signal(syscall.SIGSTOP))
+	require.NotNil(s.t, s.proc, "redis-server is not running")
+	require.NoError(s.t, s.proc.Signal(syscall.SIGSTOP))
 	s.paused = true
 }
 
@@ -96,7 +95,7 @@ func (s *RedisServer) Pause() {
 func (s *RedisServer) Resume() {
 	s.t.Helper()
 	require.True(s.t, s.paused, "redis-server is not paused")
-	require.NoError(s.t, s.cmd.Process.Signal(syscall.SIGCONT))
+	require.NoError(s.t, s.proc.Signal(syscall.SIGCONT))
 	s.paused = false
 }
 
@@ -115,15 +114,14 @@ const pgBin = "/usr/lib/postgresql/15/bin"
 // initdb, on a free port, for the scenarios that stop it. Postgres refuses to
 // run as root: initdb runs as the postgres user via runuser, and the server
 // itself is started directly as that user (a child of the test, so it dies
-// with it even if the test binary is killed), in a directory that user owns
-// (t.TempDir is private to root).
+// with it even if the test binary is killed: see process), in a directory
+// that user owns (t.TempDir is private to root).
 type PostgresServer struct {
-	t      testing.TB
-	port   int
-	root   string // owned by postgres: data, socket dir, logs
-	cred   *syscall.Credential
-	cmd    *exec.Cmd
-	exited chan struct{}
+	t    testing.TB
+	port int
+	root string // owned by postgres: data, socket dir, logs
+	cred *syscall.Credential
+	proc *process // nil when not started, or after Stop
 }
 
 // StartPostgres initializes a cluster and starts it; it is stopped and
@@ -169,7 +167,7 @@ func (p *PostgresServer) URL(name string) string {
 // waits until it accepts connections.
 func (p *PostgresServer) Start() {
 	p.t.Helper()
-	require.Nil(p.t, p.cmd, "postgres is already running")
+	require.Nil(p.t, p.proc, "postgres is already running")
 	logFile, err := os.OpenFile(p.logPath(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	require.NoError(p.t, err)
 	cmd := exec.Command(filepath.Join(pgBin, "postgres"), "-D", p.dataDir(),
@@ -179,20 +177,15 @@ func (p *PostgresServer) Start() {
 		"-c", "max_connections=100")
 	cmd.Dir = p.root
 	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: p.cred, Pdeathsig: syscall.SIGKILL}
-	require.NoError(p.t, cmd.Start())
-	p.cmd, p.exited = cmd, make(chan struct{})
-	go func(exited chan struct{}) {
-		_ = cmd.Wait()
-		_ = logFile.Close()
-		close(exited)
-	}(p.exited)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: p.cred}
+	proc, err := spawn(cmd)
+	_ = logFile.Close() // the child has its own
+	require.NoError(p.t, err)
+	p.proc = proc
 
 	waitFor(p.t, 30*time.Second, "postgres on port "+strconv.Itoa(p.port), func() error {
-		select {
-		case <-p.exited:
+		if !proc.Running() {
 			return errStop{errors.New("postgres exited during start; see its log")}
-		default:
 		}
 		ctx, cancel := withTimeout(2 * time.Second)
 		defer cancel()
@@ -209,11 +202,11 @@ func (p *PostgresServer) Start() {
 // back, committed data is kept.
 func (p *PostgresServer) Stop() {
 	p.t.Helper()
-	require.NotNil(p.t, p.cmd, "postgres is not running")
-	require.NoError(p.t, p.cmd.Process.Signal(syscall.SIGINT))
+	require.NotNil(p.t, p.proc, "postgres is not running")
+	require.NoError(p.t, p.proc.Signal(syscall.SIGINT))
 	select {
-	case <-p.exited:
-		p.cmd = nil
+	case <-p.proc.exited:
+		p.proc = nil
 	case <-time.After(60 * time.Second):
 		p.t.Fatal("postgres did not stop within 60s of a fast shutdown")
 	}
@@ -221,15 +214,9 @@ func (p *PostgresServer) Stop() {
 
 // kill stops the server at once (immediate shutdown), at the end of the test.
 func (p *PostgresServer) kill() {
-	if p.cmd == nil {
+	if p.proc == nil {
 		return
 	}
-	_ = p.cmd.Process.Signal(syscall.SIGQUIT)
-	select {
-	case <-p.exited:
-	case <-time.After(10 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.exited
-	}
-	p.cmd = nil
+	p.proc.Terminate(syscall.SIGQUIT, 10*time.Second)
+	p.proc = nil
 }

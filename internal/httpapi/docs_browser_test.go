@@ -13,10 +13,9 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/go-redis/redis_rate/v10"
 	"github.com/stretchr/testify/require"
-)
 
-// chromiumPath is Debian's chromium; .ci/ensure-services installs it.
-const chromiumPath = "/usr/bin/chromium"
+	"github.com/claim-process/claim-process/internal/testenv"
+)
 
 // TestDocsTryItOut is what a developer of the payment service does first:
 // open /docs in a browser, expand POST /claims, press "Try it out", execute
@@ -24,17 +23,12 @@ const chromiumPath = "/usr/bin/chromium"
 // Debian's chromium, headless, against the real router, and checks that the
 // page fetched nothing from anywhere but the service itself.
 func TestDocsTryItOut(t *testing.T) {
-	if _, err := os.Stat(chromiumPath); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s is missing (.ci/ensure-services installs it): %v", chromiumPath, err)
-		}
-		t.Skipf("%s is missing; `apt-get install chromium` (or .ci/ensure-services) to run this test", chromiumPath)
-	}
 	if testing.Short() {
 		t.Skip("starts a browser")
 	}
+	chromium := testenv.Tool(t, "chromium", "Debian package chromium")
 	s := mustStack(t, redis_rate.Limit{})
-	page := openBrowser(t)
+	page := openBrowser(t, chromium)
 
 	// The POST /claims block: Swagger UI names it by tag and operationId.
 	const op = `#operations-claims-postClaim`
@@ -87,12 +81,12 @@ func TestDocsTryItOut(t *testing.T) {
 
 // openBrowser starts a headless chromium of the test's own (a new profile,
 // no network of its own: this machine has none to offer) and returns a tab.
-func openBrowser(t *testing.T) context.Context {
+func openBrowser(t *testing.T, chromium string) context.Context {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	t.Cleanup(cancel)
 	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(chromiumPath),
+		chromedp.ExecPath(chromium),
 		chromedp.UserDataDir(filepath.Join(t.TempDir(), "profile")),
 		chromedp.WindowSize(1280, 1600),
 		chromedp.Headless,
