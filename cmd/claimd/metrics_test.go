@@ -18,6 +18,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/claim-process/claim-process/internal/testenv"
@@ -76,15 +77,17 @@ func TestMetricsAreLintClean(t *testing.T) {
 				require.Contains(t, ours, want)
 			}
 			// Sampled every 5 s: the first sample may predate the broker connection.
-			require.Eventually(t, func() bool {
-				page := scrape(t, urls[name])
-				families, err := parser.TextToMetricFamilies(bytes.NewReader(page))
-				require.NoError(t, err)
+			require.EventuallyWithT(t, func(c *assert.CollectT) {
+				res, err := http.Get(urls[name])
+				require.NoError(c, err)
+				defer res.Body.Close()
+				families, err := parser.TextToMetricFamilies(res.Body)
+				require.NoError(c, err)
 				up := map[string]float64{}
 				for _, m := range families["claimd_dependency_up"].GetMetric() {
 					up[m.GetLabel()[0].GetValue()] = m.GetGauge().GetValue()
 				}
-				return up["postgres"] == 1 && up["redis"] == 1 && up["rabbitmq"] == 1 && len(up) == 3
+				assert.Equal(c, map[string]float64{"postgres": 1, "redis": 1, "rabbitmq": 1}, up)
 			}, 12*time.Second, 200*time.Millisecond, "claimd_dependency_up says all three answer")
 		})
 	}
@@ -123,7 +126,7 @@ func mustStartAsyncWithTraffic(t *testing.T) asyncClaimd {
 		"DATABASE_URL":             testenv.MustDatabase(t),
 		"REDIS_URL":                redisServer.URL(),
 		"RECONCILE_INTERVAL":       "1s",
-		"TOP_PROVIDERS_RATE_LIMIT": "0",
+		"TOP_PROVIDERS_RATE_LIMIT": "1000/s", // on, so its decisions are exported too
 		"INGEST_MODE":              "async",
 		"RABBITMQ_QUEUE":           testenv.MustQueueName(t),
 		"WORKER_ADDR":              workerAddr,

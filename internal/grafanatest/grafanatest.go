@@ -14,16 +14,40 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
+	"time"
+
+	"github.com/prometheus/common/model"
 )
 
 // Dashboard is one dashboard JSON file.
 type Dashboard struct {
-	Path      string
-	UID       string
-	Title     string
-	Targets   []Target
-	Variables []Variable
+	Path        string
+	UID         string
+	Title       string
+	Description string
+	Panels      []Panel // every panel but the rows, in grid order
+	Targets     []Target
+	Variables   []Variable
+}
+
+// Panel is one panel (not a row) of a dashboard.
+type Panel struct {
+	Row         string // title of the row the panel is in; "" above the first row
+	Collapsed   bool   // in a collapsed row, whose panels have a grid of their own
+	Title       string
+	Type        string
+	Description string
+	GridPos     GridPos
+}
+
+// GridPos is where a panel or row sits on the dashboard's 24-column grid.
+type GridPos struct {
+	X int `json:"x"`
+	Y int `json:"y"`
+	W int `json:"w"`
+	H int `json:"h"`
 }
 
 // Target is one query of one panel.
@@ -61,17 +85,26 @@ type Variable struct {
 // builtinDuration are Grafana's variables that stand for a time window.
 var builtinDuration = []string{"__rate_interval", "__interval", "__range", "__auto"}
 
-// builtinNumber are Grafana's variables that stand for a number.
-var builtinNumber = map[string]string{"__interval_ms": "60000", "__range_ms": "300000", "__range_s": "300"}
+// builtinNumber are Grafana's variables that stand for the time window as a
+// number: in milliseconds or seconds.
+var builtinNumber = map[string]time.Duration{"__interval_ms": time.Millisecond, "__range_ms": time.Millisecond, "__range_s": time.Second}
 
-// variableRef matches $name, ${name}, ${name:format} and [[name]].
-var variableRef = regexp.MustCompile(`\$(\w+)|\$\{(\w+)(?::\w+)?\}|\[\[(\w+)\]\]`)
+// variableRef matches $name, ${name}, ${name:format} and [[name]]. A name
+// starts with a letter or an underscore, so the $1 of a label_replace
+// replacement is not a variable.
+var variableRef = regexp.MustCompile(`\$([A-Za-z_]\w*)|\$\{([A-Za-z_]\w*)(?::\w+)?\}|\[\[([A-Za-z_]\w*)\]\]`)
 
 // Expand replaces Grafana's variables in expr: the time-window ones by
-// window (a PromQL duration such as "5m"), and each template variable by the
-// value Grafana sends when "All" is selected (its allValue; ".*" when it has
-// none). A variable the dashboard does not define is an error.
+// window (a PromQL duration such as "5m"; $__range_s, $__range_ms and
+// $__interval_ms by the same window as a number of seconds or
+// milliseconds), and each template variable by the value Grafana sends when
+// "All" is selected (its allValue; ".*" when it has none). A variable the
+// dashboard does not define is an error.
 func (d *Dashboard) Expand(expr, window string) (string, error) {
+	span, err := model.ParseDuration(window)
+	if err != nil {
+		return "", fmt.Errorf("window %q: %w", window, err)
+	}
 	var errs []string
 	out := variableRef.ReplaceAllStringFunc(expr, func(ref string) string {
 		m := variableRef.FindStringSubmatch(ref)
@@ -79,8 +112,8 @@ func (d *Dashboard) Expand(expr, window string) (string, error) {
 		if slices.Contains(builtinDuration, name) {
 			return window
 		}
-		if n, ok := builtinNumber[name]; ok {
-			return n
+		if unit, ok := builtinNumber[name]; ok {
+			return strconv.FormatInt(int64(time.Duration(span)/unit), 10)
 		}
 		for _, v := range d.Variables {
 			if v.Name == name {
@@ -150,16 +183,15 @@ func LoadDir(dir string) ([]*Dashboard, error) {
 	return out, nil
 }
 
-// panelJSON is the part of a panel (or row) that holds queries.
+// panelJSON is the part of a panel (or row) that is read.
 type panelJSON struct {
-	Type       string      `json:"type"`
-	Title      string      `json:"title"`
-	Datasource *Datasource `json:"datasource"`
-	GridPos    struct {
-		X int `json:"x"`
-		Y int `json:"y"`
-	} `json:"gridPos"`
-	Targets []struct {
+	Type        string      `json:"type"`
+	Title       string      `json:"title"`
+	Description string      `json:"description"`
+	Collapsed   bool        `json:"collapsed"`
+	Datasource  *Datasource `json:"datasource"`
+	GridPos     GridPos     `json:"gridPos"`
+	Targets     []struct {
 		RefID        string      `json:"refId"`
 		Expr         string      `json:"expr"`
 		LegendFormat string      `json:"legendFormat"`
@@ -169,10 +201,11 @@ type panelJSON struct {
 }
 
 type dashboardJSON struct {
-	UID        string      `json:"uid"`
-	Title      string      `json:"title"`
-	Panels     []panelJSON `json:"panels"`
-	Templating struct {
+	UID         string      `json:"uid"`
+	Title       string      `json:"title"`
+	Description string      `json:"description"`
+	Panels      []panelJSON `json:"panels"`
+	Templating  struct {
 		List []struct {
 			Name       string          `json:"name"`
 			Type       string          `json:"type"`
@@ -196,7 +229,7 @@ func Load(path string) (*Dashboard, error) {
 	if err := json.Unmarshal(raw, &dj); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	d := &Dashboard{Path: path, UID: dj.UID, Title: dj.Title}
+	d := &Dashboard{Path: path, UID: dj.UID, Title: dj.Title, Description: dj.Description}
 
 	panels := slices.Clone(dj.Panels)
 	slices.SortStableFunc(panels, func(a, b panelJSON) int {
@@ -205,16 +238,18 @@ func Load(path string) (*Dashboard, error) {
 		}
 		return a.GridPos.X - b.GridPos.X
 	})
-	row := ""
+	row, collapsed := "", false
 	var add func(p panelJSON)
 	add = func(p panelJSON) {
 		if p.Type == "row" {
-			row = p.Title
+			row, collapsed = p.Title, p.Collapsed
 			for _, nested := range p.Panels {
 				add(nested)
 			}
 			return
 		}
+		d.Panels = append(d.Panels, Panel{Row: row, Collapsed: collapsed, Title: p.Title, Type: p.Type,
+			Description: p.Description, GridPos: p.GridPos})
 		for _, t := range p.Targets {
 			ds := t.Datasource
 			if ds == nil {

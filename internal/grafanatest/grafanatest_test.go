@@ -1,6 +1,7 @@
 package grafanatest
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -21,7 +22,7 @@ const sample = `{
     {"type": "timeseries", "title": "second", "gridPos": {"x": 8, "y": 1},
      "targets": [{"refId": "A", "expr": "rate(x[$__rate_interval])", "datasource": {"type": "prometheus", "uid": "q"}}]},
     {"type": "row", "title": "A", "collapsed": false, "gridPos": {"x": 0, "y": 0}, "panels": []},
-    {"type": "timeseries", "title": "first", "gridPos": {"x": 0, "y": 1},
+    {"type": "timeseries", "title": "first", "description": "see alert X", "gridPos": {"x": 0, "y": 1, "w": 8, "h": 8},
      "datasource": {"type": "prometheus", "uid": "p"},
      "targets": [{"refId": "A", "expr": "sum(y{i=~\"${instance:regex}\"}[$__range])"}]}
   ],
@@ -45,6 +46,14 @@ func TestLoad(t *testing.T) {
 	require.Equal(t, []string{"A/first/p", "A/second/q", "B/nested/p"}, got, "grid order, rows, datasource of the target or else the panel")
 	require.Equal(t, []string{"job", "instance"}, d.Targets[2].LegendLabels())
 
+	var panels []string
+	for _, p := range d.Panels {
+		panels = append(panels, fmt.Sprintf("%s/%s/%v", p.Row, p.Title, p.Collapsed))
+	}
+	require.Equal(t, []string{"A/first/false", "A/second/false", "B/nested/true"}, panels)
+	require.Equal(t, "see alert X", d.Panels[0].Description)
+	require.Equal(t, GridPos{X: 0, Y: 1, W: 8, H: 8}, d.Panels[0].GridPos)
+
 	require.Len(t, d.Variables, 2)
 	require.Equal(t, `label_values(up{job=~"$job"}, instance)`, d.Variables[1].Query)
 
@@ -59,6 +68,25 @@ func TestLoad(t *testing.T) {
 	}
 	_, err = d.Expand(`up{job=~"$jbo"}`, "1m")
 	require.ErrorContains(t, err, "$jbo is not a variable")
+	_, err = d.Expand(`rate(x[$__range])`, "a minute")
+	require.ErrorContains(t, err, `window "a minute"`)
+}
+
+// The numeric time variables follow the window; a label_replace
+// replacement ($1) is no variable.
+func TestExpandBuiltins(t *testing.T) {
+	d := &Dashboard{}
+	for _, tc := range []struct{ in, window, want string }{
+		{`increase(x[$__range]) / $__range_s`, "5m", `increase(x[5m]) / 300`},
+		{`increase(x[$__range]) / $__range_s`, "1m", `increase(x[1m]) / 60`},
+		{`x / ${__range_ms} + x / [[__interval_ms]]`, "90s", `x / 90000 + x / 90000`},
+		{`label_replace(up, "host", "$1", "instance", "(.*):.*")`, "1m", `label_replace(up, "host", "$1", "instance", "(.*):.*")`},
+		{`label_replace(up, "a", "${1}x", "b", "(.*)")`, "1m", `label_replace(up, "a", "${1}x", "b", "(.*)")`},
+	} {
+		out, err := d.Expand(tc.in, tc.window)
+		require.NoError(t, err, tc.in)
+		require.Equal(t, tc.want, out, tc.in)
+	}
 }
 
 func TestParseVariableQuery(t *testing.T) {
