@@ -11,6 +11,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/grafana/grafana-foundation-sdk/go/cog"
+	"github.com/grafana/grafana-foundation-sdk/go/cog/plugins"
+	"github.com/grafana/grafana-foundation-sdk/go/dashboard"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/promql/parser"
@@ -80,6 +83,37 @@ func TestDashboardsQueryExportedMetrics(t *testing.T) {
 
 // Every alert a dashboard names (in its description, or a panel's title or
 // description: ClaimdRankingDrift, ...) is an alert of prometheus/alerts.yml,
+// Every dashboard is one Grafana accepts: decoded strictly with the types
+// Grafana's own schemas generate (grafana-foundation-sdk), with each panel
+// type's options and field config checked by its plugin's schema, so an
+// unknown field, a misspelt option or a value of the wrong type fails here
+// rather than when Grafana loads the file. (Grafana cannot run on this
+// machine; this is the check that can.)
+func TestDashboardsMatchGrafanaSchema(t *testing.T) {
+	t.Parallel()
+	plugins.RegisterDefaultPlugins()
+	paths, err := filepath.Glob("../../grafana/provisioning/dashboards/*.json")
+	require.NoError(t, err)
+	require.NotEmpty(t, paths)
+	for _, path := range paths {
+		raw, err := os.ReadFile(path)
+		require.NoError(t, err)
+		var d dashboard.Dashboard
+		require.NoError(t, cogError(d.UnmarshalJSONStrict(raw)), "%s does not match Grafana's dashboard schema", path)
+		require.NoError(t, cogError(d.Validate()), "%s", path)
+		require.NotEmpty(t, d.Panels, "%s", path)
+	}
+}
+
+// cogError is err, but nil for an empty cog.BuildErrors: the SDK returns its
+// error list as an error even when the list is empty.
+func cogError(err error) error {
+	if errs, ok := err.(cog.BuildErrors); ok && len(errs) == 0 {
+		return nil
+	}
+	return err
+}
+
 // so that an operator who reads the name finds the alert and its runbook.
 func TestDashboardsNameRealAlerts(t *testing.T) {
 	t.Parallel()
