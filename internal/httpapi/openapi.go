@@ -5,11 +5,8 @@ import (
 	_ "embed"
 	"encoding/json"
 	"fmt"
-	"html/template"
 	"net/http"
 
-	"github.com/swaggest/swgui"
-	"github.com/swaggest/swgui/v5emb"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -44,34 +41,6 @@ func handleOpenAPIJSON() http.HandlerFunc {
 		_, _ = w.Write(openAPIJSON)
 	}
 }
-
-// docsPath is where Swagger UI is served; its assets are under it.
-const docsPath = "/docs"
-
-// handleDocs serves Swagger UI, its assets embedded in the binary (swgui's
-// v5emb build): /docs works with no internet. Its proxy stays off: it would
-// let anyone make the server fetch any URL.
-func handleDocs() http.Handler {
-	return v5emb.NewHandlerWithConfig(swgui.Config{
-		Title:       "claimd API",
-		SwaggerJSON: "/openapi.json",
-		BasePath:    docsPath + "/",
-		SettingsUI: map[string]string{
-			// Show the request and response schemas below the operations.
-			"defaultModelsExpandDepth": "1",
-			"plugins":                  "[SwaggerUIBundle.plugins.DownloadUrl, exactJSON]",
-		},
-		AppendHead: template.HTML("<script>\n" + exactJSONScript + "</script>\n"),
-	})
-}
-
-// exactJSONScript is a Swagger UI plugin, exactJSON: Swagger UI shows a JSON
-// answer through JSON.parse and JSON.stringify, which turns the service's
-// "net_fee": 2320.00 into 2320. The plugin indents the text the service sent
-// instead, numbers untouched, still highlighted as JSON.
-//
-//go:embed swagger-ui-exact-json.js
-var exactJSONScript string
 
 // yamlToJSON converts a YAML document to JSON, keeping the order of mapping
 // keys, which encoding/json through a map would sort.
