@@ -110,6 +110,14 @@ func mustMatchSpec(tb testing.TB, req *http.Request, reqBody []byte, res respons
 		SkipSettingDefaults:   true,
 		MultiError:            true,
 	}
+	if res.status == http.StatusUnauthorized {
+		// Swagger UI sends the key only to operations that list it.
+		require.NotNil(tb, route.Operation.Security, "%s %s answered 401, so its security must list apiKey", req.Method, req.URL.Path)
+		require.True(tb, slices.ContainsFunc(*route.Operation.Security, func(s openapi3.SecurityRequirement) bool {
+			_, ok := s["apiKey"]
+			return ok
+		}), "%s %s answered 401, so its security must list apiKey", req.Method, req.URL.Path)
+	}
 	in := &openapi3filter.RequestValidationInput{Request: r, PathParams: params, Route: route, Options: opts}
 	if accepted(res) {
 		reqOpts := *opts
@@ -275,6 +283,13 @@ func TestOpenAPIClaimExamplesAreTheSample(t *testing.T) {
 		for _, ex := range p.Value.Examples {
 			if p.Value.In == "header" && ex.Value.Value != nil {
 				header[p.Value.Name] = fmt.Sprint(ex.Value.Value)
+			}
+		}
+		if p.Value.In == "header" && p.Value.Schema != nil {
+			for _, v := range []any{p.Value.Schema.Value.Example, p.Value.Schema.Value.Default} {
+				if v != nil {
+					header[p.Value.Name] = fmt.Sprint(v)
+				}
 			}
 		}
 	}
