@@ -123,10 +123,13 @@ func (r *Reconciler) Start(ctx context.Context) {
 			return
 		case err != nil:
 			r.log.Error("reconciliation failed; will retry", "err", err)
-		case res.Rebuilt || res.Repaired > 0:
+		case res.Repaired > 0 || res.Drift != 0:
 			r.log.Warn("reconciliation repaired the ranking", "rebuilt", res.Rebuilt,
 				"repaired", res.Repaired, "drift_cents", int64(res.Drift), "providers", res.Providers,
 				"duration", res.Duration.String())
+		case res.Rebuilt:
+			r.log.Info("reconciliation rebuilt the ranking; nothing needed repair",
+				"providers", res.Providers, "duration", res.Duration.String())
 		}
 		select {
 		case <-ctx.Done():
