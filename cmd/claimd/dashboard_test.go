@@ -81,8 +81,6 @@ func TestDashboardsQueryExportedMetrics(t *testing.T) {
 	}
 }
 
-// Every alert a dashboard names (in its description, or a panel's title or
-// description: ClaimdRankingDrift, ...) is an alert of prometheus/alerts.yml,
 // Every dashboard is one Grafana accepts: decoded strictly with the types
 // Grafana's own schemas generate (grafana-foundation-sdk), with each panel
 // type's options and field config checked by its plugin's schema, so an
@@ -114,6 +112,8 @@ func cogError(err error) error {
 	return err
 }
 
+// Every alert a dashboard names (in its description, or a panel's title or
+// description: ClaimdRankingDrift, ...) is an alert of prometheus/alerts.yml,
 // so that an operator who reads the name finds the alert and its runbook.
 func TestDashboardsNameRealAlerts(t *testing.T) {
 	t.Parallel()

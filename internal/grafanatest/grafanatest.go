@@ -34,8 +34,8 @@ type Dashboard struct {
 
 // Panel is one panel (not a row) of a dashboard.
 type Panel struct {
-	Row         string // title of the row the panel is in; "" above the first row
-	Collapsed   bool   // in a collapsed row, whose panels have a grid of their own
+	Row         string // title of the row the panel is in (a row's own title); "" above the first row
+	Collapsed   bool   // in a collapsed row, whose panels have a grid of their own (false for rows)
 	Title       string
 	Type        string
 	Description string
@@ -242,6 +242,9 @@ func Load(path string) (*Dashboard, error) {
 	var add func(p panelJSON)
 	add = func(p panelJSON) {
 		if p.Type == "row" {
+			// The row's header is on the dashboard's own grid, one unit high.
+			d.Panels = append(d.Panels, Panel{Row: p.Title, Title: p.Title, Type: p.Type,
+				Description: p.Description, GridPos: p.GridPos})
 			row, collapsed = p.Title, p.Collapsed
 			for _, nested := range p.Panels {
 				add(nested)

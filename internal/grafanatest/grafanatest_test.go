@@ -50,9 +50,9 @@ func TestLoad(t *testing.T) {
 	for _, p := range d.Panels {
 		panels = append(panels, fmt.Sprintf("%s/%s/%v", p.Row, p.Title, p.Collapsed))
 	}
-	require.Equal(t, []string{"A/first/false", "A/second/false", "B/nested/true"}, panels)
-	require.Equal(t, "see alert X", d.Panels[0].Description)
-	require.Equal(t, GridPos{X: 0, Y: 1, W: 8, H: 8}, d.Panels[0].GridPos)
+	require.Equal(t, []string{"A/A/false", "A/first/false", "A/second/false", "B/B/false", "B/nested/true"}, panels)
+	require.Equal(t, "see alert X", d.Panels[1].Description)
+	require.Equal(t, GridPos{X: 0, Y: 1, W: 8, H: 8}, d.Panels[1].GridPos)
 
 	require.Len(t, d.Variables, 2)
 	require.Equal(t, `label_values(up{job=~"$job"}, instance)`, d.Variables[1].Query)
