@@ -1,12 +1,10 @@
 package faulttest
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +14,9 @@ import (
 	"testing"
 	"time"
 
+	promapi "github.com/prometheus/client_golang/api"
+	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
+	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/require"
 	"go.yaml.in/yaml/v3"
 
@@ -30,6 +31,7 @@ type PrometheusServer struct {
 	addr    string
 	logPath string
 	proc    *process
+	api     promv1.API // client_golang's client of its HTTP API
 }
 
 // ScrapeJob is one scrape_configs entry: a job name and its targets
@@ -111,7 +113,11 @@ var errPortTaken = errors.New("address already in use")
 // and waits until it is ready. It returns errPortTaken (wrapped) if
 // Prometheus exited because addr was in use.
 func (p *PrometheusServer) start(bin, configPath, dataDir, addr string) error {
-	p.addr, p.proc = addr, nil
+	apiClient, err := promapi.NewClient(promapi.Config{Address: "http://" + addr})
+	if err != nil {
+		return err
+	}
+	p.addr, p.proc, p.api = addr, nil, promv1.NewAPI(apiClient)
 	if err := os.RemoveAll(dataDir); err != nil {
 		return err
 	}
@@ -175,77 +181,41 @@ type PromSample struct {
 // Query evaluates expr now, through the HTTP API (/api/v1/query), and
 // returns the samples of the result: a vector's, or a scalar as one sample.
 func (p *PrometheusServer) Query(expr string) ([]PromSample, error) {
-	var data struct {
-		ResultType string          `json:"resultType"`
-		Result     json.RawMessage `json:"result"`
+	ctx, cancel := withTimeout(10 * time.Second)
+	defer cancel()
+	result, _, _, err := p.api.Query(ctx, expr, time.Time{})
+	if err != nil {
+		return nil, fmt.Errorf("query %s: %w", expr, err)
 	}
-	if err := p.api("/api/v1/query", url.Values{"query": {expr}}, &data); err != nil {
-		return nil, err
-	}
-	switch data.ResultType {
-	case "vector":
-		var vector []struct {
-			Metric map[string]string `json:"metric"`
-			Value  [2]any            `json:"value"`
-		}
-		if err := json.Unmarshal(data.Result, &vector); err != nil {
-			return nil, err
-		}
-		out := make([]PromSample, 0, len(vector))
-		for _, s := range vector {
-			v, err := sampleValue(s.Value)
-			if err != nil {
-				return nil, err
+	switch result := result.(type) {
+	case model.Vector:
+		out := make([]PromSample, 0, len(result))
+		for _, s := range result {
+			metric := make(map[string]string, len(s.Metric))
+			for name, value := range s.Metric {
+				metric[string(name)] = string(value)
 			}
-			out = append(out, PromSample{Metric: s.Metric, Value: v})
+			out = append(out, PromSample{Metric: metric, Value: float64(s.Value)})
 		}
 		return out, nil
-	case "scalar":
-		var scalar [2]any
-		if err := json.Unmarshal(data.Result, &scalar); err != nil {
-			return nil, err
-		}
-		v, err := sampleValue(scalar)
-		return []PromSample{{Value: v}}, err
+	case *model.Scalar:
+		return []PromSample{{Value: float64(result.Value)}}, nil
 	}
-	return nil, fmt.Errorf("query %s: result type %q", expr, data.ResultType)
+	return nil, fmt.Errorf("query %s: result type %s", expr, result.Type())
 }
 
 // LabelValues lists the values of label over the series match selects
 // (/api/v1/label/<label>/values), as Grafana's label_values(match, label).
 func (p *PrometheusServer) LabelValues(label, match string) ([]string, error) {
-	var values []string
-	err := p.api("/api/v1/label/"+url.PathEscape(label)+"/values", url.Values{"match[]": {match}}, &values)
-	return values, err
-}
-
-// api GETs an endpoint of the HTTP API and decodes its data.
-func (p *PrometheusServer) api(path string, query url.Values, data any) error {
-	client := &http.Client{Timeout: 10 * time.Second}
-	resp, err := client.Get(p.URL() + path + "?" + query.Encode())
+	ctx, cancel := withTimeout(10 * time.Second)
+	defer cancel()
+	values, _, _, err := p.api.LabelValues(ctx, label, []string{match}, time.Time{}, time.Time{})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer resp.Body.Close()
-	var answer struct {
-		Status string          `json:"status"`
-		Data   json.RawMessage `json:"data"`
-		Error  string          `json:"error"`
+	out := make([]string, len(values))
+	for i, v := range values {
+		out[i] = string(v)
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&answer); err != nil {
-		return fmt.Errorf("%s: %d, %w", path, resp.StatusCode, err)
-	}
-	if answer.Status != "success" {
-		return fmt.Errorf("%s %s: %s", path, query.Encode(), answer.Error)
-	}
-	return json.Unmarshal(answer.Data, data)
-}
-
-// sampleValue reads the value of a [time, "value"] pair.
-func sampleValue(pair [2]any) (float64, error) {
-	s, ok := pair[1].(string)
-	if !ok {
-		return 0, fmt.Errorf("sample value %v is not a string", pair[1])
-	}
-	return strconv.ParseFloat(s, 64)
+	return out, nil
 }
