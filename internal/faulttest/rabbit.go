@@ -3,7 +3,6 @@ package faulttest
 import (
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -190,7 +189,7 @@ func (s *RabbitServer) Start() {
 	}
 	s.proc = proc
 
-	if err := s.waitReady(); err != nil {
+	if err := poll(rabbitStartTimeout, s.checkReady); err != nil {
 		s.kill()
 		s.logShown = true
 		s.t.Fatalf("rabbitmq %s did not start: %v\n----- rabbitmq log (%s) -----\n%s\n----- end of rabbitmq log -----",
@@ -203,25 +202,8 @@ func (s *RabbitServer) Start() {
 // RabbitQueueSettleTime).
 func (s *RabbitServer) SinceStart() time.Duration { return time.Since(s.started) }
 
-// waitReady waits until this process, and no other, accepts AMQP connections.
-func (s *RabbitServer) waitReady() error {
-	deadline := time.Now().Add(rabbitStartTimeout)
-	for {
-		err := s.checkReady()
-		if err == nil {
-			return nil
-		}
-		var stop errStop
-		if errors.As(err, &stop) {
-			return stop.error
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("gave up after %s: %w", rabbitStartTimeout, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
+// checkReady tells whether this process, and no other, accepts AMQP
+// connections; an errStop when waiting longer is pointless.
 func (s *RabbitServer) checkReady() error {
 	if !s.proc.Running() {
 		return errStop{fmt.Errorf("the node exited during start (%v)", s.proc.cmd.ProcessState)}
