@@ -18,7 +18,6 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/promql/parser"
 	"github.com/stretchr/testify/require"
-	"go.yaml.in/yaml/v3"
 
 	"github.com/claim-process/claim-process/internal/grafanatest"
 )
@@ -119,8 +118,6 @@ func TestDashboardsNameRealAlerts(t *testing.T) {
 	t.Parallel()
 	dashboards, err := grafanatest.LoadDir("../../grafana/provisioning/dashboards")
 	require.NoError(t, err)
-	raw, err := os.ReadFile("../../prometheus/alerts.yml")
-	require.NoError(t, err)
 	var rules struct {
 		Groups []struct {
 			Rules []struct {
@@ -128,7 +125,7 @@ func TestDashboardsNameRealAlerts(t *testing.T) {
 			} `yaml:"rules"`
 		} `yaml:"groups"`
 	}
-	require.NoError(t, yaml.Unmarshal(raw, &rules))
+	mustYAML(t, "../../prometheus/alerts.yml", &rules)
 	alerts := map[string]bool{}
 	for _, g := range rules.Groups {
 		for _, r := range g.Rules {
@@ -192,15 +189,13 @@ func TestDashboardsLayout(t *testing.T) {
 // is provisioned with, which every dashboard query must name.
 func provisionedDatasourceUID(t *testing.T) string {
 	t.Helper()
-	raw, err := os.ReadFile("../../grafana/provisioning/datasources/prometheus.yaml")
-	require.NoError(t, err)
 	var cfg struct {
 		Datasources []struct {
 			Type string `yaml:"type"`
 			UID  string `yaml:"uid"`
 		} `yaml:"datasources"`
 	}
-	require.NoError(t, yaml.Unmarshal(raw, &cfg))
+	mustYAML(t, "../../grafana/provisioning/datasources/prometheus.yaml", &cfg)
 	for _, ds := range cfg.Datasources {
 		if ds.Type == "prometheus" {
 			require.NotEmpty(t, ds.UID, "the Prometheus data source has a fixed uid")
