@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -33,6 +34,8 @@ var settings = []setting{
 	{"API_KEYS", "", "comma-separated API keys; when set (or API_KEYS_FILE is), posting and reading claims needs Authorization: Bearer <key>"},
 	{"API_KEYS_FILE", "", "file with one API key per line (# comments allowed)"},
 	{"VALIDATE_NPI_CHECKSUM", "false", "also refuse provider NPIs whose check digit is wrong (Luhn, prefix 80840)"},
+	{"SERVICE_DATE_EARLIEST", claim.DefaultEarliestServiceDate.Format(time.DateOnly), "the earliest service date accepted (YYYY-MM-DD)"},
+	{"SERVICE_DATE_MAX_AHEAD", claim.DefaultServiceDateAhead.String(), "how far after today (UTC) a service date may be; 0s: today at the latest"},
 	{"MIGRATE_ON_START", "true", "serve creates the database if missing and applies pending migrations first"},
 	{"INGEST_BATCH_SIZE", "256", "group commit: most claims stored in one transaction"},
 	{"INGEST_BATCH_WAIT", "2ms", "group commit: longest a claim waits for others to share its transaction"},
@@ -168,7 +171,18 @@ func loadConfig(getenv func(string) string) (config, error) {
 		bad("TOP_PROVIDERS_RATE_LIMIT", err)
 	}
 	cfg.TopProvidersLimit = limit
-	cfg.Rules = claim.DefaultRules()
+	earliest, err := time.Parse(time.DateOnly, get("SERVICE_DATE_EARLIEST"))
+	if err != nil {
+		bad("SERVICE_DATE_EARLIEST", errors.New("expected a date, YYYY-MM-DD"))
+	}
+	ahead, err := time.ParseDuration(get("SERVICE_DATE_MAX_AHEAD"))
+	if err == nil && ahead < 0 {
+		err = errors.New("must not be negative")
+	}
+	if err != nil {
+		bad("SERVICE_DATE_MAX_AHEAD", err)
+	}
+	cfg.Rules = claim.Rules{claim.ProcedureCode, claim.NPIFormat, claim.ServiceDateRange(earliest, ahead, time.Now)}
 	if boolean("VALIDATE_NPI_CHECKSUM") {
 		cfg.Rules = append(cfg.Rules, claim.NPIChecksum)
 	}

@@ -358,8 +358,11 @@ func TestConfig(t *testing.T) {
 	require.Equal(t, 30*time.Second, cfg.ReconcileInterval)
 	require.Equal(t, 10, cfg.TopProvidersLimit.Rate)
 	require.Equal(t, time.Minute, cfg.TopProvidersLimit.Period)
-	require.Equal(t, []string{"procedure_code", "npi_format"}, cfg.Rules.Names())
+	require.Equal(t, []string{"procedure_code", "npi_format", "service_date_range"}, cfg.Rules.Names())
 	require.True(t, cfg.MigrateOnStart)
+	_, detail, ok := cfg.Rules[2].Check(claim.Line{ServiceDate: time.Date(1899, 12, 31, 0, 0, 0, 0, time.UTC)})
+	require.False(t, ok)
+	require.Contains(t, detail, "must be from 1900-01-01 to ")
 	require.False(t, cfg.Async)
 	require.Equal(t, "claims", cfg.Queue.Queue)
 	require.Equal(t, 10, cfg.Queue.DeliveryLimit)
@@ -369,8 +372,17 @@ func TestConfig(t *testing.T) {
 	env := map[string]string{"VALIDATE_NPI_CHECKSUM": "true", "TOP_PROVIDERS_RATE_LIMIT": "0"}
 	cfg, err = loadConfig(func(k string) string { return env[k] })
 	require.NoError(t, err)
-	require.Equal(t, []string{"procedure_code", "npi_format", "npi_checksum"}, cfg.Rules.Names())
+	require.Equal(t, []string{"procedure_code", "npi_format", "service_date_range", "npi_checksum"}, cfg.Rules.Names())
 	require.True(t, cfg.TopProvidersLimit.IsZero())
+
+	env = map[string]string{"SERVICE_DATE_EARLIEST": "2020-01-01", "SERVICE_DATE_MAX_AHEAD": "0s"}
+	cfg, err = loadConfig(func(k string) string { return env[k] })
+	require.NoError(t, err)
+	for date, ok := range map[string]bool{"2019-12-31": false, "2020-01-01": true, time.Now().UTC().AddDate(0, 0, 1).Format(time.DateOnly): false} {
+		d, _ := time.Parse(time.DateOnly, date)
+		_, _, passed := cfg.Rules[2].Check(claim.Line{ServiceDate: d})
+		require.Equal(t, ok, passed, date)
+	}
 
 	env = map[string]string{"INGEST_MODE": "async", "RABBITMQ_QUEUE": "q1", "WORKER_PREFETCH": "64"}
 	cfg, err = loadConfig(func(k string) string { return env[k] })
@@ -380,8 +392,10 @@ func TestConfig(t *testing.T) {
 	require.Equal(t, 64, cfg.Worker.Prefetch)
 
 	env = map[string]string{"RECONCILE_INTERVAL": "soon", "TOP_PROVIDERS_RATE_LIMIT": "lots", "LOG_LEVEL": "loud",
-		"INGEST_MODE": "later", "WORKER_PREFETCH": "0"}
+		"INGEST_MODE": "later", "WORKER_PREFETCH": "0", "SERVICE_DATE_EARLIEST": "1/1/1900", "SERVICE_DATE_MAX_AHEAD": "-1h"}
 	_, err = loadConfig(func(k string) string { return env[k] })
+	require.ErrorContains(t, err, "SERVICE_DATE_EARLIEST")
+	require.ErrorContains(t, err, "SERVICE_DATE_MAX_AHEAD")
 	require.ErrorContains(t, err, "INGEST_MODE")
 	require.ErrorContains(t, err, "WORKER_PREFETCH")
 	require.ErrorContains(t, err, "RECONCILE_INTERVAL")

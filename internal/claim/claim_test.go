@@ -103,7 +103,46 @@ func TestRules(t *testing.T) {
 			require.NotEmpty(t, detail)
 		}
 	}
-	require.Equal(t, []string{"procedure_code", "npi_format"}, claim.DefaultRules().Names())
+	require.Equal(t, []string{"procedure_code", "npi_format", "service_date_range"}, claim.DefaultRules().Names())
+}
+
+func TestServiceDateRange(t *testing.T) {
+	t.Parallel()
+	date := func(s string) time.Time {
+		d, err := time.Parse(time.DateOnly, s)
+		require.NoError(t, err)
+		return d
+	}
+	// 23:30 in New York on 2026-12-06 is already 2026-12-07 in UTC.
+	ny, err := time.LoadLocation("America/New_York")
+	require.NoError(t, err)
+	now := func() time.Time { return time.Date(2026, 12, 6, 23, 30, 0, 0, ny) }
+	rule := claim.ServiceDateRange(date("1900-01-01"), 24*time.Hour, now)
+	narrow := claim.ServiceDateRange(date("2020-01-01"), 0, now)
+	for _, tc := range []struct {
+		rule claim.Rule
+		date string
+		pass bool
+	}{
+		{rule, "1899-12-31", false},
+		{rule, "1900-01-01", true},
+		{rule, "2018-03-28", true},
+		{rule, "2026-12-08", true}, // one day after today (UTC)
+		{rule, "2026-12-09", false},
+		{rule, "9999-12-31", false},
+		{rule, "0001-01-01", false},
+		{narrow, "2019-12-31", false},
+		{narrow, "2020-01-01", true},
+		{narrow, "2026-12-07", true},
+		{narrow, "2026-12-08", false},
+	} {
+		field, detail, ok := tc.rule.Check(claim.Line{ServiceDate: date(tc.date)})
+		require.Equal(t, tc.pass, ok, tc.date)
+		require.Equal(t, claim.FieldServiceDate, field)
+		require.Contains(t, detail, "must be from ")
+	}
+	_, detail, _ := narrow.Check(claim.Line{})
+	require.Equal(t, "must be from 2020-01-01 to 2026-12-07", detail)
 }
 
 func readSample() ([]byte, error) {

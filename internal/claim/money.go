@@ -10,9 +10,15 @@ import (
 // carried as Cents, from parsing to the Redis score, so sums are exact.
 type Cents int64
 
-// MaxAmount bounds a single money field. It keeps any realistic provider total
-// far below 2^53 cents, the largest integer a Redis score (a double) holds exactly.
+// MaxAmount bounds a single money field, so that even a claim of MaxLines
+// lines moves a provider's total by far less than MaxTotal.
 const MaxAmount Cents = 99_999_999_999 // $999,999,999.99
+
+// MaxTotal bounds a provider's total net fee, up and down: 2^53-1 cents
+// ($90,071,992,547,409.91), the largest integer a Redis score (a double)
+// holds exactly, so the ranking orders totals exactly. A claim that would
+// take a total past it is refused.
+const MaxTotal Cents = 1<<53 - 1
 
 var (
 	errMoneyEmpty     = errors.New("is empty")

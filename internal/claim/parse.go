@@ -55,6 +55,41 @@ type Input struct {
 // MaxExternalIDLength bounds the sender's claim identifier.
 const MaxExternalIDLength = 255
 
+// The longest text a line's fields may hold, in characters: room for any
+// real code or identifier, and no room to store or echo bulk data.
+const (
+	MaxProcedureLength  = 16 // CDT codes are five characters ("D0180")
+	MaxQuadrantLength   = 16
+	MaxPlanGroupLength  = 64
+	MaxSubscriberLength = 64
+)
+
+// maxTextLength is the limit of each text field; money, dates and NPIs have
+// formats of their own.
+var maxTextLength = map[Field]int{
+	FieldSubmittedProcedure: MaxProcedureLength,
+	FieldQuadrant:           MaxQuadrantLength,
+	FieldPlanGroup:          MaxPlanGroupLength,
+	FieldSubscriber:         MaxSubscriberLength,
+}
+
+// maxNameLength bounds an unknown field name repeated in a problem.
+const maxNameLength = 64
+
+// shortName is a name as sent, cut to maxNameLength characters for a problem.
+func shortName(name string) string {
+	if utf8.RuneCountInString(name) <= maxNameLength {
+		return name
+	}
+	return string([]rune(name)[:maxNameLength]) + "…"
+}
+
+// validText tells whether a value's text can be stored: UTF-8 without NUL
+// characters (Postgres refuses both).
+func validText(v Value) bool {
+	return !v.NotUnicode && utf8.ValidString(v.Text) && !strings.ContainsRune(v.Text, 0)
+}
+
 // ExternalIDText is the sender's claim identifier, trimmed; "" when absent.
 // Parse checks it.
 func (in Input) ExternalIDText() string {
@@ -80,18 +115,21 @@ func Parse(in Input, rules Rules) ([]Line, error) {
 		case v.Kind != KindString && v.Kind != KindNumber:
 			problems = append(problems, Problem{Line: -1, Field: "claim_id", Rule: RuleValueType,
 				Detail: "must be a string or a number"})
+		case !validText(*v):
+			problems = append(problems, Problem{Line: -1, Field: "claim_id", Rule: RuleText,
+				Detail: "must be UTF-8 text without NUL characters"})
 		case text == "" || len(text) > MaxExternalIDLength:
 			problems = append(problems, Problem{Line: -1, Field: "claim_id", Rule: RuleExternalID,
 				Detail: fmt.Sprintf("must be 1 to %d characters", MaxExternalIDLength)})
 		}
 	}
 	for _, name := range in.Duplicates {
-		problems = append(problems, Problem{Line: -1, Field: name, Rule: RuleDuplicateField,
+		problems = append(problems, Problem{Line: -1, Field: shortName(name), Rule: RuleDuplicateField,
 			Detail: "is given more than once (under one spelling or another)"})
 	}
 	for _, name := range in.Unknown {
-		problems = append(problems, Problem{Line: -1, Field: name, Rule: RuleUnknownField,
-			Detail: fmt.Sprintf("unknown field %q; a claim has \"lines\" and optionally \"claim_id\"", name)})
+		problems = append(problems, Problem{Line: -1, Field: shortName(name), Rule: RuleUnknownField,
+			Detail: fmt.Sprintf("unknown field %q; a claim has \"lines\" and optionally \"claim_id\"", shortName(name))})
 	}
 	switch {
 	case len(in.Lines) == 0:
@@ -151,8 +189,8 @@ func parseLine(index int, raw RawLine) (Line, Problems) {
 	for _, rf := range raw {
 		f, ok := LookupField(rf.Name)
 		if !ok {
-			problems = append(problems, Problem{Line: index, Field: rf.Name, Rule: RuleUnknownField,
-				Detail: fmt.Sprintf("unknown field %q; accepted fields: %s", rf.Name, strings.Join(FieldNames(), ", "))})
+			problems = append(problems, Problem{Line: index, Field: shortName(rf.Name), Rule: RuleUnknownField,
+				Detail: fmt.Sprintf("unknown field %q; accepted fields: %s", shortName(rf.Name), strings.Join(FieldNames(), ", "))})
 			continue
 		}
 		if _, dup := lookup(f); dup {
@@ -177,11 +215,16 @@ func parseLine(index int, raw RawLine) (Line, Problems) {
 			report(f, RuleValueType, "must be a string or a number")
 			return "", false
 		}
-		if v.NotUnicode || !utf8.ValidString(v.Text) || strings.ContainsRune(v.Text, 0) {
+		if !validText(v) {
 			report(f, RuleText, "must be UTF-8 text without NUL characters")
 			return "", false
 		}
-		return strings.TrimSpace(v.Text), true
+		s := strings.TrimSpace(v.Text)
+		if limit, ok := maxTextLength[f]; ok && utf8.RuneCountInString(s) > limit {
+			report(f, RuleLength, fmt.Sprintf("must be at most %d characters", limit))
+			return "", false
+		}
+		return s, true
 	}
 	money := func(f Field, dst *Cents) {
 		s, ok := text(f)

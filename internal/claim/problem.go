@@ -46,6 +46,8 @@ const (
 	RuleDate           = "date"
 	RuleValueType      = "value_type"
 	RuleText           = "text"
+	RuleLength         = "length"
+	RuleProviderTotal  = "provider_total"
 	RuleLineCount      = "line_count"
 	RuleExternalID     = "claim_id"
 )

@@ -1,6 +1,10 @@
 package claim
 
-import "strings"
+import (
+	"fmt"
+	"strings"
+	"time"
+)
 
 // Rule is one named check of a parsed line. Check returns the field at fault
 // and what is wrong, or ok when the line passes. New rules are added to the
@@ -60,10 +64,39 @@ var NPIChecksum = Rule{
 	},
 }
 
+// The service dates DefaultRules accepts: from DefaultEarliestServiceDate to
+// DefaultServiceDateAhead after today (UTC). Claims arrive years late (the
+// original sample is from 2018), never much ahead of the service.
+var (
+	DefaultEarliestServiceDate               = time.Date(1900, 1, 1, 0, 0, 0, 0, time.UTC)
+	DefaultServiceDateAhead    time.Duration = 24 * time.Hour
+)
+
+// ServiceDateRange: a service date is plausible, from earliest to ahead
+// after today (UTC, by now's clock), both included.
+func ServiceDateRange(earliest time.Time, ahead time.Duration, now func() time.Time) Rule {
+	earliest = dateOf(earliest)
+	return Rule{
+		Name: "service_date_range",
+		Check: func(l Line) (Field, string, bool) {
+			latest := dateOf(now().UTC().Add(ahead))
+			ok := !l.ServiceDate.Before(earliest) && !l.ServiceDate.After(latest)
+			return FieldServiceDate, fmt.Sprintf("must be from %s to %s",
+				earliest.Format(time.DateOnly), latest.Format(time.DateOnly)), ok
+		},
+	}
+}
+
+// dateOf is t's calendar date (in t's location), at midnight UTC.
+func dateOf(t time.Time) time.Time {
+	return time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC)
+}
+
 // DefaultRules are the rules every claim passes; NPIChecksum is left out
 // because real-world test data (the sample claim among it) often fails it.
 func DefaultRules() Rules {
-	return Rules{ProcedureCode, NPIFormat}
+	return Rules{ProcedureCode, NPIFormat,
+		ServiceDateRange(DefaultEarliestServiceDate, DefaultServiceDateAhead, time.Now)}
 }
 
 // ValidNPIChecksum reports whether npi is ten digits whose last is the Luhn

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
@@ -257,6 +258,32 @@ func hostileCases(tb testing.TB) []hostileCase {
 		{name: "raw NUL byte in a CSV cell", contentType: csv, body: strings.Replace(sample, "GRP-1000", "GRP\x001000", 1), want: 422, problem: [2]string{"plan_group", ""}},
 		{name: "NUL inside a field name (names ignore punctuation)", contentType: js,
 			body: strings.Replace(hostileLine, `"plan_group"`, `"plan\u0000group"`, 1), want: 201, stored: planGroup("GRP-1000")},
+		// The claim's own id reaches Postgres too: the same rules hold for it.
+		{name: "NUL (\\u0000) in claim_id", contentType: js, body: `{"claim_id": "PAY\u00001", "lines": [` + hostileLine + `]}`,
+			want: 422, problem: [2]string{"claim_id", "text"}},
+		{name: "NUL (\\u0000) in a flat line's claim_id", contentType: js,
+			body: strings.Replace(hostileLine, "{", `{"claim_id": "\u0000", `, 1), want: 422, problem: [2]string{"claim_id", "text"}},
+		{name: "lone surrogate in claim_id", contentType: js, body: `{"claim_id": "PAY\udc00", "lines": [` + hostileLine + `]}`,
+			want: 422, problem: [2]string{"claim_id", "text"}},
+		// Text fields are as long as real codes and ids get, no longer.
+		{name: "200 KB plan_group", contentType: js, body: withField("plan_group", mustJSON(strings.Repeat("G", 200_000))),
+			want: 422, problem: [2]string{"plan_group", "length"}},
+		{name: "200 KB subscriber", contentType: js, body: withField("subscriber", mustJSON(strings.Repeat("9", 200_000))),
+			want: 422, problem: [2]string{"subscriber", "length"}},
+		{name: "17-character procedure", contentType: js, body: withField("submitted_procedure", mustJSON("D"+strings.Repeat("1", 16))),
+			want: 422, problem: [2]string{"submitted_procedure", "length"}},
+		{name: "64-character subscriber is stored", contentType: js, body: withField("subscriber", mustJSON(strings.Repeat("7", 64))),
+			want: 201, stored: oneLine(func(t *testing.T, l storedLine) { require.Equal(t, strings.Repeat("7", 64), l.Subscriber) })},
+		{name: "200 KB quadrant in CSV", contentType: csv, body: strings.Replace(sample, ",UR,", ","+strings.Repeat("U", 200_000)+",", 1),
+			want: 422, problem: [2]string{"quadrant", "length"}},
+		{name: "200 KB unknown field name", contentType: js, body: strings.Replace(hostileLine, "{", `{"`+strings.Repeat("x", 200_000)+`": 1, `, 1),
+			want: 422, problem: [2]string{strings.Repeat("x", 64) + "…", "unknown_field"}},
+		// Service dates are plausible: from 1900-01-01 to the day after today.
+		{name: "service date 0000-01-01", contentType: js, body: withField("service_date", `"0000-01-01"`), want: 422, problem: [2]string{"service_date", "service_date_range"}},
+		{name: "service date 9999-12-31", contentType: js, body: withField("service_date", `"9999-12-31"`), want: 422, problem: [2]string{"service_date", "service_date_range"}},
+		{name: "service date 1/1/1899 in CSV", contentType: csv, body: strings.Replace(sample, "3/28/18 0:00", "1/1/1899", 1), want: 422, problem: [2]string{"service_date", "service_date_range"}},
+		{name: "service date tomorrow", contentType: js, body: withField("service_date", mustJSON(time.Now().UTC().AddDate(0, 0, 1).Format(time.DateOnly))), want: 201},
+		{name: "service date 1900-01-01", contentType: js, body: withField("service_date", `"1900-01-01"`), want: 201},
 		// Invalid UTF-8 is refused, never sent to Postgres (which refuses it)
 		// nor quietly turned into U+FFFD (which encoding/json would do).
 		{name: "invalid UTF-8 in a JSON body", contentType: js, body: strings.Replace(hostileLine, "GRP-1000", "GRP\xff1000", 1), want: 400},
@@ -273,11 +300,11 @@ func hostileCases(tb testing.TB) []hostileCase {
 		// SQL-looking strings are data: stored and read back verbatim.
 		{name: "SQL in plan_group", contentType: js, body: withField("plan_group", mustJSON(sql)), want: 201, stored: planGroup(sql)},
 		{name: "SQL in subscriber and quadrant", contentType: js,
-			body: withFields(map[string]string{"subscriber": `"' OR '1'='1"`, "quadrant": `"ur'; DELETE FROM provider_totals;--"`}),
+			body: withFields(map[string]string{"subscriber": `"'; DELETE FROM provider_totals;--"`, "quadrant": `"ur' OR '1'='1"`}),
 			want: 201, stored: oneLine(func(t *testing.T, l storedLine) {
-				require.Equal(t, "' OR '1'='1", l.Subscriber)
+				require.Equal(t, "'; DELETE FROM provider_totals;--", l.Subscriber)
 				require.NotNil(t, l.Quadrant)
-				require.Equal(t, "UR'; DELETE FROM PROVIDER_TOTALS;--", *l.Quadrant, "quadrant is stored upper-case")
+				require.Equal(t, "UR' OR '1'='1", *l.Quadrant, "quadrant is stored upper-case")
 			})},
 		{name: "SQL in a CSV cell", contentType: csv, body: strings.Replace(sample, "GRP-1000", `"x'); DROP TABLE claims;--"`, 1), want: 201,
 			stored: func(t *testing.T, c storedClaim) {

@@ -452,3 +452,61 @@ func TestFullPassRebuildsWhenProvidersOutgrowTheVersions(t *testing.T) {
 	require.NoError(t, err)
 	require.False(t, res.Rebuilt, "sized right now")
 }
+
+// Totals up to claim.MaxTotal rank exactly: two providers a cent apart at
+// the top of the range are in the order Postgres has them, from Redis as
+// from the fallback; and reconciliation finds any score that is not exactly
+// its total, by a cent or by a fraction of one.
+func TestRankingExactUpToTheBound(t *testing.T) {
+	t.Parallel()
+	st, dbURL := testenv.MustStore(t)
+	r, client, keys := mustRedisRanking(t)
+	ctx := context.Background()
+	db, err := pgx.Connect(ctx, dbURL)
+	require.NoError(t, err)
+	defer db.Close(ctx)
+	// Totals as many claims would have brought them; the lines are not the
+	// point here.
+	_, err = db.Exec(ctx, `INSERT INTO provider_totals (provider_npi, total_net_fee_cents, version) VALUES
+	    ('1000000001', $1, 1), ('1000000002', $2, 1), ('1000000003', $3, 1), ('1000000004', $4, 1),
+	    ('1000000005', 1000, 1)`,
+		int64(claim.MaxTotal), int64(claim.MaxTotal-1), int64(-claim.MaxTotal), int64(-claim.MaxTotal+1))
+	require.NoError(t, err)
+	rec := newReconciler(st, r, 7)
+	_, err = rec.RunOnce(ctx, rank.Rebuild)
+	require.NoError(t, err)
+
+	want := []claim.ProviderTotal{
+		{ProviderNPI: "1000000001", NetFee: claim.MaxTotal},
+		{ProviderNPI: "1000000002", NetFee: claim.MaxTotal - 1},
+		{ProviderNPI: "1000000005", NetFee: 1000},
+		{ProviderNPI: "1000000004", NetFee: -claim.MaxTotal + 1},
+		{ProviderNPI: "1000000003", NetFee: -claim.MaxTotal},
+	}
+	top, err := r.TopProviders(ctx, 10)
+	require.NoError(t, err)
+	require.Equal(t, want, top, "Redis")
+	fromPostgres, err := st.TopProviders(ctx, 10)
+	require.NoError(t, err)
+	for i := range fromPostgres {
+		fromPostgres[i].Version = 0
+	}
+	require.Equal(t, want, fromPostgres, "Postgres")
+
+	// One cent off at the top of the range; a fraction of a cent off.
+	require.NoError(t, client.ZAdd(ctx, keys.Ranking(), redis.Z{Member: "1000000002", Score: float64(claim.MaxTotal)}).Err())
+	require.NoError(t, client.ZIncrBy(ctx, keys.Ranking(), 0.25, "1000000005").Err())
+	res, err := rec.RunOnce(ctx, rank.Compare)
+	require.NoError(t, err)
+	require.Equal(t, 2, res.Repaired)
+	require.Equal(t, claim.Cents(2), res.Drift, "a cent, and a fraction of one counted as a cent")
+	top, err = r.TopProviders(ctx, 10)
+	require.NoError(t, err)
+	require.Equal(t, want, top, "repaired")
+
+	// A rebuild measures the same drift.
+	require.NoError(t, client.ZAdd(ctx, keys.Ranking(), redis.Z{Member: "1000000001", Score: float64(claim.MaxTotal - 1)}).Err())
+	res, err = rec.RunOnce(ctx, rank.Rebuild)
+	require.NoError(t, err)
+	require.Equal(t, claim.Cents(1), res.Drift)
+}

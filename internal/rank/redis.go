@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"strconv"
 	"strings"
@@ -88,9 +89,13 @@ local function vkey(prefix, digits, npi) return prefix .. string.sub(npi, -digit
 // ARGV[1] the versions prefix, then triples: provider NPI, total in cents,
 // version.
 // Returns {changed, drift}: how many providers' score or version changed in
-// KEYS[1], and the sum of |old score - new score| over them, in cents (a
-// missing member counts its whole new score).
+// KEYS[1], and the sum of |old score - new score| over them, in cents,
+// each rounded up (a missing member counts its whole new score; a score off
+// by a fraction of a cent counts one).
 //
+// Totals stay within claim.MaxTotal (2^53-1 cents), where a double holds
+// every integer exactly: tonumber of a total and a score compare exactly,
+// so any score that is not exactly its total is found and rewritten.
 // Scores and versions are written from the ARGV strings, never from Lua
 // numbers, which Lua would format with only 14 significant digits. The
 // versions hashes are named here, not in KEYS: the ranking needs a
@@ -103,7 +108,7 @@ local function apply(zkey, vkey, npi, cents, version)
   if held == tonumber(version) and score == tonumber(cents) then return 0, 0 end
   redis.call('ZADD', zkey, cents, npi)
   redis.call('HSET', vkey, npi, version)
-  return 1, math.abs(tonumber(cents) - (score or 0))
+  return 1, math.ceil(math.abs(tonumber(cents) - (score or 0)))
 end
 local live, digits = gen(KEYS[2], ARGV[1])
 if not live then live, digits = ARGV[1] .. '0:', 4 end
@@ -214,8 +219,9 @@ func (r *Redis) buildBatch(ctx context.Context, token string, totals []claim.Pro
 			return 0, fmt.Errorf("add totals to the ranking rebuild: %w", err)
 		}
 		for i, t := range batch {
-			d := t.NetFee - claim.Cents(scores.Val()[i]) // ZMSCORE gives 0 for a missing member
-			drift += max(d, -d)
+			// ZMSCORE gives 0 for a missing member. Both are exact doubles
+			// within claim.MaxTotal; a fraction of a cent off counts one.
+			drift += claim.Cents(math.Ceil(math.Abs(float64(t.NetFee) - scores.Val()[i])))
 		}
 	}
 	return drift, nil

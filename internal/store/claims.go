@@ -50,16 +50,25 @@ FROM unnest($1::uuid[], $2::int[], $3::date[], $4::text[], $5::text[], $6::text[
           provider_fees, allowed_fees, coinsurance, copay, net_fee)`
 
 // The providers arrive sorted by NPI, so concurrent batches lock totals rows
-// in the same order and cannot deadlock. Every change bumps the version.
+// in the same order and cannot deadlock. Every change bumps the version. A
+// total that would leave claim.MaxTotal ($3), up or down, is not written, and its
+// provider is missing from what the statement returns.
 const upsertTotalsSQL = `
 INSERT INTO provider_totals AS t (provider_npi, total_net_fee_cents, version)
 SELECT npi, fee, 1 FROM unnest($1::text[], $2::bigint[]) WITH ORDINALITY AS d(npi, fee, ord)
+WHERE abs(fee) <= $3
 ORDER BY ord
 ON CONFLICT (provider_npi) DO UPDATE
 SET total_net_fee_cents = t.total_net_fee_cents + excluded.total_net_fee_cents,
     version = t.version + 1,
     updated_at = now()
+WHERE abs(t.total_net_fee_cents + excluded.total_net_fee_cents) <= $3
 RETURNING provider_npi, total_net_fee_cents, version`
+
+// The totals of providers a batch could not add to, as they stand (their
+// rows locked by the upsert that left them alone).
+const totalsOfSQL = `
+SELECT provider_npi, total_net_fee_cents FROM provider_totals WHERE provider_npi = ANY($1::text[])`
 
 // Pending is a claim to store, with the idempotency key lease its request
 // holds, if any.
@@ -121,13 +130,23 @@ func (s *Store) InsertClaim(ctx context.Context, c claim.Claim, lease *KeyLease)
 // looked up, so a batch that did commit is reported as stored.)
 func (s *Store) InsertClaims(ctx context.Context, pending []Pending) (Batch, error) {
 	out := Batch{Claims: make([]Stored, len(pending))}
-	var inserted []int // indexes of the claims this batch stores
-	err := s.withTx(ctx, func(tx pgx.Tx) error {
+	var (
+		inserted []int // indexes of the claims this batch stores
+		// refused holds the claims that would take a provider's total past
+		// claim.MaxTotal, found by an attempt that was rolled back.
+		refused = map[int]error{}
+	)
+	attempt := func(tx pgx.Tx) error {
 		inserted = inserted[:0]
 		clear(out.Claims)
 		live, err := lockLeases(ctx, tx, pending, out.Claims)
 		if err != nil {
 			return err
+		}
+		for i, err := range refused {
+			if live[i] {
+				live[i], out.Claims[i].Err = false, err
+			}
 		}
 		if inserted, err = insertClaims(ctx, tx, pending, live); err != nil {
 			return err
@@ -142,7 +161,18 @@ func (s *Store) InsertClaims(ctx context.Context, pending []Pending) (Batch, err
 			return err
 		}
 		return recordKeyOutcomes(ctx, tx, pending, live, out.Claims)
-	})
+	}
+	err := s.withTx(ctx, attempt)
+	// Each retry refuses at least one more claim (see refuseOverflows); the
+	// bound on retries only guards against a mistake in that reasoning.
+	for range 8 {
+		var over *totalsOverflow
+		if !errors.As(err, &over) {
+			break
+		}
+		maps.Copy(refused, over.refuse(pending, inserted))
+		err = s.withTx(ctx, attempt)
+	}
 	var commitErr *commitError
 	if errors.As(err, &commitErr) && len(inserted) > 0 && s.claimExists(ctx, pending[inserted[0]].Claim.ID) {
 		// Committed after all. If Redis misses the totals, reconciliation adds them.
@@ -357,7 +387,9 @@ func insertLines(ctx context.Context, tx pgx.Tx, pending []Pending, inserted []i
 }
 
 // addToTotals adds the inserted claims' net fees to their providers' totals,
-// once per provider, in NPI order.
+// once per provider, in NPI order. When a total would leave claim.MaxTotal it
+// fails with a *totalsOverflow: the transaction must be rolled back, and
+// tried again without the claims it names.
 func addToTotals(ctx context.Context, tx pgx.Tx, pending []Pending, inserted []int) ([]claim.ProviderTotal, error) {
 	sum := map[string]claim.Cents{}
 	for _, i := range inserted {
@@ -373,12 +405,88 @@ func addToTotals(ctx context.Context, tx pgx.Tx, pending []Pending, inserted []i
 	for i, npi := range npis {
 		fees[i] = int64(sum[npi])
 	}
-	rows, err := tx.Query(ctx, upsertTotalsSQL, npis, fees)
+	rows, err := tx.Query(ctx, upsertTotalsSQL, npis, fees, int64(claim.MaxTotal))
 	if err != nil {
 		return nil, wrap("update provider totals", err)
 	}
 	totals, err := pgx.CollectRows(rows, scanTotal)
-	return totals, wrap("update provider totals", err)
+	if err != nil || len(totals) == len(npis) {
+		return totals, wrap("update provider totals", err)
+	}
+	written := make(map[string]bool, len(totals))
+	for _, t := range totals {
+		written[t.ProviderNPI] = true
+	}
+	over := &totalsOverflow{totals: map[string]claim.Cents{}}
+	var left []string
+	for _, npi := range npis {
+		if !written[npi] {
+			over.totals[npi] = 0 // a provider without a row yet
+			left = append(left, npi)
+		}
+	}
+	rows, err = tx.Query(ctx, totalsOfSQL, left)
+	if err != nil {
+		return nil, wrap("read provider totals", err)
+	}
+	var (
+		npi   string
+		total claim.Cents
+	)
+	if _, err := pgx.ForEachRow(rows, []any{&npi, &total}, func() error {
+		over.totals[npi] = total
+		return nil
+	}); err != nil {
+		return nil, wrap("read provider totals", err)
+	}
+	return nil, over
+}
+
+// totalsOverflow fails a batch in which some providers' totals would leave
+// claim.MaxTotal; totals holds each such provider's total before the batch.
+type totalsOverflow struct {
+	totals map[string]claim.Cents
+}
+
+func (e *totalsOverflow) Error() string {
+	return fmt.Sprintf("%d provider totals would pass the bound", len(e.totals))
+}
+
+// refuse names the claims to refuse so that no total leaves the bound:
+// walking the inserted claims in order, each claim that would take one of
+// the providers past it. At least one claim is named: if every claim kept
+// the running totals in bounds, the batch as a whole would have too.
+func (e *totalsOverflow) refuse(pending []Pending, inserted []int) map[int]error {
+	out := map[int]error{}
+	running := maps.Clone(e.totals)
+	for _, i := range inserted {
+		c := pending[i].Claim
+		var problems claim.Problems
+		fees := c.ProviderNetFees()
+		for npi, fee := range fees {
+			if total, watched := running[npi]; watched && (total+fee > claim.MaxTotal || total+fee < -claim.MaxTotal) {
+				for n, l := range c.Lines {
+					if l.ProviderNPI == npi {
+						problems = append(problems, claim.Problem{Line: n, Field: string(claim.FieldProviderNPI),
+							Rule: claim.RuleProviderTotal, Detail: fmt.Sprintf(
+								"this claim would take the provider's total net fee past %s (or below -%[1]s), the most the ranking holds exactly",
+								claim.MaxTotal)})
+					}
+				}
+			}
+		}
+		if len(problems) > 0 {
+			slices.SortFunc(problems, func(a, b claim.Problem) int { return a.Line - b.Line })
+			out[i] = problems
+			continue
+		}
+		for npi, fee := range fees {
+			if _, watched := running[npi]; watched {
+				running[npi] += fee
+			}
+		}
+	}
+	return out
 }
 
 const recordKeysSQL = `
