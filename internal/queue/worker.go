@@ -253,7 +253,7 @@ func (w *Worker) handle(d amqp.Delivery) {
 		}
 	case permanent(err):
 		w.log.Warn("dead-lettering a claim the pipeline refuses", "claim", req.ID, "err", err)
-		if !w.record(req.ID, func(s *State) { s.Status, s.Reason = StatusDeadLettered, err.Error() }) {
+		if !w.record(req.ID, func(s *State) { s.Status, s.Reason = StatusDeadLettered, refusalReason(err) }) {
 			return
 		}
 		w.m.deadLettered.WithLabelValues("invalid").Inc()
@@ -266,7 +266,8 @@ func (w *Worker) handle(d amqp.Delivery) {
 		if returned >= int64(w.cfg.DeliveryLimit) {
 			w.log.Error("claim failed on its last allowed delivery; the broker dead-letters it",
 				"claim", req.ID, "deliveries", deliveries, "err", err)
-			if !w.record(req.ID, func(s *State) { s.Status, s.Reason = StatusDeadLettered, err.Error() }) {
+			reason := fmt.Sprintf("not stored after %d deliveries; the workers' log has the cause", deliveries)
+			if !w.record(req.ID, func(s *State) { s.Status, s.Reason = StatusDeadLettered, reason }) {
 				return
 			}
 			w.m.deadLettered.WithLabelValues("delivery_limit").Inc()
@@ -330,6 +331,21 @@ func (w *Worker) settle(err error) bool {
 		return false
 	}
 	return true
+}
+
+// refusalReason says, for the claim's sender, why the pipeline refused it:
+// the text of the refusal, which is the service's own (never a database's).
+func refusalReason(err error) string {
+	var problems claim.Problems
+	switch {
+	case errors.As(err, &problems):
+		return problems.Error()
+	case errors.Is(err, claim.ErrClaimIDReused):
+		return claim.ErrClaimIDReused.Error()
+	case errors.Is(err, claim.ErrKeyReused):
+		return claim.ErrKeyReused.Error()
+	}
+	return "refused"
 }
 
 // permanent tells whether err means no delivery can store the claim.
