@@ -1,4 +1,4 @@
-# claim-process: `make run` serves on :8000, `make test` runs every test.
+# claim-process: `make run` serves on 127.0.0.1:8000, `make test` runs every test.
 # Postgres (127.0.0.1:5432), Redis (127.0.0.1:6379) and RabbitMQ (127.0.0.1:5672) are
 # started if they are down. INGEST_MODE=async make run queues claims on RabbitMQ;
 # make worker stores them.
@@ -24,11 +24,15 @@ services:
 test-tools:
 	@.ci/ensure-test-tools
 
-## run: create the database if missing, apply migrations, serve on :8000
+## run: create the database if missing, apply migrations, serve on 127.0.0.1:8000 (this
+## machine only); without API keys it lets claims be read back, for local use
+run: export HTTP_ADDR ?= 127.0.0.1:8000
+run: export ALLOW_ANONYMOUS_READS ?= true
 run: build services
 	./bin/claimd serve
 
 ## worker: store the claims async mode queued (INGEST_MODE=async make run)
+worker: export WORKER_ADDR ?= 127.0.0.1:8001
 worker: build services
 	./bin/claimd worker
 

@@ -24,7 +24,7 @@ type setting struct {
 
 // settings lists every environment variable, with its default; --help prints them.
 var settings = []setting{
-	{"HTTP_ADDR", ":8000", "address the HTTP server listens on"},
+	{"HTTP_ADDR", ":8000", "address the HTTP server listens on (make run: 127.0.0.1:8000)"},
 	{"DATABASE_URL", "postgres://127.0.0.1:5432/claims?sslmode=disable", "Postgres connection URL; the database is created when missing"},
 	{"REDIS_URL", "redis://127.0.0.1:6379/0", "Redis connection URL"},
 	{"REDIS_KEY_PREFIX", "claimd:", "prefix of every Redis key the service uses"},
@@ -33,6 +33,7 @@ var settings = []setting{
 	{"IDEMPOTENCY_TTL", "24h", "how long Idempotency-Key outcomes are remembered"},
 	{"API_KEYS", "", "comma-separated API keys; when set (or API_KEYS_FILE is), posting and reading claims needs Authorization: Bearer <key>"},
 	{"API_KEYS_FILE", "", "file with one API key per line (# comments allowed)"},
+	{"ALLOW_ANONYMOUS_READS", "false", "without API keys, let anyone who can reach the service read every claim (GET /claims/{id}); for local use (make run sets it)"},
 	{"VALIDATE_NPI_CHECKSUM", "false", "also refuse provider NPIs whose check digit is wrong (Luhn, prefix 80840)"},
 	{"SERVICE_DATE_EARLIEST", claim.DefaultEarliestServiceDate.Format(time.DateOnly), "the earliest service date accepted (YYYY-MM-DD)"},
 	{"SERVICE_DATE_MAX_AHEAD", claim.DefaultServiceDateAhead.String(), "how far after today (UTC) a service date may be; 0s: today at the latest"},
@@ -57,6 +58,7 @@ var settings = []setting{
 
 type config struct {
 	HTTPAddr          string
+	AnonymousReads    bool
 	DatabaseURL       string
 	RedisURL          string
 	RedisKeyPrefix    string
@@ -126,6 +128,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 	}
 
 	cfg.HTTPAddr = get("HTTP_ADDR")
+	cfg.AnonymousReads = boolean("ALLOW_ANONYMOUS_READS")
 	cfg.PprofAddr = strings.TrimSpace(getenv("PPROF_ADDR"))
 	cfg.DatabaseURL = get("DATABASE_URL")
 	cfg.RedisURL = get("REDIS_URL")

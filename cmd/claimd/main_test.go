@@ -29,14 +29,21 @@ import (
 // The returned stop sends the equivalent of SIGTERM and waits for run to end.
 func mustRun(t *testing.T, env map[string]string) (baseURL string, stop func() error) {
 	t.Helper()
+	baseURL, stop, _ = mustRunLogged(t, env)
+	return baseURL, stop
+}
+
+// mustRunLogged is mustRun, and gives the logs.
+func mustRunLogged(t *testing.T, env map[string]string) (baseURL string, stop func() error, logs *syncBuffer) {
+	t.Helper()
 	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	env["HTTP_ADDR"] = addr
 	ctx, cancel := context.WithCancel(context.Background())
 	var (
 		exited = make(chan struct{})
 		runErr error
-		logs   = &syncBuffer{}
 	)
+	logs = &syncBuffer{}
 	go func() {
 		defer close(exited)
 		runErr = run(ctx, []string{"serve"}, func(k string) string { return env[k] }, io.Discard, logs)
@@ -74,7 +81,38 @@ func mustRun(t *testing.T, env map[string]string) (baseURL string, stop func() e
 	return baseURL, func() error {
 		cancel()
 		return wait()
-	}
+	}, logs
+}
+
+// Out of the box claimd lets nobody read claims without a key, and says at
+// start who can do what without one.
+func TestServeSafeDefaults(t *testing.T) {
+	t.Parallel()
+	redisServer := testenv.MustRedisServer(t)
+	env := map[string]string{"DATABASE_URL": testenv.MustDatabase(t), "REDIS_URL": redisServer.URL()}
+	baseURL, stop, logs := mustRunLogged(t, env)
+	res, err := http.Post(baseURL+"/claims", "application/json", strings.NewReader(`{"service_date": "2025-01-15",
+	  "submitted_procedure": "D0180", "plan_group": "G", "subscriber": "3730189502", "provider_npi": "1497775530",
+	  "provider_fees": 100, "allowed_fees": 10, "member_coinsurance": 0, "member_copay": 0}`))
+	require.NoError(t, err)
+	res.Body.Close()
+	require.Equal(t, http.StatusCreated, res.StatusCode)
+	got, err := http.Get(baseURL + res.Header.Get("Location"))
+	require.NoError(t, err)
+	got.Body.Close()
+	require.Equal(t, http.StatusForbidden, got.StatusCode)
+	require.NoError(t, stop())
+	require.Contains(t, logs.String(), `"level":"INFO","msg":"no API keys are set: anyone who can reach the service may post claims; reading claims is refused until API_KEYS is set"`)
+	require.NotContains(t, logs.String(), `"level":"WARN"`)
+
+	env = map[string]string{"DATABASE_URL": env["DATABASE_URL"], "REDIS_URL": redisServer.URL(), "ALLOW_ANONYMOUS_READS": "true"}
+	baseURL, stop, logs = mustRunLogged(t, env)
+	got, err = http.Get(baseURL + res.Header.Get("Location"))
+	require.NoError(t, err)
+	got.Body.Close()
+	require.Equal(t, http.StatusOK, got.StatusCode)
+	require.NoError(t, stop())
+	require.Contains(t, logs.String(), `"level":"WARN","msg":"ALLOW_ANONYMOUS_READS is on and no API keys are set`)
 }
 
 type syncBuffer struct {
@@ -360,6 +398,7 @@ func TestConfig(t *testing.T) {
 	require.Equal(t, time.Minute, cfg.TopProvidersLimit.Period)
 	require.Equal(t, []string{"procedure_code", "npi_format", "service_date_range"}, cfg.Rules.Names())
 	require.True(t, cfg.MigrateOnStart)
+	require.False(t, cfg.AnonymousReads, "claim reads need a key unless the operator says otherwise")
 	_, detail, ok := cfg.Rules[2].Check(claim.Line{ServiceDate: time.Date(1899, 12, 31, 0, 0, 0, 0, time.UTC)})
 	require.False(t, ok)
 	require.Contains(t, detail, "must be from 1900-01-01 to ")
@@ -375,9 +414,10 @@ func TestConfig(t *testing.T) {
 	require.Equal(t, []string{"procedure_code", "npi_format", "service_date_range", "npi_checksum"}, cfg.Rules.Names())
 	require.True(t, cfg.TopProvidersLimit.IsZero())
 
-	env = map[string]string{"SERVICE_DATE_EARLIEST": "2020-01-01", "SERVICE_DATE_MAX_AHEAD": "0s"}
+	env = map[string]string{"SERVICE_DATE_EARLIEST": "2020-01-01", "SERVICE_DATE_MAX_AHEAD": "0s", "ALLOW_ANONYMOUS_READS": "true"}
 	cfg, err = loadConfig(func(k string) string { return env[k] })
 	require.NoError(t, err)
+	require.True(t, cfg.AnonymousReads)
 	for date, ok := range map[string]bool{"2019-12-31": false, "2020-01-01": true, time.Now().UTC().AddDate(0, 0, 1).Format(time.DateOnly): false} {
 		d, _ := time.Parse(time.DateOnly, date)
 		_, _, passed := cfg.Rules[2].Check(claim.Line{ServiceDate: d})
@@ -392,10 +432,12 @@ func TestConfig(t *testing.T) {
 	require.Equal(t, 64, cfg.Worker.Prefetch)
 
 	env = map[string]string{"RECONCILE_INTERVAL": "soon", "TOP_PROVIDERS_RATE_LIMIT": "lots", "LOG_LEVEL": "loud",
-		"INGEST_MODE": "later", "WORKER_PREFETCH": "0", "SERVICE_DATE_EARLIEST": "1/1/1900", "SERVICE_DATE_MAX_AHEAD": "-1h"}
+		"INGEST_MODE": "later", "WORKER_PREFETCH": "0", "SERVICE_DATE_EARLIEST": "1/1/1900", "SERVICE_DATE_MAX_AHEAD": "-1h",
+		"ALLOW_ANONYMOUS_READS": "maybe"}
 	_, err = loadConfig(func(k string) string { return env[k] })
 	require.ErrorContains(t, err, "SERVICE_DATE_EARLIEST")
 	require.ErrorContains(t, err, "SERVICE_DATE_MAX_AHEAD")
+	require.ErrorContains(t, err, "ALLOW_ANONYMOUS_READS")
 	require.ErrorContains(t, err, "INGEST_MODE")
 	require.ErrorContains(t, err, "WORKER_PREFETCH")
 	require.ErrorContains(t, err, "RECONCILE_INTERVAL")

@@ -149,9 +149,10 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 			status, queue.NewMetrics(reg), log)
 	}
 	deps := httpapi.Deps{
-		Claims:       claims,
-		QueueStatus:  status,
-		APIKeys:      httpapi.NewAPIKeys(cfg.APIKeys),
+		Claims:              claims,
+		QueueStatus:         status,
+		APIKeys:             httpapi.NewAPIKeys(cfg.APIKeys),
+		AllowAnonymousReads: cfg.AnonymousReads,
 		ClaimReader:  st,
 		Top:          rank.NewFallback(ranking, st, rank.FallbackConfig{}, rankMetrics, log),
 		RateLimiter:  httpapi.NewRateLimiter(rdb, cfg.TopProvidersLimit, keys.RateLimit),
@@ -231,6 +232,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	}
 	log.Info("claimd serving", "addr", ln.Addr().String(), "ingest_mode", mode, "reconcile_interval", cfg.ReconcileInterval.String(),
 		"rules", cfg.Rules.Names(), "api_keys", len(cfg.APIKeys))
+	warnOpenAccess(log, cfg, ln.Addr())
 
 	select {
 	case err := <-serveErr:
@@ -308,6 +310,29 @@ func reconcileOnce(ctx context.Context, cfg config, log *slog.Logger, full, audi
 		"skipped": res.Skipped, "rebuilt": res.Rebuilt, "providers": res.Providers,
 		"repaired": res.Repaired, "drift_cents": int64(res.Drift), "duration": res.Duration.String(),
 	})
+}
+
+// warnOpenAccess says at start what anyone who can reach the service may do
+// without a key: read every claim (subscriber numbers are PHI), or post them.
+func warnOpenAccess(log *slog.Logger, cfg config, addr net.Addr) {
+	if len(cfg.APIKeys) > 0 {
+		return
+	}
+	loopback := false
+	if tcp, ok := addr.(*net.TCPAddr); ok {
+		loopback = tcp.IP.IsLoopback()
+	}
+	if cfg.AnonymousReads {
+		log.Warn("ALLOW_ANONYMOUS_READS is on and no API keys are set: anyone who can reach the service reads every claim, subscriber numbers (PHI) included; set API_KEYS for any shared use",
+			"addr", addr.String(), "loopback_only", loopback)
+		return
+	}
+	level := slog.LevelWarn
+	if loopback {
+		level = slog.LevelInfo
+	}
+	log.Log(context.Background(), level, "no API keys are set: anyone who can reach the service may post claims; reading claims is refused until API_KEYS is set",
+		"addr", addr.String(), "loopback_only", loopback)
 }
 
 // countInFlight keeps count of the requests being served.

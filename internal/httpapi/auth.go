@@ -93,10 +93,26 @@ func clientOf(r *http.Request) string {
 	return "addr:" + clientAddr(r)
 }
 
-// idempotencyScope scopes idempotency keys: per API key when keys are
-// configured; otherwise one scope for all, since a payment service's retries
-// may come from another address than the first try.
-func idempotencyScope(r *http.Request, keys *APIKeys) string {
+// allowReads refuses claim reads when no API keys are configured, unless
+// the operator allowed anonymous reads: a claim holds subscriber numbers,
+// and without keys anyone who reaches the port could read every claim.
+func (a *APIKeys) allowReads(anonymous bool) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		if a.enabled() || anonymous {
+			return next
+		}
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			writeProblem(w, problemFor(http.StatusForbidden,
+				"reading claims needs API keys (API_KEYS), or ALLOW_ANONYMOUS_READS=true where anyone who can reach the service may read every claim"))
+		})
+	}
+}
+
+// ownerScope is the client a claim, its status and its idempotency keys
+// belong to: the API key's client when keys are configured; otherwise one
+// client for all (a payment service's retries may come from another
+// address than the first try).
+func ownerScope(r *http.Request, keys *APIKeys) string {
 	if keys.enabled() {
 		return clientOf(r)
 	}

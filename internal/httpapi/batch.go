@@ -94,7 +94,7 @@ func handlePostBatch(d Deps) http.HandlerFunc {
 			results []batchResult
 			faults  []error
 		)
-		d.Claims.SubmitBatch(r.Context(), idempotencyScope(r, d.APIKeys), src.claims(mediaType),
+		d.Claims.SubmitBatch(r.Context(), ownerScope(r, d.APIKeys), src.claims(mediaType),
 			func(i int, res ingest.Result, err error) {
 				out := batchResult{Index: i, Status: http.StatusCreated}
 				if err != nil {

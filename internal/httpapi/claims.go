@@ -100,7 +100,7 @@ func handlePostClaim(d Deps) http.HandlerFunc {
 			fail(w, r, d.Log, err)
 			return
 		}
-		req := ingest.Request{Input: in, Client: idempotencyScope(r, d.APIKeys), IdempotencyKey: key}
+		req := ingest.Request{Input: in, Client: ownerScope(r, d.APIKeys), IdempotencyKey: key}
 		if d.Queue != nil {
 			enqueue(w, r, d, req)
 			return
@@ -181,18 +181,21 @@ func enqueue(w http.ResponseWriter, r *http.Request, d Deps, req ingest.Request)
 		NetFee: money(c.NetFee()), ReceivedAt: c.ReceivedAt})
 }
 
+// handleGetClaim answers a claim, or a queued claim's status, to the client
+// that sent it; any other client gets the 404 of an id never accepted.
 func handleGetClaim(d Deps) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		id := chi.URLParam(r, "id")
-		c, err := d.ClaimReader.Claim(r.Context(), id)
+		client := ownerScope(r, d.APIKeys)
+		c, err := d.ClaimReader.Claim(r.Context(), client, id)
 		if errors.Is(err, claim.ErrNotFound) && d.QueueStatus != nil {
 			// Perhaps accepted for the queue and not stored (yet).
-			st, found, serr := d.QueueStatus.Lookup(r.Context(), id)
+			st, found, serr := d.QueueStatus.Lookup(r.Context(), client, id)
 			switch {
 			case serr != nil:
 				err = fmt.Errorf("%w: looking up queued claims: %w", claim.ErrUnavailable, serr)
 			case found && st.Status == queue.StatusStored:
-				c, err = d.ClaimReader.Claim(r.Context(), st.StoredAs)
+				c, err = d.ClaimReader.Claim(r.Context(), client, st.StoredAs)
 			case found:
 				writeJSON(w, http.StatusOK, queuedResponse{ID: id, ClaimID: st.ClaimID, Status: st.Status, NetFee: money(st.NetFee),
 					ReceivedAt: st.ReceivedAt, Detail: st.Reason})

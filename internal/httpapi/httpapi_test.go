@@ -43,6 +43,9 @@ type stackOptions struct {
 	log     *slog.Logger
 	// rabbitURL, when set, serves in async mode with a queue of the test's own there.
 	rabbitURL string
+	// noAnonymousReads refuses claim reads without API keys (the service's
+	// default); the test stacks allow them, as make run does.
+	noAnonymousReads bool
 }
 
 // mustStack serves the real router over a fresh database and a private key
@@ -73,16 +76,17 @@ func mustStackWith(tb testing.TB, o stackOptions) stack {
 	tb.Cleanup(claims.Close)
 	status := queue.NewStatus(rdb, prefix, time.Hour)
 	deps := httpapi.Deps{
-		Claims:       claims,
-		QueueStatus:  status,
-		ClaimReader:  st,
-		Top:          rank.NewFallback(ranking, st, rank.FallbackConfig{}, rm, log),
-		RateLimiter:  httpapi.NewRateLimiter(rdb, o.limit, keys.RateLimit),
-		APIKeys:      httpapi.NewAPIKeys(o.apiKeys),
-		PingPostgres: st.Ping,
-		PingRedis:    func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
-		Registry:     reg,
-		Log:          log,
+		Claims:              claims,
+		QueueStatus:         status,
+		ClaimReader:         st,
+		Top:                 rank.NewFallback(ranking, st, rank.FallbackConfig{}, rm, log),
+		RateLimiter:         httpapi.NewRateLimiter(rdb, o.limit, keys.RateLimit),
+		APIKeys:             httpapi.NewAPIKeys(o.apiKeys),
+		AllowAnonymousReads: !o.noAnonymousReads,
+		PingPostgres:        st.Ping,
+		PingRedis:           func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
+		Registry:            reg,
+		Log:                 log,
 	}
 	var qcfg queue.Config
 	if o.rabbitURL != "" {

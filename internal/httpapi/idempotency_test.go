@@ -188,8 +188,17 @@ func TestAPIKeysRequiredWhenConfigured(t *testing.T) {
 		require.Equal(t, http.StatusUnauthorized, res.status, "auth %q", auth)
 		require.NotContains(t, string(res.body), "3730189502")
 	}
-	got := mustDoWith(t, http.MethodGet, claimURL, map[string]string{"Authorization": "Bearer k-alpha"}, nil)
-	require.Equal(t, http.StatusOK, got.status)
+	got := mustDoWith(t, http.MethodGet, claimURL, map[string]string{"Authorization": "Bearer k-beta"}, nil)
+	require.Equal(t, http.StatusOK, got.status, "its sender reads it")
+	require.Contains(t, string(got.body), "3730189502")
+
+	// Another client's key reads nothing: the answer is that of an id never
+	// stored, so it does not even learn that the claim exists.
+	other := mustDoWith(t, http.MethodGet, claimURL, map[string]string{"Authorization": "Bearer k-alpha"}, nil)
+	never := mustDoWith(t, http.MethodGet, s.url+"/claims/01a22487-af71-7a68-b316-000000000000", map[string]string{"Authorization": "Bearer k-alpha"}, nil)
+	require.Equal(t, http.StatusNotFound, other.status)
+	require.Equal(t, string(never.body), string(other.body))
+	require.NotContains(t, string(other.body), "3730189502")
 }
 
 func TestPostgresUnavailableIs503WithRetryAfter(t *testing.T) {

@@ -46,7 +46,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 }
 
 // instrument counts and times every request by its route pattern (never the
-// raw path, which would carry claim ids) and writes one access log line.
+// raw path, which would carry claim ids) and writes one access log line
+// naming the client (an API key's id, never the key; or the address it
+// connected from), so that every read of a claim can be audited.
 func instrument(m *metrics, log *slog.Logger) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -72,6 +74,7 @@ func instrument(m *metrics, log *slog.Logger) func(http.Handler) http.Handler {
 				slog.String("method", r.Method), slog.String("route", route),
 				slog.Int("status", status), slog.Duration("duration", elapsed),
 				slog.Int("bytes", ww.BytesWritten()),
+				slog.String("client", clientOf(r)),
 				slog.String("request_id", middleware.GetReqID(r.Context())))
 		})
 	}

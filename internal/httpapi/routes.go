@@ -22,9 +22,9 @@ func routes(d Deps, m *metrics) http.Handler {
 	r.Use(
 		middleware.RequestID,
 		middleware.StripSlashes, // "/claims/" is "/claims", "/top-providers/" is "/top-providers"
+		d.APIKeys.identify,
 		instrument(m, d.Log),
 		recoverPanics(d.Log),
-		d.APIKeys.identify,
 	)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, problemFor(http.StatusNotFound, "no such route"))
@@ -51,13 +51,23 @@ func routes(d Deps, m *metrics) http.Handler {
 	r.Method(http.MethodGet, docsPath, docs)
 	r.Method(http.MethodGet, docsPath+"/*", docs) // its assets, one route pattern for all
 
-	r.With(deadline(batchTimeout), d.APIKeys.require).Post("/claims/batch", handlePostBatch(d))
+	// Claims carry subscriber numbers: no answer about one is kept by a cache.
+	r.With(deadline(batchTimeout), noStore, d.APIKeys.require).Post("/claims/batch", handlePostBatch(d))
 	r.Group(func(r chi.Router) {
 		r.Use(deadline(requestTimeout))
-		r.With(d.APIKeys.require).Post("/claims", handlePostClaim(d))
-		r.With(d.APIKeys.require).Get("/claims/{id}", handleGetClaim(d)) // a stored claim holds PHI
+		r.With(noStore, d.APIKeys.require).Post("/claims", handlePostClaim(d))
+		r.With(noStore, d.APIKeys.require, d.APIKeys.allowReads(d.AllowAnonymousReads)).
+			Get("/claims/{id}", handleGetClaim(d))
 		r.With(d.RateLimiter.middleware(m, "top-providers", d.Log)).
 			Get("/top-providers", handleTopProviders(d))
 	})
 	return r
+}
+
+// noStore keeps caches from storing the answer.
+func noStore(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-store")
+		next.ServeHTTP(w, r)
+	})
 }

@@ -25,9 +25,10 @@ type ClaimSubmitter interface {
 	SubmitBatch(ctx context.Context, client string, inputs iter.Seq2[claim.Input, error], report func(int, ingest.Result, error))
 }
 
-// ClaimReader reads a stored claim; claim.ErrNotFound when there is none.
+// ClaimReader reads a stored claim of one client; claim.ErrNotFound when
+// there is none with the id, or it is another client's.
 type ClaimReader interface {
-	Claim(ctx context.Context, id string) (claim.Claim, error)
+	Claim(ctx context.Context, client, id string) (claim.Claim, error)
 }
 
 // ClaimQueue takes prepared claims for asynchronous storage.
@@ -40,9 +41,10 @@ type ClaimQueue interface {
 }
 
 // QueueStatus tells what became of a claim accepted for the queue that is
-// not stored under its own id; found is false when it knows nothing of it.
+// not stored under its own id; found is false when it knows nothing of it,
+// or the claim is another client's.
 type QueueStatus interface {
-	Lookup(ctx context.Context, id string) (st queue.State, found bool, err error)
+	Lookup(ctx context.Context, client, id string) (st queue.State, found bool, err error)
 }
 
 // TopProviders answers the ranking and says where the answer came from.
@@ -63,8 +65,13 @@ type Deps struct {
 	Top         TopProviders
 	// RateLimiter guards /top-providers; nil means no limit.
 	RateLimiter *RateLimiter
-	// APIKeys, when it holds any, are required to POST claims.
+	// APIKeys, when it holds any, are required to post and read claims.
 	APIKeys *APIKeys
+	// AllowAnonymousReads lets GET /claims/{id} answer without API keys
+	// configured (for local use: anyone who can reach the port reads every
+	// claim sent without a key). Without it, and without keys, claim reads
+	// are refused.
+	AllowAnonymousReads bool
 	// PingPostgres and PingRedis back /readyz.
 	PingPostgres func(context.Context) error
 	PingRedis    func(context.Context) error

@@ -72,7 +72,7 @@ func TestGroupCommitSharesOneTransaction(t *testing.T) {
 		require.NoError(t, errs[i])
 		require.True(t, results[i].Created)
 		ids[results[i].Claim.ID] = true
-		stored, err := st.Claim(context.Background(), results[i].Claim.ID)
+		stored, err := st.Claim(context.Background(), "", results[i].Claim.ID)
 		require.NoError(t, err)
 		require.Equal(t, results[i].Claim.Lines, stored.Lines)
 	}

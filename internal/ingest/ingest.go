@@ -26,7 +26,9 @@ type ClaimStore interface {
 	InsertClaims(ctx context.Context, batch []store.Pending) (store.Batch, error)
 	AcquireKey(ctx context.Context, r store.KeyRequest) (*store.KeyLease, *store.KeyOutcome, error)
 	ReleaseKey(ctx context.Context, lease *store.KeyLease) error
-	Claim(ctx context.Context, id string) (claim.Claim, error)
+	// Claim reads a claim of the client scope; claim.ErrNotFound for an id
+	// never stored or another client's.
+	Claim(ctx context.Context, scope, id string) (claim.Claim, error)
 }
 
 // Ranking receives committed provider totals. Writes must be safe to repeat
@@ -208,7 +210,7 @@ func (s *Service) submit(ctx context.Context, req Request, mode string) (Result,
 		}
 		if earlier != nil {
 			s.metrics.duplicates.WithLabelValues("idempotency_key").Inc()
-			stored, err := s.store.Claim(ctx, earlier.ClaimID)
+			stored, err := s.store.Claim(ctx, req.Client, earlier.ClaimID)
 			return Result{Claim: stored, Created: earlier.Created, Replayed: true}, err
 		}
 	}
@@ -236,7 +238,7 @@ func (s *Service) submit(ctx context.Context, req Request, mode string) (Result,
 			by = "redelivery" // a queued claim stored on an earlier delivery
 		}
 		s.metrics.duplicates.WithLabelValues(by).Inc()
-		stored, err := s.store.Claim(ctx, id)
+		stored, err := s.store.Claim(ctx, req.Client, id)
 		return Result{Claim: stored}, err
 	}
 	return Result{Claim: c, Created: true}, nil

@@ -42,7 +42,7 @@ func TestSubmitSucceedsWhenRedisIsDown(t *testing.T) {
 	require.NoError(t, err)
 	c := res.Claim
 	require.Equal(t, "170.00", c.NetFee().String())
-	stored, err := st.Claim(context.Background(), c.ID)
+	stored, err := st.Claim(context.Background(), "", c.ID)
 	require.NoError(t, err)
 	require.Equal(t, c.Lines, stored.Lines)
 

@@ -139,7 +139,7 @@ func (h *harness) requireTotals(want map[string]claim.Cents) {
 
 func (h *harness) state(id string) (queue.State, bool) {
 	h.t.Helper()
-	st, found, err := h.status.Lookup(context.Background(), id)
+	st, found, err := h.status.Lookup(context.Background(), "", id)
 	require.NoError(h.t, err)
 	return st, found
 }
@@ -187,7 +187,7 @@ func TestQueuedClaimsStoredOnceByWorker(t *testing.T) {
 	for _, c := range append(accepted, keyed) {
 		require.Eventually(t, func() bool { _, found := h.state(c.ID); return !found }, 5*time.Second, 10*time.Millisecond,
 			"a stored claim's status entry is deleted: Postgres answers for it")
-		got, err := h.st.Claim(context.Background(), c.ID)
+		got, err := h.st.Claim(context.Background(), "", c.ID)
 		require.NoError(t, err)
 		require.Equal(t, c.Lines, got.Lines)
 		require.True(t, c.ReceivedAt.Equal(got.ReceivedAt), "stored as accepted")
@@ -311,7 +311,7 @@ WHEN (NEW.provider_npi = '1999999999') EXECUTE FUNCTION refuse_poison();`)
 	require.Equal(t, queue.StatusDeadLettered, st.Status)
 	require.Equal(t, fmt.Sprintf("not stored after %d deliveries; the workers' log has the cause", limit+1), st.Reason,
 		"the database's words stay in the log")
-	_, err = h.st.Claim(ctx, good.ID)
+	_, err = h.st.Claim(ctx, "", good.ID)
 	require.NoError(t, err)
 
 	list, err = dl.List(ctx, false)
@@ -329,7 +329,7 @@ WHEN (NEW.provider_npi = '1999999999') EXECUTE FUNCTION refuse_poison();`)
 	require.Equal(t, 1, n)
 	h.waitStored(3)
 	h.requireTotals(map[string]claim.Cents{"1999999999": 3000, "1000000001": 3000, "1000000002": 5000})
-	got, err := h.st.Claim(ctx, garbageID)
+	got, err := h.st.Claim(ctx, "", garbageID)
 	require.NoError(t, err, "the corrected claim is stored under the id of the message")
 	require.Len(t, got.Lines, 1)
 	list, err = dl.List(ctx, false)

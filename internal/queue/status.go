@@ -20,6 +20,9 @@ import (
 //
 // The entry is written before the claim is published and a claim whose entry
 // cannot be written is not accepted: a 202 is never followed by a 404.
+//
+// Each entry belongs to the client that sent the claim: another client is
+// told nothing of it.
 type Status struct {
 	rdb    redis.UniversalClient
 	prefix string
@@ -41,6 +44,7 @@ type State struct {
 	// StoredAs, an earlier claim with the same claim_id or idempotency key)
 	// or "dead_lettered" (refused by the workers; see Reason).
 	Status     string      `json:"status"`
+	Client     string      `json:"client,omitempty"`   // the client that sent it ("" without API keys)
 	ClaimID    string      `json:"claim_id,omitempty"` // the sender's own id, when it gave one
 	NetFee     claim.Cents `json:"net_fee_cents"`
 	ReceivedAt time.Time   `json:"received_at"`
@@ -67,12 +71,22 @@ func (s *Status) set(ctx context.Context, id string, st State) error {
 
 // MarkQueued records c as accepted and waiting.
 func (s *Status) MarkQueued(ctx context.Context, c claim.Claim) error {
-	return s.set(ctx, c.ID, State{Status: StatusQueued, ClaimID: c.ExternalID, NetFee: c.NetFee(), ReceivedAt: c.ReceivedAt})
+	return s.set(ctx, c.ID, State{Status: StatusQueued, Client: c.Sender, ClaimID: c.ExternalID,
+		NetFee: c.NetFee(), ReceivedAt: c.ReceivedAt})
 }
 
-// Lookup returns the state of the accepted claim id; found is false when
-// there is no entry (never accepted, or stored under its own id).
-func (s *Status) Lookup(ctx context.Context, id string) (st State, found bool, err error) {
+// Lookup returns the state of the accepted claim id if client sent it;
+// found is false when there is no entry (never accepted, or stored under
+// its own id) or another client sent the claim.
+func (s *Status) Lookup(ctx context.Context, client, id string) (st State, found bool, err error) {
+	st, found, err = s.get(ctx, id)
+	if err != nil || !found || st.Client != client {
+		return State{}, false, err
+	}
+	return st, true, nil
+}
+
+func (s *Status) get(ctx context.Context, id string) (st State, found bool, err error) {
 	b, err := s.rdb.Get(ctx, s.key(id)).Bytes()
 	if errors.Is(err, redis.Nil) {
 		return State{}, false, nil
@@ -104,7 +118,7 @@ func (s *Status) Forget(ids ...string) {
 func (s *Status) update(id string, change func(*State)) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
-	st, _, err := s.Lookup(ctx, id)
+	st, _, err := s.get(ctx, id)
 	if err != nil {
 		return err
 	}

@@ -70,12 +70,12 @@ func TestInsertClaimsBatchOutcomes(t *testing.T) {
 	}, b.Totals, "once per provider, in NPI order; nothing for refused or known claims")
 
 	for _, c := range []claim.Claim{plain, keyed, first} {
-		got, err := st.Claim(ctx, c.ID)
+		got, err := st.Claim(ctx, c.Sender, c.ID)
 		require.NoError(t, err)
 		require.Equal(t, c.Lines, got.Lines)
 	}
 	for _, c := range []claim.Claim{sameAgain, reused, second, orphan} {
-		_, err := st.Claim(ctx, c.ID)
+		_, err := st.Claim(ctx, c.Sender, c.ID)
 		require.ErrorIs(t, err, claim.ErrNotFound)
 	}
 	_, outcome, err := st.AcquireKey(ctx, keyReq)
@@ -101,7 +101,7 @@ func TestInsertClaimsBatchAllOrNothing(t *testing.T) {
 	bad.Lines[0].ProviderFees = -1 // refused by a CHECK constraint
 	_, err := st.InsertClaims(ctx, []store.Pending{{Claim: good}, {Claim: bad}})
 	require.Error(t, err)
-	_, err = st.Claim(ctx, good.ID)
+	_, err = st.Claim(ctx, "", good.ID)
 	require.ErrorIs(t, err, claim.ErrNotFound)
 	top, err := st.TopProviders(ctx, 10)
 	require.NoError(t, err)

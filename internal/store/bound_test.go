@@ -12,6 +12,27 @@ import (
 	"github.com/claim-process/claim-process/internal/testenv"
 )
 
+// A claim belongs to the client that sent it: another client reads nothing
+// under its id, exactly as for an id never stored.
+func TestClaimReadOnlyByItsClient(t *testing.T) {
+	t.Parallel()
+	st, _ := testenv.MustStore(t)
+	ctx := context.Background()
+	c := newClaim(t, line("1000000001", 5000))
+	c.Sender = "key:aaaaaaaaaaaa"
+	_, err := st.InsertClaim(ctx, c, nil)
+	require.NoError(t, err)
+
+	got, err := st.Claim(ctx, "key:aaaaaaaaaaaa", c.ID)
+	require.NoError(t, err)
+	require.Equal(t, c.Lines, got.Lines)
+	require.Equal(t, "key:aaaaaaaaaaaa", got.Sender)
+	for _, other := range []string{"key:bbbbbbbbbbbb", ""} {
+		_, err = st.Claim(ctx, other, c.ID)
+		require.ErrorIs(t, err, claim.ErrNotFound, "read as %q", other)
+	}
+}
+
 // setTotal puts a provider's total where a test needs it, as if many claims
 // had brought it there.
 func setTotal(t *testing.T, dbURL, npi string, total claim.Cents) {
@@ -68,7 +89,7 @@ func TestTotalStaysWithinTheBound(t *testing.T) {
 	}
 	require.Equal(t, map[string]claim.Cents{high: claim.MaxTotal, low: -claim.MaxTotal + 20_000, "1000000004": 1000}, totals)
 	for _, c := range []claim.Claim{over, downOver} {
-		_, err := st.Claim(ctx, c.ID)
+		_, err := st.Claim(ctx, "", c.ID)
 		require.ErrorIs(t, err, claim.ErrNotFound, "nothing of a refused claim is stored")
 	}
 	diffs, _, err := st.Audit(ctx)

@@ -547,20 +547,21 @@ SELECT c.received_at, coalesce(c.external_id, ''), l.service_date, l.submitted_p
        coalesce(l.quadrant, ''), l.plan_group, l.subscriber, l.provider_npi, l.provider_fees_cents,
        l.allowed_fees_cents, l.member_coinsurance_cents, l.member_copay_cents
 FROM claims c JOIN claim_lines l ON l.claim_id = c.id
-WHERE c.id = $1
+WHERE c.id = $1 AND c.client_scope = $2
 ORDER BY l.line_no`
 
-// Claim reads a stored claim; claim.ErrNotFound when there is none with that id.
-func (s *Store) Claim(ctx context.Context, id string) (claim.Claim, error) {
+// Claim reads a stored claim of the client scope; claim.ErrNotFound when
+// there is none with that id, or it is another client's.
+func (s *Store) Claim(ctx context.Context, scope, id string) (claim.Claim, error) {
 	uid, err := uuid.Parse(id)
 	if err != nil {
 		return claim.Claim{}, claim.ErrNotFound
 	}
-	rows, err := s.pool.Query(ctx, claimSQL, uid)
+	rows, err := s.pool.Query(ctx, claimSQL, uid, scope)
 	if err != nil {
 		return claim.Claim{}, wrap("read claim", err)
 	}
-	c := claim.Claim{ID: uid.String()}
+	c := claim.Claim{ID: uid.String(), Sender: scope}
 	var l claim.Line
 	_, err = pgx.ForEachRow(rows, []any{&c.ReceivedAt, &c.ExternalID, &l.ServiceDate, &l.SubmittedProcedure,
 		&l.Quadrant, &l.PlanGroup, &l.Subscriber, &l.ProviderNPI, &l.ProviderFees, &l.AllowedFees,

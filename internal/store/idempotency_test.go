@@ -130,7 +130,7 @@ func TestExternalIDStoredOnce(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, first.ID, ins.ExistingID)
 	require.Empty(t, ins.Totals)
-	got, err := st.Claim(ctx, first.ID)
+	got, err := st.Claim(ctx, "", first.ID)
 	require.NoError(t, err)
 	require.Equal(t, "PAY-1", got.ExternalID)
 	top, err := st.TopProviders(ctx, 10)

@@ -45,7 +45,7 @@ func TestInsertClaimRoundTripAndTotals(t *testing.T) {
 		{ProviderNPI: "1000000002", NetFee: 1500, Version: 1},
 	}, ins.Totals)
 
-	got, err := st.Claim(ctx, c.ID)
+	got, err := st.Claim(ctx, "", c.ID)
 	require.NoError(t, err)
 	require.Equal(t, c.ID, got.ID)
 	require.True(t, c.ReceivedAt.Equal(got.ReceivedAt))
@@ -59,9 +59,9 @@ func TestInsertClaimRoundTripAndTotals(t *testing.T) {
 func TestClaimNotFound(t *testing.T) {
 	t.Parallel()
 	st, _ := testenv.MustStore(t)
-	_, err := st.Claim(context.Background(), uuid.NewString())
+	_, err := st.Claim(context.Background(), "", uuid.NewString())
 	require.ErrorIs(t, err, claim.ErrNotFound)
-	_, err = st.Claim(context.Background(), "not-a-uuid")
+	_, err = st.Claim(context.Background(), "", "not-a-uuid")
 	require.ErrorIs(t, err, claim.ErrNotFound)
 }
 
