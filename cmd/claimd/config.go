@@ -34,6 +34,8 @@ var settings = []setting{
 	{"API_KEYS", "", "comma-separated API keys; when set (or API_KEYS_FILE is), posting and reading claims needs Authorization: Bearer <key>"},
 	{"API_KEYS_FILE", "", "file with one API key per line (# comments allowed)"},
 	{"ALLOW_ANONYMOUS_READS", "false", "without API keys, let anyone who can reach the service read every claim (GET /claims/{id}); for local use (make run sets it)"},
+	{"IDEMPOTENCY_KEYS_PER_CLIENT", strconv.Itoa(ingest.DefaultKeysPerClient), "most Idempotency-Keys one client holds at once (a new one past it: 429)"},
+	{"QUEUED_PER_CLIENT", strconv.Itoa(queue.DefaultQueuedPerClient), "async mode: most claims of one client queued and not stored at once (past it: 429)"},
 	{"VALIDATE_NPI_CHECKSUM", "false", "also refuse provider NPIs whose check digit is wrong (Luhn, prefix 80840)"},
 	{"SERVICE_DATE_EARLIEST", claim.DefaultEarliestServiceDate.Format(time.DateOnly), "the earliest service date accepted (YYYY-MM-DD)"},
 	{"SERVICE_DATE_MAX_AHEAD", claim.DefaultServiceDateAhead.String(), "how far after today (UTC) a service date may be; 0s: today at the latest"},
@@ -76,7 +78,7 @@ type config struct {
 	Async       bool // INGEST_MODE=async
 	Queue       queue.Config
 	PublishWait time.Duration
-	StatusTTL   time.Duration
+	Status      queue.StatusConfig
 	Worker      queue.WorkerConfig
 	WorkerAddr  string
 }
@@ -150,11 +152,12 @@ func loadConfig(getenv func(string) string) (config, error) {
 	}
 	cfg.MigrateOnStart = boolean("MIGRATE_ON_START")
 	cfg.Ingest = ingest.Config{
-		KeyTTL:    cfg.IdempotencyTTL,
-		BatchSize: positive("INGEST_BATCH_SIZE"),
-		BatchWait: duration("INGEST_BATCH_WAIT"),
-		Writers:   positive("INGEST_WRITERS"),
-		QueueSize: positive("INGEST_QUEUE_SIZE"),
+		KeyTTL:        cfg.IdempotencyTTL,
+		KeysPerClient: int64(positive("IDEMPOTENCY_KEYS_PER_CLIENT")),
+		BatchSize:     positive("INGEST_BATCH_SIZE"),
+		BatchWait:     duration("INGEST_BATCH_WAIT"),
+		Writers:       positive("INGEST_WRITERS"),
+		QueueSize:     positive("INGEST_QUEUE_SIZE"),
 	}
 	switch mode := get("INGEST_MODE"); mode {
 	case "sync":
@@ -165,7 +168,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 	}
 	cfg.Queue = queue.Config{URL: get("RABBITMQ_URL"), Queue: get("RABBITMQ_QUEUE"), DeliveryLimit: positive("QUEUE_DELIVERY_LIMIT")}
 	cfg.PublishWait = duration("PUBLISH_CONFIRM_TIMEOUT")
-	cfg.StatusTTL = duration("QUEUED_STATUS_TTL")
+	cfg.Status = queue.StatusConfig{TTL: duration("QUEUED_STATUS_TTL"), PerClient: int64(positive("QUEUED_PER_CLIENT"))}
 	cfg.WorkerAddr = get("WORKER_ADDR")
 	cfg.Worker = queue.WorkerConfig{Config: cfg.Queue, Consumers: positive("WORKER_CONSUMERS"),
 		Prefetch: positive("WORKER_PREFETCH"), DrainTimeout: cfg.ShutdownTimeout}

@@ -399,6 +399,8 @@ func TestConfig(t *testing.T) {
 	require.Equal(t, []string{"procedure_code", "npi_format", "service_date_range"}, cfg.Rules.Names())
 	require.True(t, cfg.MigrateOnStart)
 	require.False(t, cfg.AnonymousReads, "claim reads need a key unless the operator says otherwise")
+	require.Equal(t, int64(10_000_000), cfg.Ingest.KeysPerClient)
+	require.Equal(t, int64(1_000_000), cfg.Status.PerClient)
 	_, detail, ok := cfg.Rules[2].Check(claim.Line{ServiceDate: time.Date(1899, 12, 31, 0, 0, 0, 0, time.UTC)})
 	require.False(t, ok)
 	require.Contains(t, detail, "must be from 1900-01-01 to ")
@@ -414,10 +416,13 @@ func TestConfig(t *testing.T) {
 	require.Equal(t, []string{"procedure_code", "npi_format", "service_date_range", "npi_checksum"}, cfg.Rules.Names())
 	require.True(t, cfg.TopProvidersLimit.IsZero())
 
-	env = map[string]string{"SERVICE_DATE_EARLIEST": "2020-01-01", "SERVICE_DATE_MAX_AHEAD": "0s", "ALLOW_ANONYMOUS_READS": "true"}
+	env = map[string]string{"SERVICE_DATE_EARLIEST": "2020-01-01", "SERVICE_DATE_MAX_AHEAD": "0s", "ALLOW_ANONYMOUS_READS": "true",
+		"IDEMPOTENCY_KEYS_PER_CLIENT": "5", "QUEUED_PER_CLIENT": "7"}
 	cfg, err = loadConfig(func(k string) string { return env[k] })
 	require.NoError(t, err)
 	require.True(t, cfg.AnonymousReads)
+	require.Equal(t, int64(5), cfg.Ingest.KeysPerClient)
+	require.Equal(t, int64(7), cfg.Status.PerClient)
 	for date, ok := range map[string]bool{"2019-12-31": false, "2020-01-01": true, time.Now().UTC().AddDate(0, 0, 1).Format(time.DateOnly): false} {
 		d, _ := time.Parse(time.DateOnly, date)
 		_, _, passed := cfg.Rules[2].Check(claim.Line{ServiceDate: d})
@@ -433,11 +438,12 @@ func TestConfig(t *testing.T) {
 
 	env = map[string]string{"RECONCILE_INTERVAL": "soon", "TOP_PROVIDERS_RATE_LIMIT": "lots", "LOG_LEVEL": "loud",
 		"INGEST_MODE": "later", "WORKER_PREFETCH": "0", "SERVICE_DATE_EARLIEST": "1/1/1900", "SERVICE_DATE_MAX_AHEAD": "-1h",
-		"ALLOW_ANONYMOUS_READS": "maybe"}
+		"ALLOW_ANONYMOUS_READS": "maybe", "QUEUED_PER_CLIENT": "-1"}
 	_, err = loadConfig(func(k string) string { return env[k] })
 	require.ErrorContains(t, err, "SERVICE_DATE_EARLIEST")
 	require.ErrorContains(t, err, "SERVICE_DATE_MAX_AHEAD")
 	require.ErrorContains(t, err, "ALLOW_ANONYMOUS_READS")
+	require.ErrorContains(t, err, "QUEUED_PER_CLIENT")
 	require.ErrorContains(t, err, "INGEST_MODE")
 	require.ErrorContains(t, err, "WORKER_PREFETCH")
 	require.ErrorContains(t, err, "RECONCILE_INTERVAL")

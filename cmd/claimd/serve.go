@@ -30,7 +30,6 @@ import (
 // The Postgres store fits every interface that wants the truth.
 var (
 	_ ingest.ClaimStore   = (*store.Store)(nil)
-	_ ingest.KeyExpirer   = (*store.Store)(nil)
 	_ httpapi.ClaimReader = (*store.Store)(nil)
 	_ rank.TopReader      = (*store.Store)(nil)
 	_ rank.Truth          = (*store.Store)(nil)
@@ -142,7 +141,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	ingestCfg.Rules = cfg.Rules
 	claims := ingest.New(st, ranking, ingestCfg, reg, log)
 	defer claims.Close() // after the HTTP server has drained: stores what is queued
-	status := queue.NewStatus(rdb, cfg.RedisKeyPrefix, cfg.StatusTTL)
+	status := queue.NewStatus(rdb, cfg.RedisKeyPrefix, cfg.Status)
 	var publisher *queue.Publisher
 	if cfg.Async {
 		publisher = queue.NewPublisher(queue.PublisherConfig{Config: cfg.Queue, ConfirmTimeout: cfg.PublishWait},
@@ -153,13 +152,13 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 		QueueStatus:         status,
 		APIKeys:             httpapi.NewAPIKeys(cfg.APIKeys),
 		AllowAnonymousReads: cfg.AnonymousReads,
-		ClaimReader:  st,
-		Top:          rank.NewFallback(ranking, st, rank.FallbackConfig{}, rankMetrics, log),
-		RateLimiter:  httpapi.NewRateLimiter(rdb, cfg.TopProvidersLimit, keys.RateLimit),
-		PingPostgres: st.Ping,
-		PingRedis:    func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
-		Registry:     reg,
-		Log:          log,
+		ClaimReader:         st,
+		Top:                 rank.NewFallback(ranking, st, rank.FallbackConfig{}, rankMetrics, log),
+		RateLimiter:         httpapi.NewRateLimiter(rdb, cfg.TopProvidersLimit, keys.RateLimit),
+		PingPostgres:        st.Ping,
+		PingRedis:           func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
+		Registry:            reg,
+		Log:                 log,
 	}
 	if publisher != nil {
 		deps.Queue = publisher
@@ -192,7 +191,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	}()
 	go func() {
 		defer wg.Done()
-		ingest.ExpireKeys(bgCtx, st, time.Minute, log)
+		claims.MaintainKeys(bgCtx, time.Minute)
 	}()
 	checks := map[string]func(context.Context) error{
 		"postgres": st.Ping,

@@ -33,7 +33,7 @@ func work(ctx context.Context, cfg config, log *slog.Logger) error {
 	ingestCfg.Rules = cfg.Rules
 	claims := ingest.New(st, ranking, ingestCfg, reg, log)
 	defer claims.Close()
-	worker := queue.NewWorker(cfg.Worker, claims, queue.NewStatus(rdb, cfg.RedisKeyPrefix, cfg.StatusTTL),
+	worker := queue.NewWorker(cfg.Worker, claims, queue.NewStatus(rdb, cfg.RedisKeyPrefix, cfg.Status),
 		queue.NewMetrics(reg), log)
 
 	mux := http.NewServeMux()
@@ -114,7 +114,7 @@ func deadLetters(ctx context.Context, cfg config, f dlqFlags, stdout io.Writer) 
 		return err
 	}
 	defer rdb.Close()
-	status := queue.NewStatus(rdb, cfg.RedisKeyPrefix, cfg.StatusTTL)
+	status := queue.NewStatus(rdb, cfg.RedisKeyPrefix, cfg.Status)
 	switch f.action {
 	case "list", "replay", "purge":
 	default:

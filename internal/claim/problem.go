@@ -25,6 +25,12 @@ var (
 	ErrClaimIDReused = errors.New("this claim_id was used for a different claim")
 	// ErrKeyReused means an idempotency key was sent again with a different claim.
 	ErrKeyReused = errors.New("this idempotency key was used for a different claim")
+	// ErrTooManyKeys means the client holds as many idempotency keys as it
+	// may; it comes as a RetryAfter.
+	ErrTooManyKeys = errors.New("this client holds the most idempotency keys allowed")
+	// ErrTooManyQueued means the client has as many claims queued and not
+	// stored (or refused) as it may; it comes as a RetryAfter.
+	ErrTooManyQueued = errors.New("this client has the most queued claims allowed")
 )
 
 // Problem is one thing wrong with a claim, precise enough for the sender to

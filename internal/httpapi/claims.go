@@ -172,6 +172,13 @@ func enqueue(w http.ResponseWriter, r *http.Request, d Deps, req ingest.Request)
 		fail(w, r, d.Log, err)
 		return
 	}
+	if req.IdempotencyKey != "" {
+		// The worker will keep the key: the client's allowance is taken now.
+		if err := d.Claims.AdmitKey(r.Context(), req.Client); err != nil {
+			fail(w, r, d.Log, err)
+			return
+		}
+	}
 	if err := d.Queue.Enqueue(r.Context(), c, req.IdempotencyKey); err != nil {
 		fail(w, r, d.Log, err)
 		return

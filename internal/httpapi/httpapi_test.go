@@ -46,6 +46,8 @@ type stackOptions struct {
 	// noAnonymousReads refuses claim reads without API keys (the service's
 	// default); the test stacks allow them, as make run does.
 	noAnonymousReads bool
+	// Caps per client; 0 keeps the defaults.
+	keysPerClient, queuedPerClient int64
 }
 
 // mustStack serves the real router over a fresh database and a private key
@@ -72,9 +74,9 @@ func mustStackWith(tb testing.TB, o stackOptions) stack {
 	_, err := rec.RunOnce(context.Background(), rank.Rebuild)
 	require.NoError(tb, err)
 
-	claims := ingest.New(st, ranking, ingest.Config{}, reg, log)
+	claims := ingest.New(st, ranking, ingest.Config{KeysPerClient: o.keysPerClient}, reg, log)
 	tb.Cleanup(claims.Close)
-	status := queue.NewStatus(rdb, prefix, time.Hour)
+	status := queue.NewStatus(rdb, prefix, queue.StatusConfig{TTL: time.Hour, PerClient: o.queuedPerClient})
 	deps := httpapi.Deps{
 		Claims:              claims,
 		QueueStatus:         status,

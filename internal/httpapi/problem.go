@@ -89,6 +89,15 @@ func errorProblem(err error) (problem, bool) {
 		return problemFor(http.StatusUnprocessableEntity, err.Error()+"; use a new key for a new claim"), false
 	case errors.Is(err, claim.ErrClaimIDReused):
 		return problemFor(http.StatusUnprocessableEntity, err.Error()+"; a claim_id names one claim"), false
+	case errors.Is(err, claim.ErrTooManyKeys):
+		p := problemFor(http.StatusTooManyRequests, err.Error()+
+			"; keys are forgotten after IDEMPOTENCY_TTL: retry later, or send the claim without a key and with a claim_id")
+		p.retryAfter = retryAfterSeconds(err, 60)
+		return p, false
+	case errors.Is(err, claim.ErrTooManyQueued):
+		p := problemFor(http.StatusTooManyRequests, err.Error()+"; retry once the workers have stored some of them")
+		p.retryAfter = retryAfterSeconds(err, 60)
+		return p, false
 	case errors.Is(err, claim.ErrBusy):
 		p := problemFor(http.StatusServiceUnavailable, err.Error()+"; try again in a moment")
 		p.retryAfter = retryAfterSeconds(err, 1)

@@ -21,6 +21,9 @@ import (
 type ClaimSubmitter interface {
 	// Prepare validates a claim and gives it an id, without storing it.
 	Prepare(req ingest.Request) (claim.Claim, error)
+	// AdmitKey takes one idempotency key of the client's allowance for a
+	// claim queued with one (async mode); claim.ErrTooManyKeys past it.
+	AdmitKey(ctx context.Context, client string) error
 	Submit(ctx context.Context, req ingest.Request) (ingest.Result, error)
 	SubmitBatch(ctx context.Context, client string, inputs iter.Seq2[claim.Input, error], report func(int, ingest.Result, error))
 }

@@ -31,8 +31,11 @@ var errQueueFull = &claim.RetryAfter{Err: claim.ErrBusy, After: time.Second}
 type queued struct {
 	ctx  context.Context // the request's: a request that gave up before its batch is left out
 	mode string          // how the claim came (sync, batch, async), for the metrics
-	item store.Pending
-	done chan outcome // buffered: the writer never waits for the request
+	// batch marks a claim of a batch request: it holds a place of
+	// batchRoom from when it is queued until a writer takes it.
+	batch bool
+	item  store.Pending
+	done  chan outcome // buffered: the writer never waits for the request
 	// state is claimed once, by a writer taking the claim into a batch or by
 	// its request giving up first: whichever wins decides.
 	state atomic.Int32
@@ -76,8 +79,10 @@ type committer struct {
 	closed  bool
 	queue   chan *queued
 	writers sync.WaitGroup
-	// batchRoom holds a token for each claim of a batch request on its way
-	// through the queue: batches never take more than half of it.
+	// batchRoom holds a token for each claim of a batch request waiting in
+	// the queue: batches never take more than half of it. A writer frees
+	// the token when it takes the claim, whatever the request does next, so
+	// a batch whose sender stalls holds no room while it waits.
 	batchRoom chan struct{}
 }
 
@@ -92,29 +97,43 @@ func newCommitter(st ClaimStore, ranking Ranking, cfg Config, m *metrics, log *s
 	return c
 }
 
-// enqueue puts a claim in the queue. With wait it waits for room (a batch
-// request, which can be slowed down); without, a full queue refuses the
-// claim at once (a single request, whose client retries).
-func (c *committer) enqueue(ctx context.Context, q *queued, wait bool) error {
+// enqueue puts a claim in the queue. A claim of a batch request waits for
+// room, first in the batches' half of the queue (the request can be slowed
+// down); any other claim is refused at once when the queue is full (a single
+// request, whose client retries).
+func (c *committer) enqueue(ctx context.Context, q *queued) error {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	if c.closed {
 		return errShuttingDown
 	}
-	select {
-	case c.queue <- q:
-		return nil
-	default:
+	if !q.batch {
+		select {
+		case c.queue <- q:
+			return nil
+		default:
+			c.metrics.queueRejections.Inc()
+			return errQueueFull
+		}
 	}
-	if !wait {
-		c.metrics.queueRejections.Inc()
-		return errQueueFull
+	select {
+	case c.batchRoom <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 	select {
 	case c.queue <- q:
 		return nil
 	case <-ctx.Done():
+		<-c.batchRoom
 		return ctx.Err()
+	}
+}
+
+// taken is called for each claim a writer takes from the queue.
+func (c *committer) taken(q *queued) {
+	if q.batch {
+		<-c.batchRoom
 	}
 }
 
@@ -142,6 +161,7 @@ func (c *committer) write() {
 		if !ok {
 			return
 		}
+		c.taken(first)
 		batch = append(batch[:0], first)
 		lines := len(first.item.Claim.Lines)
 		timer.Reset(c.cfg.BatchWait)
@@ -152,6 +172,7 @@ func (c *committer) write() {
 				if !ok {
 					break gather
 				}
+				c.taken(q)
 				batch = append(batch, q)
 				lines += len(q.item.Claim.Lines)
 			case <-timer.C:

@@ -26,6 +26,10 @@ type ClaimStore interface {
 	InsertClaims(ctx context.Context, batch []store.Pending) (store.Batch, error)
 	AcquireKey(ctx context.Context, r store.KeyRequest) (*store.KeyLease, *store.KeyOutcome, error)
 	ReleaseKey(ctx context.Context, lease *store.KeyLease) error
+	// CountKeys says how many idempotency keys a client scope holds,
+	// counting no further than upTo; ExpireKeys forgets expired ones.
+	CountKeys(ctx context.Context, scope string, upTo int64) (int64, error)
+	ExpireKeys(ctx context.Context) (int64, error)
 	// Claim reads a claim of the client scope; claim.ErrNotFound for an id
 	// never stored or another client's.
 	Claim(ctx context.Context, scope, id string) (claim.Claim, error)
@@ -48,6 +52,10 @@ type Config struct {
 	// KeyLease is how long a request holds its key before a retry may take
 	// it over (the holder having died). Default 15s, above any request's deadline.
 	KeyLease time.Duration
+	// KeysPerClient caps the idempotency keys one client holds at once (they
+	// are forgotten after KeyTTL); past it a claim with a new key is refused
+	// with claim.ErrTooManyKeys. Default DefaultKeysPerClient.
+	KeysPerClient int64
 
 	// Group commit: claims of concurrent requests are stored together, one
 	// transaction per batch. A batch is flushed when it holds BatchSize
@@ -65,6 +73,11 @@ type Config struct {
 	FlushTimeout time.Duration
 }
 
+// DefaultKeysPerClient is Config.KeysPerClient's default: a client
+// sustaining about 115 claims a second with a new key each for a whole
+// default KeyTTL (24h) meets it.
+const DefaultKeysPerClient = 10_000_000
+
 // Service runs claims through the pipeline.
 type Service struct {
 	store     ClaimStore
@@ -72,6 +85,7 @@ type Service struct {
 	metrics   *metrics
 	log       *slog.Logger
 	committer *committer
+	keys      *keyCap
 }
 
 // New returns the pipeline writing to store and ranking. Its metrics are
@@ -91,6 +105,9 @@ func New(store ClaimStore, ranking Ranking, cfg Config, reg prometheus.Registere
 	}
 	if cfg.KeyLease <= 0 {
 		cfg.KeyLease = 15 * time.Second
+	}
+	if cfg.KeysPerClient <= 0 {
+		cfg.KeysPerClient = DefaultKeysPerClient
 	}
 	if cfg.BatchSize <= 0 {
 		cfg.BatchSize = 256
@@ -112,7 +129,8 @@ func New(store ClaimStore, ranking Ranking, cfg Config, reg prometheus.Registere
 	}
 	m := newMetrics(reg)
 	return &Service{store: store, cfg: cfg, metrics: m, log: log,
-		committer: newCommitter(store, ranking, cfg, m, log)}
+		committer: newCommitter(store, ranking, cfg, m, log),
+		keys:      newKeyCap(store, cfg.KeysPerClient)}
 }
 
 // Close stops taking claims, and returns once every claim already taken is
@@ -175,6 +193,8 @@ func outcomeOf(res Result, err error) string {
 		return "conflict"
 	case errors.Is(err, claim.ErrKeyInFlight):
 		return "in_flight"
+	case errors.Is(err, claim.ErrTooManyKeys), errors.Is(err, claim.ErrTooManyQueued):
+		return "limited"
 	case errors.Is(err, claim.ErrBusy), errors.Is(err, claim.ErrUnavailable),
 		errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		return "unavailable"
@@ -203,6 +223,8 @@ func (s *Service) submit(ctx context.Context, req Request, mode string) (Result,
 			// A queued claim delivered again (its worker died holding the
 			// key) takes its own lease over at once.
 			kr.Token, _ = uuid.Parse(req.ID)
+		} else if _, err := s.keys.count(ctx, req.Client); err != nil {
+			return Result{}, err
 		}
 		lease, earlier, err = s.store.AcquireKey(ctx, kr)
 		if err != nil {
@@ -213,10 +235,16 @@ func (s *Service) submit(ctx context.Context, req Request, mode string) (Result,
 			stored, err := s.store.Claim(ctx, req.Client, earlier.ClaimID)
 			return Result{Claim: stored, Created: earlier.Created, Replayed: true}, err
 		}
+		if req.ID == "" { // a queued claim was admitted when it was accepted
+			if err := s.keys.admit(ctx, req.Client); err != nil {
+				s.releaseKey(ctx, lease)
+				return Result{}, err
+			}
+		}
 	}
 
 	q := &queued{ctx: ctx, mode: mode, item: store.Pending{Claim: c, Lease: lease}, done: make(chan outcome, 1)}
-	err = s.committer.enqueue(ctx, q, false)
+	err = s.committer.enqueue(ctx, q)
 	var out outcome
 	if err == nil {
 		out = q.wait(ctx)
@@ -224,11 +252,7 @@ func (s *Service) submit(ctx context.Context, req Request, mode string) (Result,
 	}
 	if err != nil {
 		if lease != nil {
-			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-			defer cancel()
-			if rerr := s.store.ReleaseKey(rctx, lease); rerr != nil {
-				s.log.Warn("idempotency key not released; it frees itself when its lease ends", "err", rerr)
-			}
+			s.releaseKey(ctx, lease)
 		}
 		return Result{}, err
 	}
@@ -242,6 +266,23 @@ func (s *Service) submit(ctx context.Context, req Request, mode string) (Result,
 		return Result{Claim: stored}, err
 	}
 	return Result{Claim: c, Created: true}, nil
+}
+
+// releaseKey gives up a lease whose claim was not stored, so a retry can go
+// on at once.
+func (s *Service) releaseKey(ctx context.Context, lease *store.KeyLease) {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	if err := s.store.ReleaseKey(rctx, lease); err != nil {
+		s.log.Warn("idempotency key not released; it frees itself when its lease ends", "err", err)
+	}
+}
+
+// AdmitKey takes one idempotency key of the client's allowance for a claim
+// that will be stored elsewhere (queued, in async mode): it fails with
+// claim.ErrTooManyKeys when the client holds Config.KeysPerClient keys.
+func (s *Service) AdmitKey(ctx context.Context, client string) error {
+	return s.keys.admit(ctx, client)
 }
 
 // Prepare parses and validates a claim and gives it an id (req.ID when set):
@@ -307,7 +348,6 @@ func (s *Service) SubmitBatch(ctx context.Context, client string, inputs iter.Se
 		window = window[1:]
 		delete(inWindow, f.claim.ExternalID)
 		out := f.q.wait(ctx)
-		<-s.committer.batchRoom
 		switch err := cmp.Or(out.err, out.stored.Err); {
 		case err != nil:
 			report(f.index, Result{}, err)
@@ -337,15 +377,8 @@ func (s *Service) SubmitBatch(ctx context.Context, client string, inputs iter.Se
 		}
 		// Batches fill at most half the queue, so that single claims find
 		// room while batches stream in.
-		select {
-		case s.committer.batchRoom <- struct{}{}:
-		case <-ctx.Done():
-			report(index, Result{}, ctx.Err())
-			continue
-		}
-		q := &queued{ctx: ctx, mode: "batch", item: store.Pending{Claim: c}, done: make(chan outcome, 1)}
-		if err := s.committer.enqueue(ctx, q, true); err != nil {
-			<-s.committer.batchRoom
+		q := &queued{ctx: ctx, mode: "batch", batch: true, item: store.Pending{Claim: c}, done: make(chan outcome, 1)}
+		if err := s.committer.enqueue(ctx, q); err != nil {
 			report(index, Result{}, err)
 			continue
 		}
@@ -407,7 +440,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"mode"}),
 		outcomes: f.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Name: "claim_submissions_total",
-			Help: "Claims submitted to be stored, by mode (sync, batch, async) and outcome: stored, duplicate (stored before: claim_id, idempotency key or redelivery), invalid, conflict (claim_id or key reused for another claim), in_flight (same key in progress), unavailable (busy or storage down; retry), failed.",
+			Help: "Claims submitted to be stored, by mode (sync, batch, async) and outcome: stored, duplicate (stored before: claim_id, idempotency key or redelivery), invalid, conflict (claim_id or key reused for another claim), in_flight (same key in progress), limited (the client is at a cap: idempotency keys or queued claims), unavailable (busy or storage down; retry), failed.",
 		}, []string{"mode", "outcome"}),
 		duplicates: f.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Name: "claims_deduplicated_total",
@@ -456,21 +489,19 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	return m
 }
 
-// KeyExpirer forgets idempotency keys past their time to live.
-type KeyExpirer interface {
-	ExpireKeys(ctx context.Context) (int64, error)
-}
-
-// ExpireKeys deletes expired idempotency keys now and then every interval,
-// until ctx is done.
-func ExpireKeys(ctx context.Context, store KeyExpirer, interval time.Duration, log *slog.Logger) {
+// MaintainKeys deletes expired idempotency keys and counts again the keys
+// of each client it has seen, now and then every interval, until ctx is done.
+func (s *Service) MaintainKeys(ctx context.Context, interval time.Duration) {
 	ticker := time.NewTicker(interval)
 	defer ticker.Stop()
 	for {
-		if n, err := store.ExpireKeys(ctx); err != nil && ctx.Err() == nil {
-			log.Warn("expiring idempotency keys failed; will retry", "err", err)
+		if n, err := s.store.ExpireKeys(ctx); err != nil && ctx.Err() == nil {
+			s.log.Warn("expiring idempotency keys failed; will retry", "err", err)
 		} else if n > 0 {
-			log.Info("expired idempotency keys", "count", n)
+			s.log.Info("expired idempotency keys", "count", n)
+		}
+		if err := s.keys.recount(ctx); err != nil && ctx.Err() == nil {
+			s.log.Warn("counting idempotency keys failed; will retry", "err", err)
 		}
 		select {
 		case <-ctx.Done():

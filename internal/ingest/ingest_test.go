@@ -53,7 +53,7 @@ claimd_redis_update_failures_total 1
 # HELP claimd_claims_ingested_total Claims stored in Postgres, by how they came (mode: sync for POST /claims, batch for POST /claims/batch, async for the queue's workers).
 # TYPE claimd_claims_ingested_total counter
 claimd_claims_ingested_total{mode="sync"} 1
-# HELP claimd_claim_submissions_total Claims submitted to be stored, by mode (sync, batch, async) and outcome: stored, duplicate (stored before: claim_id, idempotency key or redelivery), invalid, conflict (claim_id or key reused for another claim), in_flight (same key in progress), unavailable (busy or storage down; retry), failed.
+# HELP claimd_claim_submissions_total Claims submitted to be stored, by mode (sync, batch, async) and outcome: stored, duplicate (stored before: claim_id, idempotency key or redelivery), invalid, conflict (claim_id or key reused for another claim), in_flight (same key in progress), limited (the client is at a cap: idempotency keys or queued claims), unavailable (busy or storage down; retry), failed.
 # TYPE claimd_claim_submissions_total counter
 claimd_claim_submissions_total{mode="sync",outcome="stored"} 1
 `), "claimd_redis_update_failures_total", "claimd_claims_ingested_total", "claimd_claim_submissions_total"))

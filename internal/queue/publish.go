@@ -50,7 +50,7 @@ func NewPublisher(cfg PublisherConfig, status *Status, m *Metrics, log *slog.Log
 	p.link = &link{url: cfg.URL, role: "publisher", log: log, m: m, setup: p.setup, down: p.down}
 	m.connected.WithLabelValues("publisher").Set(0)
 	m.connects.WithLabelValues("publisher")
-	for _, reason := range []string{"nack", "returned", "timeout", "closed", "unavailable", "status"} {
+	for _, reason := range []string{"nack", "returned", "timeout", "closed", "unavailable", "status", "client_cap"} {
 		m.refused.WithLabelValues(reason) // exported at 0 from the start: rates and alerts need no "absent"
 	}
 	return p
@@ -107,7 +107,10 @@ func (p *Publisher) Enqueue(ctx context.Context, c claim.Claim, idempotencyKey s
 	if err != nil {
 		return err
 	}
-	if err := p.status.MarkQueued(ctx, c); err != nil {
+	if err := p.status.MarkQueued(ctx, c); errors.Is(err, claim.ErrTooManyQueued) {
+		p.m.refused.WithLabelValues("client_cap").Inc()
+		return err
+	} else if err != nil {
 		p.m.refused.WithLabelValues("status").Inc()
 		return &claim.RetryAfter{Err: fmt.Errorf("%w: recording the claim as queued: %w", claim.ErrUnavailable, err), After: time.Second}
 	}
@@ -116,7 +119,7 @@ func (p *Publisher) Enqueue(ctx context.Context, c claim.Claim, idempotencyKey s
 	if err != nil {
 		p.m.refused.WithLabelValues(reason).Inc()
 		if reason != "timeout" { // a late confirm may still come: then the claim is queued
-			p.status.Forget(c.ID)
+			p.status.Forget(c.Sender, c.ID)
 		}
 		return &claim.RetryAfter{Err: fmt.Errorf("%w: %w", claim.ErrUnavailable, err), After: time.Second}
 	}

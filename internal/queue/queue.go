@@ -219,7 +219,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Name: "queue_publish_refused_total",
-			Help: "Claims not accepted because the broker did not take them (answered 503), by reason: nack, returned (no queue), timeout, closed, unavailable, status.",
+			Help: "Claims not accepted for the queue, by reason: nack, returned (no queue), timeout, closed, unavailable (each answered 503: the broker did not take the claim), status (503: Redis could not record it as queued), client_cap (429: the client has the most queued claims allowed).",
 		}, []string{"reason"}),
 		confirmLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: ns, Name: "queue_publish_confirm_seconds",

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strconv"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -22,20 +23,39 @@ import (
 // cannot be written is not accepted: a 202 is never followed by a 404.
 //
 // Each entry belongs to the client that sent the claim: another client is
-// told nothing of it.
+// told nothing of it. Redis evicts nothing here, so a client holds at most
+// PerClient entries at once: each client's entries are also listed in a
+// sorted set scored by their expiry, which says how many it holds.
 type Status struct {
-	rdb    redis.UniversalClient
-	prefix string
-	ttl    time.Duration
+	rdb       redis.UniversalClient
+	prefix    string
+	ttl       time.Duration
+	perClient int64
 }
 
-// NewStatus keeps entries under prefix for ttl (default 7 days: longer than
-// any backlog the queue should hold).
-func NewStatus(rdb redis.UniversalClient, prefix string, ttl time.Duration) *Status {
-	if ttl <= 0 {
-		ttl = 7 * 24 * time.Hour
+// StatusConfig tunes a Status. Zero values take the defaults.
+type StatusConfig struct {
+	// TTL is how long an entry is kept. Default 7 days: longer than any
+	// backlog the queue should hold.
+	TTL time.Duration
+	// PerClient caps the entries of one client; past it the client's claims
+	// are refused with claim.ErrTooManyQueued. Default DefaultQueuedPerClient.
+	PerClient int64
+}
+
+// DefaultQueuedPerClient is StatusConfig.PerClient's default: a backlog of a
+// million claims of one client (about 300 MB of Redis).
+const DefaultQueuedPerClient = 1_000_000
+
+// NewStatus keeps entries under prefix.
+func NewStatus(rdb redis.UniversalClient, prefix string, cfg StatusConfig) *Status {
+	if cfg.TTL <= 0 {
+		cfg.TTL = 7 * 24 * time.Hour
 	}
-	return &Status{rdb: rdb, prefix: prefix + "queued:", ttl: ttl}
+	if cfg.PerClient <= 0 {
+		cfg.PerClient = DefaultQueuedPerClient
+	}
+	return &Status{rdb: rdb, prefix: prefix, ttl: cfg.TTL, perClient: cfg.PerClient}
 }
 
 // State is what is known of an accepted claim not stored under its own id.
@@ -59,7 +79,9 @@ const (
 	StatusDeadLettered = "dead_lettered"
 )
 
-func (s *Status) key(id string) string { return s.prefix + id }
+// key names the entry of a claim; index, the sorted set of a client's entries.
+func (s *Status) key(id string) string       { return s.prefix + "queued:" + id }
+func (s *Status) index(client string) string { return s.prefix + "queued-by:" + client }
 
 func (s *Status) set(ctx context.Context, id string, st State) error {
 	b, err := json.Marshal(st)
@@ -69,10 +91,35 @@ func (s *Status) set(ctx context.Context, id string, st State) error {
 	return s.rdb.Set(ctx, s.key(id), b, s.ttl).Err()
 }
 
-// MarkQueued records c as accepted and waiting.
+// MarkQueued records c as accepted and waiting. It fails with
+// claim.ErrTooManyQueued when c's sender already holds PerClient entries.
 func (s *Status) MarkQueued(ctx context.Context, c claim.Claim) error {
-	return s.set(ctx, c.ID, State{Status: StatusQueued, Client: c.Sender, ClaimID: c.ExternalID,
+	b, err := json.Marshal(State{Status: StatusQueued, Client: c.Sender, ClaimID: c.ExternalID,
 		NetFee: c.NetFee(), ReceivedAt: c.ReceivedAt})
+	if err != nil {
+		return err
+	}
+	// One round trip: the entry is written, then counted with the client's
+	// others; over the cap it is taken back.
+	now := time.Now()
+	index := s.index(c.Sender)
+	var held *redis.IntCmd
+	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.ZRemRangeByScore(ctx, index, "-inf", strconv.FormatInt(now.UnixMilli(), 10)) // the expired
+		p.ZAdd(ctx, index, redis.Z{Score: float64(now.Add(s.ttl).UnixMilli()), Member: c.ID})
+		held = p.ZCard(ctx, index)
+		p.PExpire(ctx, index, s.ttl)
+		p.Set(ctx, s.key(c.ID), b, s.ttl)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if held.Val() > s.perClient {
+		s.Forget(c.Sender, c.ID)
+		return &claim.RetryAfter{Err: claim.ErrTooManyQueued, After: time.Minute}
+	}
+	return nil
 }
 
 // Lookup returns the state of the accepted claim id if client sent it;
@@ -100,18 +147,24 @@ func (s *Status) get(ctx context.Context, id string) (st State, found bool, err 
 	return st, true, nil
 }
 
-// Forget deletes the entries of ids (best effort: they expire anyway).
-func (s *Status) Forget(ids ...string) {
+// Forget deletes the entries of client's claims ids (best effort: they
+// expire anyway).
+func (s *Status) Forget(client string, ids ...string) {
 	if len(ids) == 0 {
 		return
 	}
 	keys := make([]string, len(ids))
+	members := make([]any, len(ids))
 	for i, id := range ids {
-		keys[i] = s.key(id)
+		keys[i], members[i] = s.key(id), id
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	_ = s.rdb.Del(ctx, keys...).Err()
+	_, _ = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.Del(ctx, keys...)
+		p.ZRem(ctx, s.index(client), members...)
+		return nil
+	})
 }
 
 // update replaces the entry of id, keeping what it knew.

@@ -23,7 +23,7 @@ func queuedClaim(n int, client string) claim.Claim {
 func TestQueuedStatusReadOnlyByItsClient(t *testing.T) {
 	t.Parallel()
 	rdb, prefix := testenv.MustSharedRedis(t)
-	status := queue.NewStatus(rdb, prefix, time.Hour)
+	status := queue.NewStatus(rdb, prefix, queue.StatusConfig{TTL: time.Hour})
 	ctx := context.Background()
 	c := queuedClaim(1, "key:aaaaaaaaaaaa")
 	require.NoError(t, status.MarkQueued(ctx, c))
@@ -37,5 +37,36 @@ func TestQueuedStatusReadOnlyByItsClient(t *testing.T) {
 		_, found, err = status.Lookup(ctx, other, c.ID)
 		require.NoError(t, err)
 		require.False(t, found, "looked up as %q", other)
+	}
+}
+
+// A client holds at most PerClient entries: the next claim is refused (and
+// leaves no entry), other clients are not affected, and room comes back as
+// entries are forgotten (stored) or expire.
+func TestQueuedStatusCapPerClient(t *testing.T) {
+	t.Parallel()
+	rdb, prefix := testenv.MustSharedRedis(t)
+	status := queue.NewStatus(rdb, prefix, queue.StatusConfig{TTL: 500 * time.Millisecond, PerClient: 3})
+	ctx := context.Background()
+	for i := range 3 {
+		require.NoError(t, status.MarkQueued(ctx, queuedClaim(i, "greedy")))
+	}
+	over := queuedClaim(3, "greedy")
+	err := status.MarkQueued(ctx, over)
+	require.ErrorIs(t, err, claim.ErrTooManyQueued)
+	var ra *claim.RetryAfter
+	require.ErrorAs(t, err, &ra)
+	_, found, err := status.Lookup(ctx, "greedy", over.ID)
+	require.NoError(t, err)
+	require.False(t, found, "a refused claim leaves no entry")
+	require.NoError(t, status.MarkQueued(ctx, queuedClaim(10, "other")), "another client is not affected")
+
+	status.Forget("greedy", queuedClaim(0, "greedy").ID)
+	require.NoError(t, status.MarkQueued(ctx, over), "a stored claim's place is free again")
+	require.ErrorIs(t, status.MarkQueued(ctx, queuedClaim(4, "greedy")), claim.ErrTooManyQueued)
+
+	time.Sleep(600 * time.Millisecond) // every entry expires
+	for i := 20; i < 23; i++ {
+		require.NoError(t, status.MarkQueued(ctx, queuedClaim(i, "greedy")), "expired entries leave the count")
 	}
 }

@@ -46,9 +46,9 @@ type Worker struct {
 
 	work     context.Context // the handlers'; ended only when draining times out
 	handlers sync.WaitGroup
-	// stored takes the ids of claims stored under their own id, whose
-	// status entries are then deleted many per Redis command.
-	stored chan string
+	// stored takes the claims stored under their own id, whose status
+	// entries are then deleted many per Redis round trip.
+	stored chan storedClaim
 
 	mu        sync.Mutex
 	consumers []*amqp.Channel
@@ -70,7 +70,7 @@ func NewWorker(cfg WorkerConfig, svc Submitter, status *Status, m *Metrics, log 
 	if cfg.DrainTimeout <= 0 {
 		cfg.DrainTimeout = 20 * time.Second
 	}
-	w := &Worker{cfg: cfg, svc: svc, status: status, m: m, log: log, stored: make(chan string, 4096)}
+	w := &Worker{cfg: cfg, svc: svc, status: status, m: m, log: log, stored: make(chan storedClaim, 4096)}
 	w.link = &link{url: cfg.URL, role: "worker", log: log, m: m, setup: w.setup, down: w.down}
 	m.connected.WithLabelValues("worker").Set(0)
 	m.connects.WithLabelValues("worker")
@@ -126,26 +126,33 @@ func (w *Worker) Run(ctx context.Context) {
 	<-linked
 }
 
+// storedClaim names a claim stored under its own id, and its sender.
+type storedClaim struct{ client, id string }
+
 // forgetStored deletes the status entries of stored claims, gathering the
-// ids that arrive within a few milliseconds into one command.
+// claims that arrive within a few milliseconds into one round trip per
+// client.
 func (w *Worker) forgetStored() {
-	ids := make([]string, 0, 512)
-	for id := range w.stored {
-		ids = append(ids[:0], id)
+	byClient := map[string][]string{}
+	for first := range w.stored {
+		clear(byClient)
+		byClient[first.client] = append(byClient[first.client], first.id)
 		timeout := time.After(5 * time.Millisecond)
 	gather:
-		for len(ids) < cap(ids) {
+		for n := 1; n < 512; n++ {
 			select {
-			case id, ok := <-w.stored:
+			case c, ok := <-w.stored:
 				if !ok {
 					break gather
 				}
-				ids = append(ids, id)
+				byClient[c.client] = append(byClient[c.client], c.id)
 			case <-timeout:
 				break gather
 			}
 		}
-		w.status.Forget(ids...)
+		for client, ids := range byClient {
+			w.status.Forget(client, ids...)
+		}
 	}
 }
 
@@ -239,7 +246,7 @@ func (w *Worker) handle(d amqp.Delivery) {
 	case err == nil:
 		if res.Claim.ID == req.ID {
 			select {
-			case w.stored <- req.ID:
+			case w.stored <- storedClaim{client: req.Client, id: req.ID}:
 			default: // Redis is slow: the entry expires by itself, and Postgres answers first
 			}
 		} else if !w.record(req.ID, func(s *State) { s.Status, s.StoredAs = StatusStored, res.Claim.ID }) {

@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
@@ -109,4 +110,25 @@ func TestTotalStaysWithinTheBound(t *testing.T) {
 	defer db.Close()
 	_, err = db.Exec(ctx, `UPDATE provider_totals SET total_net_fee_cents = total_net_fee_cents + 1000 WHERE provider_npi = $1`, high)
 	require.ErrorContains(t, err, "provider_totals_exact_in_redis")
+}
+
+func TestCountKeys(t *testing.T) {
+	t.Parallel()
+	st, _ := testenv.MustStore(t)
+	ctx := context.Background()
+	for _, k := range []string{"a", "b", "c"} {
+		_, _, err := st.AcquireKey(ctx, store.KeyRequest{Scope: "c1", Key: k, RequestHash: []byte("h"), Lease: time.Second, TTL: time.Hour})
+		require.NoError(t, err)
+	}
+	_, _, err := st.AcquireKey(ctx, store.KeyRequest{Scope: "c2", Key: "a", RequestHash: []byte("h"), Lease: time.Second, TTL: time.Hour})
+	require.NoError(t, err)
+	for _, tc := range []struct {
+		scope  string
+		upTo   int64
+		expect int64
+	}{{"c1", 10, 3}, {"c1", 2, 2}, {"c2", 10, 1}, {"c3", 10, 0}} {
+		n, err := st.CountKeys(ctx, tc.scope, tc.upTo)
+		require.NoError(t, err)
+		require.Equal(t, tc.expect, n, "%s up to %d", tc.scope, tc.upTo)
+	}
 }

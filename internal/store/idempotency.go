@@ -137,3 +137,16 @@ func (s *Store) ExpireKeys(ctx context.Context) (int64, error) {
 		}
 	}
 }
+
+// Counts one client's keys, stopping at $2: the cost is bounded by the cap
+// it is checked against, not by the size of the table.
+const countKeysSQL = `
+SELECT count(*) FROM (SELECT 1 FROM idempotency_keys WHERE scope = $1 LIMIT $2) k`
+
+// CountKeys says how many idempotency keys the client scope holds, counting
+// no further than upTo.
+func (s *Store) CountKeys(ctx context.Context, scope string, upTo int64) (int64, error) {
+	var n int64
+	err := s.pool.QueryRow(ctx, countKeysSQL, scope, upTo).Scan(&n)
+	return n, wrap("count idempotency keys", err)
+}
