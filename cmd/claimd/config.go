@@ -25,6 +25,7 @@ type setting struct {
 // settings lists every environment variable, with its default; --help prints them.
 var settings = []setting{
 	{"HTTP_ADDR", ":8000", "address the HTTP server listens on (make run: 127.0.0.1:8000)"},
+	{"METRICS_ADDR", "", "when set (e.g. 127.0.0.1:9100), /metrics is served there alone, not on HTTP_ADDR"},
 	{"DATABASE_URL", "postgres://127.0.0.1:5432/claims?sslmode=disable", "Postgres connection URL; the database is created when missing"},
 	{"REDIS_URL", "redis://127.0.0.1:6379/0", "Redis connection URL"},
 	{"REDIS_KEY_PREFIX", "claimd:", "prefix of every Redis key the service uses"},
@@ -60,6 +61,7 @@ var settings = []setting{
 
 type config struct {
 	HTTPAddr          string
+	MetricsAddr       string
 	AnonymousReads    bool
 	DatabaseURL       string
 	RedisURL          string
@@ -130,6 +132,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 	}
 
 	cfg.HTTPAddr = get("HTTP_ADDR")
+	cfg.MetricsAddr = strings.TrimSpace(getenv("METRICS_ADDR"))
 	cfg.AnonymousReads = boolean("ALLOW_ANONYMOUS_READS")
 	cfg.PprofAddr = strings.TrimSpace(getenv("PPROF_ADDR"))
 	cfg.DatabaseURL = get("DATABASE_URL")

@@ -85,11 +85,13 @@ func mustRunLogged(t *testing.T, env map[string]string) (baseURL string, stop fu
 }
 
 // Out of the box claimd lets nobody read claims without a key, and says at
-// start who can do what without one.
+// start who can do what without one; METRICS_ADDR moves /metrics off the
+// API's address.
 func TestServeSafeDefaults(t *testing.T) {
 	t.Parallel()
 	redisServer := testenv.MustRedisServer(t)
-	env := map[string]string{"DATABASE_URL": testenv.MustDatabase(t), "REDIS_URL": redisServer.URL()}
+	metricsAddr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	env := map[string]string{"DATABASE_URL": testenv.MustDatabase(t), "REDIS_URL": redisServer.URL(), "METRICS_ADDR": metricsAddr}
 	baseURL, stop, logs := mustRunLogged(t, env)
 	res, err := http.Post(baseURL+"/claims", "application/json", strings.NewReader(`{"service_date": "2025-01-15",
 	  "submitted_procedure": "D0180", "plan_group": "G", "subscriber": "3730189502", "provider_npi": "1497775530",
@@ -97,17 +99,24 @@ func TestServeSafeDefaults(t *testing.T) {
 	require.NoError(t, err)
 	res.Body.Close()
 	require.Equal(t, http.StatusCreated, res.StatusCode)
-	got, err := http.Get(baseURL + res.Header.Get("Location"))
+	for path, want := range map[string]int{res.Header.Get("Location"): http.StatusForbidden, "/metrics": http.StatusNotFound} {
+		got, err := http.Get(baseURL + path)
+		require.NoError(t, err)
+		got.Body.Close()
+		require.Equal(t, want, got.StatusCode, path)
+	}
+	metrics, err := http.Get("http://" + metricsAddr + "/metrics")
 	require.NoError(t, err)
-	got.Body.Close()
-	require.Equal(t, http.StatusForbidden, got.StatusCode)
+	body, _ := io.ReadAll(metrics.Body)
+	metrics.Body.Close()
+	require.Contains(t, string(body), `claimd_http_requests_total{code="201",method="POST",route="/claims"} 1`)
 	require.NoError(t, stop())
 	require.Contains(t, logs.String(), `"level":"INFO","msg":"no API keys are set: anyone who can reach the service may post claims; reading claims is refused until API_KEYS is set"`)
 	require.NotContains(t, logs.String(), `"level":"WARN"`)
 
 	env = map[string]string{"DATABASE_URL": env["DATABASE_URL"], "REDIS_URL": redisServer.URL(), "ALLOW_ANONYMOUS_READS": "true"}
 	baseURL, stop, logs = mustRunLogged(t, env)
-	got, err = http.Get(baseURL + res.Header.Get("Location"))
+	got, err := http.Get(baseURL + res.Header.Get("Location"))
 	require.NoError(t, err)
 	got.Body.Close()
 	require.Equal(t, http.StatusOK, got.StatusCode)
@@ -399,6 +408,7 @@ func TestConfig(t *testing.T) {
 	require.Equal(t, []string{"procedure_code", "npi_format", "service_date_range"}, cfg.Rules.Names())
 	require.True(t, cfg.MigrateOnStart)
 	require.False(t, cfg.AnonymousReads, "claim reads need a key unless the operator says otherwise")
+	require.Empty(t, cfg.MetricsAddr)
 	require.Equal(t, int64(10_000_000), cfg.Ingest.KeysPerClient)
 	require.Equal(t, int64(1_000_000), cfg.Status.PerClient)
 	_, detail, ok := cfg.Rules[2].Check(claim.Line{ServiceDate: time.Date(1899, 12, 31, 0, 0, 0, 0, time.UTC)})
@@ -417,10 +427,11 @@ func TestConfig(t *testing.T) {
 	require.True(t, cfg.TopProvidersLimit.IsZero())
 
 	env = map[string]string{"SERVICE_DATE_EARLIEST": "2020-01-01", "SERVICE_DATE_MAX_AHEAD": "0s", "ALLOW_ANONYMOUS_READS": "true",
-		"IDEMPOTENCY_KEYS_PER_CLIENT": "5", "QUEUED_PER_CLIENT": "7"}
+		"IDEMPOTENCY_KEYS_PER_CLIENT": "5", "QUEUED_PER_CLIENT": "7", "METRICS_ADDR": "127.0.0.1:9100"}
 	cfg, err = loadConfig(func(k string) string { return env[k] })
 	require.NoError(t, err)
 	require.True(t, cfg.AnonymousReads)
+	require.Equal(t, "127.0.0.1:9100", cfg.MetricsAddr)
 	require.Equal(t, int64(5), cfg.Ingest.KeysPerClient)
 	require.Equal(t, int64(7), cfg.Status.PerClient)
 	for date, ok := range map[string]bool{"2019-12-31": false, "2020-01-01": true, time.Now().UTC().AddDate(0, 0, 1).Format(time.DateOnly): false} {

@@ -158,6 +158,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 		PingPostgres:        st.Ping,
 		PingRedis:           func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
 		Registry:            reg,
+		MetricsElsewhere:    cfg.MetricsAddr != "",
 		Log:                 log,
 	}
 	if publisher != nil {
@@ -222,6 +223,13 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 		}
 		defer stopPprof()
 	}
+	if cfg.MetricsAddr != "" {
+		stopMetrics, err := serveMetrics(cfg.MetricsAddr, reg, log)
+		if err != nil {
+			return err
+		}
+		defer stopMetrics()
+	}
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
@@ -230,7 +238,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 		mode = "async"
 	}
 	log.Info("claimd serving", "addr", ln.Addr().String(), "ingest_mode", mode, "reconcile_interval", cfg.ReconcileInterval.String(),
-		"rules", cfg.Rules.Names(), "api_keys", len(cfg.APIKeys))
+		"rules", cfg.Rules.Names(), "api_keys", len(cfg.APIKeys), "metrics_addr", cfg.MetricsAddr)
 	warnOpenAccess(log, cfg, ln.Addr())
 
 	select {
@@ -332,6 +340,21 @@ func warnOpenAccess(log *slog.Logger, cfg config, addr net.Addr) {
 	}
 	log.Log(context.Background(), level, "no API keys are set: anyone who can reach the service may post claims; reading claims is refused until API_KEYS is set",
 		"addr", addr.String(), "loopback_only", loopback)
+}
+
+// serveMetrics serves /metrics alone on its own listener (METRICS_ADDR), so
+// the operator can keep it off the API's address.
+func serveMetrics(addr string, reg *prometheus.Registry, log *slog.Logger) (stop func(), err error) {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", httpapi.MetricsHandler(reg))
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on METRICS_ADDR %s: %w", addr, err)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, WriteTimeout: 30 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	log.Info("serving /metrics on its own address", "addr", ln.Addr().String())
+	return func() { _ = srv.Close() }, nil
 }
 
 // countInFlight keeps count of the requests being served.

@@ -2,6 +2,7 @@ package httpapi_test
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"io"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/go-redis/redis_rate/v10"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/claim-process/claim-process/internal/httpapi"
@@ -48,6 +50,8 @@ type stackOptions struct {
 	noAnonymousReads bool
 	// Caps per client; 0 keeps the defaults.
 	keysPerClient, queuedPerClient int64
+	// limiterRedis, when set, is the Redis the rate limiter uses.
+	limiterRedis *redis.Client
 }
 
 // mustStack serves the real router over a fresh database and a private key
@@ -82,7 +86,7 @@ func mustStackWith(tb testing.TB, o stackOptions) stack {
 		QueueStatus:         status,
 		ClaimReader:         st,
 		Top:                 rank.NewFallback(ranking, st, rank.FallbackConfig{}, rm, log),
-		RateLimiter:         httpapi.NewRateLimiter(rdb, o.limit, keys.RateLimit),
+		RateLimiter:         httpapi.NewRateLimiter(cmp.Or(o.limiterRedis, rdb), o.limit, keys.RateLimit),
 		APIKeys:             httpapi.NewAPIKeys(o.apiKeys),
 		AllowAnonymousReads: !o.noAnonymousReads,
 		PingPostgres:        st.Ping,

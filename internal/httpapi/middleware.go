@@ -2,6 +2,8 @@ package httpapi
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"log/slog"
 	"net/http"
 	"runtime/debug"
@@ -40,7 +42,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"route", "method"}),
 		rateLimit: f.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Name: "rate_limit_decisions_total",
-			Help: "Rate-limit decisions, by route and decision (allowed, limited, fail_open when Redis could not answer).",
+			Help: "Rate-limit decisions, by route and decision: allowed and limited by the limit shared through Redis; local_allowed and local_limited by this instance alone, while Redis could not answer.",
 		}, []string{"route", "decision"}),
 	}
 }
@@ -48,7 +50,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 // instrument counts and times every request by its route pattern (never the
 // raw path, which would carry claim ids) and writes one access log line
 // naming the client (an API key's id, never the key; or the address it
-// connected from), so that every read of a claim can be audited.
+// connected from), so that every read of a claim can be audited. Every label
+// takes its values from a fixed set, whatever a request carries: methods
+// other than the standard ones are "other", a path no route matched is
+// "unmatched", and the codes are those the handlers write.
 func instrument(m *metrics, log *slog.Logger) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -65,19 +70,71 @@ func instrument(m *metrics, log *slog.Logger) func(http.Handler) http.Handler {
 			if status == 0 {
 				status = http.StatusOK
 			}
-			m.requests.WithLabelValues(route, r.Method, strconv.Itoa(status)).Inc()
-			m.duration.WithLabelValues(route, r.Method).Observe(elapsed.Seconds())
+			method := methodLabel(r.Method)
+			m.requests.WithLabelValues(route, method, strconv.Itoa(status)).Inc()
+			m.duration.WithLabelValues(route, method).Observe(elapsed.Seconds())
 			if route == "/metrics" || route == "/healthz" || route == "/readyz" {
 				return
 			}
 			log.LogAttrs(r.Context(), slog.LevelInfo, "request",
-				slog.String("method", r.Method), slog.String("route", route),
+				slog.String("method", method), slog.String("route", route),
 				slog.Int("status", status), slog.Duration("duration", elapsed),
 				slog.Int("bytes", ww.BytesWritten()),
 				slog.String("client", clientOf(r)),
 				slog.String("request_id", middleware.GetReqID(r.Context())))
 		})
 	}
+}
+
+// methodLabel is the method as a metric label: one of the standard methods,
+// or "other" for whatever else a client sends.
+func methodLabel(method string) string {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodOptions, http.MethodConnect, http.MethodTrace:
+		return method
+	}
+	return "other"
+}
+
+// maxRequestIDLength bounds the X-Request-Id a client may choose.
+const maxRequestIDLength = 64
+
+// requestID gives each request an id for its log lines, and sends it back
+// as X-Request-Id. A client's own X-Request-Id is kept when it is 1 to 64
+// characters of letters, digits and "-_.:"; any other is replaced, so
+// nothing a client sends reaches the logs unchecked.
+func requestID(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.Header.Get(middleware.RequestIDHeader)
+		if !validRequestID(id) {
+			id = newRequestID()
+		}
+		w.Header().Set(middleware.RequestIDHeader, id)
+		ctx := context.WithValue(r.Context(), middleware.RequestIDKey, id)
+		next.ServeHTTP(w, r.WithContext(ctx))
+	})
+}
+
+func validRequestID(id string) bool {
+	if id == "" || len(id) > maxRequestIDLength {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		switch c := id[i]; {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '-', c == '_', c == '.', c == ':':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// newRequestID is 16 random bytes in hex.
+func newRequestID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
 
 // recoverPanics turns a panic in a handler into a 500 and a log line.

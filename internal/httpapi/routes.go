@@ -7,6 +7,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
@@ -20,7 +21,7 @@ const requestTimeout = 10 * time.Second
 func routes(d Deps, m *metrics) http.Handler {
 	r := chi.NewRouter()
 	r.Use(
-		middleware.RequestID,
+		requestID,
 		middleware.StripSlashes, // "/claims/" is "/claims", "/top-providers/" is "/top-providers"
 		d.APIKeys.identify,
 		instrument(m, d.Log),
@@ -42,7 +43,9 @@ func routes(d Deps, m *metrics) http.Handler {
 
 	r.Get("/healthz", handleHealthz())
 	r.Get("/readyz", handleReadyz(d))
-	r.Method(http.MethodGet, "/metrics", promhttp.HandlerFor(d.Registry, promhttp.HandlerOpts{Registry: d.Registry}))
+	if !d.MetricsElsewhere {
+		r.Method(http.MethodGet, "/metrics", MetricsHandler(d.Registry))
+	}
 
 	// The description and Swagger UI, open to all like the lookups.
 	r.Get("/openapi.yaml", handleOpenAPIYAML())
@@ -62,6 +65,12 @@ func routes(d Deps, m *metrics) http.Handler {
 			Get("/top-providers", handleTopProviders(d))
 	})
 	return r
+}
+
+// MetricsHandler serves the registry's metrics, at /metrics here or on the
+// operator's METRICS_ADDR.
+func MetricsHandler(reg *prometheus.Registry) http.Handler {
+	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})
 }
 
 // noStore keeps caches from storing the answer.

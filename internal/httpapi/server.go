@@ -78,9 +78,12 @@ type Deps struct {
 	// PingPostgres and PingRedis back /readyz.
 	PingPostgres func(context.Context) error
 	PingRedis    func(context.Context) error
-	// Registry is served at /metrics and receives the HTTP metrics.
-	Registry *prometheus.Registry
-	Log      *slog.Logger
+	// Registry receives the HTTP metrics, and is served at /metrics unless
+	// MetricsElsewhere (METRICS_ADDR: the operator serves it on an address
+	// of its own).
+	Registry         *prometheus.Registry
+	MetricsElsewhere bool
+	Log              *slog.Logger
 }
 
 // NewServer returns the service's HTTP handler.
