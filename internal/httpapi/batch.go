@@ -24,10 +24,12 @@ import (
 const (
 	// maxBatchClaims bounds the claims of one POST /claims/batch.
 	maxBatchClaims = 10_000
-	// maxBatchBytes bounds its body.
-	maxBatchBytes = 64 << 20
-	// batchTimeout bounds the whole request, reading and storing.
-	batchTimeout = 2 * time.Minute
+	// defaultMaxBatchBytes bounds its body, unless Deps.MaxBatchBytes says
+	// otherwise.
+	defaultMaxBatchBytes = 64 << 20
+	// defaultBatchTimeout bounds the whole request, reading and storing,
+	// unless Deps.BatchTimeout says otherwise.
+	defaultBatchTimeout = 2 * time.Minute
 )
 
 // batchResult is the outcome of the claim at one position of a batch.
@@ -71,16 +73,17 @@ func handlePostBatch(d Deps) http.HandlerFunc {
 				"a batch takes no Idempotency-Key: give each claim a claim_id, and a resent batch stores none of them twice"))
 			return
 		}
-		if r.ContentLength > maxBatchBytes {
+		if r.ContentLength > d.MaxBatchBytes {
 			writeProblem(w, problemFor(http.StatusRequestEntityTooLarge,
-				"a batch body is at most "+strconv.Itoa(maxBatchBytes)+" bytes"))
+				"a batch body is at most "+strconv.FormatInt(d.MaxBatchBytes, 10)+" bytes"))
 			return
 		}
 		// A batch may take longer than the server's per-request limits.
 		rc := http.NewResponseController(w)
-		_ = rc.SetReadDeadline(time.Now().Add(batchTimeout))
-		_ = rc.SetWriteDeadline(time.Now().Add(batchTimeout + 10*time.Second))
-		r.Body = http.MaxBytesReader(w, r.Body, maxBatchBytes)
+		_ = rc.SetReadDeadline(time.Now().Add(d.BatchTimeout))
+		_ = rc.SetWriteDeadline(time.Now().Add(d.BatchTimeout + 10*time.Second))
+		body := r.Body
+		r.Body = requestBody{http.MaxBytesReader(w, r.Body, d.MaxBatchBytes)}
 
 		src := &batchSource{body: r.Body}
 		if mediaType == "application/json" {
@@ -98,7 +101,7 @@ func handlePostBatch(d Deps) http.HandlerFunc {
 			func(i int, res ingest.Result, err error) {
 				out := batchResult{Index: i, Status: http.StatusCreated}
 				if err != nil {
-					p, serverFault := batchProblem(err)
+					p, serverFault := batchProblem(err, d.MaxBatchBytes)
 					out.Status, out.Problem = p.Status, &p
 					if serverFault {
 						mu.Lock()
@@ -116,6 +119,18 @@ func handlePostBatch(d Deps) http.HandlerFunc {
 				results = append(results, out)
 				mu.Unlock()
 			})
+		if src.stopped && !errors.Is(src.err, errSlowBody) && !errors.Is(src.err, context.Canceled) {
+			// Reading stopped before the body ended (over the limit, past the
+			// last claim allowed, or at a claim whose end cannot be found) and
+			// the client may be sending still. Read on, as far as the limit
+			// again and within the batch's deadline: a connection closed with
+			// bytes unread is reset, and the reset can destroy the answer
+			// before the client has read it.
+			_, _ = io.CopyN(io.Discard, body, d.MaxBatchBytes)
+		}
+		if src.stopped && errors.Is(src.err, errSlowBody) {
+			answerAfterSlowBody(w)
+		}
 		if len(faults) > 0 {
 			d.Log.ErrorContext(r.Context(), "batch claims not stored", "request_id", middleware.GetReqID(r.Context()),
 				"claims", len(faults), "err", faults[0])
@@ -141,15 +156,16 @@ func handlePostBatch(d Deps) http.HandlerFunc {
 	}
 }
 
-// batchProblem is errorProblem for one claim of a batch.
-func batchProblem(err error) (problem, bool) {
+// batchProblem is errorProblem for one claim of a batch whose body is at
+// most maxBytes.
+func batchProblem(err error, maxBytes int64) (problem, bool) {
 	if errors.Is(err, errBatchFull) || errors.Is(err, errClaimTooLarge) {
 		return problemFor(http.StatusRequestEntityTooLarge, err.Error()), false
 	}
 	var tooLarge *http.MaxBytesError
 	if errors.As(err, &tooLarge) {
 		return problemFor(http.StatusRequestEntityTooLarge,
-			"a batch body is at most "+strconv.Itoa(maxBatchBytes)+" bytes; send the rest in another batch"), false
+			"a batch body is at most "+strconv.FormatInt(maxBytes, 10)+" bytes; send the rest in another batch"), false
 	}
 	return errorProblem(err)
 }
@@ -159,7 +175,8 @@ func batchProblem(err error) (problem, bool) {
 type batchSource struct {
 	body    io.Reader
 	array   *arrayReader
-	stopped bool // reading ended before the input did
+	stopped bool  // reading ended before the input did
+	err     error // why, when stopped
 }
 
 // openArray reads the opening bracket of a JSON array of claims.
@@ -204,8 +221,18 @@ func (s *batchSource) jsonClaims(yield func(claim.Input, error) bool) {
 }
 
 func (s *batchSource) ndjsonClaims(yield func(claim.Input, error) bool) {
-	sc := bufio.NewScanner(s.body)
+	body := &readErrors{r: s.body}
+	sc := bufio.NewScanner(body)
 	sc.Buffer(make([]byte, 0, 64<<10), maxBodyBytes+1)
+	sc.Split(func(data []byte, atEOF bool) (int, []byte, error) {
+		if atEOF && body.err != nil && bytes.IndexByte(data, '\n') < 0 {
+			// The body ended in a read error (over the size limit, too slow,
+			// the client gone), not at its end: what is left is part of a
+			// claim, not a claim. The error is the answer for it.
+			return 0, nil, body.err
+		}
+		return bufio.ScanLines(data, atEOF && body.err == nil)
+	})
 	for n := 0; sc.Scan(); {
 		line := bytes.TrimSpace(sc.Bytes())
 		if len(line) == 0 {
@@ -228,8 +255,22 @@ func (s *batchSource) ndjsonClaims(yield func(claim.Input, error) bool) {
 	}
 }
 
+// readErrors remembers the error, other than io.EOF, that ended a body.
+type readErrors struct {
+	r   io.Reader
+	err error
+}
+
+func (r *readErrors) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	if err != nil && !errors.Is(err, io.EOF) {
+		r.err = err
+	}
+	return n, err
+}
+
 func (s *batchSource) stop(yield func(claim.Input, error) bool, err error) {
-	s.stopped = true
+	s.stopped, s.err = true, err
 	yield(claim.Input{}, err)
 }
 
@@ -244,7 +285,7 @@ func decodeBatchClaim(raw []byte) (claim.Input, error) {
 // errors (a body over the limit, a client gone) pass unchanged.
 func readError(err error) error {
 	var tooLarge *http.MaxBytesError
-	if errors.As(err, &tooLarge) || errors.Is(err, context.Canceled) {
+	if errors.As(err, &tooLarge) || errors.Is(err, context.Canceled) || errors.Is(err, errSlowBody) {
 		return err
 	}
 	if errors.Is(err, io.ErrUnexpectedEOF) {

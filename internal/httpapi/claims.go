@@ -94,7 +94,7 @@ func handlePostClaim(d Deps) http.HandlerFunc {
 			fail(w, r, d.Log, &http.MaxBytesError{Limit: maxBodyBytes})
 			return
 		}
-		r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
+		r.Body = requestBody{http.MaxBytesReader(w, r.Body, maxBodyBytes)}
 		in, err := decode(r)
 		if err != nil {
 			fail(w, r, d.Log, err)

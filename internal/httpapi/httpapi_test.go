@@ -50,6 +50,12 @@ type stackOptions struct {
 	noAnonymousReads bool
 	// Caps per client; 0 keeps the defaults.
 	keysPerClient, queuedPerClient int64
+	// batchTimeout, when set, bounds a batch request instead of 2 minutes;
+	// maxBatchBytes its body instead of 64 MiB.
+	batchTimeout  time.Duration
+	maxBatchBytes int64
+	// readTimeout, when set, is the server's ReadTimeout.
+	readTimeout time.Duration
 	// limiterRedis, when set, is the Redis the rate limiter uses.
 	limiterRedis *redis.Client
 }
@@ -89,6 +95,8 @@ func mustStackWith(tb testing.TB, o stackOptions) stack {
 		RateLimiter:         httpapi.NewRateLimiter(cmp.Or(o.limiterRedis, rdb), o.limit, keys.RateLimit),
 		APIKeys:             httpapi.NewAPIKeys(o.apiKeys),
 		AllowAnonymousReads: !o.noAnonymousReads,
+		BatchTimeout:        o.batchTimeout,
+		MaxBatchBytes:       o.maxBatchBytes,
 		PingPostgres:        st.Ping,
 		PingRedis:           func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
 		Registry:            reg,
@@ -104,7 +112,9 @@ func mustStackWith(tb testing.TB, o stackOptions) stack {
 		tb.Cleanup(func() { cancel(); <-done })
 		deps.Queue = pub
 	}
-	srv := httptest.NewServer(httpapi.NewServer(deps))
+	srv := httptest.NewUnstartedServer(httpapi.NewServer(deps))
+	srv.Config.ReadTimeout = o.readTimeout
+	srv.Start()
 	tb.Cleanup(srv.Close)
 	return stack{url: srv.URL, dbURL: dbURL, store: st, queue: qcfg, claims: claims, status: status}
 }

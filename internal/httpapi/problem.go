@@ -4,11 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"math"
 	"net/http"
+	"os"
 	"strconv"
+	"time"
 
 	"github.com/go-chi/chi/v5/middleware"
 
@@ -98,6 +101,8 @@ func errorProblem(err error) (problem, bool) {
 		p := problemFor(http.StatusTooManyRequests, err.Error()+"; retry once the workers have stored some of them")
 		p.retryAfter = retryAfterSeconds(err, 60)
 		return p, false
+	case errors.Is(err, errSlowBody):
+		return problemFor(http.StatusRequestTimeout, "the request body arrived too slowly; nothing was stored: send it again"), false
 	case errors.Is(err, claim.ErrBusy):
 		p := problemFor(http.StatusServiceUnavailable, err.Error()+"; try again in a moment")
 		p.retryAfter = retryAfterSeconds(err, 1)
@@ -156,8 +161,41 @@ func encodeJSON(w io.Writer, v any) {
 func fail(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
 	p, serverFault := errorProblem(err)
 	if serverFault {
-		log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path,
+		log.ErrorContext(r.Context(), "request failed", "method", methodLabel(r.Method), "path", r.URL.Path,
 			"request_id", middleware.GetReqID(r.Context()), "status", p.Status, "err", err)
 	}
+	if p.Status == http.StatusRequestTimeout {
+		answerAfterSlowBody(w)
+	}
 	writeProblem(w, p)
+}
+
+// errSlowBody marks a request body that did not arrive before the server's
+// read deadline: the client's fault, answered 408.
+var errSlowBody = errors.New("the request body arrived too slowly")
+
+// requestBody names the ways reading a request body fails by the client's
+// doing: a read deadline met is errSlowBody (408); a body that ends before
+// its length (the client hung up) is malformed (400). Neither is a fault of
+// the server, to be logged as one.
+type requestBody struct{ io.ReadCloser }
+
+func (b requestBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	switch {
+	case err == nil || errors.Is(err, io.EOF):
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		err = fmt.Errorf("%w: %w", errSlowBody, err)
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		err = fmt.Errorf("%w: the body ended before all of it was sent", claim.ErrMalformed)
+	}
+	return n, err
+}
+
+// answerAfterSlowBody lets the answer to a body cut off by the read
+// deadline be written (the write deadline may be as old as the read one),
+// and closes the connection after it: the rest of the body is never read.
+func answerAfterSlowBody(w http.ResponseWriter) {
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(5 * time.Second))
+	w.Header().Set("Connection", "close")
 }

@@ -55,7 +55,7 @@ func routes(d Deps, m *metrics) http.Handler {
 	r.Method(http.MethodGet, docsPath+"/*", docs) // its assets, one route pattern for all
 
 	// Claims carry subscriber numbers: no answer about one is kept by a cache.
-	r.With(deadline(batchTimeout), noStore, d.APIKeys.require).Post("/claims/batch", handlePostBatch(d))
+	r.With(deadline(d.BatchTimeout), noStore, d.APIKeys.require).Post("/claims/batch", handlePostBatch(d))
 	r.Group(func(r chi.Router) {
 		r.Use(deadline(requestTimeout))
 		r.With(noStore, d.APIKeys.require).Post("/claims", handlePostClaim(d))

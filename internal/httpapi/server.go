@@ -8,6 +8,7 @@ import (
 	"iter"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -66,6 +67,11 @@ type Deps struct {
 	// claims not stored yet.
 	QueueStatus QueueStatus
 	Top         TopProviders
+	// BatchTimeout bounds a POST /claims/batch request, reading its body and
+	// storing its claims. Default 2 minutes.
+	BatchTimeout time.Duration
+	// MaxBatchBytes bounds a POST /claims/batch body. Default 64 MiB.
+	MaxBatchBytes int64
 	// RateLimiter guards /top-providers; nil means no limit.
 	RateLimiter *RateLimiter
 	// APIKeys, when it holds any, are required to post and read claims.
@@ -88,5 +94,11 @@ type Deps struct {
 
 // NewServer returns the service's HTTP handler.
 func NewServer(d Deps) http.Handler {
+	if d.BatchTimeout <= 0 {
+		d.BatchTimeout = defaultBatchTimeout
+	}
+	if d.MaxBatchBytes <= 0 {
+		d.MaxBatchBytes = defaultMaxBatchBytes
+	}
 	return routes(d, newMetrics(d.Registry))
 }
