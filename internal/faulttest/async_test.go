@@ -99,7 +99,7 @@ func requireClaimStatus(t *testing.T, api string, probes []*Claim, want string) 
 	for _, c := range probes {
 		ids := c.AckedIDs()
 		require.Len(t, ids, 1, "claim %s", c.ExternalID)
-		status, st, err := getClaim(api, ids[0])
+		status, st, err := getClaim(api, "", ids[0])
 		require.NoError(t, err)
 		require.Equal(t, http.StatusOK, status, "GET /claims/%s", ids[0])
 		assert.Equal(t, want, st.Status, "GET /claims/%s: status", ids[0])
@@ -347,7 +347,7 @@ func TestAsyncDeadLetterReplayCLI(t *testing.T) {
 	require.Len(t, listed, 1, "dead letters: %+v", listed)
 	assert.Equal(t, id, listed[0].MessageID)
 	assert.Equal(t, "rejected", listed[0].Reason)
-	status, _, err := getClaim(sys.API, id)
+	status, _, err := getClaim(sys.API, sys.APIKey, id)
 	require.NoError(t, err)
 	assert.Equal(t, http.StatusNotFound, status, "GET /claims/%s of a message that never was a claim", id)
 

@@ -179,6 +179,7 @@ func (s *Stats) record5xx(took time.Duration) {
 // at most RetryFor.
 type Sender struct {
 	Targets     []string // base URLs; attempts rotate over them
+	APIKey      string   // sent as Authorization: Bearer, when not ""
 	Stats       *Stats
 	MaxAttempts int
 	RetryFor    time.Duration
@@ -199,6 +200,13 @@ func NewSender(targets ...string) *Sender {
 			Timeout:   10 * time.Second,
 			Transport: &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: 30 * time.Second},
 		},
+	}
+}
+
+// authorize adds the sender's API key to req.
+func (s *Sender) authorize(req *http.Request) {
+	if s.APIKey != "" {
+		req.Header.Set("Authorization", "Bearer "+s.APIKey)
 	}
 }
 
@@ -242,6 +250,7 @@ func (s *Sender) attempt(ctx context.Context, c *Claim, target string) (final bo
 	if c.Key != "" {
 		req.Header.Set("Idempotency-Key", c.Key)
 	}
+	s.authorize(req)
 	s.Stats.Requests.Add(1)
 	start := time.Now()
 	resp, err := s.client.Do(req)
@@ -334,6 +343,7 @@ func (s *Sender) attemptBatch(ctx context.Context, claims []*Claim, target strin
 		panic(err) // a fixed method and a valid URL
 	}
 	req.Header.Set("Content-Type", "application/json")
+	s.authorize(req)
 	s.Stats.Requests.Add(1)
 	start := time.Now()
 	all := func(h string) {
@@ -515,6 +525,7 @@ type LoadConfig struct {
 	Timeout  time.Duration        // bound on the whole run; 0 means 2 minutes
 	RetryFor time.Duration        // > 0: how long a claim is retried (see NewSender), for outages longer than the default 45s
 	Seed     uint64               // 0: random; logged either way, for replaying a failure
+	APIKey   string               // sent as Authorization: Bearer, when not ""
 }
 
 // Load is a set of generated claims, sent by concurrent clients.
@@ -571,6 +582,7 @@ func (l *Load) Extra(name, key string) *Claim {
 // i starts each claim on target i, and retries move on to the next.
 func (l *Load) Start(targets ...string) {
 	l.Sender = NewSender(targets...)
+	l.Sender.APIKey = l.cfg.APIKey
 	if l.cfg.RetryFor > 0 { // about one attempt a second (Retry-After: 1) for that long
 		l.Sender.RetryFor = l.cfg.RetryFor
 		l.Sender.MaxAttempts = max(l.Sender.MaxAttempts, 2*int(l.cfg.RetryFor/time.Second))

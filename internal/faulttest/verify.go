@@ -29,6 +29,7 @@ type System struct {
 	Redis       *redis.Client
 	KeyPrefix   string // "" means claimd's default, "claimd:"
 	API         string // base URL of a running claimd
+	APIKey      string // the key the load's claims were sent with, to read them back; "" for none
 
 	// Async: the claims were acknowledged with 202, before a worker stored
 	// them. Verify then first waits, up to DrainTimeout (0: 60s), until every
@@ -147,7 +148,7 @@ func check(sys System, load *Load) ([]string, Report) {
 			// with the stored claim.
 			if !sys.Async {
 				bad("(a) claim %s was acknowledged as %s but is stored as %s", c.ExternalID, ids[0], row.id)
-			} else if err := resolvesTo(sys.API, ids[0], row.id); err != nil {
+			} else if err := resolvesTo(sys, ids[0], row.id); err != nil {
 				bad("(a) claim %s was acknowledged as %s but is stored as %s: %v", c.ExternalID, ids[0], row.id, err)
 			}
 		}
@@ -203,8 +204,8 @@ type pgState struct {
 
 // resolvesTo checks, in async mode, that GET /claims/{acked} answers with
 // the claim stored as id.
-func resolvesTo(api, acked, id string) error {
-	status, got, err := getClaim(api, acked)
+func resolvesTo(sys System, acked, id string) error {
+	status, got, err := getClaim(sys.API, sys.APIKey, acked)
 	switch {
 	case err != nil:
 		return err
@@ -222,10 +223,17 @@ type ClaimState struct {
 	NetFee  json.Number `json:"net_fee"`
 }
 
-// getClaim asks base for GET /claims/{id}.
-func getClaim(base, id string) (int, ClaimState, error) {
+// getClaim asks base for GET /claims/{id}, with the API key when not "".
+func getClaim(base, apiKey, id string) (int, ClaimState, error) {
 	client := &http.Client{Timeout: 5 * time.Second}
-	resp, err := client.Get(base + "/claims/" + id)
+	req, err := http.NewRequest(http.MethodGet, base+"/claims/"+id, nil)
+	if err != nil {
+		return 0, ClaimState{}, err
+	}
+	if apiKey != "" {
+		req.Header.Set("Authorization", "Bearer "+apiKey)
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		return 0, ClaimState{}, err
 	}
