@@ -39,7 +39,7 @@ var settings = []setting{
 	{"QUEUED_PER_CLIENT", strconv.Itoa(queue.DefaultQueuedPerClient), "async mode: most claims of one client queued and not stored at once (past it: 429)"},
 	{"VALIDATE_NPI_CHECKSUM", "false", "also refuse provider NPIs whose check digit is wrong (Luhn, prefix 80840)"},
 	{"SERVICE_DATE_EARLIEST", claim.DefaultEarliestServiceDate.Format(time.DateOnly), "the earliest service date accepted (YYYY-MM-DD)"},
-	{"SERVICE_DATE_MAX_AHEAD", claim.DefaultServiceDateAhead.String(), "how far after today (UTC) a service date may be; 0s: today at the latest"},
+	{"SERVICE_DATE_MAX_AHEAD", shortDuration(claim.DefaultServiceDateAhead), "how far after today (UTC) a service date may be; 0s: today at the latest"},
 	{"MIGRATE_ON_START", "true", "serve creates the database if missing and applies pending migrations first"},
 	{"INGEST_BATCH_SIZE", "256", "group commit: most claims stored in one transaction"},
 	{"INGEST_BATCH_WAIT", "2ms", "group commit: longest a claim waits for others to share its transaction"},
@@ -83,6 +83,18 @@ type config struct {
 	Status      queue.StatusConfig
 	Worker      queue.WorkerConfig
 	WorkerAddr  string
+}
+
+// shortDuration writes d as a person would: "24h", not "24h0m0s".
+func shortDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
 }
 
 // loadConfig reads the configuration through getenv, so tests can pass their own.

@@ -60,7 +60,7 @@ Environment:
 func printUsage(w io.Writer) {
 	fmt.Fprint(w, usage)
 	for _, s := range settings {
-		fmt.Fprintf(w, "  %-26s %s (default %q)\n", s.name, s.help, s.def)
+		fmt.Fprintf(w, "  %-28s %s (default %q)\n", s.name, s.help, s.def)
 	}
 }
 

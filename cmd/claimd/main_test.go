@@ -398,6 +398,10 @@ func TestHelp(t *testing.T) {
 
 func TestConfig(t *testing.T) {
 	t.Parallel()
+	for d, want := range map[time.Duration]string{24 * time.Hour: "24h", 90 * time.Minute: "1h30m", 90 * time.Second: "1m30s",
+		2 * time.Millisecond: "2ms", 0: "0s", time.Hour + time.Second: "1h0m1s"} {
+		require.Equal(t, want, shortDuration(d))
+	}
 	cfg, err := loadConfig(func(string) string { return "" })
 	require.NoError(t, err)
 	require.Equal(t, ":8000", cfg.HTTPAddr)
