@@ -203,7 +203,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 	if err != nil {
 		bad("SERVICE_DATE_MAX_AHEAD", err)
 	}
-	cfg.Rules = claim.Rules{claim.ProcedureCode, claim.NPIFormat, claim.ServiceDateRange(earliest, ahead, time.Now)}
+	cfg.Rules = claim.DefaultRulesWithDates(earliest, ahead)
 	if boolean("VALIDATE_NPI_CHECKSUM") {
 		cfg.Rules = append(cfg.Rules, claim.NPIChecksum)
 	}

@@ -95,8 +95,13 @@ func dateOf(t time.Time) time.Time {
 // DefaultRules are the rules every claim passes; NPIChecksum is left out
 // because real-world test data (the sample claim among it) often fails it.
 func DefaultRules() Rules {
-	return Rules{ProcedureCode, NPIFormat,
-		ServiceDateRange(DefaultEarliestServiceDate, DefaultServiceDateAhead, time.Now)}
+	return DefaultRulesWithDates(DefaultEarliestServiceDate, DefaultServiceDateAhead)
+}
+
+// DefaultRulesWithDates are DefaultRules with service dates from earliest to
+// ahead after today, as the operator configured them.
+func DefaultRulesWithDates(earliest time.Time, ahead time.Duration) Rules {
+	return Rules{ProcedureCode, NPIFormat, ServiceDateRange(earliest, ahead, time.Now)}
 }
 
 // ValidNPIChecksum reports whether npi is ten digits whose last is the Luhn
