@@ -128,9 +128,15 @@ func errorProblem(err error) (problem, bool) {
 func retryAfterSeconds(err error, def int) int {
 	var ra *claim.RetryAfter
 	if errors.As(err, &ra) {
-		return max(1, int(math.Ceil(ra.After.Seconds())))
+		return retrySeconds(ra.After)
 	}
 	return def
+}
+
+// retrySeconds is a wait as a Retry-After: whole seconds, rounded up, at
+// least one.
+func retrySeconds(d time.Duration) int {
+	return max(1, int(math.Ceil(d.Seconds())))
 }
 
 func writeProblem(w http.ResponseWriter, p problem) {

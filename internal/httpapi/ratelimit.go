@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"math"
 	"net"
 	"net/http"
 	"strconv"
@@ -165,7 +164,7 @@ func (l *RateLimiter) middleware(m *metrics, route string, log *slog.Logger) fun
 func (l *RateLimiter) refuse(w http.ResponseWriter, retry time.Duration) {
 	p := problemFor(http.StatusTooManyRequests,
 		fmt.Sprintf("at most %d requests per %s; try again later", l.limit.Rate, l.limit.Period))
-	p.retryAfter = max(1, int(math.Ceil(retry.Seconds())))
+	p.retryAfter = retrySeconds(retry)
 	writeProblem(w, p)
 }
 
