@@ -163,7 +163,7 @@ func (s *Store) InsertClaims(ctx context.Context, pending []Pending) (Batch, err
 		return recordKeyOutcomes(ctx, tx, pending, live, out.Claims)
 	}
 	err := s.withTx(ctx, attempt)
-	// Each retry refuses at least one more claim (see refuseOverflows); the
+	// Each retry refuses at least one more claim (see totalsOverflow.refuse); the
 	// bound on retries only guards against a mistake in that reasoning.
 	for range 8 {
 		var over *totalsOverflow
