@@ -344,6 +344,13 @@ func TestServeRanksFallsBackAndReconciles(t *testing.T) {
 	require.JSONEq(t, `{"status": "ready", "postgres": "ok", "redis": "degraded"}`, string(body))
 	require.Equal(t, sent.expectedTop(100), mustTop(t, baseURL, 100).list())
 
+	// Without Redis, Postgres alone says a claim does not exist: in sync
+	// mode no claim waits in a queue.
+	res, err = http.Get(baseURL + "/claims/01a22487-af71-7a68-b316-1e8068d443bb")
+	require.NoError(t, err)
+	res.Body.Close()
+	require.Equal(t, http.StatusNotFound, res.StatusCode)
+
 	redisServer.Start() // empty: it keeps nothing on disk
 	require.Eventually(t, func() bool { return mustTop(t, baseURL, 100).Source == "redis" },
 		15*time.Second, 100*time.Millisecond, "reconciliation restores the ranking within an interval or so")

@@ -29,12 +29,12 @@ import (
 
 // The Postgres store fits every interface that wants the truth.
 var (
-	_ ingest.ClaimStore   = (*store.Store)(nil)
-	_ httpapi.ClaimReader = (*store.Store)(nil)
-	_ rank.TopReader      = (*store.Store)(nil)
-	_ rank.Truth          = (*store.Store)(nil)
-	_ ingest.Ranking      = (*rank.Redis)(nil)
-	_ rank.TopReader      = (*rank.Redis)(nil)
+	_ ingest.ClaimStore = (*store.Store)(nil)
+	_ queue.ClaimReader = (*store.Store)(nil)
+	_ rank.TopReader    = (*store.Store)(nil)
+	_ rank.Truth        = (*store.Store)(nil)
+	_ ingest.Ranking    = (*rank.Redis)(nil)
+	_ rank.TopReader    = (*rank.Redis)(nil)
 )
 
 func newLogger(w io.Writer, level slog.Level) *slog.Logger {
@@ -143,16 +143,17 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	defer claims.Close() // after the HTTP server has drained: stores what is queued
 	status := queue.NewStatus(rdb, cfg.RedisKeyPrefix, cfg.Status)
 	var publisher *queue.Publisher
+	statuses := queue.NewStatusReader(st, nil) // sync mode: Postgres alone knows every claim
 	if cfg.Async {
 		publisher = queue.NewPublisher(queue.PublisherConfig{Config: cfg.Queue, ConfirmTimeout: cfg.PublishWait},
 			status, queue.NewMetrics(reg), log)
+		statuses = queue.NewStatusReader(st, status)
 	}
 	deps := httpapi.Deps{
 		Claims:              claims,
-		QueueStatus:         status,
 		APIKeys:             httpapi.NewAPIKeys(cfg.APIKeys),
 		AllowAnonymousReads: cfg.AnonymousReads,
-		ClaimReader:         st,
+		Statuses:            statuses,
 		Top:                 rank.NewFallback(ranking, st, rank.FallbackConfig{}, rankMetrics, log),
 		RateLimiter:         httpapi.NewRateLimiter(rdb, cfg.TopProvidersLimit, keys.RateLimit),
 		PingPostgres:        st.Ping,

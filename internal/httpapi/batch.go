@@ -18,7 +18,6 @@ import (
 	"github.com/go-chi/chi/v5/middleware"
 
 	"github.com/claim-process/claim-process/internal/claim"
-	"github.com/claim-process/claim-process/internal/ingest"
 )
 
 const (
@@ -98,7 +97,7 @@ func handlePostBatch(d Deps) http.HandlerFunc {
 			faults  []error
 		)
 		d.Claims.SubmitBatch(r.Context(), ownerScope(r, d.APIKeys), src.claims(mediaType),
-			func(i int, res ingest.Result, err error) {
+			func(i int, res claim.Result, err error) {
 				out := batchResult{Index: i, Status: http.StatusCreated}
 				if err != nil {
 					p, serverFault := batchProblem(err, d.MaxBatchBytes)

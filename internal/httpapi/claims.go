@@ -11,8 +11,6 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/claim-process/claim-process/internal/claim"
-	"github.com/claim-process/claim-process/internal/ingest"
-	"github.com/claim-process/claim-process/internal/queue"
 )
 
 // money renders cents as a JSON number with exactly two decimals, "2320.00",
@@ -45,7 +43,7 @@ type lineResponse struct {
 }
 
 func toClaimResponse(c claim.Claim) claimResponse {
-	out := claimResponse{ID: c.ID, ClaimID: c.ExternalID, Status: queue.StatusStored, NetFee: money(c.NetFee()), ReceivedAt: c.ReceivedAt, Lines: make([]lineResponse, len(c.Lines))}
+	out := claimResponse{ID: c.ID, ClaimID: c.ExternalID, Status: claim.StatusStored, NetFee: money(c.NetFee()), ReceivedAt: c.ReceivedAt, Lines: make([]lineResponse, len(c.Lines))}
 	for i, l := range c.Lines {
 		var quadrant *string
 		if l.Quadrant != "" {
@@ -100,7 +98,7 @@ func handlePostClaim(d Deps) http.HandlerFunc {
 			fail(w, r, d.Log, err)
 			return
 		}
-		req := ingest.Request{Input: in, Client: ownerScope(r, d.APIKeys), IdempotencyKey: key}
+		req := claim.Submission{Input: in, Client: ownerScope(r, d.APIKeys), IdempotencyKey: key}
 		if d.Queue != nil {
 			enqueue(w, r, d, req)
 			return
@@ -166,7 +164,7 @@ type queuedResponse struct {
 
 // enqueue is POST /claims in async mode: the claim is validated and given
 // its id here, and answered 202 only once the broker has confirmed it.
-func enqueue(w http.ResponseWriter, r *http.Request, d Deps, req ingest.Request) {
+func enqueue(w http.ResponseWriter, r *http.Request, d Deps, req claim.Submission) {
 	c, err := d.Claims.Prepare(req)
 	if err != nil {
 		fail(w, r, d.Log, err)
@@ -184,7 +182,7 @@ func enqueue(w http.ResponseWriter, r *http.Request, d Deps, req ingest.Request)
 		return
 	}
 	w.Header().Set("Location", "/claims/"+c.ID)
-	writeJSON(w, http.StatusAccepted, queuedResponse{ID: c.ID, ClaimID: c.ExternalID, Status: queue.StatusQueued,
+	writeJSON(w, http.StatusAccepted, queuedResponse{ID: c.ID, ClaimID: c.ExternalID, Status: claim.StatusQueued,
 		NetFee: money(c.NetFee()), ReceivedAt: c.ReceivedAt})
 }
 
@@ -192,27 +190,15 @@ func enqueue(w http.ResponseWriter, r *http.Request, d Deps, req ingest.Request)
 // that sent it; any other client gets the 404 of an id never accepted.
 func handleGetClaim(d Deps) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		id := chi.URLParam(r, "id")
-		client := ownerScope(r, d.APIKeys)
-		c, err := d.ClaimReader.Claim(r.Context(), client, id)
-		if errors.Is(err, claim.ErrNotFound) && d.QueueStatus != nil {
-			// Perhaps accepted for the queue and not stored (yet).
-			st, found, serr := d.QueueStatus.Lookup(r.Context(), client, id)
-			switch {
-			case serr != nil:
-				err = fmt.Errorf("%w: looking up queued claims: %w", claim.ErrUnavailable, serr)
-			case found && st.Status == queue.StatusStored:
-				c, err = d.ClaimReader.Claim(r.Context(), client, st.StoredAs)
-			case found:
-				writeJSON(w, http.StatusOK, queuedResponse{ID: id, ClaimID: st.ClaimID, Status: st.Status, NetFee: money(st.NetFee),
-					ReceivedAt: st.ReceivedAt, Detail: st.Reason})
-				return
-			}
-		}
-		if err != nil {
+		st, err := d.Statuses.ClaimStatus(r.Context(), ownerScope(r, d.APIKeys), chi.URLParam(r, "id"))
+		switch {
+		case err != nil:
 			fail(w, r, d.Log, err)
-			return
+		case st.State == claim.StatusStored:
+			writeJSON(w, http.StatusOK, toClaimResponse(st.Claim))
+		default:
+			writeJSON(w, http.StatusOK, queuedResponse{ID: st.ID, ClaimID: st.ClaimID, Status: st.State,
+				NetFee: money(st.NetFee), ReceivedAt: st.ReceivedAt, Detail: st.Reason})
 		}
-		writeJSON(w, http.StatusOK, toClaimResponse(c))
 	}
 }

@@ -89,8 +89,7 @@ func mustStackWith(tb testing.TB, o stackOptions) stack {
 	status := queue.NewStatus(rdb, prefix, queue.StatusConfig{TTL: time.Hour, PerClient: o.queuedPerClient})
 	deps := httpapi.Deps{
 		Claims:              claims,
-		QueueStatus:         status,
-		ClaimReader:         st,
+		Statuses:            queue.NewStatusReader(st, nil),
 		Top:                 rank.NewFallback(ranking, st, rank.FallbackConfig{}, rm, log),
 		RateLimiter:         httpapi.NewRateLimiter(cmp.Or(o.limiterRedis, rdb), o.limit, keys.RateLimit),
 		APIKeys:             httpapi.NewAPIKeys(o.apiKeys),
@@ -111,6 +110,7 @@ func mustStackWith(tb testing.TB, o stackOptions) stack {
 		go func() { defer close(done); pub.Run(ctx) }()
 		tb.Cleanup(func() { cancel(); <-done })
 		deps.Queue = pub
+		deps.Statuses = queue.NewStatusReader(st, status)
 	}
 	srv := httptest.NewUnstartedServer(httpapi.NewServer(deps))
 	srv.Config.ReadTimeout = o.readTimeout

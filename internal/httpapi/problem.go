@@ -166,6 +166,9 @@ func encodeJSON(w io.Writer, v any) {
 // logged here, once; nothing below the HTTP layer logs the errors it returns.
 func fail(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
 	p, serverFault := errorProblem(err)
+	if errors.Is(err, claim.ErrUnavailable) && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+		p.Detail = "storage is unavailable; try again" // a read: there is nothing to store twice
+	}
 	if serverFault {
 		log.ErrorContext(r.Context(), "request failed", "method", methodLabel(r.Method), "path", r.URL.Path,
 			"request_id", middleware.GetReqID(r.Context()), "status", p.Status, "err", err)

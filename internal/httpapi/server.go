@@ -13,26 +13,24 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/claim-process/claim-process/internal/claim"
-	"github.com/claim-process/claim-process/internal/ingest"
-	"github.com/claim-process/claim-process/internal/queue"
-	"github.com/claim-process/claim-process/internal/rank"
 )
 
 // ClaimSubmitter runs decoded claims through the pipeline.
 type ClaimSubmitter interface {
 	// Prepare validates a claim and gives it an id, without storing it.
-	Prepare(req ingest.Request) (claim.Claim, error)
+	Prepare(req claim.Submission) (claim.Claim, error)
 	// AdmitKey takes one idempotency key of the client's allowance for a
 	// claim queued with one (async mode); claim.ErrTooManyKeys past it.
 	AdmitKey(ctx context.Context, client string) error
-	Submit(ctx context.Context, req ingest.Request) (ingest.Result, error)
-	SubmitBatch(ctx context.Context, client string, inputs iter.Seq2[claim.Input, error], report func(int, ingest.Result, error))
+	Submit(ctx context.Context, req claim.Submission) (claim.Result, error)
+	SubmitBatch(ctx context.Context, client string, inputs iter.Seq2[claim.Input, error], report func(int, claim.Result, error))
 }
 
-// ClaimReader reads a stored claim of one client; claim.ErrNotFound when
-// there is none with the id, or it is another client's.
-type ClaimReader interface {
-	Claim(ctx context.Context, client, id string) (claim.Claim, error)
+// ClaimStatusReader tells one client what became of a claim it sent: stored
+// (with the claim), queued or dead-lettered; claim.ErrNotFound when it was
+// never accepted, or is another client's.
+type ClaimStatusReader interface {
+	ClaimStatus(ctx context.Context, client, id string) (claim.Status, error)
 }
 
 // ClaimQueue takes prepared claims for asynchronous storage.
@@ -44,29 +42,20 @@ type ClaimQueue interface {
 	Ready(ctx context.Context) error
 }
 
-// QueueStatus tells what became of a claim accepted for the queue that is
-// not stored under its own id; found is false when it knows nothing of it,
-// or the claim is another client's.
-type QueueStatus interface {
-	Lookup(ctx context.Context, client, id string) (st queue.State, found bool, err error)
-}
-
 // TopProviders answers the ranking and says where the answer came from.
 type TopProviders interface {
-	TopProviders(ctx context.Context, limit int) ([]claim.ProviderTotal, rank.Source, error)
+	TopProviders(ctx context.Context, limit int) ([]claim.ProviderTotal, claim.Source, error)
 }
 
 // Deps is everything the HTTP layer needs.
 type Deps struct {
-	Claims      ClaimSubmitter
-	ClaimReader ClaimReader
+	Claims ClaimSubmitter
+	// Statuses answers GET /claims/{id}.
+	Statuses ClaimStatusReader
 	// Queue, when set (INGEST_MODE=async), takes POST /claims: the claim is
 	// validated, published, and answered 202 once the broker confirmed it.
 	Queue ClaimQueue
-	// QueueStatus, when set, lets GET /claims/{id} answer for accepted
-	// claims not stored yet.
-	QueueStatus QueueStatus
-	Top         TopProviders
+	Top   TopProviders
 	// BatchTimeout bounds a POST /claims/batch request, reading its body and
 	// storing its claims. Default 2 minutes.
 	BatchTimeout time.Duration

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/claim-process/claim-process/internal/claim"
-	"github.com/claim-process/claim-process/internal/store"
 )
 
 // Group commit. Claims from concurrent requests wait in one bounded queue;
@@ -34,7 +33,7 @@ type queued struct {
 	// batch marks a claim of a batch request: it holds a place of
 	// batchRoom from when it is queued until a writer takes it.
 	batch bool
-	item  store.Pending
+	item  claim.Pending
 	done  chan outcome // buffered: the writer never waits for the request
 	// state is claimed once, by a writer taking the claim into a batch or by
 	// its request giving up first: whichever wins decides.
@@ -64,7 +63,7 @@ func (q *queued) wait(ctx context.Context) outcome {
 }
 
 type outcome struct {
-	stored store.Stored
+	stored claim.Stored
 	err    error
 }
 
@@ -210,7 +209,7 @@ func (c *committer) flush(batch []*queued) {
 	// up must not make the outcome unknown for the others.
 	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.FlushTimeout)
 	defer cancel()
-	items := make([]store.Pending, len(live))
+	items := make([]claim.Pending, len(live))
 	for i, q := range live {
 		items[i] = q.item
 	}
@@ -249,7 +248,7 @@ func (c *committer) flushOneByOne(live []*queued) {
 		// Each on a deadline of its own: the failed batch may have used up
 		// most of the first.
 		ctx, cancel := context.WithTimeout(context.Background(), c.cfg.FlushTimeout)
-		b, err := c.store.InsertClaims(ctx, []store.Pending{q.item})
+		b, err := c.store.InsertClaims(ctx, []claim.Pending{q.item})
 		cancel()
 		if err != nil {
 			outcomes[i].err = err
@@ -266,7 +265,7 @@ func (c *committer) flushOneByOne(live []*queued) {
 }
 
 // count adds the claims a batch stored to the ingest counters.
-func (c *committer) count(items []*queued, stored []store.Stored) {
+func (c *committer) count(items []*queued, stored []claim.Stored) {
 	for i, s := range stored {
 		if s.Err == nil && s.ExistingID == "" {
 			c.metrics.claims.WithLabelValues(items[i].mode).Inc()

@@ -21,7 +21,7 @@ import (
 
 // claimFor is a one-line claim for npi with a net fee of fee + 20 dollars,
 // under claimID when it is not "".
-func claimFor(t *testing.T, claimID, npi string, fee int) ingest.Request {
+func claimFor(t *testing.T, claimID, npi string, fee int) claim.Submission {
 	t.Helper()
 	line := strings.Replace(sampleLine, "1497775535", npi, 1)
 	line = strings.Replace(line, `"provider_fees": 150`, fmt.Sprintf(`"provider_fees": %d`, fee), 1)
@@ -59,7 +59,7 @@ func TestGroupCommitSharesOneTransaction(t *testing.T) {
 	t.Cleanup(svc.Close)
 
 	var wg sync.WaitGroup
-	results := make([]ingest.Result, n)
+	results := make([]claim.Result, n)
 	errs := make([]error, n)
 	for i := range n {
 		wg.Go(func() {
@@ -100,10 +100,10 @@ func TestGroupCommitSharesOneTransaction(t *testing.T) {
 // Postgres would refuse a batch with one row it cannot take.
 type poisonStore struct{ *store.Store }
 
-func (p poisonStore) InsertClaims(ctx context.Context, batch []store.Pending) (store.Batch, error) {
+func (p poisonStore) InsertClaims(ctx context.Context, batch []claim.Pending) (claim.StoredBatch, error) {
 	for _, item := range batch {
 		if item.Claim.ExternalID == "poison" {
-			return store.Batch{}, errors.New("ERROR: value out of range (SQLSTATE 22003)")
+			return claim.StoredBatch{}, errors.New("ERROR: value out of range (SQLSTATE 22003)")
 		}
 	}
 	return p.Store.InsertClaims(ctx, batch)
@@ -168,7 +168,7 @@ type gatedStore struct {
 	release chan struct{}
 }
 
-func (g gatedStore) InsertClaims(ctx context.Context, batch []store.Pending) (store.Batch, error) {
+func (g gatedStore) InsertClaims(ctx context.Context, batch []claim.Pending) (claim.StoredBatch, error) {
 	g.entered <- struct{}{}
 	<-g.release
 	return g.Store.InsertClaims(ctx, batch)
@@ -186,7 +186,7 @@ func TestGroupCommitQueueBounds(t *testing.T) {
 		ingest.Config{BatchSize: 1, Writers: 1, QueueSize: 2}, reg, nil)
 
 	type answer struct {
-		res ingest.Result
+		res claim.Result
 		err error
 	}
 	submit := func(ctx context.Context, id string) chan answer {
@@ -247,7 +247,7 @@ func TestMoneyIngestedByComponent(t *testing.T) {
 	svc := ingest.New(st, rank.NewRedis(rdb, rank.Keys{Prefix: prefix}), ingest.Config{}, reg, nil)
 	t.Cleanup(svc.Close)
 	ctx := context.Background()
-	for _, req := range []ingest.Request{
+	for _, req := range []claim.Submission{
 		claimFor(t, "m-1", "1000000001", 150), claimFor(t, "m-2", "1000000002", 250), claimFor(t, "m-1", "1000000001", 150),
 	} {
 		_, err := svc.Submit(ctx, req)

@@ -17,15 +17,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/claim-process/claim-process/internal/claim"
-	"github.com/claim-process/claim-process/internal/store"
 )
 
 // ClaimStore stores claims durably, whole or not at all, and keeps the
 // idempotency keys that make retries safe.
 type ClaimStore interface {
-	InsertClaims(ctx context.Context, batch []store.Pending) (store.Batch, error)
-	AcquireKey(ctx context.Context, r store.KeyRequest) (*store.KeyLease, *store.KeyOutcome, error)
-	ReleaseKey(ctx context.Context, lease *store.KeyLease) error
+	InsertClaims(ctx context.Context, batch []claim.Pending) (claim.StoredBatch, error)
+	AcquireKey(ctx context.Context, r claim.KeyRequest) (*claim.KeyLease, *claim.KeyOutcome, error)
+	ReleaseKey(ctx context.Context, lease *claim.KeyLease) error
 	// CountKeys says how many idempotency keys a client scope holds,
 	// counting no further than upTo; ExpireKeys forgets expired ones.
 	CountKeys(ctx context.Context, scope string, upTo int64) (int64, error)
@@ -137,32 +136,6 @@ func New(store ClaimStore, ranking Ranking, cfg Config, reg prometheus.Registere
 // stored (or refused) and its request answered.
 func (s *Service) Close() { s.committer.close() }
 
-// Request is one submission of a claim.
-type Request struct {
-	Input claim.Input
-	// Client scopes the idempotency key: keys of different clients never meet.
-	Client string
-	// IdempotencyKey, when not empty, makes a retry of this request return
-	// the first one's outcome instead of storing the claim again.
-	IdempotencyKey string
-	// ID and ReceivedAt are set for a claim accepted earlier and queued (the
-	// async path): it is stored under the id its sender was given. When ID
-	// is empty the claim gets a new id, received now.
-	ID         string
-	ReceivedAt time.Time
-}
-
-// Result is the outcome of a submission.
-type Result struct {
-	Claim claim.Claim
-	// Created is true when this submission (or the one it replays) stored the
-	// claim; false when the claim's external id was already stored.
-	Created bool
-	// Replayed is true when an earlier request with the same idempotency key
-	// produced this outcome.
-	Replayed bool
-}
-
 // Submit validates a claim and stores it whole, exactly once. It fails with
 // claim.Problems when the claim is invalid; then nothing was stored. A claim
 // whose external id is stored already, or a retry with the same idempotency
@@ -170,7 +143,7 @@ type Result struct {
 // committed Submit succeeds, even if Redis could not be updated: Postgres is
 // the truth, and reconciliation repairs Redis. When too many claims are
 // waiting to be stored it fails at once with claim.ErrBusy.
-func (s *Service) Submit(ctx context.Context, req Request) (res Result, err error) {
+func (s *Service) Submit(ctx context.Context, req claim.Submission) (res claim.Result, err error) {
 	mode := "sync"
 	if req.ID != "" {
 		mode = "async" // a claim from the queue
@@ -180,7 +153,7 @@ func (s *Service) Submit(ctx context.Context, req Request) (res Result, err erro
 }
 
 // outcomeOf names what became of one submission, for the metrics.
-func outcomeOf(res Result, err error) string {
+func outcomeOf(res claim.Result, err error) string {
 	var problems claim.Problems
 	switch {
 	case err == nil && res.Created && !res.Replayed:
@@ -203,19 +176,19 @@ func outcomeOf(res Result, err error) string {
 	}
 }
 
-func (s *Service) countOutcome(mode string, res Result, err error) {
+func (s *Service) countOutcome(mode string, res claim.Result, err error) {
 	s.metrics.outcomes.WithLabelValues(mode, outcomeOf(res, err)).Inc()
 }
 
-func (s *Service) submit(ctx context.Context, req Request, mode string) (Result, error) {
+func (s *Service) submit(ctx context.Context, req claim.Submission, mode string) (claim.Result, error) {
 	c, err := s.Prepare(req)
 	if err != nil {
-		return Result{}, err
+		return claim.Result{}, err
 	}
-	var lease *store.KeyLease
+	var lease *claim.KeyLease
 	if req.IdempotencyKey != "" {
-		var earlier *store.KeyOutcome
-		kr := store.KeyRequest{
+		var earlier *claim.KeyOutcome
+		kr := claim.KeyRequest{
 			Scope: req.Client, Key: req.IdempotencyKey, RequestHash: c.Fingerprint(),
 			Lease: s.cfg.KeyLease, TTL: s.cfg.KeyTTL,
 		}
@@ -224,26 +197,26 @@ func (s *Service) submit(ctx context.Context, req Request, mode string) (Result,
 			// key) takes its own lease over at once.
 			kr.Token, _ = uuid.Parse(req.ID)
 		} else if _, err := s.keys.count(ctx, req.Client); err != nil {
-			return Result{}, err
+			return claim.Result{}, err
 		}
 		lease, earlier, err = s.store.AcquireKey(ctx, kr)
 		if err != nil {
-			return Result{}, err
+			return claim.Result{}, err
 		}
 		if earlier != nil {
 			s.metrics.duplicates.WithLabelValues("idempotency_key").Inc()
 			stored, err := s.store.Claim(ctx, req.Client, earlier.ClaimID)
-			return Result{Claim: stored, Created: earlier.Created, Replayed: true}, err
+			return claim.Result{Claim: stored, Created: earlier.Created, Replayed: true}, err
 		}
 		if req.ID == "" { // a queued claim was admitted when it was accepted
 			if err := s.keys.admit(ctx, req.Client); err != nil {
 				s.releaseKey(ctx, lease)
-				return Result{}, err
+				return claim.Result{}, err
 			}
 		}
 	}
 
-	q := &queued{ctx: ctx, mode: mode, item: store.Pending{Claim: c, Lease: lease}, done: make(chan outcome, 1)}
+	q := &queued{ctx: ctx, mode: mode, item: claim.Pending{Claim: c, Lease: lease}, done: make(chan outcome, 1)}
 	err = s.committer.enqueue(ctx, q)
 	var out outcome
 	if err == nil {
@@ -254,7 +227,7 @@ func (s *Service) submit(ctx context.Context, req Request, mode string) (Result,
 		if lease != nil {
 			s.releaseKey(ctx, lease)
 		}
-		return Result{}, err
+		return claim.Result{}, err
 	}
 	if id := out.stored.ExistingID; id != "" {
 		by := "claim_id"
@@ -263,14 +236,14 @@ func (s *Service) submit(ctx context.Context, req Request, mode string) (Result,
 		}
 		s.metrics.duplicates.WithLabelValues(by).Inc()
 		stored, err := s.store.Claim(ctx, req.Client, id)
-		return Result{Claim: stored}, err
+		return claim.Result{Claim: stored}, err
 	}
-	return Result{Claim: c, Created: true}, nil
+	return claim.Result{Claim: c, Created: true}, nil
 }
 
 // releaseKey gives up a lease whose claim was not stored, so a retry can go
 // on at once.
-func (s *Service) releaseKey(ctx context.Context, lease *store.KeyLease) {
+func (s *Service) releaseKey(ctx context.Context, lease *claim.KeyLease) {
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	defer cancel()
 	if err := s.store.ReleaseKey(rctx, lease); err != nil {
@@ -288,7 +261,7 @@ func (s *Service) AdmitKey(ctx context.Context, client string) error {
 // Prepare parses and validates a claim and gives it an id (req.ID when set):
 // everything Submit does before storing. It fails with claim.Problems when
 // the claim is invalid.
-func (s *Service) Prepare(req Request) (claim.Claim, error) {
+func (s *Service) Prepare(req claim.Submission) (claim.Claim, error) {
 	lines, err := claim.Parse(req.Input, s.cfg.Rules)
 	if err != nil {
 		var problems claim.Problems
@@ -325,9 +298,9 @@ const batchWindow = 1024
 // error Submit would return. Reports come in no particular order; all have
 // been made when SubmitBatch returns. Unlike Submit, a full queue makes
 // SubmitBatch wait: the batch's sender is slowed down, not refused.
-func (s *Service) SubmitBatch(ctx context.Context, client string, inputs iter.Seq2[claim.Input, error], report func(int, Result, error)) {
+func (s *Service) SubmitBatch(ctx context.Context, client string, inputs iter.Seq2[claim.Input, error], report func(int, claim.Result, error)) {
 	given := report
-	report = func(i int, res Result, err error) {
+	report = func(i int, res claim.Result, err error) {
 		s.countOutcome("batch", res, err)
 		given(i, res, err)
 	}
@@ -350,13 +323,13 @@ func (s *Service) SubmitBatch(ctx context.Context, client string, inputs iter.Se
 		out := f.q.wait(ctx)
 		switch err := cmp.Or(out.err, out.stored.Err); {
 		case err != nil:
-			report(f.index, Result{}, err)
+			report(f.index, claim.Result{}, err)
 		case out.stored.ExistingID != "":
 			s.metrics.duplicates.WithLabelValues("claim_id").Inc()
 			f.claim.ID, f.claim.ReceivedAt = out.stored.ExistingID, time.Time{}
-			report(f.index, Result{Claim: f.claim}, nil)
+			report(f.index, claim.Result{Claim: f.claim}, nil)
 		default:
-			report(f.index, Result{Claim: f.claim, Created: true}, nil)
+			report(f.index, claim.Result{Claim: f.claim, Created: true}, nil)
 		}
 	}
 	i := 0
@@ -364,12 +337,12 @@ func (s *Service) SubmitBatch(ctx context.Context, client string, inputs iter.Se
 		index := i
 		i++
 		if err != nil { // the input could not be read as a claim
-			report(index, Result{}, err)
+			report(index, claim.Result{}, err)
 			continue
 		}
-		c, err := s.Prepare(Request{Input: in, Client: client})
+		c, err := s.Prepare(claim.Submission{Input: in, Client: client})
 		if err != nil {
-			report(index, Result{}, err)
+			report(index, claim.Result{}, err)
 			continue
 		}
 		for len(window) == batchWindow || (c.ExternalID != "" && inWindow[c.ExternalID]) {
@@ -377,9 +350,9 @@ func (s *Service) SubmitBatch(ctx context.Context, client string, inputs iter.Se
 		}
 		// Batches fill at most half the queue, so that single claims find
 		// room while batches stream in.
-		q := &queued{ctx: ctx, mode: "batch", batch: true, item: store.Pending{Claim: c}, done: make(chan outcome, 1)}
+		q := &queued{ctx: ctx, mode: "batch", batch: true, item: claim.Pending{Claim: c}, done: make(chan outcome, 1)}
 		if err := s.committer.enqueue(ctx, q); err != nil {
-			report(index, Result{}, err)
+			report(index, claim.Result{}, err)
 			continue
 		}
 		window = append(window, inFlight{index: index, claim: c, q: q})

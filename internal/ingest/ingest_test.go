@@ -20,11 +20,11 @@ const sampleLine = `{"service_date": "2025-01-15", "submitted_procedure": "D0180
   "subscriber": "3730189502", "provider_npi": "1497775535", "provider_fees": 150, "allowed_fees": 10,
   "member_coinsurance": 10, "member_copay": 20}`
 
-func mustRequest(t *testing.T, body string) ingest.Request {
+func mustRequest(t *testing.T, body string) claim.Submission {
 	t.Helper()
 	in, err := claim.DecodeJSON(strings.NewReader(body))
 	require.NoError(t, err)
-	return ingest.Request{Input: in}
+	return claim.Submission{Input: in}
 }
 
 // Postgres is the truth: a claim committed while Redis is unreachable is

@@ -43,7 +43,7 @@ func TestStalledBatchesHoldNoRoom(t *testing.T) {
 	stalledDone := make(chan struct{})
 	for n := range 4 {
 		go func() {
-			svc.SubmitBatch(context.Background(), "stalled", stalled(fmt.Sprintf("s%d", n)), func(int, ingest.Result, error) {})
+			svc.SubmitBatch(context.Background(), "stalled", stalled(fmt.Sprintf("s%d", n)), func(int, claim.Result, error) {})
 			stalledDone <- struct{}{}
 		}()
 	}
@@ -57,7 +57,7 @@ func TestStalledBatchesHoldNoRoom(t *testing.T) {
 	defer cancel()
 	one := func(yield func(claim.Input, error) bool) { yield(claimFor(t, "polite", "1000000002", 100).Input, nil) }
 	var got error = fmt.Errorf("not reported")
-	svc.SubmitBatch(ctx, "polite", one, func(_ int, res ingest.Result, err error) {
+	svc.SubmitBatch(ctx, "polite", one, func(_ int, res claim.Result, err error) {
 		if got = err; err == nil && !res.Created {
 			got = fmt.Errorf("not created")
 		}
@@ -83,7 +83,7 @@ func TestIdempotencyKeysCappedPerClient(t *testing.T) {
 		ingest.Config{KeysPerClient: 3, KeyTTL: time.Second}, reg, nil)
 	t.Cleanup(svc.Close)
 	ctx := context.Background()
-	keyed := func(client, key string, fee int) ingest.Request {
+	keyed := func(client, key string, fee int) claim.Submission {
 		req := claimFor(t, "", "1000000001", fee)
 		req.Client, req.IdempotencyKey = client, key
 		return req

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/claim-process/claim-process/internal/claim"
 	amqp "github.com/rabbitmq/amqp091-go"
 )
 
@@ -121,7 +122,7 @@ func (d *DeadLetters) Replay(ctx context.Context, ids []string, bodies map[strin
 			return keep, errors.Join(errors.New("the broker did not confirm the replayed message"), err)
 		}
 		if d.status != nil {
-			_ = d.status.update(m.MessageId, func(s *State) { s.Status, s.Reason = StatusQueued, "" }) // best effort
+			_ = d.status.update(m.MessageId, func(s *State) { s.Status, s.Reason = claim.StatusQueued, "" }) // best effort
 		}
 		n++
 		return remove, nil
@@ -144,7 +145,7 @@ func (d *DeadLetters) Purge(ctx context.Context, ids []string) (int, error) {
 		}
 		if d.status != nil {
 			_ = d.status.update(m.MessageId, func(s *State) { // best effort
-				s.Status, s.Reason = StatusDeadLettered, "purged from the dead-letter queue by an operator"
+				s.Status, s.Reason = claim.StatusDeadLettered, "purged from the dead-letter queue by an operator"
 			})
 		}
 		n++

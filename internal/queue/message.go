@@ -10,7 +10,6 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/claim-process/claim-process/internal/claim"
-	"github.com/claim-process/claim-process/internal/ingest"
 )
 
 // A message is one accepted claim. Its body is the claim as JSON in the
@@ -91,20 +90,20 @@ var errUndecodable = errors.New("undecodable message")
 
 // decodeMessage turns a delivered message back into the request the API
 // accepted. The claim in it is parsed and validated again by the pipeline.
-func decodeMessage(d amqp.Delivery) (ingest.Request, error) {
+func decodeMessage(d amqp.Delivery) (claim.Submission, error) {
 	if _, err := uuid.Parse(d.MessageId); err != nil {
-		return ingest.Request{}, fmt.Errorf("%w: the message id %q is not a claim id", errUndecodable, d.MessageId)
+		return claim.Submission{}, fmt.Errorf("%w: the message id %q is not a claim id", errUndecodable, d.MessageId)
 	}
 	text, _ := d.Headers[headerReceivedAt].(string)
 	receivedAt, err := time.Parse(time.RFC3339Nano, text)
 	if err != nil {
-		return ingest.Request{}, fmt.Errorf("%w: header %s: %v", errUndecodable, headerReceivedAt, err)
+		return claim.Submission{}, fmt.Errorf("%w: header %s: %v", errUndecodable, headerReceivedAt, err)
 	}
 	in, err := claim.DecodeJSONBytes(d.Body)
 	if err != nil {
-		return ingest.Request{}, fmt.Errorf("%w: %v", errUndecodable, err)
+		return claim.Submission{}, fmt.Errorf("%w: %v", errUndecodable, err)
 	}
 	client, _ := d.Headers[headerClient].(string)
 	key, _ := d.Headers[headerIdempotencyKey].(string)
-	return ingest.Request{Input: in, Client: client, IdempotencyKey: key, ID: d.MessageId, ReceivedAt: receivedAt}, nil
+	return claim.Submission{Input: in, Client: client, IdempotencyKey: key, ID: d.MessageId, ReceivedAt: receivedAt}, nil
 }

@@ -81,7 +81,7 @@ const lineJSON = `{"service_date": "2025-01-15", "submitted_procedure": "D0180",
 
 // prepare is a validated claim with one line for npi whose net fee is
 // dollars + 20, under claimID when not "".
-func (h *harness) prepare(claimID, npi string, dollars int, key string) ingest.Request {
+func (h *harness) prepare(claimID, npi string, dollars int, key string) claim.Submission {
 	h.t.Helper()
 	body := fmt.Sprintf(`{"claim_id": %q, "lines": [`+lineJSON+`]}`, claimID, npi, dollars)
 	if claimID == "" {
@@ -89,11 +89,11 @@ func (h *harness) prepare(claimID, npi string, dollars int, key string) ingest.R
 	}
 	in, err := claim.DecodeJSONBytes([]byte(body))
 	require.NoError(h.t, err)
-	return ingest.Request{Input: in, IdempotencyKey: key}
+	return claim.Submission{Input: in, IdempotencyKey: key}
 }
 
 // enqueue validates and publishes a claim as POST /claims does in async mode.
-func (h *harness) enqueue(req ingest.Request) claim.Claim {
+func (h *harness) enqueue(req claim.Submission) claim.Claim {
 	h.t.Helper()
 	c, err := h.svc.Prepare(req)
 	require.NoError(h.t, err)
@@ -166,7 +166,7 @@ func TestQueuedClaimsStoredOnceByWorker(t *testing.T) {
 	for _, c := range append(accepted, again, keyed, keyedAgain, other) {
 		st, found := h.state(c.ID)
 		require.True(t, found)
-		require.Equal(t, queue.StatusQueued, st.Status)
+		require.Equal(t, claim.StatusQueued, st.Status)
 		require.Equal(t, c.NetFee(), st.NetFee)
 	}
 	require.Zero(t, h.storedClaims(), "nothing is stored without a worker")
@@ -179,9 +179,9 @@ func TestQueuedClaimsStoredOnceByWorker(t *testing.T) {
 	require.Eventually(t, func() bool {
 		a, _ := h.state(keyed.ID)
 		b, _ := h.state(keyedAgain.ID)
-		return a.Status == queue.StatusStored || b.Status == queue.StatusStored
+		return a.Status == claim.StatusStored || b.Status == claim.StatusStored
 	}, 5*time.Second, 10*time.Millisecond)
-	if st, _ := h.state(keyed.ID); st.Status == queue.StatusStored {
+	if st, _ := h.state(keyed.ID); st.Status == claim.StatusStored {
 		keyed, keyedAgain = keyedAgain, keyed
 	}
 	for _, c := range append(accepted, keyed) {
@@ -194,16 +194,16 @@ func TestQueuedClaimsStoredOnceByWorker(t *testing.T) {
 	}
 	require.Eventually(t, func() bool {
 		st, _ := h.state(again.ID)
-		return st.Status == queue.StatusStored
+		return st.Status == claim.StatusStored
 	}, 5*time.Second, 10*time.Millisecond)
 	st, _ := h.state(again.ID)
 	require.Equal(t, accepted[7].ID, st.StoredAs)
 	st, _ = h.state(keyedAgain.ID)
-	require.Equal(t, queue.StatusStored, st.Status)
+	require.Equal(t, claim.StatusStored, st.Status)
 	require.Equal(t, keyed.ID, st.StoredAs)
 	require.Eventually(t, func() bool {
 		st, _ := h.state(other.ID)
-		return st.Status == queue.StatusDeadLettered
+		return st.Status == claim.StatusDeadLettered
 	}, 5*time.Second, 10*time.Millisecond)
 	st, _ = h.state(other.ID)
 	require.Contains(t, st.Reason, "claim_id")
@@ -308,7 +308,7 @@ WHEN (NEW.provider_npi = '1999999999') EXECUTE FUNCTION refuse_poison();`)
 	require.Equal(t, 1.0, testutil.ToFloat64(h.m.DeadLettered("delivery_limit")))
 	require.Equal(t, float64(limit+1), testutil.ToFloat64(h.m.Requeued()), "delivered limit+1 times")
 	st, _ := h.state(poison.ID)
-	require.Equal(t, queue.StatusDeadLettered, st.Status)
+	require.Equal(t, claim.StatusDeadLettered, st.Status)
 	require.Equal(t, fmt.Sprintf("not stored after %d deliveries; the workers' log has the cause", limit+1), st.Reason,
 		"the database's words stay in the log")
 	_, err = h.st.Claim(ctx, "", good.ID)
@@ -361,7 +361,7 @@ func TestMessageBodyIsTheClaim(t *testing.T) {
 	require.NoError(t, err)
 	svc := ingest.New(nil, nil, ingest.Config{}, prometheus.NewRegistry(), nil)
 	defer svc.Close()
-	c, err := svc.Prepare(ingest.Request{Input: in, Client: "client-a"})
+	c, err := svc.Prepare(claim.Submission{Input: in, Client: "client-a"})
 	require.NoError(t, err)
 	d, err := queue.MessageOf(c, "key-9")
 	require.NoError(t, err)

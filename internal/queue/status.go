@@ -60,9 +60,10 @@ func NewStatus(rdb redis.UniversalClient, prefix string, cfg StatusConfig) *Stat
 
 // State is what is known of an accepted claim not stored under its own id.
 type State struct {
-	// Status is "queued" (waiting for a worker), "stored" (stored under
-	// StoredAs, an earlier claim with the same claim_id or idempotency key)
-	// or "dead_lettered" (refused by the workers; see Reason).
+	// Status is claim.StatusQueued (waiting for a worker),
+	// claim.StatusStored (stored under StoredAs, an earlier claim with the
+	// same claim_id or idempotency key) or claim.StatusDeadLettered (refused
+	// by the workers; see Reason).
 	Status     string      `json:"status"`
 	Client     string      `json:"client,omitempty"`   // the client that sent it ("" without API keys)
 	ClaimID    string      `json:"claim_id,omitempty"` // the sender's own id, when it gave one
@@ -71,13 +72,6 @@ type State struct {
 	StoredAs   string      `json:"stored_as,omitempty"`
 	Reason     string      `json:"reason,omitempty"`
 }
-
-// The values of State.Status.
-const (
-	StatusQueued       = "queued"
-	StatusStored       = "stored"
-	StatusDeadLettered = "dead_lettered"
-)
 
 // key names the entry of a claim; index, the sorted set of a client's entries.
 func (s *Status) key(id string) string       { return s.prefix + "queued:" + id }
@@ -94,7 +88,7 @@ func (s *Status) set(ctx context.Context, id string, st State) error {
 // MarkQueued records c as accepted and waiting. It fails with
 // claim.ErrTooManyQueued when c's sender already holds PerClient entries.
 func (s *Status) MarkQueued(ctx context.Context, c claim.Claim) error {
-	b, err := json.Marshal(State{Status: StatusQueued, Client: c.Sender, ClaimID: c.ExternalID,
+	b, err := json.Marshal(State{Status: claim.StatusQueued, Client: c.Sender, ClaimID: c.ExternalID,
 		NetFee: c.NetFee(), ReceivedAt: c.ReceivedAt})
 	if err != nil {
 		return err

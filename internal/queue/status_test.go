@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/claim-process/claim-process/internal/claim"
@@ -31,7 +32,7 @@ func TestQueuedStatusReadOnlyByItsClient(t *testing.T) {
 	st, found, err := status.Lookup(ctx, "key:aaaaaaaaaaaa", c.ID)
 	require.NoError(t, err)
 	require.True(t, found)
-	require.Equal(t, queue.StatusQueued, st.Status)
+	require.Equal(t, claim.StatusQueued, st.Status)
 	require.Equal(t, claim.Cents(1000), st.NetFee)
 	for _, other := range []string{"key:bbbbbbbbbbbb", ""} {
 		_, found, err = status.Lookup(ctx, other, c.ID)
@@ -69,4 +70,52 @@ func TestQueuedStatusCapPerClient(t *testing.T) {
 	for i := 20; i < 23; i++ {
 		require.NoError(t, status.MarkQueued(ctx, queuedClaim(i, "greedy")), "expired entries leave the count")
 	}
+}
+
+// GET /claims/{id} reads across Postgres and the queued status: a stored
+// claim answers from Postgres alone; a claim never accepted is not found
+// when the queued status is not consulted (sync mode) and "unavailable"
+// when it is and Redis cannot say.
+func TestStatusReaderAcrossPostgresAndQueue(t *testing.T) {
+	t.Parallel()
+	st, _ := testenv.MustStore(t)
+	ctx := context.Background()
+	stored := queuedClaim(7, "key:aaaaaaaaaaaa")
+	stored.Lines[0] = claim.Line{ServiceDate: time.Date(2018, 3, 28, 0, 0, 0, 0, time.UTC), SubmittedProcedure: "D0180",
+		PlanGroup: "GRP-1000", Subscriber: "3730189502", ProviderNPI: "1497775530", ProviderFees: 1000}
+	b, err := st.InsertClaims(ctx, []claim.Pending{{Claim: stored}})
+	require.NoError(t, err)
+	require.NoError(t, b.Claims[0].Err)
+	unknown := queuedClaim(8, "key:aaaaaaaaaaaa").ID
+
+	// A Redis nobody listens on.
+	dead := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
+	t.Cleanup(func() { _ = dead.Close() })
+	for _, r := range []*queue.StatusReader{
+		queue.NewStatusReader(st, nil),
+		queue.NewStatusReader(st, queue.NewStatus(dead, "x:", queue.StatusConfig{})),
+	} {
+		s, err := r.ClaimStatus(ctx, stored.Sender, stored.ID)
+		require.NoError(t, err)
+		require.Equal(t, claim.StatusStored, s.State)
+		require.Equal(t, stored.ID, s.Claim.ID)
+	}
+	_, err = queue.NewStatusReader(st, nil).ClaimStatus(ctx, "key:bbbbbbbbbbbb", stored.ID)
+	require.ErrorIs(t, err, claim.ErrNotFound, "another client's claim")
+	_, err = queue.NewStatusReader(st, nil).ClaimStatus(ctx, stored.Sender, unknown)
+	require.ErrorIs(t, err, claim.ErrNotFound)
+	_, err = queue.NewStatusReader(st, queue.NewStatus(dead, "x:", queue.StatusConfig{})).ClaimStatus(ctx, stored.Sender, unknown)
+	require.ErrorIs(t, err, claim.ErrUnavailable)
+
+	// Queued, then stored under an earlier claim's id: the reader follows it.
+	rdb, prefix := testenv.MustSharedRedis(t)
+	status := queue.NewStatus(rdb, prefix, queue.StatusConfig{TTL: time.Hour})
+	r := queue.NewStatusReader(st, status)
+	waiting := queuedClaim(9, stored.Sender)
+	require.NoError(t, status.MarkQueued(ctx, waiting))
+	s, err := r.ClaimStatus(ctx, stored.Sender, waiting.ID)
+	require.NoError(t, err)
+	require.Equal(t, claim.StatusQueued, s.State)
+	require.Equal(t, waiting.ID, s.ID)
+	require.Equal(t, claim.Cents(1000), s.NetFee)
 }

@@ -11,14 +11,13 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/claim-process/claim-process/internal/claim"
-	"github.com/claim-process/claim-process/internal/ingest"
 )
 
 // Submitter stores claims: the synchronous pipeline (ingest.Service), whose
 // group commit writes the claims of concurrent deliveries in one
 // transaction per batch, each claim all or nothing.
 type Submitter interface {
-	Submit(ctx context.Context, req ingest.Request) (ingest.Result, error)
+	Submit(ctx context.Context, req claim.Submission) (claim.Result, error)
 }
 
 // WorkerConfig tunes a worker process.
@@ -249,7 +248,7 @@ func (w *Worker) handle(d amqp.Delivery) {
 			case w.stored <- storedClaim{client: req.Client, id: req.ID}:
 			default: // Redis is slow: the entry expires by itself, and Postgres answers first
 			}
-		} else if !w.record(req.ID, func(s *State) { s.Status, s.StoredAs = StatusStored, res.Claim.ID }) {
+		} else if !w.record(req.ID, func(s *State) { s.Status, s.StoredAs = claim.StatusStored, res.Claim.ID }) {
 			return // stopping: delivered again, it is resolved again
 		}
 		if res.Created {
@@ -260,7 +259,7 @@ func (w *Worker) handle(d amqp.Delivery) {
 		}
 	case permanent(err):
 		w.log.Warn("dead-lettering a claim the pipeline refuses", "claim", req.ID, "err", err)
-		if !w.record(req.ID, func(s *State) { s.Status, s.Reason = StatusDeadLettered, refusalReason(err) }) {
+		if !w.record(req.ID, func(s *State) { s.Status, s.Reason = claim.StatusDeadLettered, refusalReason(err) }) {
 			return
 		}
 		w.m.deadLettered.WithLabelValues("invalid").Inc()
@@ -274,7 +273,7 @@ func (w *Worker) handle(d amqp.Delivery) {
 			w.log.Error("claim failed on its last allowed delivery; the broker dead-letters it",
 				"claim", req.ID, "deliveries", deliveries, "err", err)
 			reason := fmt.Sprintf("not stored after %d deliveries; the workers' log has the cause", deliveries)
-			if !w.record(req.ID, func(s *State) { s.Status, s.Reason = StatusDeadLettered, reason }) {
+			if !w.record(req.ID, func(s *State) { s.Status, s.Reason = claim.StatusDeadLettered, reason }) {
 				return
 			}
 			w.m.deadLettered.WithLabelValues("delivery_limit").Inc()
@@ -291,7 +290,7 @@ func (w *Worker) handle(d amqp.Delivery) {
 }
 
 // store submits req, retrying while storage is unavailable.
-func (w *Worker) store(req ingest.Request) (ingest.Result, error) {
+func (w *Worker) store(req claim.Submission) (claim.Result, error) {
 	backoff := 100 * time.Millisecond
 	for {
 		ctx, cancel := context.WithTimeout(w.work, 30*time.Second)

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
+	"github.com/claim-process/claim-process/internal/claim"
 	"github.com/claim-process/claim-process/internal/rank"
 	"github.com/claim-process/claim-process/internal/store"
 	"github.com/claim-process/claim-process/internal/testenv"
@@ -87,7 +88,7 @@ func BenchmarkTopProviders(b *testing.B) {
 	})
 	b.Run("fallback_decorator_redis", func(b *testing.B) {
 		for b.Loop() {
-			if _, src, err := fallback.TopProviders(ctx, 10); err != nil || src != rank.SourceRedis {
+			if _, src, err := fallback.TopProviders(ctx, 10); err != nil || src != claim.SourceRedis {
 				b.Fatal(err, src)
 			}
 		}

@@ -11,14 +11,6 @@ import (
 	"github.com/claim-process/claim-process/internal/claim"
 )
 
-// Source names where a top-providers answer came from.
-type Source string
-
-const (
-	SourceRedis    Source = "redis"
-	SourcePostgres Source = "postgres"
-)
-
 // TopReader answers the limit providers with the highest totals, highest first.
 // Both *Redis and the Postgres store are TopReaders.
 type TopReader interface {
@@ -64,7 +56,7 @@ func NewFallback(redis, postgres TopReader, cfg FallbackConfig, m *Metrics, log 
 	}
 	// Every source and reason is exported at 0 from the start, so a ratio
 	// or an alert over them has a series to read before the first fallback.
-	for _, source := range []Source{SourceRedis, SourcePostgres} {
+	for _, source := range []claim.Source{claim.SourceRedis, claim.SourcePostgres} {
 		m.answers.WithLabelValues(string(source))
 	}
 	for _, reason := range []string{"incomplete", "breaker_open", "timeout", "error"} {
@@ -90,23 +82,23 @@ func NewFallback(redis, postgres TopReader, cfg FallbackConfig, m *Metrics, log 
 }
 
 // TopProviders answers from Redis when it can, else from Postgres, and says which.
-func (f *Fallback) TopProviders(ctx context.Context, limit int) ([]claim.ProviderTotal, Source, error) {
+func (f *Fallback) TopProviders(ctx context.Context, limit int) ([]claim.ProviderTotal, claim.Source, error) {
 	top, err := f.breaker.Execute(func() ([]claim.ProviderTotal, error) {
 		ctx, cancel := context.WithTimeout(ctx, f.timeout)
 		defer cancel()
 		return f.redis.TopProviders(ctx, limit)
 	})
 	if err == nil {
-		f.metrics.answers.WithLabelValues(string(SourceRedis)).Inc()
-		return top, SourceRedis, nil
+		f.metrics.answers.WithLabelValues(string(claim.SourceRedis)).Inc()
+		return top, claim.SourceRedis, nil
 	}
 	f.metrics.fallbacks.WithLabelValues(fallbackReason(err)).Inc()
 	top, err = f.postgres.TopProviders(ctx, limit)
 	if err != nil {
 		return nil, "", err
 	}
-	f.metrics.answers.WithLabelValues(string(SourcePostgres)).Inc()
-	return top, SourcePostgres, nil
+	f.metrics.answers.WithLabelValues(string(claim.SourcePostgres)).Inc()
+	return top, claim.SourcePostgres, nil
 }
 
 func fallbackReason(err error) string {

@@ -101,9 +101,12 @@ func randomClaim(npis []string) (claim.Claim, map[string]claim.Cents) {
 
 // insertClaim stores c and, when ranking is not nil, applies its totals.
 func insertClaim(st *store.Store, ranking *rank.Redis, c claim.Claim) error {
-	ins, err := st.InsertClaim(context.Background(), c, nil)
+	b, err := st.InsertClaims(context.Background(), []claim.Pending{{Claim: c}})
+	if err == nil {
+		err = b.Claims[0].Err
+	}
 	if err == nil && ranking != nil {
-		_, err = ranking.Apply(context.Background(), ins.Totals)
+		_, err = ranking.Apply(context.Background(), b.Totals)
 	}
 	return err
 }
@@ -306,14 +309,14 @@ func TestFallbackAnswersFromPostgresWhenRedisIsDown(t *testing.T) {
 		rank.NewMetrics(reg), testenv.Logger(t))
 	top, source, err := fb.TopProviders(ctx, 20)
 	require.NoError(t, err)
-	require.Equal(t, rank.SourceRedis, source)
+	require.Equal(t, claim.SourceRedis, source)
 	require.Equal(t, sortedTop(want, 20), top)
 
 	server.Stop()
 	for i := 0; i < 6; i++ { // past the breaker's threshold: it opens, answers keep coming
 		top, source, err = fb.TopProviders(ctx, 20)
 		require.NoError(t, err)
-		require.Equal(t, rank.SourcePostgres, source)
+		require.Equal(t, claim.SourcePostgres, source)
 		require.Equal(t, sortedTop(want, 20), withoutVersions(top))
 	}
 	require.Equal(t, 2.0, gaugeValue(t, reg, "claimd_redis_breaker_state"), "breaker open")
@@ -322,12 +325,12 @@ func TestFallbackAnswersFromPostgresWhenRedisIsDown(t *testing.T) {
 	time.Sleep(250 * time.Millisecond)
 	_, source, err = fb.TopProviders(ctx, 20)
 	require.NoError(t, err)
-	require.Equal(t, rank.SourcePostgres, source)
+	require.Equal(t, claim.SourcePostgres, source)
 	_, err = newReconciler(st, r, 100).RunOnce(ctx, rank.Auto)
 	require.NoError(t, err)
 	top, source, err = fb.TopProviders(ctx, 20)
 	require.NoError(t, err)
-	require.Equal(t, rank.SourceRedis, source)
+	require.Equal(t, claim.SourceRedis, source)
 	require.Equal(t, sortedTop(want, 20), top)
 }
 

@@ -10,7 +10,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/claim-process/claim-process/internal/claim"
-	"github.com/claim-process/claim-process/internal/store"
 	"github.com/claim-process/claim-process/internal/testenv"
 )
 
@@ -23,10 +22,10 @@ func TestInsertClaimsBatchOutcomes(t *testing.T) {
 
 	earlier := newClaim(t, line("1000000003", 9000))
 	earlier.Sender, earlier.ExternalID = "client-a", "stored-before"
-	_, err := st.InsertClaim(ctx, earlier, nil)
+	_, err := insertOne(ctx, st, earlier, nil)
 	require.NoError(t, err)
 
-	keyReq := store.KeyRequest{Scope: "client-a", Key: "k1", RequestHash: []byte("h"), Lease: time.Minute, TTL: time.Hour}
+	keyReq := claim.KeyRequest{Scope: "client-a", Key: "k1", RequestHash: []byte("h"), Lease: time.Minute, TTL: time.Hour}
 	lease, _, err := st.AcquireKey(ctx, keyReq)
 	require.NoError(t, err)
 	lostReq := keyReq
@@ -49,18 +48,18 @@ func TestInsertClaimsBatchOutcomes(t *testing.T) {
 	second.Sender, second.ExternalID = "client-b", "in-batch"
 	orphan := newClaim(t, line("1000000004", 5000))
 
-	b, err := st.InsertClaims(ctx, []store.Pending{
+	b, err := st.InsertClaims(ctx, []claim.Pending{
 		{Claim: plain}, {Claim: keyed, Lease: lease}, {Claim: sameAgain}, {Claim: reused},
 		{Claim: first}, {Claim: second}, {Claim: orphan, Lease: lost},
 	})
 	require.NoError(t, err)
 	require.Len(t, b.Claims, 7)
-	require.Equal(t, store.Stored{}, b.Claims[0])
-	require.Equal(t, store.Stored{}, b.Claims[1])
-	require.Equal(t, store.Stored{ExistingID: earlier.ID}, b.Claims[2])
+	require.Equal(t, claim.Stored{}, b.Claims[0])
+	require.Equal(t, claim.Stored{}, b.Claims[1])
+	require.Equal(t, claim.Stored{ExistingID: earlier.ID}, b.Claims[2])
 	require.ErrorIs(t, b.Claims[3].Err, claim.ErrClaimIDReused)
-	require.Equal(t, store.Stored{}, b.Claims[4])
-	require.Equal(t, store.Stored{ExistingID: first.ID}, b.Claims[5])
+	require.Equal(t, claim.Stored{}, b.Claims[4])
+	require.Equal(t, claim.Stored{ExistingID: first.ID}, b.Claims[5])
 	require.ErrorIs(t, b.Claims[6].Err, claim.ErrKeyInFlight)
 
 	// Net fee of a line here is provider fees - 500 coinsurance.
@@ -80,7 +79,7 @@ func TestInsertClaimsBatchOutcomes(t *testing.T) {
 	}
 	_, outcome, err := st.AcquireKey(ctx, keyReq)
 	require.NoError(t, err)
-	require.Equal(t, &store.KeyOutcome{ClaimID: keyed.ID, Created: true}, outcome, "recorded in the batch")
+	require.Equal(t, &claim.KeyOutcome{ClaimID: keyed.ID, Created: true}, outcome, "recorded in the batch")
 
 	top, err := st.TopProviders(ctx, 10)
 	require.NoError(t, err)
@@ -99,7 +98,7 @@ func TestInsertClaimsBatchAllOrNothing(t *testing.T) {
 	good := newClaim(t, line("1000000001", 5000))
 	bad := newClaim(t, line("1000000002", 5000))
 	bad.Lines[0].ProviderFees = -1 // refused by a CHECK constraint
-	_, err := st.InsertClaims(ctx, []store.Pending{{Claim: good}, {Claim: bad}})
+	_, err := st.InsertClaims(ctx, []claim.Pending{{Claim: good}, {Claim: bad}})
 	require.Error(t, err)
 	_, err = st.Claim(ctx, "", good.ID)
 	require.ErrorIs(t, err, claim.ErrNotFound)
@@ -122,8 +121,8 @@ func TestInsertClaimsOppositeOrdersDoNotDeadlock(t *testing.T) {
 		a2.ID, b2.ID = newClaim(t).ID, newClaim(t).ID // the same claims sent again, with ids of their own
 		var wg sync.WaitGroup
 		errs := make([]error, 2)
-		wg.Go(func() { _, errs[0] = st.InsertClaims(ctx, []store.Pending{{Claim: a}, {Claim: b}}) })
-		wg.Go(func() { _, errs[1] = st.InsertClaims(ctx, []store.Pending{{Claim: b2}, {Claim: a2}}) })
+		wg.Go(func() { _, errs[0] = st.InsertClaims(ctx, []claim.Pending{{Claim: a}, {Claim: b}}) })
+		wg.Go(func() { _, errs[1] = st.InsertClaims(ctx, []claim.Pending{{Claim: b2}, {Claim: a2}}) })
 		wg.Wait()
 		require.NoError(t, errs[0], "round %d", round)
 		require.NoError(t, errs[1], "round %d", round)
@@ -146,18 +145,18 @@ func TestInsertClaimsSameIDAgainIsNoOp(t *testing.T) {
 	bare := newClaim(t, line("1000000001", 5000))
 	named := newClaim(t, line("1000000002", 7000))
 	named.ExternalID = "named-1"
-	b, err := st.InsertClaims(ctx, []store.Pending{{Claim: bare}, {Claim: named}})
+	b, err := st.InsertClaims(ctx, []claim.Pending{{Claim: bare}, {Claim: named}})
 	require.NoError(t, err)
-	require.Equal(t, []store.Stored{{}, {}}, b.Claims)
+	require.Equal(t, []claim.Stored{{}, {}}, b.Claims)
 
 	fresh := newClaim(t, line("1000000003", 1500))
 	twice := newClaim(t, line("1000000004", 1000))
-	b, err = st.InsertClaims(ctx, []store.Pending{{Claim: named}, {Claim: fresh}, {Claim: bare}, {Claim: twice}, {Claim: twice}})
+	b, err = st.InsertClaims(ctx, []claim.Pending{{Claim: named}, {Claim: fresh}, {Claim: bare}, {Claim: twice}, {Claim: twice}})
 	require.NoError(t, err)
-	require.Equal(t, store.Stored{ExistingID: named.ID}, b.Claims[0])
-	require.Equal(t, store.Stored{}, b.Claims[1])
-	require.Equal(t, store.Stored{ExistingID: bare.ID}, b.Claims[2])
-	require.ElementsMatch(t, []store.Stored{{}, {ExistingID: twice.ID}}, b.Claims[3:], "one of the two copies is stored")
+	require.Equal(t, claim.Stored{ExistingID: named.ID}, b.Claims[0])
+	require.Equal(t, claim.Stored{}, b.Claims[1])
+	require.Equal(t, claim.Stored{ExistingID: bare.ID}, b.Claims[2])
+	require.ElementsMatch(t, []claim.Stored{{}, {ExistingID: twice.ID}}, b.Claims[3:], "one of the two copies is stored")
 	require.Equal(t, []claim.ProviderTotal{
 		{ProviderNPI: "1000000003", NetFee: 1000, Version: 1},
 		{ProviderNPI: "1000000004", NetFee: 500, Version: 1},

@@ -9,7 +9,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/claim-process/claim-process/internal/claim"
-	"github.com/claim-process/claim-process/internal/store"
 	"github.com/claim-process/claim-process/internal/testenv"
 )
 
@@ -21,7 +20,7 @@ func TestClaimReadOnlyByItsClient(t *testing.T) {
 	ctx := context.Background()
 	c := newClaim(t, line("1000000001", 5000))
 	c.Sender = "key:aaaaaaaaaaaa"
-	_, err := st.InsertClaim(ctx, c, nil)
+	_, err := insertOne(ctx, st, c, nil)
 	require.NoError(t, err)
 
 	got, err := st.Claim(ctx, "key:aaaaaaaaaaaa", c.ID)
@@ -69,10 +68,10 @@ func TestTotalStaysWithinTheBound(t *testing.T) {
 		downOver.Lines = append(downOver.Lines, line(low, 0))
 	}
 	other := newClaim(t, line("1000000004", 1500))
-	b, err := st.InsertClaims(ctx, []store.Pending{{Claim: fits}, {Claim: over}, {Claim: exact}, {Claim: down}, {Claim: downOver}, {Claim: other}})
+	b, err := st.InsertClaims(ctx, []claim.Pending{{Claim: fits}, {Claim: over}, {Claim: exact}, {Claim: down}, {Claim: downOver}, {Claim: other}})
 	require.NoError(t, err)
 	for _, i := range []int{0, 2, 3, 5} {
-		require.Equal(t, store.Stored{}, b.Claims[i], "claim %d stored", i)
+		require.Equal(t, claim.Stored{}, b.Claims[i], "claim %d stored", i)
 	}
 	var problems claim.Problems
 	require.ErrorAs(t, b.Claims[1].Err, &problems)
@@ -98,9 +97,9 @@ func TestTotalStaysWithinTheBound(t *testing.T) {
 	require.Len(t, diffs, 2, "only the totals set by hand differ from their lines")
 
 	// At the bound, any claim that adds to it is refused, alone or in a batch.
-	_, err = st.InsertClaim(ctx, newClaim(t, line(high, 501)), nil)
+	_, err = insertOne(ctx, st, newClaim(t, line(high, 501)), nil)
 	require.ErrorAs(t, err, &problems)
-	ins, err := st.InsertClaim(ctx, newClaim(t, line(high, 0)), nil) // -500 moves it back
+	ins, err := insertOne(ctx, st, newClaim(t, line(high, 0)), nil) // -500 moves it back
 	require.NoError(t, err)
 	require.Equal(t, claim.MaxTotal-500, ins.Totals[0].NetFee)
 
@@ -117,10 +116,10 @@ func TestCountKeys(t *testing.T) {
 	st, _ := testenv.MustStore(t)
 	ctx := context.Background()
 	for _, k := range []string{"a", "b", "c"} {
-		_, _, err := st.AcquireKey(ctx, store.KeyRequest{Scope: "c1", Key: k, RequestHash: []byte("h"), Lease: time.Second, TTL: time.Hour})
+		_, _, err := st.AcquireKey(ctx, claim.KeyRequest{Scope: "c1", Key: k, RequestHash: []byte("h"), Lease: time.Second, TTL: time.Hour})
 		require.NoError(t, err)
 	}
-	_, _, err := st.AcquireKey(ctx, store.KeyRequest{Scope: "c2", Key: "a", RequestHash: []byte("h"), Lease: time.Second, TTL: time.Hour})
+	_, _, err := st.AcquireKey(ctx, claim.KeyRequest{Scope: "c2", Key: "a", RequestHash: []byte("h"), Lease: time.Second, TTL: time.Hour})
 	require.NoError(t, err)
 	for _, tc := range []struct {
 		scope  string

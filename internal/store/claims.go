@@ -70,55 +70,6 @@ RETURNING provider_npi, total_net_fee_cents, version`
 const totalsOfSQL = `
 SELECT provider_npi, total_net_fee_cents FROM provider_totals WHERE provider_npi = ANY($1::text[])`
 
-// Pending is a claim to store, with the idempotency key lease its request
-// holds, if any.
-type Pending struct {
-	Claim claim.Claim
-	Lease *KeyLease
-}
-
-// Stored is what became of one claim of a batch.
-type Stored struct {
-	// ExistingID is set when a claim with the same external id was already
-	// stored (perhaps earlier in the same batch), or this very claim was (its
-	// id is stored: a queued claim delivered again): then nothing of this
-	// claim was written and this is the stored claim's id.
-	ExistingID string
-	// Err says why this claim was refused, with nothing of it written and the
-	// rest of the batch unaffected: claim.ErrClaimIDReused when its external
-	// id is stored with other content, claim.ErrKeyInFlight when its lease was
-	// lost to another request.
-	Err error
-}
-
-// Batch is what InsertClaims did.
-type Batch struct {
-	// Claims has one entry per pending claim, in order.
-	Claims []Stored
-	// Totals are the new totals, as committed, of every provider the batch
-	// changed, with their new versions.
-	Totals []claim.ProviderTotal
-}
-
-// Inserted is what InsertClaim did.
-type Inserted struct {
-	Totals     []claim.ProviderTotal
-	ExistingID string
-}
-
-// InsertClaim stores one claim; see InsertClaims. The claim's own refusal is
-// returned as the error.
-func (s *Store) InsertClaim(ctx context.Context, c claim.Claim, lease *KeyLease) (Inserted, error) {
-	b, err := s.InsertClaims(ctx, []Pending{{Claim: c, Lease: lease}})
-	if err != nil {
-		return Inserted{}, err
-	}
-	if err := b.Claims[0].Err; err != nil {
-		return Inserted{}, err
-	}
-	return Inserted{Totals: b.Totals, ExistingID: b.Claims[0].ExistingID}, nil
-}
-
 // InsertClaims stores a batch of claims in one transaction: each claim whole
 // with its lines, and the change to each provider's total once for the whole
 // batch. A claim whose external id its sender already stored is not stored
@@ -128,8 +79,8 @@ func (s *Store) InsertClaim(ctx context.Context, c claim.Claim, lease *KeyLease)
 //
 // An error fails the whole batch: nothing was stored. (A failed COMMIT is
 // looked up, so a batch that did commit is reported as stored.)
-func (s *Store) InsertClaims(ctx context.Context, pending []Pending) (Batch, error) {
-	out := Batch{Claims: make([]Stored, len(pending))}
+func (s *Store) InsertClaims(ctx context.Context, pending []claim.Pending) (claim.StoredBatch, error) {
+	out := claim.StoredBatch{Claims: make([]claim.Stored, len(pending))}
 	var (
 		inserted []int // indexes of the claims this batch stores
 		// refused holds the claims that would take a provider's total past
@@ -179,7 +130,7 @@ func (s *Store) InsertClaims(ctx context.Context, pending []Pending) (Batch, err
 		return out, nil
 	}
 	if err != nil {
-		return Batch{}, err
+		return claim.StoredBatch{}, err
 	}
 	return out, nil
 }
@@ -187,7 +138,7 @@ func (s *Store) InsertClaims(ctx context.Context, pending []Pending) (Batch, err
 // lockLeases locks the idempotency keys the batch's requests hold, so that
 // none can be taken over before the batch commits, and marks the claims
 // whose lease is gone. It returns which claims go on.
-func lockLeases(ctx context.Context, tx pgx.Tx, pending []Pending, stored []Stored) ([]bool, error) {
+func lockLeases(ctx context.Context, tx pgx.Tx, pending []claim.Pending, stored []claim.Stored) ([]bool, error) {
 	live := make([]bool, len(pending))
 	var scopes, keys, tokens []string
 	for i, p := range pending {
@@ -229,7 +180,7 @@ FOR UPDATE OF k`
 
 // insertClaims inserts the claims rows and returns the indexes of the claims
 // inserted; the others' external ids were taken.
-func insertClaims(ctx context.Context, tx pgx.Tx, pending []Pending, live []bool) ([]int, error) {
+func insertClaims(ctx context.Context, tx pgx.Tx, pending []claim.Pending, live []bool) ([]int, error) {
 	var (
 		ids, scopes, externalIDs []string
 		hashes                   [][]byte
@@ -277,7 +228,7 @@ func insertClaims(ctx context.Context, tx pgx.Tx, pending []Pending, live []bool
 // the claim itself when its id is stored (delivered again from the queue);
 // otherwise the claim with its external id, a resubmission when the content
 // is the same, a refusal when not.
-func resolveExisting(ctx context.Context, tx pgx.Tx, pending []Pending, live []bool, inserted []int, stored []Stored) error {
+func resolveExisting(ctx context.Context, tx pgx.Tx, pending []claim.Pending, live []bool, inserted []int, stored []claim.Stored) error {
 	taken := slices.Clone(live) // live claims not inserted: their id or external id was taken
 	for _, i := range inserted {
 		taken[i] = false
@@ -355,7 +306,7 @@ func resolveExisting(ctx context.Context, tx pgx.Tx, pending []Pending, live []b
 }
 
 // insertLines writes the lines of all inserted claims with one statement.
-func insertLines(ctx context.Context, tx pgx.Tx, pending []Pending, inserted []int) error {
+func insertLines(ctx context.Context, tx pgx.Tx, pending []claim.Pending, inserted []int) error {
 	n := 0
 	for _, i := range inserted {
 		n += len(pending[i].Claim.Lines)
@@ -390,7 +341,7 @@ func insertLines(ctx context.Context, tx pgx.Tx, pending []Pending, inserted []i
 // once per provider, in NPI order. When a total would leave claim.MaxTotal it
 // fails with a *totalsOverflow: the transaction must be rolled back, and
 // tried again without the claims it names.
-func addToTotals(ctx context.Context, tx pgx.Tx, pending []Pending, inserted []int) ([]claim.ProviderTotal, error) {
+func addToTotals(ctx context.Context, tx pgx.Tx, pending []claim.Pending, inserted []int) ([]claim.ProviderTotal, error) {
 	sum := map[string]claim.Cents{}
 	for _, i := range inserted {
 		for npi, fee := range pending[i].Claim.ProviderNetFees() {
@@ -456,7 +407,7 @@ func (e *totalsOverflow) Error() string {
 // walking the inserted claims in order, each claim that would take one of
 // the providers past it. At least one claim is named: if every claim kept
 // the running totals in bounds, the batch as a whole would have too.
-func (e *totalsOverflow) refuse(pending []Pending, inserted []int) map[int]error {
+func (e *totalsOverflow) refuse(pending []claim.Pending, inserted []int) map[int]error {
 	out := map[int]error{}
 	running := maps.Clone(e.totals)
 	for _, i := range inserted {
@@ -497,7 +448,7 @@ WHERE k.scope = o.scope AND k.key = o.key AND k.lease_token = o.token`
 
 // recordKeyOutcomes ties each stored (or found) claim to its request's
 // idempotency key, so the two commit together or not at all.
-func recordKeyOutcomes(ctx context.Context, tx pgx.Tx, pending []Pending, live []bool, stored []Stored) error {
+func recordKeyOutcomes(ctx context.Context, tx pgx.Tx, pending []claim.Pending, live []bool, stored []claim.Stored) error {
 	var (
 		scopes, keys, tokens, claimIDs []string
 		created                        []bool

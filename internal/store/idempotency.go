@@ -12,31 +12,6 @@ import (
 	"github.com/claim-process/claim-process/internal/claim"
 )
 
-// KeyLease is an idempotency key held by one request until its claim commits.
-type KeyLease struct {
-	Scope, Key string
-	Token      uuid.UUID
-}
-
-// KeyRequest asks for an idempotency key.
-type KeyRequest struct {
-	Scope, Key  string
-	RequestHash []byte        // of the normalized claim: the same key must carry the same claim
-	Lease       time.Duration // how long the key is held before a crashed holder loses it
-	TTL         time.Duration // how long the key is remembered
-	// Token, when set, names the lease (else a random one): a request asking
-	// again with the same token takes its own lease over at once instead of
-	// waiting for it to end. A queued claim uses its id, so a delivery after
-	// a worker crashed mid-claim is not held up by the dead worker's lease.
-	Token uuid.UUID
-}
-
-// KeyOutcome is the stored outcome of an earlier request with the same key.
-type KeyOutcome struct {
-	ClaimID string
-	Created bool // the earlier request stored the claim (rather than finding it stored)
-}
-
 // A new key, or one whose holder died before its claim committed, is leased
 // to this request. Committed keys and live leases are left alone.
 const acquireKeySQL = `
@@ -57,7 +32,7 @@ FROM idempotency_keys WHERE scope = $1 AND key = $2`
 // already carries a committed claim it returns that outcome and no lease.
 // Errors: claim.ErrKeyReused when the key was used for another claim,
 // claim.ErrKeyInFlight while another request holds it.
-func (s *Store) AcquireKey(ctx context.Context, r KeyRequest) (*KeyLease, *KeyOutcome, error) {
+func (s *Store) AcquireKey(ctx context.Context, r claim.KeyRequest) (*claim.KeyLease, *claim.KeyOutcome, error) {
 	lease, outcome, err := s.acquireKey(ctx, r)
 	if errors.Is(err, errKeyVanished) { // expired between our two statements: it is free now
 		lease, outcome, err = s.acquireKey(ctx, r)
@@ -70,8 +45,8 @@ func (s *Store) AcquireKey(ctx context.Context, r KeyRequest) (*KeyLease, *KeyOu
 
 var errKeyVanished = errors.New("idempotency key vanished")
 
-func (s *Store) acquireKey(ctx context.Context, r KeyRequest) (*KeyLease, *KeyOutcome, error) {
-	lease := &KeyLease{Scope: r.Scope, Key: r.Key, Token: r.Token}
+func (s *Store) acquireKey(ctx context.Context, r claim.KeyRequest) (*claim.KeyLease, *claim.KeyOutcome, error) {
+	lease := &claim.KeyLease{Scope: r.Scope, Key: r.Key, Token: r.Token}
 	if lease.Token == uuid.Nil {
 		lease.Token = uuid.New()
 	}
@@ -105,7 +80,7 @@ func (s *Store) acquireKey(ctx context.Context, r KeyRequest) (*KeyLease, *KeyOu
 		}
 		return nil, nil, &claim.RetryAfter{Err: claim.ErrKeyInFlight, After: after}
 	}
-	return nil, &KeyOutcome{ClaimID: claimID.String(), Created: created}, nil
+	return nil, &claim.KeyOutcome{ClaimID: claimID.String(), Created: created}, nil
 }
 
 const releaseKeySQL = `
@@ -114,7 +89,7 @@ WHERE scope = $1 AND key = $2 AND lease_token = $3 AND claim_id IS NULL`
 
 // ReleaseKey gives up a lease whose claim did not commit, so a retry can
 // proceed at once instead of waiting for the lease to expire.
-func (s *Store) ReleaseKey(ctx context.Context, lease *KeyLease) error {
+func (s *Store) ReleaseKey(ctx context.Context, lease *claim.KeyLease) error {
 	_, err := s.pool.Exec(ctx, releaseKeySQL, lease.Scope, lease.Key, lease.Token)
 	return wrap("release idempotency key", err)
 }

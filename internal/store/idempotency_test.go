@@ -9,7 +9,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/claim-process/claim-process/internal/claim"
-	"github.com/claim-process/claim-process/internal/store"
 	"github.com/claim-process/claim-process/internal/testenv"
 )
 
@@ -17,7 +16,7 @@ func TestIdempotencyKeyLifecycle(t *testing.T) {
 	t.Parallel()
 	st, _ := testenv.MustStore(t)
 	ctx := context.Background()
-	req := store.KeyRequest{Scope: "c1", Key: "k", RequestHash: []byte("h1"), Lease: time.Minute, TTL: time.Hour}
+	req := claim.KeyRequest{Scope: "c1", Key: "k", RequestHash: []byte("h1"), Lease: time.Minute, TTL: time.Hour}
 
 	lease, earlier, err := st.AcquireKey(ctx, req)
 	require.NoError(t, err)
@@ -40,11 +39,11 @@ func TestIdempotencyKeyLifecycle(t *testing.T) {
 	require.NotNil(t, lease2, "keys of another client are another key")
 
 	c := newClaim(t, line("1000000001", 5000))
-	_, err = st.InsertClaim(ctx, c, lease)
+	_, err = insertOne(ctx, st, c, lease)
 	require.NoError(t, err)
 	_, earlier, err = st.AcquireKey(ctx, req)
 	require.NoError(t, err)
-	require.Equal(t, &store.KeyOutcome{ClaimID: c.ID, Created: true}, earlier)
+	require.Equal(t, &claim.KeyOutcome{ClaimID: c.ID, Created: true}, earlier)
 }
 
 // A request that died holding a key loses it when the lease ends; the claim
@@ -53,7 +52,7 @@ func TestIdempotencyLeaseExpires(t *testing.T) {
 	t.Parallel()
 	st, _ := testenv.MustStore(t)
 	ctx := context.Background()
-	req := store.KeyRequest{Scope: "", Key: "k", RequestHash: []byte("h"), Lease: 50 * time.Millisecond, TTL: time.Hour}
+	req := claim.KeyRequest{Scope: "", Key: "k", RequestHash: []byte("h"), Lease: 50 * time.Millisecond, TTL: time.Hour}
 	dead, _, err := st.AcquireKey(ctx, req)
 	require.NoError(t, err)
 	time.Sleep(100 * time.Millisecond)
@@ -61,7 +60,7 @@ func TestIdempotencyLeaseExpires(t *testing.T) {
 	require.NoError(t, err)
 	require.NotNil(t, alive, "an expired lease can be taken over")
 
-	_, err = st.InsertClaim(ctx, newClaim(t, line("1000000001", 5000)), dead)
+	_, err = insertOne(ctx, st, newClaim(t, line("1000000001", 5000)), dead)
 	require.ErrorIs(t, err, claim.ErrKeyInFlight)
 	top, err := st.TopProviders(ctx, 10)
 	require.NoError(t, err)
@@ -80,7 +79,7 @@ func TestIdempotencyLeaseTakenOverByItsToken(t *testing.T) {
 	st, _ := testenv.MustStore(t)
 	ctx := context.Background()
 	c := newClaim(t, line("1000000001", 5000))
-	req := store.KeyRequest{Key: "k", RequestHash: c.Fingerprint(), Lease: time.Hour, TTL: time.Hour, Token: uuid.MustParse(c.ID)}
+	req := claim.KeyRequest{Key: "k", RequestHash: c.Fingerprint(), Lease: time.Hour, TTL: time.Hour, Token: uuid.MustParse(c.ID)}
 	first, _, err := st.AcquireKey(ctx, req)
 	require.NoError(t, err)
 	other := req
@@ -91,11 +90,11 @@ func TestIdempotencyLeaseTakenOverByItsToken(t *testing.T) {
 	again, _, err := st.AcquireKey(ctx, req)
 	require.NoError(t, err)
 	require.Equal(t, first, again, "the same token takes its lease over")
-	_, err = st.InsertClaim(ctx, c, again)
+	_, err = insertOne(ctx, st, c, again)
 	require.NoError(t, err)
 	_, outcome, err := st.AcquireKey(ctx, other)
 	require.NoError(t, err)
-	require.Equal(t, &store.KeyOutcome{ClaimID: c.ID, Created: true}, outcome)
+	require.Equal(t, &claim.KeyOutcome{ClaimID: c.ID, Created: true}, outcome)
 }
 
 func TestExpireKeys(t *testing.T) {
@@ -103,10 +102,10 @@ func TestExpireKeys(t *testing.T) {
 	st, _ := testenv.MustStore(t)
 	ctx := context.Background()
 	for _, k := range []string{"a", "b"} {
-		_, _, err := st.AcquireKey(ctx, store.KeyRequest{Key: k, RequestHash: []byte("h"), Lease: time.Minute, TTL: time.Millisecond})
+		_, _, err := st.AcquireKey(ctx, claim.KeyRequest{Key: k, RequestHash: []byte("h"), Lease: time.Minute, TTL: time.Millisecond})
 		require.NoError(t, err)
 	}
-	_, _, err := st.AcquireKey(ctx, store.KeyRequest{Key: "c", RequestHash: []byte("h"), Lease: time.Minute, TTL: time.Hour})
+	_, _, err := st.AcquireKey(ctx, claim.KeyRequest{Key: "c", RequestHash: []byte("h"), Lease: time.Minute, TTL: time.Hour})
 	require.NoError(t, err)
 	time.Sleep(20 * time.Millisecond)
 	n, err := st.ExpireKeys(ctx)
@@ -120,13 +119,13 @@ func TestExternalIDStoredOnce(t *testing.T) {
 	ctx := context.Background()
 	first := newClaim(t, line("1000000001", 5000))
 	first.ExternalID = "PAY-1"
-	ins, err := st.InsertClaim(ctx, first, nil)
+	ins, err := insertOne(ctx, st, first, nil)
 	require.NoError(t, err)
 	require.Empty(t, ins.ExistingID)
 
 	second := newClaim(t, line("1000000001", 5000))
 	second.ExternalID = "PAY-1"
-	ins, err = st.InsertClaim(ctx, second, nil)
+	ins, err = insertOne(ctx, st, second, nil)
 	require.NoError(t, err)
 	require.Equal(t, first.ID, ins.ExistingID)
 	require.Empty(t, ins.Totals)

@@ -16,6 +16,25 @@ import (
 	"github.com/claim-process/claim-process/internal/testenv"
 )
 
+// inserted is what insertOne did.
+type inserted struct {
+	Totals     []claim.ProviderTotal
+	ExistingID string
+}
+
+// insertOne stores one claim with InsertClaims; the claim's own refusal is
+// returned as the error.
+func insertOne(ctx context.Context, st *store.Store, c claim.Claim, lease *claim.KeyLease) (inserted, error) {
+	b, err := st.InsertClaims(ctx, []claim.Pending{{Claim: c, Lease: lease}})
+	if err != nil {
+		return inserted{}, err
+	}
+	if err := b.Claims[0].Err; err != nil {
+		return inserted{}, err
+	}
+	return inserted{Totals: b.Totals, ExistingID: b.Claims[0].ExistingID}, nil
+}
+
 func newClaim(t *testing.T, lines ...claim.Line) claim.Claim {
 	t.Helper()
 	id, err := uuid.NewV7()
@@ -38,7 +57,7 @@ func TestInsertClaimRoundTripAndTotals(t *testing.T) {
 
 	c := newClaim(t, line("1000000001", 15000), line("1000000002", 2000), line("1000000001", 1000))
 	c.Lines[1].Quadrant = "UR"
-	ins, err := st.InsertClaim(ctx, c, nil)
+	ins, err := insertOne(ctx, st, c, nil)
 	require.NoError(t, err)
 	require.Equal(t, []claim.ProviderTotal{
 		{ProviderNPI: "1000000001", NetFee: (15000 - 500) + (1000 - 500), Version: 1},
@@ -51,7 +70,7 @@ func TestInsertClaimRoundTripAndTotals(t *testing.T) {
 	require.True(t, c.ReceivedAt.Equal(got.ReceivedAt))
 	require.Equal(t, c.Lines, got.Lines)
 
-	ins, err = st.InsertClaim(ctx, newClaim(t, line("1000000002", 1500)), nil)
+	ins, err = insertOne(ctx, st, newClaim(t, line("1000000002", 1500)), nil)
 	require.NoError(t, err)
 	require.Equal(t, []claim.ProviderTotal{{ProviderNPI: "1000000002", NetFee: 2500, Version: 2}}, ins.Totals)
 }
@@ -71,12 +90,12 @@ func TestInsertClaimAllOrNothing(t *testing.T) {
 	t.Parallel()
 	st, url := testenv.MustStore(t)
 	ctx := context.Background()
-	_, err := st.InsertClaim(ctx, newClaim(t, line("1000000001", 5000)), nil)
+	_, err := insertOne(ctx, st, newClaim(t, line("1000000001", 5000)), nil)
 	require.NoError(t, err)
 
 	bad := newClaim(t, line("1000000001", 5000), line("1000000003", 5000))
 	bad.Lines[1].MemberCopay = -1 // violates a CHECK constraint on the second line
-	_, err = st.InsertClaim(ctx, bad, nil)
+	_, err = insertOne(ctx, st, bad, nil)
 	require.Error(t, err)
 
 	conn, err := pgx.Connect(ctx, url)
@@ -116,7 +135,7 @@ func TestConcurrentInsertsKeepExactTotals(t *testing.T) {
 					}
 					lines = append(lines, line(npis[k], 1500))
 				}
-				_, err := st.InsertClaim(ctx, newClaim(t, lines...), nil)
+				_, err := insertOne(ctx, st, newClaim(t, lines...), nil)
 				errs <- err
 			}
 		}()
@@ -145,7 +164,7 @@ func TestTopProvidersOrder(t *testing.T) {
 		line("1000000005", 2500), line("1000000009", 2500), line("1000000001", 9500),
 		line("1000000007", 500), line("1000000003", 2500),
 	} {
-		_, err := st.InsertClaim(ctx, newClaim(t, l), nil)
+		_, err := insertOne(ctx, st, newClaim(t, l), nil)
 		require.NoError(t, err)
 	}
 	top, err := st.TopProviders(ctx, 4)
@@ -162,7 +181,7 @@ func TestScanTotalsBatches(t *testing.T) {
 	st, _ := testenv.MustStore(t)
 	ctx := context.Background()
 	for i := 0; i < 7; i++ {
-		_, err := st.InsertClaim(ctx, newClaim(t, line(fmt.Sprintf("10000000%02d", i), 1000+claim.Cents(i))), nil)
+		_, err := insertOne(ctx, st, newClaim(t, line(fmt.Sprintf("10000000%02d", i), 1000+claim.Cents(i))), nil)
 		require.NoError(t, err)
 	}
 	var sizes []int
@@ -181,7 +200,7 @@ func TestScanTotalsBatches(t *testing.T) {
 	require.Equal(t, claim.Cents(1006-500), seen["1000000006"])
 
 	// Since the first scan's start only what changed afterwards comes back.
-	_, err = st.InsertClaim(ctx, newClaim(t, line("1000000003", 2000)), nil)
+	_, err = insertOne(ctx, st, newClaim(t, line("1000000003", 2000)), nil)
 	require.NoError(t, err)
 	sizes, seen = nil, map[string]claim.Cents{}
 	_, err = st.ScanTotals(ctx, scanned, 3, collect)

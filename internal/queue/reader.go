@@ -1,0 +1,60 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/claim-process/claim-process/internal/claim"
+)
+
+// ClaimReader reads a stored claim of one client; claim.ErrNotFound when
+// there is none with the id, or it is another client's. The Postgres store
+// is one.
+type ClaimReader interface {
+	Claim(ctx context.Context, client, id string) (claim.Claim, error)
+}
+
+// StatusReader tells what became of an accepted claim: stored (Postgres
+// answers), or accepted for the queue and not stored under its own id (the
+// queued status answers). Without a queued status (sync mode) Postgres
+// alone answers.
+type StatusReader struct {
+	claims ClaimReader
+	queued *Status
+}
+
+// NewStatusReader reads claims from claims and, when queued is not nil, the
+// statuses of queued claims from it.
+func NewStatusReader(claims ClaimReader, queued *Status) *StatusReader {
+	return &StatusReader{claims: claims, queued: queued}
+}
+
+// ClaimStatus returns the status of the claim id if client sent it;
+// claim.ErrNotFound when it was never accepted or another client sent it,
+// an error wrapping claim.ErrUnavailable when that cannot be told now.
+func (r *StatusReader) ClaimStatus(ctx context.Context, client, id string) (claim.Status, error) {
+	c, err := r.claims.Claim(ctx, client, id)
+	if err == nil {
+		return claim.Status{State: claim.StatusStored, Claim: c}, nil
+	}
+	if !errors.Is(err, claim.ErrNotFound) || r.queued == nil {
+		return claim.Status{}, err
+	}
+	// Perhaps accepted for the queue and not stored (yet).
+	st, found, err := r.queued.Lookup(ctx, client, id)
+	switch {
+	case err != nil:
+		return claim.Status{}, fmt.Errorf("%w: looking up queued claims: %w", claim.ErrUnavailable, err)
+	case !found:
+		return claim.Status{}, claim.ErrNotFound
+	case st.Status == claim.StatusStored: // under an earlier claim with its claim_id or key
+		c, err := r.claims.Claim(ctx, client, st.StoredAs)
+		if err != nil {
+			return claim.Status{}, err
+		}
+		return claim.Status{State: claim.StatusStored, Claim: c}, nil
+	}
+	return claim.Status{State: st.Status, ID: id, ClaimID: st.ClaimID, NetFee: st.NetFee,
+		ReceivedAt: st.ReceivedAt, Reason: st.Reason}, nil
+}
