@@ -141,7 +141,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	ingestCfg.Rules = cfg.Rules
 	claims := ingest.New(st, ranking, ingestCfg, reg, log)
 	defer claims.Close() // after the HTTP server has drained: stores what is queued
-	status := queue.NewStatus(rdb, cfg.RedisKeyPrefix, cfg.Status)
+	status := queue.NewStatus(rdb, rank.Keys{Prefix: cfg.RedisKeyPrefix}, cfg.Status)
 	var publisher *queue.Publisher
 	statuses := queue.NewStatusReader(st, nil) // sync mode: Postgres alone knows every claim
 	if cfg.Async {

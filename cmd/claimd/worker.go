@@ -18,6 +18,7 @@ import (
 
 	"github.com/claim-process/claim-process/internal/ingest"
 	"github.com/claim-process/claim-process/internal/queue"
+	"github.com/claim-process/claim-process/internal/rank"
 )
 
 // work is `claimd worker`: it stores the claims async mode queued, through
@@ -33,7 +34,7 @@ func work(ctx context.Context, cfg config, log *slog.Logger) error {
 	ingestCfg.Rules = cfg.Rules
 	claims := ingest.New(st, ranking, ingestCfg, reg, log)
 	defer claims.Close()
-	worker := queue.NewWorker(cfg.Worker, claims, queue.NewStatus(rdb, cfg.RedisKeyPrefix, cfg.Status),
+	worker := queue.NewWorker(cfg.Worker, claims, queue.NewStatus(rdb, rank.Keys{Prefix: cfg.RedisKeyPrefix}, cfg.Status),
 		queue.NewMetrics(reg), log)
 
 	mux := http.NewServeMux()
@@ -114,7 +115,7 @@ func deadLetters(ctx context.Context, cfg config, f dlqFlags, stdout io.Writer) 
 		return err
 	}
 	defer rdb.Close()
-	status := queue.NewStatus(rdb, cfg.RedisKeyPrefix, cfg.Status)
+	status := queue.NewStatus(rdb, rank.Keys{Prefix: cfg.RedisKeyPrefix}, cfg.Status)
 	switch f.action {
 	case "list", "replay", "purge":
 	default:

@@ -86,7 +86,7 @@ func mustStackWith(tb testing.TB, o stackOptions) stack {
 
 	claims := ingest.New(st, ranking, ingest.Config{KeysPerClient: o.keysPerClient}, reg, log)
 	tb.Cleanup(claims.Close)
-	status := queue.NewStatus(rdb, prefix, queue.StatusConfig{TTL: time.Hour, PerClient: o.queuedPerClient})
+	status := queue.NewStatus(rdb, rank.Keys{Prefix: prefix}, queue.StatusConfig{TTL: time.Hour, PerClient: o.queuedPerClient})
 	deps := httpapi.Deps{
 		Claims:              claims,
 		Statuses:            queue.NewStatusReader(st, nil),

@@ -46,7 +46,7 @@ func newHarness(t *testing.T, deliveryLimit int) *harness {
 		cfg: queue.Config{URL: testenv.SharedRabbitMQURL(), Queue: testenv.MustQueueName(t), DeliveryLimit: deliveryLimit}}
 	h.svc = ingest.New(st, rank.NewRedis(rdb, h.keys), ingest.Config{}, prometheus.NewRegistry(), nil)
 	t.Cleanup(h.svc.Close)
-	h.status = queue.NewStatus(rdb, prefix, queue.StatusConfig{TTL: time.Hour})
+	h.status = queue.NewStatus(rdb, rank.Keys{Prefix: prefix}, queue.StatusConfig{TTL: time.Hour})
 	h.m = queue.NewMetrics(prometheus.NewRegistry())
 	h.pub = queue.NewPublisher(queue.PublisherConfig{Config: h.cfg}, h.status, h.m, testenv.Logger(t))
 	ctx, cancel := context.WithCancel(context.Background())
@@ -238,7 +238,7 @@ func TestReturnedMessageIsRefused(t *testing.T) {
 func TestBrokerDownRefusesAtOnce(t *testing.T) {
 	t.Parallel()
 	rdb, prefix := testenv.MustSharedRedis(t)
-	status := queue.NewStatus(rdb, prefix, queue.StatusConfig{TTL: time.Hour})
+	status := queue.NewStatus(rdb, rank.Keys{Prefix: prefix}, queue.StatusConfig{TTL: time.Hour})
 	cfg := queue.PublisherConfig{Config: queue.Config{URL: fmt.Sprintf("amqp://guest:guest@127.0.0.1:%d/", testenv.FreePort(t))}}
 	pub := queue.NewPublisher(cfg, status, queue.NewMetrics(prometheus.NewRegistry()), testenv.Logger(t))
 	ctx, cancel := context.WithCancel(context.Background())

@@ -28,7 +28,7 @@ import (
 // sorted set scored by their expiry, which says how many it holds.
 type Status struct {
 	rdb       redis.UniversalClient
-	prefix    string
+	keys      StatusKeys
 	ttl       time.Duration
 	perClient int64
 }
@@ -47,15 +47,21 @@ type StatusConfig struct {
 // million claims of one client (about 300 MB of Redis).
 const DefaultQueuedPerClient = 1_000_000
 
-// NewStatus keeps entries under prefix.
-func NewStatus(rdb redis.UniversalClient, prefix string, cfg StatusConfig) *Status {
+// StatusKeys names the Redis keys of the statuses; rank.Keys does.
+type StatusKeys interface {
+	Queued(id string) string       // the entry of one claim
+	QueuedBy(client string) string // the sorted set of a client's entries
+}
+
+// NewStatus keeps entries under keys.
+func NewStatus(rdb redis.UniversalClient, keys StatusKeys, cfg StatusConfig) *Status {
 	if cfg.TTL <= 0 {
 		cfg.TTL = 7 * 24 * time.Hour
 	}
 	if cfg.PerClient <= 0 {
 		cfg.PerClient = DefaultQueuedPerClient
 	}
-	return &Status{rdb: rdb, prefix: prefix, ttl: cfg.TTL, perClient: cfg.PerClient}
+	return &Status{rdb: rdb, keys: keys, ttl: cfg.TTL, perClient: cfg.PerClient}
 }
 
 // State is what is known of an accepted claim not stored under its own id.
@@ -73,16 +79,12 @@ type State struct {
 	Reason     string      `json:"reason,omitempty"`
 }
 
-// key names the entry of a claim; index, the sorted set of a client's entries.
-func (s *Status) key(id string) string       { return s.prefix + "queued:" + id }
-func (s *Status) index(client string) string { return s.prefix + "queued-by:" + client }
-
 func (s *Status) set(ctx context.Context, id string, st State) error {
 	b, err := json.Marshal(st)
 	if err != nil {
 		return err
 	}
-	return s.rdb.Set(ctx, s.key(id), b, s.ttl).Err()
+	return s.rdb.Set(ctx, s.keys.Queued(id), b, s.ttl).Err()
 }
 
 // MarkQueued records c as accepted and waiting. It fails with
@@ -96,14 +98,14 @@ func (s *Status) MarkQueued(ctx context.Context, c claim.Claim) error {
 	// One round trip: the entry is written, then counted with the client's
 	// others; over the cap it is taken back.
 	now := time.Now()
-	index := s.index(c.Sender)
+	index := s.keys.QueuedBy(c.Sender)
 	var held *redis.IntCmd
 	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		p.ZRemRangeByScore(ctx, index, "-inf", strconv.FormatInt(now.UnixMilli(), 10)) // the expired
 		p.ZAdd(ctx, index, redis.Z{Score: float64(now.Add(s.ttl).UnixMilli()), Member: c.ID})
 		held = p.ZCard(ctx, index)
 		p.PExpire(ctx, index, s.ttl)
-		p.Set(ctx, s.key(c.ID), b, s.ttl)
+		p.Set(ctx, s.keys.Queued(c.ID), b, s.ttl)
 		return nil
 	})
 	if err != nil {
@@ -128,7 +130,7 @@ func (s *Status) Lookup(ctx context.Context, client, id string) (st State, found
 }
 
 func (s *Status) get(ctx context.Context, id string) (st State, found bool, err error) {
-	b, err := s.rdb.Get(ctx, s.key(id)).Bytes()
+	b, err := s.rdb.Get(ctx, s.keys.Queued(id)).Bytes()
 	if errors.Is(err, redis.Nil) {
 		return State{}, false, nil
 	}
@@ -150,13 +152,13 @@ func (s *Status) Forget(client string, ids ...string) {
 	keys := make([]string, len(ids))
 	members := make([]any, len(ids))
 	for i, id := range ids {
-		keys[i], members[i] = s.key(id), id
+		keys[i], members[i] = s.keys.Queued(id), id
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	_, _ = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		p.Del(ctx, keys...)
-		p.ZRem(ctx, s.index(client), members...)
+		p.ZRem(ctx, s.keys.QueuedBy(client), members...)
 		return nil
 	})
 }

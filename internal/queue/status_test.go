@@ -11,6 +11,7 @@ import (
 
 	"github.com/claim-process/claim-process/internal/claim"
 	"github.com/claim-process/claim-process/internal/queue"
+	"github.com/claim-process/claim-process/internal/rank"
 	"github.com/claim-process/claim-process/internal/testenv"
 )
 
@@ -24,7 +25,7 @@ func queuedClaim(n int, client string) claim.Claim {
 func TestQueuedStatusReadOnlyByItsClient(t *testing.T) {
 	t.Parallel()
 	rdb, prefix := testenv.MustSharedRedis(t)
-	status := queue.NewStatus(rdb, prefix, queue.StatusConfig{TTL: time.Hour})
+	status := queue.NewStatus(rdb, rank.Keys{Prefix: prefix}, queue.StatusConfig{TTL: time.Hour})
 	ctx := context.Background()
 	c := queuedClaim(1, "key:aaaaaaaaaaaa")
 	require.NoError(t, status.MarkQueued(ctx, c))
@@ -47,7 +48,7 @@ func TestQueuedStatusReadOnlyByItsClient(t *testing.T) {
 func TestQueuedStatusCapPerClient(t *testing.T) {
 	t.Parallel()
 	rdb, prefix := testenv.MustSharedRedis(t)
-	status := queue.NewStatus(rdb, prefix, queue.StatusConfig{TTL: 500 * time.Millisecond, PerClient: 3})
+	status := queue.NewStatus(rdb, rank.Keys{Prefix: prefix}, queue.StatusConfig{TTL: 500 * time.Millisecond, PerClient: 3})
 	ctx := context.Background()
 	for i := range 3 {
 		require.NoError(t, status.MarkQueued(ctx, queuedClaim(i, "greedy")))
@@ -93,7 +94,7 @@ func TestStatusReaderAcrossPostgresAndQueue(t *testing.T) {
 	t.Cleanup(func() { _ = dead.Close() })
 	for _, r := range []*queue.StatusReader{
 		queue.NewStatusReader(st, nil),
-		queue.NewStatusReader(st, queue.NewStatus(dead, "x:", queue.StatusConfig{})),
+		queue.NewStatusReader(st, queue.NewStatus(dead, rank.Keys{Prefix: "x:"}, queue.StatusConfig{})),
 	} {
 		s, err := r.ClaimStatus(ctx, stored.Sender, stored.ID)
 		require.NoError(t, err)
@@ -104,12 +105,12 @@ func TestStatusReaderAcrossPostgresAndQueue(t *testing.T) {
 	require.ErrorIs(t, err, claim.ErrNotFound, "another client's claim")
 	_, err = queue.NewStatusReader(st, nil).ClaimStatus(ctx, stored.Sender, unknown)
 	require.ErrorIs(t, err, claim.ErrNotFound)
-	_, err = queue.NewStatusReader(st, queue.NewStatus(dead, "x:", queue.StatusConfig{})).ClaimStatus(ctx, stored.Sender, unknown)
+	_, err = queue.NewStatusReader(st, queue.NewStatus(dead, rank.Keys{Prefix: "x:"}, queue.StatusConfig{})).ClaimStatus(ctx, stored.Sender, unknown)
 	require.ErrorIs(t, err, claim.ErrUnavailable)
 
 	// Queued, then stored under an earlier claim's id: the reader follows it.
 	rdb, prefix := testenv.MustSharedRedis(t)
-	status := queue.NewStatus(rdb, prefix, queue.StatusConfig{TTL: time.Hour})
+	status := queue.NewStatus(rdb, rank.Keys{Prefix: prefix}, queue.StatusConfig{TTL: time.Hour})
 	r := queue.NewStatusReader(st, status)
 	waiting := queuedClaim(9, stored.Sender)
 	require.NoError(t, status.MarkQueued(ctx, waiting))

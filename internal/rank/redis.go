@@ -2,7 +2,8 @@
 // sorted set, answers top-N from it, falls back to Postgres when Redis cannot
 // answer, and reconciles the set with the Postgres totals, the truth.
 //
-// This package is the one place that owns Redis keys and scripts.
+// This package is the one place that names Redis keys (keys.go) and holds
+// the ranking's scripts.
 package rank
 
 import (
@@ -25,39 +26,6 @@ import (
 // ErrIncomplete means the Redis set cannot be trusted to hold every provider:
 // Redis lost it (a restart) and no rebuild has finished since.
 var ErrIncomplete = errors.New("redis ranking is incomplete")
-
-// Keys names every Redis key the ranking uses, under one prefix.
-type Keys struct{ Prefix string }
-
-// Ranking is the sorted set: member provider NPI, score total net fee in cents.
-func (k Keys) Ranking() string { return k.Prefix + "rank:providers" }
-
-// Generation names the live versions: "<generation>/<digits>". Each
-// provider's version lives in the hash VersionsPrefix()+generation+":"+(the
-// last digits of its NPI). Many small hashes rather than one big one: Redis
-// keeps a hash of up to 128 fields as a compact listpack, about a quarter of
-// the memory of a hash table (a rebuild picks digits for ~100 fields each).
-// Absent, the generation is "0" with 4 digits.
-func (k Keys) Generation() string { return k.Prefix + "rank:providers:gen" }
-
-// VersionsPrefix begins the name of every versions hash, of any generation.
-func (k Keys) VersionsPrefix() string { return k.Prefix + "rank:providers:v:" }
-
-// Complete exists only while the set is known to hold every provider: a
-// rebuild sets it to the epoch of the database it read; Redis losing its
-// data loses it too.
-func (k Keys) Complete() string { return k.Prefix + "rank:providers:complete" }
-
-// BuildRanking is the set a rebuild fills aside before swapping it in;
-// BuildGeneration, which exists while a rebuild runs, names its versions
-// like Generation, the generation being the rebuild's token.
-func (k Keys) BuildRanking() string    { return k.Prefix + "rank:providers:build" }
-func (k Keys) BuildGeneration() string { return k.Prefix + "rank:providers:build:gen" }
-
-// RateLimit is the rate-limiter's key for one client of one route.
-func (k Keys) RateLimit(route, client string) string {
-	return k.Prefix + "ratelimit:" + route + ":" + client
-}
 
 // buildingMember keeps the build set in existence from the start, so that it
 // can carry a TTL: a build whose process died expires after buildTTL.
@@ -440,8 +408,7 @@ return n
 func (r *Redis) dropOldVersions(ctx context.Context) error {
 	k := r.keys
 	args := []any{k.VersionsPrefix(), k.Generation(), k.BuildGeneration()}
-	// Before versions were split into generations they were one hash.
-	keys := []string{k.Prefix + "rank:providers:versions", k.Prefix + "rank:providers:build:versions"}
+	keys := k.legacyVersions()
 	drop := func() error {
 		if len(keys) == 0 {
 			return nil
@@ -462,28 +429,4 @@ func (r *Redis) dropOldVersions(ctx context.Context) error {
 		return fmt.Errorf("drop old ranking versions: %w", err)
 	}
 	return nil
-}
-
-// Versions reads the version of every provider's total the live set holds.
-func (r *Redis) Versions(ctx context.Context) (map[string]int64, error) {
-	gen, _, err := r.liveGeneration(ctx)
-	if err != nil && !errors.Is(err, errNoGeneration) {
-		return nil, err
-	}
-	out := map[string]int64{}
-	iter := r.client.Scan(ctx, 0, r.keys.VersionsPrefix()+gen+":*", 1000).Iterator()
-	for iter.Next(ctx) {
-		fields, err := r.client.HGetAll(ctx, iter.Val()).Result()
-		if err != nil {
-			return nil, err
-		}
-		for npi, s := range fields {
-			n, err := strconv.ParseInt(s, 10, 64)
-			if err != nil {
-				return nil, fmt.Errorf("version of %s: %w", npi, err)
-			}
-			out[npi] = n
-		}
-	}
-	return out, iter.Err()
 }

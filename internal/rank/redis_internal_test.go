@@ -32,13 +32,13 @@ func TestDropOldVersions(t *testing.T) {
 	for _, gen := range []string{"live", token, "dead", "0"} {
 		require.NoError(t, client.HSet(ctx, r.keys.VersionsPrefix()+gen+":5", "1000000005", 1).Err())
 	}
-	require.NoError(t, client.HSet(ctx, prefix+"rank:providers:versions", "1000000005", 1).Err())
+	require.NoError(t, client.HSet(ctx, r.keys.legacyVersions()[0], "1000000005", 1).Err())
 
 	require.NoError(t, r.dropOldVersions(ctx))
 	var left []string
-	iter := client.Scan(ctx, 0, prefix+"rank:providers:*", 100).Iterator()
+	iter := client.Scan(ctx, 0, r.keys.Ranking()+":*", 100).Iterator()
 	for iter.Next(ctx) {
-		if key := iter.Val(); strings.HasPrefix(key, r.keys.VersionsPrefix()) || key == prefix+"rank:providers:versions" {
+		if key := iter.Val(); strings.HasPrefix(key, r.keys.VersionsPrefix()) || key == r.keys.legacyVersions()[0] {
 			left = append(left, key)
 		}
 	}
