@@ -15,6 +15,7 @@ import (
 	"github.com/claim-process/claim-process/internal/httpapi"
 	"github.com/claim-process/claim-process/internal/ingest"
 	"github.com/claim-process/claim-process/internal/queue"
+	"github.com/claim-process/claim-process/internal/rank"
 )
 
 // setting is one environment variable the service reads.
@@ -29,9 +30,9 @@ var settings = []setting{
 	{"DATABASE_URL", "postgres://127.0.0.1:5432/claims?sslmode=disable", "Postgres connection URL; the database is created when missing"},
 	{"REDIS_URL", "redis://127.0.0.1:6379/0", "Redis connection URL"},
 	{"REDIS_KEY_PREFIX", "claimd:", "prefix of every Redis key the service uses"},
-	{"RECONCILE_INTERVAL", "30s", "how often Redis is reconciled with Postgres"},
+	{"RECONCILE_INTERVAL", shortDuration(rank.DefaultReconcileInterval), "how often Redis is reconciled with Postgres"},
 	{"TOP_PROVIDERS_RATE_LIMIT", "10/min", "requests per client to /top-providers: N/s, N/min, N/h, or 0 for no limit"},
-	{"IDEMPOTENCY_TTL", "24h", "how long Idempotency-Key outcomes are remembered"},
+	{"IDEMPOTENCY_TTL", shortDuration(ingest.DefaultKeyTTL), "how long Idempotency-Key outcomes are remembered"},
 	{"API_KEYS", "", "comma-separated API keys; when set (or API_KEYS_FILE is), posting and reading claims needs Authorization: Bearer <key>"},
 	{"API_KEYS_FILE", "", "file with one API key per line (# comments allowed)"},
 	{"ALLOW_ANONYMOUS_READS", "false", "without API keys, let anyone who can reach the service read every claim (GET /claims/{id}); for local use (make run sets it)"},
@@ -41,48 +42,51 @@ var settings = []setting{
 	{"SERVICE_DATE_EARLIEST", claim.DefaultEarliestServiceDate.Format(time.DateOnly), "the earliest service date accepted (YYYY-MM-DD)"},
 	{"SERVICE_DATE_MAX_AHEAD", shortDuration(claim.DefaultServiceDateAhead), "how far after today (UTC) a service date may be; 0s: today at the latest"},
 	{"MIGRATE_ON_START", "true", "serve creates the database if missing and applies pending migrations first"},
-	{"INGEST_BATCH_SIZE", "256", "group commit: most claims stored in one transaction"},
-	{"INGEST_BATCH_WAIT", "2ms", "group commit: longest a claim waits for others to share its transaction"},
-	{"INGEST_WRITERS", "4", "group commit: transactions in flight at once"},
-	{"INGEST_QUEUE_SIZE", "8192", "claims waiting to be stored before POST /claims answers 503 + Retry-After"},
+	{"INGEST_BATCH_SIZE", strconv.Itoa(ingest.DefaultBatchSize), "group commit: most claims stored in one transaction"},
+	{"INGEST_BATCH_WAIT", shortDuration(ingest.DefaultBatchWait), "group commit: longest a claim waits for others to share its transaction"},
+	{"INGEST_WRITERS", strconv.Itoa(ingest.DefaultWriters), "group commit: transactions in flight at once"},
+	{"INGEST_QUEUE_SIZE", strconv.Itoa(ingest.DefaultQueueSize), "claims waiting to be stored before POST /claims answers 503 + Retry-After"},
 	{"INGEST_MODE", "sync", "sync: POST /claims stores the claim, 201; async: it queues it on RabbitMQ, 202, and `claimd worker` stores it"},
 	{"RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/", "RabbitMQ URL (async mode, claimd worker, claimd dlq)"},
-	{"RABBITMQ_QUEUE", "claims", "the durable quorum queue of claims; its dead letters go to <queue>.dead"},
-	{"QUEUE_DELIVERY_LIMIT", "10", "returns of a failing message to the queue before the broker dead-letters it (fixed when the queue is first declared)"},
-	{"PUBLISH_CONFIRM_TIMEOUT", "2s", "async mode: longest wait for the broker's confirm before POST /claims answers 503"},
-	{"QUEUED_STATUS_TTL", "168h", "async mode: how long Redis remembers an accepted claim not stored yet (GET /claims/{id} says queued)"},
+	{"RABBITMQ_QUEUE", queue.DefaultQueue, "the durable quorum queue of claims; its dead letters go to <queue>.dead"},
+	{"QUEUE_DELIVERY_LIMIT", strconv.Itoa(queue.DefaultDeliveryLimit), "returns of a failing message to the queue before the broker dead-letters it (fixed when the queue is first declared)"},
+	{"PUBLISH_CONFIRM_TIMEOUT", shortDuration(queue.DefaultConfirmTimeout), "async mode: longest wait for the broker's confirm before POST /claims answers 503"},
+	{"QUEUED_STATUS_TTL", shortDuration(queue.DefaultStatusTTL), "async mode: how long Redis remembers an accepted claim not stored yet (GET /claims/{id} says queued)"},
 	{"WORKER_ADDR", ":8001", "claimd worker: address of its /metrics, /healthz and /readyz"},
-	{"WORKER_CONSUMERS", "2", "claimd worker: channels consuming the queue"},
-	{"WORKER_PREFETCH", "256", "claimd worker: unacknowledged messages per consumer (their claims are stored together)"},
+	{"WORKER_CONSUMERS", strconv.Itoa(queue.DefaultConsumers), "claimd worker: channels consuming the queue"},
+	{"WORKER_PREFETCH", strconv.Itoa(queue.DefaultPrefetch), "claimd worker: unacknowledged messages per consumer (their claims are stored together)"},
 	{"SHUTDOWN_TIMEOUT", "20s", "how long SIGTERM waits for in-flight requests"},
 	{"LOG_LEVEL", "info", "debug, info, warn or error"},
 	{"PPROF_ADDR", "", "when set (e.g. 127.0.0.1:6060), serve net/http/pprof there; off by default"},
 }
 
+// config is every setting, read once: each component's config is complete
+// here, and the commands hand it on as it is.
 type config struct {
-	HTTPAddr          string
-	MetricsAddr       string
-	AnonymousReads    bool
-	DatabaseURL       string
-	RedisURL          string
-	RedisKeyPrefix    string
-	ReconcileInterval time.Duration
-	TopProvidersLimit redis_rate.Limit
-	IdempotencyTTL    time.Duration
-	Ingest            ingest.Config
-	APIKeys           []string
-	PprofAddr         string
-	Rules             claim.Rules
-	MigrateOnStart    bool
-	ShutdownTimeout   time.Duration
-	LogLevel          slog.Level
+	HTTPAddr        string
+	MetricsAddr     string
+	PprofAddr       string
+	WorkerAddr      string
+	DatabaseURL     string
+	RedisURL        string
+	Keys            rank.Keys // REDIS_KEY_PREFIX
+	MigrateOnStart  bool
+	ShutdownTimeout time.Duration
+	LogLevel        slog.Level
 
-	Async       bool // INGEST_MODE=async
-	Queue       queue.Config
-	PublishWait time.Duration
-	Status      queue.StatusConfig
-	Worker      queue.WorkerConfig
-	WorkerAddr  string
+	// The HTTP layer's.
+	APIKeys           []string
+	AnonymousReads    bool
+	TopProvidersLimit redis_rate.Limit
+
+	Ingest    ingest.Config
+	Reconcile rank.ReconcilerConfig
+
+	Async     bool // INGEST_MODE=async
+	Queue     queue.Config
+	Publisher queue.PublisherConfig
+	Status    queue.StatusConfig
+	Worker    queue.WorkerConfig
 }
 
 // shortDuration writes d as a person would: "24h", not "24h0m0s".
@@ -149,11 +153,11 @@ func loadConfig(getenv func(string) string) (config, error) {
 	cfg.PprofAddr = strings.TrimSpace(getenv("PPROF_ADDR"))
 	cfg.DatabaseURL = get("DATABASE_URL")
 	cfg.RedisURL = get("REDIS_URL")
-	cfg.RedisKeyPrefix = get("REDIS_KEY_PREFIX")
-	cfg.ReconcileInterval = duration("RECONCILE_INTERVAL")
+	cfg.Keys = rank.Keys{Prefix: get("REDIS_KEY_PREFIX")}
+	cfg.Reconcile = rank.ReconcilerConfig{Interval: duration("RECONCILE_INTERVAL")}
 	cfg.ShutdownTimeout = duration("SHUTDOWN_TIMEOUT")
-	cfg.IdempotencyTTL = duration("IDEMPOTENCY_TTL")
-	if cfg.IdempotencyTTL > 0 && cfg.IdempotencyTTL < time.Minute {
+	keyTTL := duration("IDEMPOTENCY_TTL")
+	if keyTTL > 0 && keyTTL < time.Minute {
 		// Shorter than a key's lease, expiry would delete keys still in use.
 		bad("IDEMPOTENCY_TTL", fmt.Errorf("must be at least 1m"))
 	}
@@ -167,7 +171,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 	}
 	cfg.MigrateOnStart = boolean("MIGRATE_ON_START")
 	cfg.Ingest = ingest.Config{
-		KeyTTL:        cfg.IdempotencyTTL,
+		KeyTTL:        keyTTL,
 		KeysPerClient: int64(positive("IDEMPOTENCY_KEYS_PER_CLIENT")),
 		BatchSize:     positive("INGEST_BATCH_SIZE"),
 		BatchWait:     duration("INGEST_BATCH_WAIT"),
@@ -182,7 +186,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		bad("INGEST_MODE", fmt.Errorf("must be sync or async"))
 	}
 	cfg.Queue = queue.Config{URL: get("RABBITMQ_URL"), Queue: get("RABBITMQ_QUEUE"), DeliveryLimit: positive("QUEUE_DELIVERY_LIMIT")}
-	cfg.PublishWait = duration("PUBLISH_CONFIRM_TIMEOUT")
+	cfg.Publisher = queue.PublisherConfig{Config: cfg.Queue, ConfirmTimeout: duration("PUBLISH_CONFIRM_TIMEOUT")}
 	cfg.Status = queue.StatusConfig{TTL: duration("QUEUED_STATUS_TTL"), PerClient: int64(positive("QUEUED_PER_CLIENT"))}
 	cfg.WorkerAddr = get("WORKER_ADDR")
 	cfg.Worker = queue.WorkerConfig{Config: cfg.Queue, Consumers: positive("WORKER_CONSUMERS"),
@@ -203,9 +207,9 @@ func loadConfig(getenv func(string) string) (config, error) {
 	if err != nil {
 		bad("SERVICE_DATE_MAX_AHEAD", err)
 	}
-	cfg.Rules = claim.DefaultRulesWithDates(earliest, ahead)
+	cfg.Ingest.Rules = claim.DefaultRulesWithDates(earliest, ahead)
 	if boolean("VALIDATE_NPI_CHECKSUM") {
-		cfg.Rules = append(cfg.Rules, claim.NPIChecksum)
+		cfg.Ingest.Rules = append(cfg.Ingest.Rules, claim.NPIChecksum)
 	}
 	if err := cfg.LogLevel.UnmarshalText([]byte(get("LOG_LEVEL"))); err != nil {
 		bad("LOG_LEVEL", err)

@@ -309,6 +309,7 @@ func TestServeRanksFallsBackAndReconciles(t *testing.T) {
 		"RECONCILE_INTERVAL":       "1s",
 		"TOP_PROVIDERS_RATE_LIMIT": "0",
 		"LOG_LEVEL":                "debug",
+		"ALLOW_ANONYMOUS_READS":    "true",
 	}
 	baseURL, stop := mustRun(t, env)
 
@@ -413,16 +414,16 @@ func TestConfig(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, ":8000", cfg.HTTPAddr)
 	require.Equal(t, "redis://127.0.0.1:6379/0", cfg.RedisURL)
-	require.Equal(t, 30*time.Second, cfg.ReconcileInterval)
+	require.Equal(t, 30*time.Second, cfg.Reconcile.Interval)
 	require.Equal(t, 10, cfg.TopProvidersLimit.Rate)
 	require.Equal(t, time.Minute, cfg.TopProvidersLimit.Period)
-	require.Equal(t, []string{"procedure_code", "npi_format", "service_date_range"}, cfg.Rules.Names())
+	require.Equal(t, []string{"procedure_code", "npi_format", "service_date_range"}, cfg.Ingest.Rules.Names())
 	require.True(t, cfg.MigrateOnStart)
 	require.False(t, cfg.AnonymousReads, "claim reads need a key unless the operator says otherwise")
 	require.Empty(t, cfg.MetricsAddr)
 	require.Equal(t, int64(10_000_000), cfg.Ingest.KeysPerClient)
 	require.Equal(t, int64(1_000_000), cfg.Status.PerClient)
-	_, detail, ok := cfg.Rules[2].Check(claim.Line{ServiceDate: time.Date(1899, 12, 31, 0, 0, 0, 0, time.UTC)})
+	_, detail, ok := cfg.Ingest.Rules[2].Check(claim.Line{ServiceDate: time.Date(1899, 12, 31, 0, 0, 0, 0, time.UTC)})
 	require.False(t, ok)
 	require.Contains(t, detail, "must be from 1900-01-01 to ")
 	require.False(t, cfg.Async)
@@ -434,7 +435,7 @@ func TestConfig(t *testing.T) {
 	env := map[string]string{"VALIDATE_NPI_CHECKSUM": "true", "TOP_PROVIDERS_RATE_LIMIT": "0"}
 	cfg, err = loadConfig(func(k string) string { return env[k] })
 	require.NoError(t, err)
-	require.Equal(t, []string{"procedure_code", "npi_format", "service_date_range", "npi_checksum"}, cfg.Rules.Names())
+	require.Equal(t, []string{"procedure_code", "npi_format", "service_date_range", "npi_checksum"}, cfg.Ingest.Rules.Names())
 	require.True(t, cfg.TopProvidersLimit.IsZero())
 
 	env = map[string]string{"SERVICE_DATE_EARLIEST": "2020-01-01", "SERVICE_DATE_MAX_AHEAD": "0s", "ALLOW_ANONYMOUS_READS": "true",
@@ -447,7 +448,7 @@ func TestConfig(t *testing.T) {
 	require.Equal(t, int64(7), cfg.Status.PerClient)
 	for date, ok := range map[string]bool{"2019-12-31": false, "2020-01-01": true, time.Now().UTC().AddDate(0, 0, 1).Format(time.DateOnly): false} {
 		d, _ := time.Parse(time.DateOnly, date)
-		_, _, passed := cfg.Rules[2].Check(claim.Line{ServiceDate: d})
+		_, _, passed := cfg.Ingest.Rules[2].Check(claim.Line{ServiceDate: d})
 		require.Equal(t, ok, passed, date)
 	}
 

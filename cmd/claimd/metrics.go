@@ -11,41 +11,56 @@ import (
 	"github.com/claim-process/claim-process/internal/store"
 )
 
-// dependencyUp is claimd_dependency_up: whether each dependency answers,
-// sampled every few seconds by serve and worker alike, for alerts and
+// dependencyWatch is claimd_dependency_up: whether each dependency answers,
+// checked every few seconds by serve and worker alike, for alerts and
 // dashboards (readiness answers the same question for one request).
-func dependencyUp(reg prometheus.Registerer) *prometheus.GaugeVec {
-	g := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+type dependencyWatch struct {
+	up       *prometheus.GaugeVec
+	interval time.Duration
+	checks   map[string]func(context.Context) error
+}
+
+func newDependencyWatch(reg prometheus.Registerer, interval time.Duration, checks map[string]func(context.Context) error) *dependencyWatch {
+	up := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Namespace: "claimd", Name: "dependency_up",
 		Help: "1 when the dependency answered its last check (every 5 s), 0 when not; by dependency (postgres, redis, rabbitmq).",
 	}, []string{"dependency"})
-	reg.MustRegister(g)
-	return g
+	reg.MustRegister(up)
+	return &dependencyWatch{up: up, interval: interval, checks: checks}
 }
 
-// watchDependencies checks each dependency every interval until ctx is done.
-func watchDependencies(ctx context.Context, up *prometheus.GaugeVec, interval time.Duration, checks map[string]func(context.Context) error) {
-	ticker := time.NewTicker(interval)
+// Run checks every dependency now and then every interval, until ctx is done.
+func (w *dependencyWatch) Run(ctx context.Context) {
+	ticker := time.NewTicker(w.interval)
 	defer ticker.Stop()
 	for {
-		for name, check := range checks {
-			cctx, cancel := context.WithTimeout(ctx, time.Second)
-			v := 1.0
-			if check(cctx) != nil {
-				v = 0
-			}
-			cancel()
-			if ctx.Err() != nil {
-				return
-			}
-			up.WithLabelValues(name).Set(v)
-		}
+		w.RunOnce(ctx)
 		select {
 		case <-ctx.Done():
 			return
 		case <-ticker.C:
 		}
 	}
+}
+
+// RunOnce checks each dependency (a second at most each) and sets its
+// gauge; it returns which answered. A check cut short by ctx sets nothing.
+func (w *dependencyWatch) RunOnce(ctx context.Context) map[string]bool {
+	answered := make(map[string]bool, len(w.checks))
+	for name, check := range w.checks {
+		cctx, cancel := context.WithTimeout(ctx, time.Second)
+		answered[name] = check(cctx) == nil
+		cancel()
+		if ctx.Err() != nil {
+			return answered
+		}
+		v := 0.0
+		if answered[name] {
+			v = 1
+		}
+		w.up.WithLabelValues(name).Set(v)
+	}
+	return answered
 }
 
 // buildInfo is claimd_build_info: the version and VCS revision the binary

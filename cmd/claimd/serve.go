@@ -10,161 +10,57 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
-	"runtime/debug"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/claim-process/claim-process/internal/claim"
 	"github.com/claim-process/claim-process/internal/httpapi"
-	"github.com/claim-process/claim-process/internal/ingest"
 	"github.com/claim-process/claim-process/internal/queue"
 	"github.com/claim-process/claim-process/internal/rank"
-	"github.com/claim-process/claim-process/internal/store"
-)
-
-// The Postgres store fits every interface that wants the truth.
-var (
-	_ ingest.ClaimStore = (*store.Store)(nil)
-	_ queue.ClaimReader = (*store.Store)(nil)
-	_ rank.TopReader    = (*store.Store)(nil)
-	_ rank.Truth        = (*store.Store)(nil)
-	_ ingest.Ranking    = (*rank.Redis)(nil)
-	_ rank.TopReader    = (*rank.Redis)(nil)
 )
 
 func newLogger(w io.Writer, level slog.Level) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level}))
 }
 
-func migrate(ctx context.Context, cfg config, log *slog.Logger) error {
-	if err := store.EnsureDatabase(ctx, cfg.DatabaseURL); err != nil {
-		return err
-	}
-	st, err := store.Open(ctx, cfg.DatabaseURL)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	return st.Migrate(ctx, log)
-}
-
-// redisClient is the Redis client every command uses.
-func redisClient(cfg config) (*redis.Client, error) {
-	opts, err := redis.ParseURL(cfg.RedisURL)
-	if err != nil {
-		return nil, fmt.Errorf("REDIS_URL: %w", err)
-	}
-	// Without this go-redis ignores context deadlines on reads and writes,
-	// and the 50ms lookup deadline would become ReadTimeout.
-	opts.ContextTimeoutEnabled = true
-	opts.DialTimeout = time.Second
-	opts.ReadTimeout = 500 * time.Millisecond
-	opts.WriteTimeout = 500 * time.Millisecond
-	opts.PoolTimeout = time.Second
-	return redis.NewClient(opts), nil
-}
-
-// connect opens the Postgres store and the Redis client; close releases both.
-func connect(ctx context.Context, cfg config) (st *store.Store, rdb *redis.Client, close func(), err error) {
-	rdb, err = redisClient(cfg)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	st, err = store.Open(ctx, cfg.DatabaseURL)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	return st, rdb, func() {
-		_ = rdb.Close()
-		st.Close()
-	}, nil
-}
-
-// tuneGC sets the garbage collector for claimd's load unless the operator
-// set GOGC or GOMEMLIMIT: a request allocates a lot and keeps little, so
-// with Go's default (GOGC=100 over a live heap of a few MiB) collection ran
-// so often that ingest went 13-19% faster at GOGC=400 (4.4-4.6k -> 5.2k
-// claims/s, peak RSS 30 -> 44 MiB). The soft limit keeps memory bounded
-// whatever the load: nearing it, the collector runs as often as it must.
-func tuneGC(getenv func(string) string) {
-	if getenv("GOGC") == "" {
-		debug.SetGCPercent(400)
-	}
-	if getenv("GOMEMLIMIT") == "" {
-		debug.SetMemoryLimit(150 << 20)
-	}
-}
-
-// start is what serve and worker share: migrations (unless turned off), the
-// connections, a metrics registry, and the ranking bound to this database's
-// epoch. close releases the connections.
-func start(ctx context.Context, cfg config, log *slog.Logger) (st *store.Store, rdb *redis.Client,
-	reg *prometheus.Registry, ranking *rank.Redis, close func(), err error) {
-	if cfg.MigrateOnStart {
-		if err := migrate(ctx, cfg, log); err != nil {
-			return nil, nil, nil, nil, nil, err
-		}
-	}
-	st, rdb, close, err = connect(ctx, cfg)
-	if err != nil {
-		return nil, nil, nil, nil, nil, err
-	}
-	reg = prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	buildInfo(reg)
-	registerPools(reg, st, rdb)
-	ranking = rank.NewRedis(rdb, rank.Keys{Prefix: cfg.RedisKeyPrefix})
-	epoch, err := st.RankingEpoch(ctx)
-	if err != nil {
-		close()
-		return nil, nil, nil, nil, nil, err
-	}
-	ranking.ExpectEpoch(epoch)
-	return st, rdb, reg, ranking, close, nil
-}
-
+// serve is `claimd serve`: the HTTP API, and in the background the
+// reconciler, the idempotency key janitor, the dependency watcher and (async
+// mode) the publisher.
 func serve(ctx context.Context, cfg config, log *slog.Logger) error {
-	st, rdb, reg, ranking, closeConns, err := start(ctx, cfg, log)
+	a, err := newApp(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
-	defer closeConns()
-	keys := rank.Keys{Prefix: cfg.RedisKeyPrefix}
-	rankMetrics := rank.NewMetrics(reg)
-	reconciler := rank.NewReconciler(st, ranking, rank.ReconcilerConfig{Interval: cfg.ReconcileInterval}, rankMetrics, log)
-	ingestCfg := cfg.Ingest
-	ingestCfg.Rules = cfg.Rules
-	claims := ingest.New(st, ranking, ingestCfg, reg, log)
-	defer claims.Close() // after the HTTP server has drained: stores what is queued
-	status := queue.NewStatus(rdb, rank.Keys{Prefix: cfg.RedisKeyPrefix}, cfg.Status)
-	var publisher *queue.Publisher
-	statuses := queue.NewStatusReader(st, nil) // sync mode: Postgres alone knows every claim
-	if cfg.Async {
-		publisher = queue.NewPublisher(queue.PublisherConfig{Config: cfg.Queue, ConfirmTimeout: cfg.PublishWait},
-			status, queue.NewMetrics(reg), log)
-		statuses = queue.NewStatusReader(st, status)
-	}
+	defer a.Close() // after the HTTP server has drained: stores what the pipeline holds
+	rankMetrics := rank.NewMetrics(a.reg)
 	deps := httpapi.Deps{
-		Claims:              claims,
+		Claims:              a.claims,
+		Statuses:            queue.NewStatusReader(a.store, nil), // sync mode: Postgres alone knows every claim
 		APIKeys:             httpapi.NewAPIKeys(cfg.APIKeys),
 		AllowAnonymousReads: cfg.AnonymousReads,
-		Statuses:            statuses,
-		Top:                 rank.NewFallback(ranking, st, rank.FallbackConfig{}, rankMetrics, log),
-		RateLimiter:         httpapi.NewRateLimiter(rdb, cfg.TopProvidersLimit, keys.RateLimit),
-		PingPostgres:        st.Ping,
-		PingRedis:           func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
-		Registry:            reg,
+		Top:                 rank.NewFallback(a.ranking, a.store, rank.FallbackConfig{}, rankMetrics, log),
+		RateLimiter:         httpapi.NewRateLimiter(a.redis, cfg.TopProvidersLimit, cfg.Keys.RateLimit),
+		PingPostgres:        a.store.Ping,
+		PingRedis:           a.pingRedis,
+		Registry:            a.reg,
 		MetricsElsewhere:    cfg.MetricsAddr != "",
 		Log:                 log,
 	}
-	if publisher != nil {
-		deps.Queue = publisher
+	watched := map[string]func(context.Context) error{"postgres": a.store.Ping, "redis": a.pingRedis}
+	loops := []loop{
+		rank.NewReconciler(a.store, a.ranking, cfg.Reconcile, rankMetrics, log),
+		a.claims.KeyJanitor(time.Minute),
 	}
+	if cfg.Async {
+		publisher := queue.NewPublisher(cfg.Publisher, a.status, queue.NewMetrics(a.reg), log)
+		deps.Queue = publisher
+		deps.Statuses = queue.NewStatusReader(a.store, a.status)
+		watched["rabbitmq"] = publisher.Ready
+		loops = append(loops, publisher)
+	}
+	loops = append(loops, newDependencyWatch(a.reg, 5*time.Second, watched))
 	handler := httpapi.NewServer(deps)
 
 	var inFlight atomic.Int64
@@ -183,53 +79,24 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	}
 
 	// Shutdown order: stop accepting and drain requests, then stop the
-	// reconciler, then (deferred) close Redis and Postgres.
-	bgCtx, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		reconciler.Start(bgCtx)
-	}()
-	go func() {
-		defer wg.Done()
-		claims.MaintainKeys(bgCtx, time.Minute)
-	}()
-	checks := map[string]func(context.Context) error{
-		"postgres": st.Ping,
-		"redis":    func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
-	}
-	if publisher != nil {
-		checks["rabbitmq"] = publisher.Ready
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			publisher.Run(bgCtx)
-		}()
-	}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		watchDependencies(bgCtx, dependencyUp(reg), 5*time.Second, checks)
-	}()
-	defer func() {
-		stopBackground()
-		wg.Wait()
-	}()
-
+	// loops, then (deferred) store what the pipeline holds and close Redis
+	// and Postgres.
+	stopLoops := runLoops(context.WithoutCancel(ctx), loops...)
+	defer stopLoops()
 	if cfg.PprofAddr != "" {
-		stopPprof, err := servePprof(cfg.PprofAddr, log)
+		stop, err := serveAside(cfg.PprofAddr, "PPROF_ADDR", pprofHandler(), 0, log)
 		if err != nil {
 			return err
 		}
-		defer stopPprof()
+		defer stop()
+		log.Warn("profiling endpoints enabled", "addr", cfg.PprofAddr)
 	}
 	if cfg.MetricsAddr != "" {
-		stopMetrics, err := serveMetrics(cfg.MetricsAddr, reg, log)
+		stop, err := serveAside(cfg.MetricsAddr, "METRICS_ADDR", httpapi.MetricsHandler(a.reg), 30*time.Second, log)
 		if err != nil {
 			return err
 		}
-		defer stopMetrics()
+		defer stop()
 	}
 
 	serveErr := make(chan error, 1)
@@ -238,8 +105,8 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	if cfg.Async {
 		mode = "async"
 	}
-	log.Info("claimd serving", "addr", ln.Addr().String(), "ingest_mode", mode, "reconcile_interval", cfg.ReconcileInterval.String(),
-		"rules", cfg.Rules.Names(), "api_keys", len(cfg.APIKeys), "metrics_addr", cfg.MetricsAddr)
+	log.Info("claimd serving", "addr", ln.Addr().String(), "ingest_mode", mode, "reconcile_interval", cfg.Reconcile.Interval.String(),
+		"rules", cfg.Ingest.Rules.Names(), "api_keys", len(cfg.APIKeys), "metrics_addr", cfg.MetricsAddr)
 	warnOpenAccess(log, cfg, ln.Addr())
 
 	select {
@@ -273,11 +140,14 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 // claim lines. It prints what it found as JSON; an audit that finds
 // differences is an error.
 func reconcileOnce(ctx context.Context, cfg config, log *slog.Logger, full, audit bool, stdout io.Writer) error {
-	st, rdb, closeConns, err := connect(ctx, cfg)
+	st, rdb, err := connect(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	defer closeConns()
+	defer func() {
+		_ = rdb.Close()
+		st.Close()
+	}()
 	out := json.NewEncoder(stdout)
 	if audit {
 		diffs, checked, err := st.Audit(ctx)
@@ -308,8 +178,7 @@ func reconcileOnce(ctx context.Context, cfg config, log *slog.Logger, full, audi
 	if full {
 		mode = rank.Rebuild
 	}
-	ranking := rank.NewRedis(rdb, rank.Keys{Prefix: cfg.RedisKeyPrefix})
-	rec := rank.NewReconciler(st, ranking, rank.ReconcilerConfig{}, rank.NewMetrics(prometheus.NewRegistry()), log)
+	rec := rank.NewReconciler(st, rank.NewRedis(rdb, cfg.Keys), cfg.Reconcile, rank.NewMetrics(prometheus.NewRegistry()), log)
 	res, err := rec.RunOnce(ctx, mode)
 	if err != nil {
 		return err
@@ -343,21 +212,6 @@ func warnOpenAccess(log *slog.Logger, cfg config, addr net.Addr) {
 		"addr", addr.String(), "loopback_only", loopback)
 }
 
-// serveMetrics serves /metrics alone on its own listener (METRICS_ADDR), so
-// the operator can keep it off the API's address.
-func serveMetrics(addr string, reg *prometheus.Registry, log *slog.Logger) (stop func(), err error) {
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", httpapi.MetricsHandler(reg))
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("listen on METRICS_ADDR %s: %w", addr, err)
-	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, WriteTimeout: 30 * time.Second}
-	go func() { _ = srv.Serve(ln) }()
-	log.Info("serving /metrics on its own address", "addr", ln.Addr().String())
-	return func() { _ = srv.Close() }, nil
-}
-
 // countInFlight keeps count of the requests being served.
 func countInFlight(next http.Handler, n *atomic.Int64) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -367,21 +221,14 @@ func countInFlight(next http.Handler, n *atomic.Int64) http.Handler {
 	})
 }
 
-// servePprof serves the runtime profiles on their own listener, apart from
-// the API, so they are never exposed where the API is.
-func servePprof(addr string, log *slog.Logger) (stop func(), err error) {
+// pprofHandler serves the runtime profiles (PPROF_ADDR), apart from the API
+// so they are never exposed where the API is.
+func pprofHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("listen on PPROF_ADDR %s: %w", addr, err)
-	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = srv.Serve(ln) }()
-	log.Warn("profiling endpoints enabled", "addr", ln.Addr().String())
-	return func() { _ = srv.Close() }, nil
+	return mux
 }

@@ -8,74 +8,40 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"strings"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/promhttp"
-
-	"github.com/claim-process/claim-process/internal/ingest"
+	"github.com/claim-process/claim-process/internal/httpapi"
 	"github.com/claim-process/claim-process/internal/queue"
-	"github.com/claim-process/claim-process/internal/rank"
 )
 
 // work is `claimd worker`: it stores the claims async mode queued, through
 // the same pipeline (group commit, provider totals, Redis ranking) as a
 // synchronous POST /claims.
 func work(ctx context.Context, cfg config, log *slog.Logger) error {
-	st, rdb, reg, ranking, closeConns, err := start(ctx, cfg, log)
+	a, err := newApp(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
-	defer closeConns()
-	ingestCfg := cfg.Ingest
-	ingestCfg.Rules = cfg.Rules
-	claims := ingest.New(st, ranking, ingestCfg, reg, log)
-	defer claims.Close()
-	worker := queue.NewWorker(cfg.Worker, claims, queue.NewStatus(rdb, rank.Keys{Prefix: cfg.RedisKeyPrefix}, cfg.Status),
-		queue.NewMetrics(reg), log)
-
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = io.WriteString(w, `{"status":"ok"}`+"\n")
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-		defer cancel()
-		res, status := map[string]string{"status": "ready", "postgres": "ok", "rabbitmq": "ok"}, http.StatusOK
-		if err := st.Ping(ctx); err != nil {
-			res["status"], res["postgres"], status = "not_ready", "down", http.StatusServiceUnavailable
-		}
-		if err := worker.Ready(ctx); err != nil {
-			res["status"], res["rabbitmq"], status = "not_ready", "down", http.StatusServiceUnavailable
-		}
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(status)
-		_ = json.NewEncoder(w).Encode(res)
-	})
-	ln, err := net.Listen("tcp", cfg.WorkerAddr)
+	defer a.Close()
+	worker := queue.NewWorker(cfg.Worker, a.claims, a.status, queue.NewMetrics(a.reg), log)
+	ops := httpapi.NewOpsServer(a.reg,
+		httpapi.Dependency{Name: "postgres", Ping: a.store.Ping, Required: true},
+		httpapi.Dependency{Name: "rabbitmq", Ping: worker.Ready, Required: true})
+	stopOps, err := serveAside(cfg.WorkerAddr, "WORKER_ADDR", ops, 30*time.Second, log)
 	if err != nil {
-		return fmt.Errorf("listen on WORKER_ADDR %s: %w", cfg.WorkerAddr, err)
+		return err
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, WriteTimeout: 30 * time.Second}
-	go func() { _ = srv.Serve(ln) }()
-	defer srv.Close()
+	defer stopOps()
+	watch := newDependencyWatch(a.reg, 5*time.Second,
+		map[string]func(context.Context) error{"postgres": a.store.Ping, "redis": a.pingRedis, "rabbitmq": worker.Ready})
+	stopLoops := runLoops(context.WithoutCancel(ctx), worker, watch)
 
-	watchCtx, stopWatching := context.WithCancel(ctx)
-	defer stopWatching()
-	go watchDependencies(watchCtx, dependencyUp(reg), 5*time.Second, map[string]func(context.Context) error{
-		"postgres": st.Ping,
-		"redis":    func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
-		"rabbitmq": worker.Ready,
-	})
-
-	log.Info("claimd worker consuming", "queue", cfg.Queue.Queue, "consumers", cfg.Worker.Consumers,
-		"prefetch", cfg.Worker.Prefetch, "addr", ln.Addr().String())
-	worker.Run(ctx) // until SIGTERM, then drains what it holds
+	log.Info("claimd worker consuming", "queue", cfg.Worker.Queue, "consumers", cfg.Worker.Consumers,
+		"prefetch", cfg.Worker.Prefetch, "addr", cfg.WorkerAddr)
+	<-ctx.Done()
+	stopLoops() // the worker drains what it holds
 	log.Info("claimd worker stopped")
 	return nil
 }
@@ -115,7 +81,7 @@ func deadLetters(ctx context.Context, cfg config, f dlqFlags, stdout io.Writer) 
 		return err
 	}
 	defer rdb.Close()
-	status := queue.NewStatus(rdb, rank.Keys{Prefix: cfg.RedisKeyPrefix}, cfg.Status)
+	status := queue.NewStatus(rdb, cfg.Keys, cfg.Status)
 	switch f.action {
 	case "list", "replay", "purge":
 	default:

@@ -4,6 +4,8 @@ import (
 	"context"
 	"net/http"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 func handleHealthz() http.HandlerFunc {
@@ -12,36 +14,69 @@ func handleHealthz() http.HandlerFunc {
 	}
 }
 
-type readiness struct {
-	Status   string `json:"status"`   // ready or not_ready
-	Postgres string `json:"postgres"` // ok or down
-	Redis    string `json:"redis"`    // ok or degraded: lookups fall back to Postgres
-	// RabbitMQ is ok or degraded (POST /claims answers 503 until it is back);
-	// only in async mode.
-	RabbitMQ string `json:"rabbitmq,omitempty"`
+// Dependency is one thing /readyz asks about.
+type Dependency struct {
+	Name string // the field of the answer: postgres, redis, rabbitmq
+	Ping func(context.Context) error
+	// Required: while it fails the instance is not ready and the field says
+	// "down". Otherwise the instance works on without it and says "degraded".
+	Required bool
+	// Timeout bounds the ping; 0 gives it the whole check's 2 s.
+	Timeout time.Duration
 }
 
-// handleReadyz is ready when Postgres answers. Redis being down only degrades
-// the service (lookups come from Postgres), so it never fails readiness.
-func handleReadyz(d Deps) http.HandlerFunc {
+// handleReadyz answers {"status": "ready" or "not_ready", <dependency>: "ok",
+// "down" or "degraded", ...}: 200 when every required dependency answers,
+// 503 when one does not.
+func handleReadyz(deps []Dependency) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
-		res, status := readiness{Status: "ready", Postgres: "ok", Redis: "ok"}, http.StatusOK
-		if err := d.PingPostgres(ctx); err != nil {
-			res.Status, res.Postgres, status = "not_ready", "down", http.StatusServiceUnavailable
-		}
-		rctx, rcancel := context.WithTimeout(ctx, 200*time.Millisecond)
-		defer rcancel()
-		if err := d.PingRedis(rctx); err != nil {
-			res.Redis = "degraded"
-		}
-		if d.Queue != nil {
-			res.RabbitMQ = "ok"
-			if err := d.Queue.Ready(ctx); err != nil {
-				res.RabbitMQ = "degraded"
+		res, status := map[string]string{"status": "ready"}, http.StatusOK
+		for _, d := range deps {
+			res[d.Name] = "ok"
+			if err := ping(ctx, d); err == nil {
+				continue
 			}
+			if !d.Required {
+				res[d.Name] = "degraded"
+				continue
+			}
+			res["status"], res[d.Name], status = "not_ready", "down", http.StatusServiceUnavailable
 		}
 		writeJSON(w, status, res)
 	}
+}
+
+func ping(ctx context.Context, d Dependency) error {
+	if d.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, d.Timeout)
+		defer cancel()
+	}
+	return d.Ping(ctx)
+}
+
+// readiness is what the API's /readyz asks: Postgres must answer; without
+// Redis lookups fall back to Postgres, and without RabbitMQ (async mode only)
+// POST /claims answers 503 until it is back: both only degrade the service.
+func readiness(d Deps) []Dependency {
+	deps := []Dependency{
+		{Name: "postgres", Ping: d.PingPostgres, Required: true},
+		{Name: "redis", Ping: d.PingRedis, Timeout: 200 * time.Millisecond},
+	}
+	if d.Queue != nil {
+		deps = append(deps, Dependency{Name: "rabbitmq", Ping: d.Queue.Ready})
+	}
+	return deps
+}
+
+// NewOpsServer serves what operators ask of a process without the API (a
+// worker): /metrics, /healthz, and /readyz over deps.
+func NewOpsServer(reg *prometheus.Registry, deps ...Dependency) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", MetricsHandler(reg))
+	mux.Handle("GET /healthz", handleHealthz())
+	mux.Handle("GET /readyz", handleReadyz(deps))
+	return mux
 }

@@ -42,7 +42,7 @@ func routes(d Deps, m *metrics) http.Handler {
 	})
 
 	r.Get("/healthz", handleHealthz())
-	r.Get("/readyz", handleReadyz(d))
+	r.Get("/readyz", handleReadyz(readiness(d)))
 	if !d.MetricsElsewhere {
 		r.Method(http.MethodGet, "/metrics", MetricsHandler(d.Registry))
 	}

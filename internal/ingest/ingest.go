@@ -46,7 +46,7 @@ type Config struct {
 	Rules claim.Rules
 	// RankingTimeout bounds each Redis write after a commit. Default 250ms.
 	RankingTimeout time.Duration
-	// KeyTTL is how long an idempotency key is remembered. Default 24h.
+	// KeyTTL is how long an idempotency key is remembered. Default DefaultKeyTTL.
 	KeyTTL time.Duration
 	// KeyLease is how long a request holds its key before a retry may take
 	// it over (the holder having died). Default 15s, above any request's deadline.
@@ -58,24 +58,33 @@ type Config struct {
 
 	// Group commit: claims of concurrent requests are stored together, one
 	// transaction per batch. A batch is flushed when it holds BatchSize
-	// claims (default 256) or BatchLines lines (default 4096), or BatchWait
-	// (default 2ms) after its first claim arrived, whichever comes first.
+	// claims (default DefaultBatchSize) or BatchLines lines (default 4096),
+	// or BatchWait (default DefaultBatchWait) after its first claim arrived,
+	// whichever comes first.
 	BatchSize  int
 	BatchLines int
 	BatchWait  time.Duration
-	// Writers is how many batches may be in flight at once. Default 4.
+	// Writers is how many batches may be in flight at once. Default
+	// DefaultWriters.
 	Writers int
 	// QueueSize bounds the claims waiting for a batch; beyond it a request is
-	// answered 503 with Retry-After. Default 8192.
+	// answered 503 with Retry-After. Default DefaultQueueSize.
 	QueueSize int
 	// FlushTimeout bounds the transaction of one batch. Default 5s.
 	FlushTimeout time.Duration
 }
 
-// DefaultKeysPerClient is Config.KeysPerClient's default: a client
-// sustaining about 115 claims a second with a new key each for a whole
-// default KeyTTL (24h) meets it.
-const DefaultKeysPerClient = 10_000_000
+// The defaults of the Config settings an operator tunes. DefaultKeysPerClient
+// is met by a client sustaining about 115 claims a second with a new key
+// each for a whole DefaultKeyTTL.
+const (
+	DefaultKeyTTL        = 24 * time.Hour
+	DefaultKeysPerClient = 10_000_000
+	DefaultBatchSize     = 256
+	DefaultBatchWait     = 2 * time.Millisecond
+	DefaultWriters       = 4
+	DefaultQueueSize     = 8192
+)
 
 // Service runs claims through the pipeline.
 type Service struct {
@@ -100,7 +109,7 @@ func New(store ClaimStore, ranking Ranking, cfg Config, reg prometheus.Registere
 		cfg.RankingTimeout = 250 * time.Millisecond
 	}
 	if cfg.KeyTTL <= 0 {
-		cfg.KeyTTL = 24 * time.Hour
+		cfg.KeyTTL = DefaultKeyTTL
 	}
 	if cfg.KeyLease <= 0 {
 		cfg.KeyLease = 15 * time.Second
@@ -109,19 +118,19 @@ func New(store ClaimStore, ranking Ranking, cfg Config, reg prometheus.Registere
 		cfg.KeysPerClient = DefaultKeysPerClient
 	}
 	if cfg.BatchSize <= 0 {
-		cfg.BatchSize = 256
+		cfg.BatchSize = DefaultBatchSize
 	}
 	if cfg.BatchLines <= 0 {
 		cfg.BatchLines = 4096
 	}
 	if cfg.BatchWait <= 0 {
-		cfg.BatchWait = 2 * time.Millisecond
+		cfg.BatchWait = DefaultBatchWait
 	}
 	if cfg.Writers <= 0 {
-		cfg.Writers = 4
+		cfg.Writers = DefaultWriters
 	}
 	if cfg.QueueSize <= 0 {
-		cfg.QueueSize = 8192
+		cfg.QueueSize = DefaultQueueSize
 	}
 	if cfg.FlushTimeout <= 0 {
 		cfg.FlushTimeout = 5 * time.Second
@@ -462,19 +471,27 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	return m
 }
 
-// MaintainKeys deletes expired idempotency keys and counts again the keys
-// of each client it has seen, now and then every interval, until ctx is done.
-func (s *Service) MaintainKeys(ctx context.Context, interval time.Duration) {
-	ticker := time.NewTicker(interval)
+// KeyJanitor keeps the idempotency keys: it deletes expired ones and counts
+// again the keys of each client the service has seen.
+type KeyJanitor struct {
+	s        *Service
+	interval time.Duration
+}
+
+// KeyJanitor returns the service's key janitor, to run every interval.
+func (s *Service) KeyJanitor(interval time.Duration) *KeyJanitor {
+	return &KeyJanitor{s: s, interval: interval}
+}
+
+// Run makes a pass now and then every interval, until ctx is done.
+func (j *KeyJanitor) Run(ctx context.Context) {
+	ticker := time.NewTicker(j.interval)
 	defer ticker.Stop()
 	for {
-		if n, err := s.store.ExpireKeys(ctx); err != nil && ctx.Err() == nil {
-			s.log.Warn("expiring idempotency keys failed; will retry", "err", err)
+		if n, err := j.RunOnce(ctx); err != nil && ctx.Err() == nil {
+			j.s.log.Warn("maintaining idempotency keys failed; will retry", "err", err)
 		} else if n > 0 {
-			s.log.Info("expired idempotency keys", "count", n)
-		}
-		if err := s.keys.recount(ctx); err != nil && ctx.Err() == nil {
-			s.log.Warn("counting idempotency keys failed; will retry", "err", err)
+			j.s.log.Info("expired idempotency keys", "count", n)
 		}
 		select {
 		case <-ctx.Done():
@@ -482,4 +499,17 @@ func (s *Service) MaintainKeys(ctx context.Context, interval time.Duration) {
 		case <-ticker.C:
 		}
 	}
+}
+
+// RunOnce deletes the expired keys, then counts each client's keys again.
+// It returns how many keys expired.
+func (j *KeyJanitor) RunOnce(ctx context.Context) (expired int64, err error) {
+	expired, err = j.s.store.ExpireKeys(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("expiring keys: %w", err)
+	}
+	if err := j.s.keys.recount(ctx); err != nil {
+		return expired, fmt.Errorf("counting keys: %w", err)
+	}
+	return expired, nil
 }

@@ -10,7 +10,7 @@ import (
 
 // keyCap keeps each client within its allowance of idempotency keys, so no
 // client can grow the keys table for all. It counts a client's keys in
-// Postgres when it first meets the client and again at every MaintainKeys
+// Postgres when it first meets the client and again at every KeyJanitor
 // pass, and adds the keys it admits between counts. The cap is exact for one
 // instance; with several, each adds only its own keys between counts, so a
 // client can pass the cap by what the other instances admit in one interval.

@@ -111,10 +111,8 @@ func TestIdempotencyKeysCappedPerClient(t *testing.T) {
 	require.Equal(t, int64(3), n, "the refused key was not kept")
 
 	time.Sleep(1100 * time.Millisecond) // the keys expire
-	mctx, stop := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { defer close(done); svc.MaintainKeys(mctx, time.Hour) }() // one pass now
-	defer func() { stop(); <-done }()
+	_, err = svc.KeyJanitor(time.Hour).RunOnce(ctx)
+	require.NoError(t, err)
 	require.Eventually(t, func() bool {
 		_, err := svc.Submit(ctx, keyed("a", "k3", 103))
 		return err == nil

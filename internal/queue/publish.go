@@ -18,7 +18,7 @@ import (
 type PublisherConfig struct {
 	Config
 	// ConfirmTimeout bounds the wait for the broker's confirm; past it the
-	// claim is refused with 503. Default 2s.
+	// claim is refused with 503. Default DefaultConfirmTimeout.
 	ConfirmTimeout time.Duration
 	// Channels is how many channels publish at once. Default 4.
 	Channels int
@@ -32,16 +32,17 @@ type Publisher struct {
 	m      *metrics
 	log    *slog.Logger
 
-	mu       sync.RWMutex
-	channels []*pubChannel // empty while the broker is down
-	next     atomic.Uint64
+	mu        sync.RWMutex
+	channels  []*pubChannel  // empty while the broker is down
+	listeners sync.WaitGroup // one a channel, until its connection closes
+	next      atomic.Uint64
 }
 
 // NewPublisher returns a publisher; Run connects it.
 func NewPublisher(cfg PublisherConfig, status *Status, m *Metrics, log *slog.Logger) *Publisher {
 	cfg.Config = cfg.Config.withDefaults()
 	if cfg.ConfirmTimeout <= 0 {
-		cfg.ConfirmTimeout = 2 * time.Second
+		cfg.ConfirmTimeout = DefaultConfirmTimeout
 	}
 	if cfg.Channels <= 0 {
 		cfg.Channels = 4
@@ -59,8 +60,11 @@ func NewPublisher(cfg PublisherConfig, status *Status, m *Metrics, log *slog.Log
 // Run keeps the publisher connected, reconnecting after a broker restart,
 // until ctx is done. While it is down, Enqueue refuses claims at once.
 func (p *Publisher) Run(ctx context.Context) {
-	go watchDepth(ctx, p.link, p.cfg.Config, p.m, 5*time.Second)
-	p.link.run(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { watchDepth(ctx, p.link, p.cfg.Config, p.m, 5*time.Second) })
+	p.link.run(ctx) // closes the connection: the listeners end
+	wg.Wait()
+	p.listeners.Wait()
 }
 
 // down forgets the channels of a connection that is gone.
@@ -83,7 +87,7 @@ func (p *Publisher) setup(conn *amqp.Connection) error {
 	_ = ch.Close()
 	channels := make([]*pubChannel, p.cfg.Channels)
 	for i := range channels {
-		if channels[i], err = openPubChannel(conn, p.m); err != nil {
+		if channels[i], err = openPubChannel(conn, p.m, &p.listeners); err != nil {
 			return err
 		}
 	}
@@ -173,7 +177,7 @@ var (
 	errClosed   = errors.New("the broker connection closed before the confirm")
 )
 
-func openPubChannel(conn *amqp.Connection, m *metrics) (*pubChannel, error) {
+func openPubChannel(conn *amqp.Connection, m *metrics, listeners *sync.WaitGroup) (*pubChannel, error) {
 	ch, err := conn.Channel()
 	if err != nil {
 		return nil, err
@@ -185,7 +189,7 @@ func openPubChannel(conn *amqp.Connection, m *metrics) (*pubChannel, error) {
 	returns := ch.NotifyReturn(make(chan amqp.Return))
 	confirms := ch.NotifyPublish(make(chan amqp.Confirmation, 1024))
 	closeOnChannelClose(conn, ch)
-	go pc.listen(returns, confirms)
+	listeners.Go(func() { pc.listen(returns, confirms) })
 	return pc, nil
 }
 

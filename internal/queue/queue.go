@@ -29,7 +29,7 @@ type Config struct {
 	// URL is the broker's amqp:// URL.
 	URL string
 	// Queue is the durable quorum queue of claims; dead letters go to
-	// Queue + ".dead". Default "claims".
+	// Queue + ".dead". Default DefaultQueue.
 	Queue string
 	// DeliveryLimit is how many times a message may return to the queue
 	// (nacked, or its consumer gone) before the broker dead-letters it: it
@@ -37,16 +37,27 @@ type Config struct {
 	// default (unlimited), so it is always set. A worker that crashes returns
 	// what it held, and RabbitMQ may count that twice (it can hand a message
 	// to another channel of the dead connection before it notices), so the
-	// limit must allow for crashes. Default 10.
+	// limit must allow for crashes. Default DefaultDeliveryLimit.
 	DeliveryLimit int
 }
 
+// The defaults of the settings an operator tunes, in Config, PublisherConfig,
+// StatusConfig and WorkerConfig.
+const (
+	DefaultQueue          = "claims"
+	DefaultDeliveryLimit  = 10
+	DefaultConfirmTimeout = 2 * time.Second
+	DefaultStatusTTL      = 7 * 24 * time.Hour
+	DefaultConsumers      = 2
+	DefaultPrefetch       = 256
+)
+
 func (c Config) withDefaults() Config {
 	if c.Queue == "" {
-		c.Queue = "claims"
+		c.Queue = DefaultQueue
 	}
 	if c.DeliveryLimit <= 0 {
-		c.DeliveryLimit = 10
+		c.DeliveryLimit = DefaultDeliveryLimit
 	}
 	return c
 }

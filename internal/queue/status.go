@@ -35,7 +35,7 @@ type Status struct {
 
 // StatusConfig tunes a Status. Zero values take the defaults.
 type StatusConfig struct {
-	// TTL is how long an entry is kept. Default 7 days: longer than any
+	// TTL is how long an entry is kept. Default DefaultStatusTTL: longer than any
 	// backlog the queue should hold.
 	TTL time.Duration
 	// PerClient caps the entries of one client; past it the client's claims
@@ -56,7 +56,7 @@ type StatusKeys interface {
 // NewStatus keeps entries under keys.
 func NewStatus(rdb redis.UniversalClient, keys StatusKeys, cfg StatusConfig) *Status {
 	if cfg.TTL <= 0 {
-		cfg.TTL = 7 * 24 * time.Hour
+		cfg.TTL = DefaultStatusTTL
 	}
 	if cfg.PerClient <= 0 {
 		cfg.PerClient = DefaultQueuedPerClient

@@ -23,10 +23,11 @@ type Submitter interface {
 // WorkerConfig tunes a worker process.
 type WorkerConfig struct {
 	Config
-	// Consumers is how many channels consume the queue. Default 2.
+	// Consumers is how many channels consume the queue. Default DefaultConsumers.
 	Consumers int
 	// Prefetch is how many unacknowledged messages each consumer may hold.
-	// Their claims are stored together, so it bounds the batches. Default 256.
+	// Their claims are stored together, so it bounds the batches. Default
+	// DefaultPrefetch.
 	Prefetch int
 	// DrainTimeout bounds how long stopping waits for the claims being
 	// stored; those not stored by then are delivered again. Default 20s.
@@ -45,6 +46,8 @@ type Worker struct {
 
 	work     context.Context // the handlers'; ended only when draining times out
 	handlers sync.WaitGroup
+	// consumers' goroutines, one a channel, until its connection closes
+	consuming sync.WaitGroup
 	// stored takes the claims stored under their own id, whose status
 	// entries are then deleted many per Redis round trip.
 	stored chan storedClaim
@@ -61,10 +64,10 @@ const consumerTag = "claimd-worker"
 func NewWorker(cfg WorkerConfig, svc Submitter, status *Status, m *Metrics, log *slog.Logger) *Worker {
 	cfg.Config = cfg.Config.withDefaults()
 	if cfg.Consumers <= 0 {
-		cfg.Consumers = 2
+		cfg.Consumers = DefaultConsumers
 	}
 	if cfg.Prefetch <= 0 {
-		cfg.Prefetch = 256
+		cfg.Prefetch = DefaultPrefetch
 	}
 	if cfg.DrainTimeout <= 0 {
 		cfg.DrainTimeout = 20 * time.Second
@@ -92,7 +95,11 @@ func (w *Worker) Run(ctx context.Context) {
 		defer close(linked)
 		w.link.run(linkCtx)
 	}()
-	go watchDepth(linkCtx, w.link, w.cfg.Config, w.m, 5*time.Second)
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		watchDepth(linkCtx, w.link, w.cfg.Config, w.m, 5*time.Second)
+	}()
 	forgotten := make(chan struct{})
 	go func() {
 		defer close(forgotten)
@@ -123,6 +130,8 @@ func (w *Worker) Run(ctx context.Context) {
 	<-forgotten
 	stopLink()
 	<-linked
+	<-watched
+	w.consuming.Wait()
 }
 
 // storedClaim names a claim stored under its own id, and its sender.
@@ -190,7 +199,7 @@ func (w *Worker) setup(conn *amqp.Connection) error {
 		}
 		closeOnChannelClose(conn, ch)
 		consumers = append(consumers, ch)
-		go w.consume(deliveries)
+		w.consuming.Go(func() { w.consume(deliveries) })
 	}
 	w.mu.Lock()
 	w.consumers = consumers

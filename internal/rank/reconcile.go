@@ -30,7 +30,7 @@ type Truth interface {
 
 // ReconcilerConfig tunes a Reconciler. Zero values take the defaults.
 type ReconcilerConfig struct {
-	// Interval between passes. Default 30s.
+	// Interval between passes. Default DefaultReconcileInterval.
 	Interval time.Duration
 	// BatchSize is how many totals go to Redis in one script call. Default 2000.
 	BatchSize int
@@ -43,6 +43,9 @@ type ReconcilerConfig struct {
 	// by the request deadline). Default 1m.
 	Overlap time.Duration
 }
+
+// DefaultReconcileInterval is ReconcilerConfig.Interval's default.
+const DefaultReconcileInterval = 30 * time.Second
 
 // Reconciler keeps Redis equal to the Postgres totals. A cheap pass repairs
 // the providers changed since the last pass; a full pass compares them all;
@@ -66,7 +69,7 @@ func NewReconciler(truth Truth, redis *Redis, cfg ReconcilerConfig, m *Metrics, 
 		log = slog.New(slog.DiscardHandler)
 	}
 	if cfg.Interval <= 0 {
-		cfg.Interval = 30 * time.Second
+		cfg.Interval = DefaultReconcileInterval
 	}
 	if cfg.BatchSize <= 0 {
 		cfg.BatchSize = 2000
@@ -107,9 +110,9 @@ type Result struct {
 	Duration  time.Duration
 }
 
-// Start runs a pass at once and then every interval, until ctx is done. A
+// Run makes a pass at once and then every interval, until ctx is done. A
 // failed pass is logged and retried at the next tick.
-func (r *Reconciler) Start(ctx context.Context) {
+func (r *Reconciler) Run(ctx context.Context) {
 	ticker := time.NewTicker(r.cfg.Interval)
 	defer ticker.Stop()
 	for {
