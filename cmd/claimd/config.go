@@ -45,7 +45,7 @@ var settings = []setting{
 	{"INGEST_BATCH_SIZE", strconv.Itoa(ingest.DefaultBatchSize), "group commit: most claims stored in one transaction"},
 	{"INGEST_BATCH_WAIT", shortDuration(ingest.DefaultBatchWait), "group commit: longest a claim waits for others to share its transaction"},
 	{"INGEST_WRITERS", strconv.Itoa(ingest.DefaultWriters), "group commit: transactions in flight at once"},
-	{"INGEST_QUEUE_SIZE", strconv.Itoa(ingest.DefaultQueueSize), "claims waiting to be stored before POST /claims answers 503 + Retry-After"},
+	{"INGEST_QUEUE_SIZE", strconv.Itoa(ingest.DefaultBacklog), "claims waiting to be stored before POST /claims answers 503 + Retry-After"},
 	{"INGEST_MODE", "sync", "sync: POST /claims stores the claim, 201; async: it queues it on RabbitMQ, 202, and `claimd worker` stores it"},
 	{"RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/", "RabbitMQ URL (async mode, claimd worker, claimd dlq)"},
 	{"RABBITMQ_QUEUE", queue.DefaultQueue, "the durable quorum queue of claims; its dead letters go to <queue>.dead"},
@@ -176,7 +176,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		BatchSize:     positive("INGEST_BATCH_SIZE"),
 		BatchWait:     duration("INGEST_BATCH_WAIT"),
 		Writers:       positive("INGEST_WRITERS"),
-		QueueSize:     positive("INGEST_QUEUE_SIZE"),
+		Backlog:       positive("INGEST_QUEUE_SIZE"),
 	}
 	switch mode := get("INGEST_MODE"); mode {
 	case "sync":

@@ -67,9 +67,10 @@ type Config struct {
 	// Writers is how many batches may be in flight at once. Default
 	// DefaultWriters.
 	Writers int
-	// QueueSize bounds the claims waiting for a batch; beyond it a request is
-	// answered 503 with Retry-After. Default DefaultQueueSize.
-	QueueSize int
+	// Backlog bounds the claims waiting for a batch (INGEST_QUEUE_SIZE);
+	// beyond it a request is answered 503 with Retry-After. Default
+	// DefaultBacklog.
+	Backlog int
 	// FlushTimeout bounds the transaction of one batch. Default 5s.
 	FlushTimeout time.Duration
 }
@@ -83,17 +84,17 @@ const (
 	DefaultBatchSize     = 256
 	DefaultBatchWait     = 2 * time.Millisecond
 	DefaultWriters       = 4
-	DefaultQueueSize     = 8192
+	DefaultBacklog       = 8192
 )
 
 // Service runs claims through the pipeline.
 type Service struct {
-	store     ClaimStore
-	cfg       Config
-	metrics   *metrics
-	log       *slog.Logger
-	committer *committer
-	keys      *keyCap
+	store   ClaimStore
+	cfg     Config
+	metrics *metrics
+	log     *slog.Logger
+	batcher *batcher
+	keys    *keyCap
 }
 
 // New returns the pipeline writing to store and ranking. Its metrics are
@@ -129,21 +130,21 @@ func New(store ClaimStore, ranking Ranking, cfg Config, reg prometheus.Registere
 	if cfg.Writers <= 0 {
 		cfg.Writers = DefaultWriters
 	}
-	if cfg.QueueSize <= 0 {
-		cfg.QueueSize = DefaultQueueSize
+	if cfg.Backlog <= 0 {
+		cfg.Backlog = DefaultBacklog
 	}
 	if cfg.FlushTimeout <= 0 {
 		cfg.FlushTimeout = 5 * time.Second
 	}
 	m := newMetrics(reg)
 	return &Service{store: store, cfg: cfg, metrics: m, log: log,
-		committer: newCommitter(store, ranking, cfg, m, log),
-		keys:      newKeyCap(store, cfg.KeysPerClient)}
+		batcher: newBatcher(store, ranking, cfg, m, log),
+		keys:    newKeyCap(store, cfg.KeysPerClient)}
 }
 
 // Close stops taking claims, and returns once every claim already taken is
 // stored (or refused) and its request answered.
-func (s *Service) Close() { s.committer.close() }
+func (s *Service) Close() { s.batcher.close() }
 
 // Submit validates a claim and stores it whole, exactly once. It fails with
 // claim.Problems when the claim is invalid; then nothing was stored. A claim
@@ -155,7 +156,7 @@ func (s *Service) Close() { s.committer.close() }
 func (s *Service) Submit(ctx context.Context, req claim.Submission) (res claim.Result, err error) {
 	mode := "sync"
 	if req.ID != "" {
-		mode = "async" // a claim from the queue
+		mode = "async" // a claim from RabbitMQ
 	}
 	defer func() { s.countOutcome(mode, res, err) }()
 	return s.submit(ctx, req, mode)
@@ -225,8 +226,8 @@ func (s *Service) submit(ctx context.Context, req claim.Submission, mode string)
 		}
 	}
 
-	q := &queued{ctx: ctx, mode: mode, item: claim.Pending{Claim: c, Lease: lease}, done: make(chan outcome, 1)}
-	err = s.committer.enqueue(ctx, q)
+	q := &waiting{ctx: ctx, mode: mode, item: claim.Pending{Claim: c, Lease: lease}, done: make(chan outcome, 1)}
+	err = s.batcher.add(ctx, q)
 	var out outcome
 	if err == nil {
 		out = q.wait(ctx)
@@ -305,7 +306,7 @@ const batchWindow = 1024
 // carries the stored claim's id (for a claim stored before under the same
 // claim_id, that claim's id, with Created false and no received_at), or the
 // error Submit would return. Reports come in no particular order; all have
-// been made when SubmitBatch returns. Unlike Submit, a full queue makes
+// been made when SubmitBatch returns. Unlike Submit, a full backlog makes
 // SubmitBatch wait: the batch's sender is slowed down, not refused.
 func (s *Service) SubmitBatch(ctx context.Context, client string, inputs iter.Seq2[claim.Input, error], report func(int, claim.Result, error)) {
 	given := report
@@ -316,7 +317,7 @@ func (s *Service) SubmitBatch(ctx context.Context, client string, inputs iter.Se
 	type inFlight struct {
 		index int
 		claim claim.Claim
-		q     *queued
+		q     *waiting
 	}
 	var (
 		window []inFlight
@@ -325,7 +326,7 @@ func (s *Service) SubmitBatch(ctx context.Context, client string, inputs iter.Se
 		// claims were sent one after the other.
 		inWindow = map[string]bool{}
 	)
-	settle := func() {
+	collect := func() {
 		f := window[0]
 		window = window[1:]
 		delete(inWindow, f.claim.ExternalID)
@@ -355,12 +356,12 @@ func (s *Service) SubmitBatch(ctx context.Context, client string, inputs iter.Se
 			continue
 		}
 		for len(window) == batchWindow || (c.ExternalID != "" && inWindow[c.ExternalID]) {
-			settle()
+			collect()
 		}
-		// Batches fill at most half the queue, so that single claims find
+		// Batches fill at most half the backlog, so that single claims find
 		// room while batches stream in.
-		q := &queued{ctx: ctx, mode: "batch", batch: true, item: claim.Pending{Claim: c}, done: make(chan outcome, 1)}
-		if err := s.committer.enqueue(ctx, q); err != nil {
+		q := &waiting{ctx: ctx, mode: "batch", batch: true, item: claim.Pending{Claim: c}, done: make(chan outcome, 1)}
+		if err := s.batcher.add(ctx, q); err != nil {
 			report(index, claim.Result{}, err)
 			continue
 		}
@@ -370,7 +371,7 @@ func (s *Service) SubmitBatch(ctx context.Context, client string, inputs iter.Se
 		}
 	}
 	for len(window) > 0 {
-		settle()
+		collect()
 	}
 }
 

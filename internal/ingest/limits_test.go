@@ -25,7 +25,7 @@ func TestStalledBatchesHoldNoRoom(t *testing.T) {
 	st, _ := testenv.MustStore(t)
 	rdb, prefix := testenv.MustSharedRedis(t)
 	// A queue of 8: batches may fill 4 places.
-	svc := ingest.New(st, rank.NewRedis(rdb, rank.Keys{Prefix: prefix}), ingest.Config{QueueSize: 8}, prometheus.NewRegistry(), nil)
+	svc := ingest.New(st, rank.NewRedis(rdb, rank.Keys{Prefix: prefix}), ingest.Config{Backlog: 8}, prometheus.NewRegistry(), nil)
 	t.Cleanup(svc.Close)
 
 	stall := make(chan struct{})

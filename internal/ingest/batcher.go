@@ -11,8 +11,9 @@ import (
 	"github.com/claim-process/claim-process/internal/claim"
 )
 
-// Group commit. Claims from concurrent requests wait in one bounded queue;
-// a few writers each take what has gathered (up to a size, or for at most a
+// The batcher is the group commit. Claims from concurrent requests wait in
+// one bounded backlog (its metrics say "group-commit queue"); a few writers
+// each take what has gathered (up to a size, or for at most a
 // couple of milliseconds after the first claim) and store it as one batch:
 // one transaction, one statement per table, one Redis round trip. A request
 // is answered only once its claim is committed (or known refused).
@@ -22,16 +23,16 @@ var errShuttingDown = &claim.RetryAfter{
 	Err: errors.Join(claim.ErrUnavailable, errors.New("claimd is shutting down")), After: time.Second,
 }
 
-// errQueueFull refuses a claim when the queue is full: the service takes
+// errBatcherFull refuses a claim when the backlog is full: the service takes
 // claims no faster than Postgres commits them, instead of growing memory.
-var errQueueFull = &claim.RetryAfter{Err: claim.ErrBusy, After: time.Second}
+var errBatcherFull = &claim.RetryAfter{Err: claim.ErrBusy, After: time.Second}
 
-// queued is a claim waiting for its batch.
-type queued struct {
+// waiting is a claim waiting for its batch.
+type waiting struct {
 	ctx  context.Context // the request's: a request that gave up before its batch is left out
 	mode string          // how the claim came (sync, batch, async), for the metrics
 	// batch marks a claim of a batch request: it holds a place of
-	// batchRoom from when it is queued until a writer takes it.
+	// batchRoom from when it is added until a writer takes it.
 	batch bool
 	item  claim.Pending
 	done  chan outcome // buffered: the writer never waits for the request
@@ -41,21 +42,21 @@ type queued struct {
 }
 
 const (
-	stateQueued int32 = iota
+	stateWaiting int32 = iota
 	stateTaken
 	stateAbandoned
 )
 
 // wait returns the claim's outcome. If ctx ends while the claim is still
-// queued, the claim is left out of every batch and wait returns ctx's error
+// waiting, the claim is left out of every batch and wait returns ctx's error
 // at once; once a writer has it, wait waits for the batch (bounded by its
 // own deadline), since the claim may then be stored.
-func (q *queued) wait(ctx context.Context) outcome {
+func (q *waiting) wait(ctx context.Context) outcome {
 	select {
 	case out := <-q.done:
 		return out
 	case <-ctx.Done():
-		if q.state.CompareAndSwap(stateQueued, stateAbandoned) {
+		if q.state.CompareAndSwap(stateWaiting, stateAbandoned) {
 			return outcome{err: ctx.Err()}
 		}
 		return <-q.done
@@ -67,28 +68,28 @@ type outcome struct {
 	err    error
 }
 
-type committer struct {
+type batcher struct {
 	store   ClaimStore
 	ranking Ranking
 	cfg     Config
 	metrics *metrics
 	log     *slog.Logger
 
-	mu      sync.RWMutex // guards closed against sends on a closed queue
+	mu      sync.RWMutex // guards closed against sends on a closed backlog
 	closed  bool
-	queue   chan *queued
+	in      chan *waiting // the backlog
 	writers sync.WaitGroup
 	// batchRoom holds a token for each claim of a batch request waiting in
-	// the queue: batches never take more than half of it. A writer frees
+	// the backlog: batches never take more than half of it. A writer frees
 	// the token when it takes the claim, whatever the request does next, so
 	// a batch whose sender stalls holds no room while it waits.
 	batchRoom chan struct{}
 }
 
-func newCommitter(st ClaimStore, ranking Ranking, cfg Config, m *metrics, log *slog.Logger) *committer {
-	c := &committer{store: st, ranking: ranking, cfg: cfg, metrics: m, log: log,
-		queue: make(chan *queued, cfg.QueueSize), batchRoom: make(chan struct{}, max(1, cfg.QueueSize/2))}
-	m.queueDepth(func() float64 { return float64(len(c.queue)) })
+func newBatcher(st ClaimStore, ranking Ranking, cfg Config, m *metrics, log *slog.Logger) *batcher {
+	c := &batcher{store: st, ranking: ranking, cfg: cfg, metrics: m, log: log,
+		in: make(chan *waiting, cfg.Backlog), batchRoom: make(chan struct{}, max(1, cfg.Backlog/2))}
+	m.queueDepth(func() float64 { return float64(len(c.in)) })
 	for range cfg.Writers {
 		c.writers.Add(1)
 		go c.write()
@@ -96,11 +97,11 @@ func newCommitter(st ClaimStore, ranking Ranking, cfg Config, m *metrics, log *s
 	return c
 }
 
-// enqueue puts a claim in the queue. A claim of a batch request waits for
-// room, first in the batches' half of the queue (the request can be slowed
-// down); any other claim is refused at once when the queue is full (a single
+// add puts a claim in the backlog. A claim of a batch request waits for
+// room, first in the batches' half of the backlog (the request can be slowed
+// down); any other claim is refused at once when the backlog is full (a single
 // request, whose client retries).
-func (c *committer) enqueue(ctx context.Context, q *queued) error {
+func (c *batcher) add(ctx context.Context, q *waiting) error {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	if c.closed {
@@ -108,11 +109,11 @@ func (c *committer) enqueue(ctx context.Context, q *queued) error {
 	}
 	if !q.batch {
 		select {
-		case c.queue <- q:
+		case c.in <- q:
 			return nil
 		default:
 			c.metrics.queueRejections.Inc()
-			return errQueueFull
+			return errBatcherFull
 		}
 	}
 	select {
@@ -121,7 +122,7 @@ func (c *committer) enqueue(ctx context.Context, q *queued) error {
 		return ctx.Err()
 	}
 	select {
-	case c.queue <- q:
+	case c.in <- q:
 		return nil
 	case <-ctx.Done():
 		<-c.batchRoom
@@ -129,34 +130,34 @@ func (c *committer) enqueue(ctx context.Context, q *queued) error {
 	}
 }
 
-// taken is called for each claim a writer takes from the queue.
-func (c *committer) taken(q *queued) {
+// taken is called for each claim a writer takes from the backlog.
+func (c *batcher) taken(q *waiting) {
 	if q.batch {
 		<-c.batchRoom
 	}
 }
 
-// close stops taking claims and returns when every queued claim is stored
+// close stops taking claims and returns when every waiting claim is stored
 // (or refused) and answered.
-func (c *committer) close() {
+func (c *batcher) close() {
 	c.mu.Lock()
 	if !c.closed {
 		c.closed = true
-		close(c.queue)
+		close(c.in)
 	}
 	c.mu.Unlock()
 	c.writers.Wait()
 }
 
-// write gathers batches from the queue and flushes them, until the queue is
+// write gathers batches from the backlog and flushes them, until the backlog is
 // closed and empty.
-func (c *committer) write() {
+func (c *batcher) write() {
 	defer c.writers.Done()
-	batch := make([]*queued, 0, c.cfg.BatchSize)
+	batch := make([]*waiting, 0, c.cfg.BatchSize)
 	timer := time.NewTimer(0)
 	<-timer.C
 	for {
-		first, ok := <-c.queue
+		first, ok := <-c.in
 		if !ok {
 			return
 		}
@@ -167,7 +168,7 @@ func (c *committer) write() {
 	gather:
 		for len(batch) < c.cfg.BatchSize && lines < c.cfg.BatchLines {
 			select {
-			case q, ok := <-c.queue:
+			case q, ok := <-c.in:
 				if !ok {
 					break gather
 				}
@@ -190,14 +191,14 @@ func (c *committer) write() {
 }
 
 // flush stores one batch and answers its requests.
-func (c *committer) flush(batch []*queued) {
-	live := make([]*queued, 0, len(batch))
+func (c *batcher) flush(batch []*waiting) {
+	live := make([]*waiting, 0, len(batch))
 	for _, q := range batch {
-		if !q.state.CompareAndSwap(stateQueued, stateTaken) {
+		if !q.state.CompareAndSwap(stateWaiting, stateTaken) {
 			continue // its request gave up and has its answer
 		}
 		if err := q.ctx.Err(); err != nil {
-			q.done <- outcome{err: err} // gave up while queued: nothing of it is stored
+			q.done <- outcome{err: err} // gave up while waiting: nothing of it is stored
 			continue
 		}
 		live = append(live, q)
@@ -241,7 +242,7 @@ func (c *committer) flush(batch []*queued) {
 	}
 }
 
-func (c *committer) flushOneByOne(live []*queued) {
+func (c *batcher) flushOneByOne(live []*waiting) {
 	outcomes := make([]outcome, len(live))
 	var totals []claim.ProviderTotal
 	for i, q := range live {
@@ -255,7 +256,7 @@ func (c *committer) flushOneByOne(live []*queued) {
 			continue
 		}
 		outcomes[i].stored = b.Claims[0]
-		c.count([]*queued{q}, b.Claims)
+		c.count([]*waiting{q}, b.Claims)
 		totals = append(totals, b.Totals...) // versions order repeated providers
 	}
 	c.rank(totals)
@@ -265,7 +266,7 @@ func (c *committer) flushOneByOne(live []*queued) {
 }
 
 // count adds the claims a batch stored to the ingest counters.
-func (c *committer) count(items []*queued, stored []claim.Stored) {
+func (c *batcher) count(items []*waiting, stored []claim.Stored) {
 	for i, s := range stored {
 		if s.Err == nil && s.ExistingID == "" {
 			c.metrics.claims.WithLabelValues(items[i].mode).Inc()
@@ -287,7 +288,7 @@ func (c *committer) count(items []*queued, stored []claim.Stored) {
 // versioned, so a retry that lands twice changes nothing. When it fails the
 // claims still succeed: Postgres is the truth, and reconciliation repairs
 // Redis.
-func (c *committer) rank(totals []claim.ProviderTotal) {
+func (c *batcher) rank(totals []claim.ProviderTotal) {
 	if len(totals) == 0 {
 		return
 	}

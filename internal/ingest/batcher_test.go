@@ -207,7 +207,7 @@ func TestGroupCommitQueueBounds(t *testing.T) {
 	gate := gatedStore{Store: st, entered: make(chan struct{}, 10), release: make(chan struct{})}
 	reg := prometheus.NewRegistry()
 	svc := ingest.New(gate, rank.NewRedis(rdb, rank.Keys{Prefix: prefix}),
-		ingest.Config{BatchSize: 1, Writers: 1, QueueSize: 2}, reg, nil)
+		ingest.Config{BatchSize: 1, Writers: 1, Backlog: 2}, reg, nil)
 
 	type answer struct {
 		res claim.Result
