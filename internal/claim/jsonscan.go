@@ -8,8 +8,8 @@ import (
 // A small scanner over JSON that encoding/json has already validated: it
 // reads an object's members in input order (duplicates kept) and an array's
 // items, without building any values. encoding/json's Decoder does the same
-// with a token per call and several copies, and it was most of the CPU time
-// of storing a claim. Every function here assumes valid JSON.
+// with a token per call and several copies, a large part of the cost of
+// storing a claim. Every function here assumes valid JSON.
 
 // scanObject returns the members of the valid JSON object b, in order.
 func scanObject(b []byte) []member {
