@@ -55,7 +55,7 @@ var settings = []setting{
 	{"WORKER_ADDR", ":8001", "claimd worker: address of its /metrics, /healthz and /readyz"},
 	{"WORKER_CONSUMERS", strconv.Itoa(queue.DefaultConsumers), "claimd worker: channels consuming the queue"},
 	{"WORKER_PREFETCH", strconv.Itoa(queue.DefaultPrefetch), "claimd worker: unacknowledged messages per consumer (their claims are stored together)"},
-	{"SHUTDOWN_TIMEOUT", "20s", "how long SIGTERM waits for in-flight requests"},
+	{"SHUTDOWN_TIMEOUT", shortDuration(queue.DefaultDrainTimeout), "how long SIGTERM waits for in-flight requests (claimd worker: for the claims it holds)"},
 	{"LOG_LEVEL", "info", "debug, info, warn or error"},
 	{"PPROF_ADDR", "", "when set (e.g. 127.0.0.1:6060), serve net/http/pprof there; off by default"},
 }

@@ -50,6 +50,7 @@ const (
 	DefaultStatusTTL      = 7 * 24 * time.Hour
 	DefaultConsumers      = 2
 	DefaultPrefetch       = 256
+	DefaultDrainTimeout   = 20 * time.Second
 )
 
 func (c Config) withDefaults() Config {

@@ -30,7 +30,8 @@ type WorkerConfig struct {
 	// DefaultPrefetch.
 	Prefetch int
 	// DrainTimeout bounds how long stopping waits for the claims being
-	// stored; those not stored by then are delivered again. Default 20s.
+	// stored; those not stored by then are delivered again. Default
+	// DefaultDrainTimeout.
 	DrainTimeout time.Duration
 }
 
@@ -70,7 +71,7 @@ func NewWorker(cfg WorkerConfig, svc Submitter, status *Status, m *Metrics, log 
 		cfg.Prefetch = DefaultPrefetch
 	}
 	if cfg.DrainTimeout <= 0 {
-		cfg.DrainTimeout = 20 * time.Second
+		cfg.DrainTimeout = DefaultDrainTimeout
 	}
 	w := &Worker{cfg: cfg, svc: svc, status: status, m: m, log: log, stored: make(chan storedClaim, 4096)}
 	w.link = &link{url: cfg.URL, role: "worker", log: log, m: m, setup: w.setup, down: w.down}
