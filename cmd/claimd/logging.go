@@ -50,3 +50,19 @@ type amqpLogger struct{}
 func (amqpLogger) Printf(format string, v ...any) {
 	libraryLine(context.Background(), "amqp091-go", format, v...)
 }
+
+// durationInSeconds keeps claimd's one unit for durations in logs: seconds,
+// as a number, under a key ending in _seconds (as the metrics and goose's
+// migration lines have it; a number sorts and sums where "1m30s" must be
+// parsed). Call sites log durations so; this turns a time.Duration that
+// slips through (JSON would give it in nanoseconds) into the same form.
+func durationInSeconds(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() != slog.KindDuration {
+		return a
+	}
+	key := a.Key
+	if !strings.HasSuffix(key, "_seconds") {
+		key += "_seconds"
+	}
+	return slog.Float64(key, a.Value.Duration().Seconds())
+}

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -87,7 +88,9 @@ func TestLibraryLogsAreJSON(t *testing.T) {
 	}
 
 	found := false
-	for _, line := range requireJSONLines(t, stderr.String()) {
+	lines := requireJSONLines(t, stderr.String())
+	requireDurationsInSeconds(t, lines)
+	for _, line := range lines {
 		if line["library"] == "go-redis" {
 			found = true
 			require.Equal(t, "WARN", line["level"])
@@ -95,6 +98,44 @@ func TestLibraryLogsAreJSON(t *testing.T) {
 		}
 	}
 	require.True(t, found, "the go-redis line is there, as JSON:\n%s", stderr)
+}
+
+// goDuration is a duration as Go writes it ("30s", "1m30s", "2.5ms").
+var goDuration = regexp.MustCompile(`^-?([0-9.]+(ns|us|µs|ms|s|m|h))+$`)
+
+// durationKey is a key that names a duration.
+var durationKey = regexp.MustCompile(`duration|timeout|interval|elapsed|_in$|_ms$|_s$`)
+
+// requireDurationsInSeconds fails unless every duration in lines is in
+// seconds, a number, under a key ending in _seconds.
+func requireDurationsInSeconds(t *testing.T, lines []map[string]any) {
+	t.Helper()
+	for _, line := range lines {
+		for k, v := range line {
+			if s, ok := v.(string); ok {
+				require.NotRegexp(t, goDuration, s, "%s: a duration as Go writes it: %v", k, line)
+			}
+			if durationKey.MatchString(k) || strings.HasSuffix(k, "_seconds") {
+				require.True(t, strings.HasSuffix(k, "_seconds"), "%s: a duration's key ends in _seconds: %v", k, line)
+				require.IsType(t, float64(0), v, "%s: seconds as a number: %v", k, line)
+			}
+		}
+	}
+}
+
+// Every duration claimd logs is in seconds, a number, under a key ending in
+// _seconds; a time.Duration logged as such is turned into that form.
+func TestLogDurationsInSeconds(t *testing.T) {
+	t.Parallel()
+	var buf bytes.Buffer
+	log := newLogger(&buf, slog.LevelInfo)
+	log.Info("waited", "wait", 1500*time.Millisecond, "timeout_seconds", 20*time.Second, "n", 3)
+	lines := requireJSONLines(t, buf.String())
+	require.Len(t, lines, 1)
+	require.Equal(t, 1.5, lines[0]["wait_seconds"])
+	require.Equal(t, 20.0, lines[0]["timeout_seconds"])
+	require.Equal(t, 3.0, lines[0]["n"])
+	requireDurationsInSeconds(t, lines)
 }
 
 // amqp091-go's lines (a channel closed, a recovery attempt) go the same way.

@@ -38,7 +38,7 @@ var (
 )
 
 func newLogger(w io.Writer, level slog.Level) *slog.Logger {
-	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level}))
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level, ReplaceAttr: durationInSeconds}))
 }
 
 func migrate(ctx context.Context, cfg config, log *slog.Logger) error {
@@ -237,7 +237,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	if cfg.Async {
 		mode = "async"
 	}
-	log.Info("claimd serving", "addr", ln.Addr().String(), "ingest_mode", mode, "reconcile_interval", cfg.ReconcileInterval.String(),
+	log.Info("claimd serving", "addr", ln.Addr().String(), "ingest_mode", mode, "reconcile_interval_seconds", cfg.ReconcileInterval.Seconds(),
 		"rules", cfg.Rules.Names(), "api_keys", len(cfg.APIKeys), "metrics_addr", cfg.MetricsAddr)
 	warnOpenAccess(log, cfg, ln.Addr())
 
@@ -246,7 +246,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 		return fmt.Errorf("http server: %w", err)
 	case <-ctx.Done():
 	}
-	log.Info("shutting down: draining in-flight requests", "timeout", cfg.ShutdownTimeout.String())
+	log.Info("shutting down: draining in-flight requests", "timeout_seconds", cfg.ShutdownTimeout.Seconds())
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
 	if err := srv.Shutdown(shutdownCtx); err != nil {
