@@ -123,7 +123,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		tuneGC(getenv)
 		return work(ctx, cfg, log)
 	case "dlq":
-		return deadLetters(ctx, cfg, dlq, stdout)
+		return deadLetters(ctx, cfg, log, dlq, stdout)
 	default:
 		printUsage(stderr)
 		return fmt.Errorf("unknown command %q", cmd)

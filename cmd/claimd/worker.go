@@ -106,8 +106,9 @@ func (f *dlqFlags) register(fs *flag.FlagSet) {
 	}
 }
 
-// deadLetters is `claimd dlq`.
-func deadLetters(ctx context.Context, cfg config, f dlqFlags, stdout io.Writer) error {
+// deadLetters is `claimd dlq`. stdout gets JSON lines only (list: one per
+// message); an empty queue is said in the log.
+func deadLetters(ctx context.Context, cfg config, log *slog.Logger, f dlqFlags, stdout io.Writer) error {
 	// Redis keeps the status GET /claims/{id} shows: replay and purge update it.
 	rdb, err := redisClient(cfg)
 	if err != nil {
@@ -148,6 +149,9 @@ func deadLetters(ctx context.Context, cfg config, f dlqFlags, stdout io.Writer) 
 		list, err := dl.List(ctx, f.body)
 		if err != nil {
 			return err
+		}
+		if len(list) == 0 {
+			log.Info("the dead-letter queue is empty", "queue", cfg.Queue.DeadLetterQueue())
 		}
 		for _, m := range list {
 			if err := out.Encode(m); err != nil {
