@@ -79,8 +79,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 
 	fs := flag.NewFlagSet("claimd "+cmd, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { printUsage(stderr) }
+	fs.SetOutput(io.Discard) // a parse error is returned, and main prints it once
+	fs.Usage = func() {}
 	var (
 		full, audit bool
 		dlq         dlqFlags
@@ -97,8 +97,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		dlq.action, args = args[0], args[1:]
 		dlq.register(fs)
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
+		printUsage(stdout)
 		return err
+	} else if err != nil {
+		return fmt.Errorf("%w\nrun 'claimd --help' for usage", err)
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments: %v", fs.Args())
