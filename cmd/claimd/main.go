@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"syscall"
 )
 
@@ -51,6 +52,7 @@ HTTP API (serve):
   POST /claims/batch            up to 10,000 claims, JSON array or NDJSON -> per-claim results
   GET  /claims/{id}             a stored claim, or a queued one's status
   GET  /top-providers?limit=N   providers by total net fee, from Redis or Postgres
+  GET  /docs                    the API reference (Swagger UI); /openapi.yaml, /openapi.json
   GET  /healthz, /readyz        liveness and readiness
   GET  /metrics                 Prometheus metrics
 
@@ -59,9 +61,16 @@ Environment:
 
 func printUsage(w io.Writer) {
 	fmt.Fprint(w, usage)
-	for _, s := range settings {
+	for _, s := range slices.Concat(settings, goSettings) {
 		fmt.Fprintf(w, "  %-28s %s (default %q)\n", s.name, s.help, s.def)
 	}
+}
+
+// goSettings are the Go runtime's own variables, which serve and worker set
+// for claimd's load unless the operator did (see tuneGC).
+var goSettings = []setting{
+	{"GOGC", "400", "Go's garbage collector: heap growth (%) that starts a collection; serve and worker set it unless given (Go's default is 100)"},
+	{"GOMEMLIMIT", "150MiB", "Go's soft memory limit: nearing it, the collector runs as often as it must; serve and worker set it unless given"},
 }
 
 // run is the whole program, with its dependencies on the process passed in
