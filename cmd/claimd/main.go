@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"syscall"
 )
 
@@ -51,6 +52,7 @@ HTTP API (serve):
   POST /claims/batch            up to 10,000 claims, JSON array or NDJSON -> per-claim results
   GET  /claims/{id}             a stored claim, or a queued one's status
   GET  /top-providers?limit=N   providers by total net fee, from Redis or Postgres
+  GET  /docs                    the API reference (Swagger UI); /openapi.yaml, /openapi.json
   GET  /healthz, /readyz        liveness and readiness
   GET  /metrics                 Prometheus metrics
 
@@ -59,9 +61,16 @@ Environment:
 
 func printUsage(w io.Writer) {
 	fmt.Fprint(w, usage)
-	for _, s := range settings {
+	for _, s := range slices.Concat(settings, goSettings) {
 		fmt.Fprintf(w, "  %-28s %s (default %q)\n", s.name, s.help, s.def)
 	}
+}
+
+// goSettings are the Go runtime's own variables, which serve and worker set
+// for claimd's load unless the operator did (see tuneGC).
+var goSettings = []setting{
+	{"GOGC", "400", "Go's garbage collector: heap growth (%) that starts a collection; serve and worker set it unless given (Go's default is 100)"},
+	{"GOMEMLIMIT", "150MiB", "Go's soft memory limit: nearing it, the collector runs as often as it must; serve and worker set it unless given"},
 }
 
 // run is the whole program, with its dependencies on the process passed in
@@ -79,8 +88,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 
 	fs := flag.NewFlagSet("claimd "+cmd, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { printUsage(stderr) }
+	fs.SetOutput(io.Discard) // a parse error is returned, and main prints it once
+	fs.Usage = func() {}
 	var (
 		full, audit bool
 		dlq         dlqFlags
@@ -97,8 +106,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		dlq.action, args = args[0], args[1:]
 		dlq.register(fs)
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
+		printUsage(stdout)
 		return err
+	} else if err != nil {
+		return fmt.Errorf("%w\nrun 'claimd --help' for usage", err)
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments: %v", fs.Args())
@@ -109,6 +121,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	log := newLogger(stderr, cfg.LogLevel)
+	routeLibraryLogs(log)
 
 	switch cmd {
 	case "serve":
@@ -122,7 +135,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		tuneGC(getenv)
 		return work(ctx, cfg, log)
 	case "dlq":
-		return deadLetters(ctx, cfg, dlq, stdout)
+		return deadLetters(ctx, cfg, log, dlq, stdout)
 	default:
 		printUsage(stderr)
 		return fmt.Errorf("unknown command %q", cmd)

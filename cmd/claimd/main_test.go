@@ -389,6 +389,9 @@ func TestHelp(t *testing.T) {
 	require.Contains(t, out.String(), "claimd reconcile")
 	require.Contains(t, out.String(), "claimd worker")
 	require.Contains(t, out.String(), "claimd dlq list")
+	require.Contains(t, out.String(), "GET  /docs ")
+	require.Regexp(t, `\n  GOGC +.*serve and worker set it.*\(default "400"\)\n`, out.String())
+	require.Regexp(t, `\n  GOMEMLIMIT +.*serve and worker set it.*\(default "150MiB"\)\n`, out.String())
 
 	none := func(string) string { return "" }
 	err = run(context.Background(), []string{"dlq"}, none, io.Discard, io.Discard)

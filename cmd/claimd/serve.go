@@ -22,7 +22,7 @@ import (
 )
 
 func newLogger(w io.Writer, level slog.Level) *slog.Logger {
-	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level}))
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level, ReplaceAttr: durationInSeconds}))
 }
 
 // serve is `claimd serve`: the HTTP API, and in the background the
@@ -105,7 +105,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	if cfg.Async {
 		mode = "async"
 	}
-	log.Info("claimd serving", "addr", ln.Addr().String(), "ingest_mode", mode, "reconcile_interval", cfg.Reconcile.Interval.String(),
+	log.Info("claimd serving", "addr", ln.Addr().String(), "ingest_mode", mode, "reconcile_interval_seconds", cfg.Reconcile.Interval.Seconds(),
 		"rules", cfg.Ingest.Rules.Names(), "api_keys", len(cfg.APIKeys), "metrics_addr", cfg.MetricsAddr)
 	warnOpenAccess(log, cfg, ln.Addr())
 
@@ -114,7 +114,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 		return fmt.Errorf("http server: %w", err)
 	case <-ctx.Done():
 	}
-	log.Info("shutting down: draining in-flight requests", "timeout", cfg.ShutdownTimeout.String())
+	log.Info("shutting down: draining in-flight requests", "timeout_seconds", cfg.ShutdownTimeout.Seconds())
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
 	if err := srv.Shutdown(shutdownCtx); err != nil {

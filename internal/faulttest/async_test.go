@@ -346,7 +346,7 @@ func TestAsyncDeadLetterReplayCLI(t *testing.T) {
 	})
 	require.Len(t, listed, 1, "dead letters: %+v", listed)
 	assert.Equal(t, id, listed[0].MessageID)
-	assert.Equal(t, "rejected", listed[0].Reason)
+	assert.Equal(t, "undecodable", listed[0].Reason)
 	status, _, err := getClaim(sys.API, sys.APIKey, id)
 	require.NoError(t, err)
 	assert.Equal(t, http.StatusNotFound, status, "GET /claims/%s of a message that never was a claim", id)

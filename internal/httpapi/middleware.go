@@ -79,7 +79,7 @@ func instrument(m *metrics, log *slog.Logger) func(http.Handler) http.Handler {
 			}
 			log.LogAttrs(r.Context(), slog.LevelInfo, "request",
 				slog.String("method", method), slog.String("route", route),
-				slog.Int("status", status), slog.Duration("duration", elapsed),
+				slog.Int("status", status), slog.Float64("duration_seconds", elapsed.Seconds()),
 				slog.Int("bytes", ww.BytesWritten()),
 				slog.String("client", clientOf(r)),
 				slog.String("request_id", middleware.GetReqID(r.Context())))

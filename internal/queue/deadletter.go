@@ -29,7 +29,7 @@ type DeadLetters struct {
 type DeadLetter struct {
 	MessageID  string          `json:"message_id"`
 	ReceivedAt string          `json:"received_at,omitempty"`
-	Reason     string          `json:"reason"` // rejected (refused by a worker) or delivery_limit
+	Reason     string          `json:"reason"` // as claimd_queue_dead_lettered_total says it; see deadLetterReason
 	DeadAt     time.Time       `json:"dead_lettered_at,omitzero"`
 	Bytes      int             `json:"bytes"`
 	Body       json.RawMessage `json:"body,omitempty"`
@@ -198,10 +198,27 @@ func (d *DeadLetters) each(ctx context.Context, fn func(amqp.Delivery) (action, 
 	}
 }
 
+// deadLetterReason says why m was dead-lettered in the words of the
+// claimd_queue_dead_lettered_total metric: undecodable (not a claim) or
+// invalid (a claim the pipeline refuses), both of which the broker records
+// as "rejected" by a worker, or delivery_limit (failed on its last allowed
+// delivery). A reason of the broker's own (expired, maxlen) is given as the
+// broker says it.
+func deadLetterReason(m amqp.Delivery) string {
+	reason, _ := m.Headers["x-first-death-reason"].(string)
+	if reason != "rejected" {
+		return reason
+	}
+	if _, err := decodeMessage(m); err != nil {
+		return "undecodable" // as the worker decided: the same decoding
+	}
+	return "invalid"
+}
+
 func describe(m amqp.Delivery) DeadLetter {
 	dl := DeadLetter{MessageID: m.MessageId, Bytes: len(m.Body)}
 	dl.ReceivedAt, _ = m.Headers[headerReceivedAt].(string)
-	dl.Reason, _ = m.Headers["x-first-death-reason"].(string)
+	dl.Reason = deadLetterReason(m)
 	if deaths, ok := m.Headers["x-death"].([]any); ok && len(deaths) > 0 {
 		if death, ok := deaths[0].(amqp.Table); ok {
 			dl.DeadAt, _ = death["time"].(time.Time)

@@ -120,7 +120,7 @@ func (l *link) run(ctx context.Context) {
 		conn, err := l.connect()
 		if err != nil {
 			l.m.connected.WithLabelValues(l.role).Set(0)
-			l.log.Warn("message broker unreachable; retrying", "role", l.role, "in", backoff.String(), "err", err)
+			l.log.Warn("message broker unreachable; retrying", "role", l.role, "retry_in_seconds", backoff.Seconds(), "err", err)
 			select {
 			case <-ctx.Done():
 				return

@@ -208,6 +208,17 @@ func TestQueuedClaimsStoredOnceByWorker(t *testing.T) {
 	st, _ = h.state(other.ID)
 	require.Contains(t, st.Reason, "claim_id")
 	require.Equal(t, 1.0, testutil.ToFloat64(h.m.DeadLettered("invalid")))
+
+	dl, err := queue.OpenDeadLetters(h.cfg, h.status)
+	require.NoError(t, err)
+	defer dl.Close()
+	var list []queue.DeadLetter
+	require.Eventually(t, func() bool {
+		list, err = dl.List(context.Background(), false)
+		return err == nil && len(list) == 1
+	}, 5*time.Second, 10*time.Millisecond)
+	require.Equal(t, other.ID, list[0].MessageID)
+	require.Equal(t, "invalid", list[0].Reason, "listed with the metric's reason")
 }
 
 // A message no queue takes (the queue was deleted under the publisher) is
@@ -302,7 +313,8 @@ WHEN (NEW.provider_npi = '1999999999') EXECUTE FUNCTION refuse_poison();`)
 	for _, m := range list {
 		reasons[m.MessageID] = m.Reason
 	}
-	require.Equal(t, map[string]string{garbageID: "rejected", poison.ID: "delivery_limit"}, reasons)
+	require.Equal(t, map[string]string{garbageID: "undecodable", poison.ID: "delivery_limit"}, reasons,
+		"the reasons of claimd_queue_dead_lettered_total")
 	require.Equal(t, 1, h.storedClaims(), "the good claim is stored beside the poison")
 	require.Equal(t, 1.0, testutil.ToFloat64(h.m.DeadLettered("undecodable")))
 	require.Equal(t, 1.0, testutil.ToFloat64(h.m.DeadLettered("delivery_limit")))

@@ -129,10 +129,10 @@ func (r *Reconciler) Run(ctx context.Context) {
 		case res.Repaired > 0 || res.Drift != 0:
 			r.log.Warn("reconciliation repaired the ranking", "rebuilt", res.Rebuilt,
 				"repaired", res.Repaired, "drift_cents", int64(res.Drift), "providers", res.Providers,
-				"duration", res.Duration.String())
+				"duration_seconds", res.Duration.Seconds())
 		case res.Rebuilt:
 			r.log.Info("reconciliation rebuilt the ranking; nothing needed repair",
-				"providers", res.Providers, "duration", res.Duration.String())
+				"providers", res.Providers, "duration_seconds", res.Duration.Seconds())
 		}
 		select {
 		case <-ctx.Done():
