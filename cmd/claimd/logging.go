@@ -29,6 +29,11 @@ func init() {
 // routeLibraryLogs sends the libraries' lines to log from now on.
 func routeLibraryLogs(log *slog.Logger) { libraryLog.Store(log) }
 
+// routeLibraries is set by main: the process's own run points the library
+// loggers at its logger. Tests that call run in-process leave them alone,
+// or one test's library lines would land in another's buffer.
+var routeLibraries bool
+
 // libraryLine logs one line of a library's at warning level: the libraries
 // do not say a level, and what they write is about trouble.
 func libraryLine(ctx context.Context, lib, format string, v ...any) {

@@ -17,6 +17,7 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	routeLibraries = true
 	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
 		if !errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintln(os.Stderr, "claimd:", err)
@@ -121,7 +122,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	log := newLogger(stderr, cfg.LogLevel)
-	routeLibraryLogs(log)
+	if routeLibraries {
+		routeLibraryLogs(log)
+	}
 
 	switch cmd {
 	case "serve":
