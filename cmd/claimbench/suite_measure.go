@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
@@ -26,6 +27,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/claim-process/claim-process/internal/loadkit"
 	"github.com/claim-process/claim-process/internal/rank"
 )
 
@@ -107,7 +109,7 @@ func (s *suite) preloadTo(ctx context.Context, st *stageResult, lines int64) err
 				}
 				if err != nil {
 					mu.Lock()
-					firstErr = cmpOr(firstErr, err)
+					firstErr = cmp.Or(firstErr, err)
 					mu.Unlock()
 				}
 			}
@@ -135,13 +137,6 @@ func (s *suite) preloadTo(ctx context.Context, st *stageResult, lines int64) err
 	}
 	s.logf("preloaded in %.1f s", st.PreloadSeconds)
 	return nil
-}
-
-func cmpOr(a, b error) error {
-	if a != nil {
-		return a
-	}
-	return b
 }
 
 // Copies of the real tables with the same columns, constraints and indexes,
@@ -190,7 +185,7 @@ type claimRows struct {
 	fees, allowed, coins, copays, netFee []int64
 }
 
-func (r *claimRows) add(c *Claim) {
+func (r *claimRows) add(c *loadkit.Claim) {
 	id, _ := uuid.NewV7()
 	sum := sha256.Sum256([]byte(c.ExternalID))
 	r.ids, r.scopes, r.exts, r.hashes = append(r.ids, id), append(r.scopes, ""), append(r.exts, c.ExternalID), append(r.hashes, sum[:])
@@ -230,7 +225,7 @@ func (s *suite) ceilings(ctx context.Context) error {
 		}
 	}()
 	c := &s.res.Ceilings
-	pool := NPIPool(s.sc.NPIs)
+	pool := loadkit.NPIPool(s.sc.NPIs)
 
 	// Set-based: 250 claims and their 1000 lines per transaction, both with
 	// INSERT ... SELECT FROM unnest, pipelined in one round trip.
@@ -238,7 +233,7 @@ func (s *suite) ceilings(ctx context.Context) error {
 	c.SetConns = s.sc.CeilingConn
 	var seq atomic.Int64
 	lines, elapsed, lat, err := s.pgWorkers(ctx, s.sc.CeilingConn, s.sc.CeilingDur, func(w int) func(conn *pgx.Conn) (int64, error) {
-		gen := NewGenerator(int64(1000+w), pool, 1.1, 4)
+		gen := loadkit.NewGenerator(int64(1000+w), pool, 1.1, 4)
 		gen.FixLines(4)
 		return func(conn *pgx.Conn) (int64, error) {
 			var rows claimRows
@@ -263,7 +258,7 @@ func (s *suite) ceilings(ctx context.Context) error {
 	s.logf("Postgres ceiling: one claim per transaction, %d clients, %s", s.sc.PerTxConn, s.sc.CeilingDur)
 	c.TxClients = s.sc.PerTxConn
 	lines, elapsed, lat, err = s.pgWorkers(ctx, s.sc.PerTxConn, s.sc.CeilingDur, func(w int) func(conn *pgx.Conn) (int64, error) {
-		gen := NewGenerator(int64(2000+w), pool, 1.1, 4)
+		gen := loadkit.NewGenerator(int64(2000+w), pool, 1.1, 4)
 		gen.FixLines(4)
 		return func(conn *pgx.Conn) (int64, error) {
 			cl := gen.Claim(fmt.Sprintf("ceil-tx-%d", seq.Add(1)))
@@ -273,7 +268,7 @@ func (s *suite) ceilings(ctx context.Context) error {
 			for _, l := range cl.Lines {
 				per[l.NPI] += l.NetFee()
 			}
-			npis := slices.Sorted(mapsKeys(per))
+			npis := slices.Sorted(maps.Keys(per))
 			fees := make([]int64, len(npis))
 			for i, n := range npis {
 				fees[i] = per[n]
@@ -294,16 +289,6 @@ func (s *suite) ceilings(ctx context.Context) error {
 	return nil
 }
 
-func mapsKeys(m map[string]int64) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
-}
-
 // pgWorkers runs n workers, each on its own connection, calling its step
 // until d has passed; it returns the rows the steps wrote and how long.
 func (s *suite) pgWorkers(ctx context.Context, n int, d time.Duration, mk func(w int) func(*pgx.Conn) (int64, error)) (int64, time.Duration, Latency, error) {
@@ -317,11 +302,11 @@ func (s *suite) pgWorkers(ctx context.Context, n int, d time.Duration, mk func(w
 		conns[i] = c
 	}
 	var (
-		total    atomic.Int64
-		mu       sync.Mutex
-		firstErr error
-		lats     []time.Duration
-		wg       sync.WaitGroup
+		total atomic.Int64
+		mu    sync.Mutex
+		errs  []error
+		lats  []time.Duration
+		wg    sync.WaitGroup
 	)
 	started := time.Now()
 	deadline := started.Add(d)
@@ -334,7 +319,7 @@ func (s *suite) pgWorkers(ctx context.Context, n int, d time.Duration, mk func(w
 				rows, err := step(c)
 				if err != nil {
 					mu.Lock()
-					firstErr = cmpOr(firstErr, err)
+					errs = append(errs, err)
 					mu.Unlock()
 					return
 				}
@@ -347,13 +332,13 @@ func (s *suite) pgWorkers(ctx context.Context, n int, d time.Duration, mk func(w
 		})
 	}
 	wg.Wait()
-	return total.Load(), time.Since(started), latencies(lats), firstErr
+	return total.Load(), time.Since(started), latencies(lats), errors.Join(errs...)
 }
 
 // redisRaw measures ZREVRANGE key 0 9 WITHSCORES on the ranking itself, with
 // a Go client and with redis-benchmark when it is installed.
 func (s *suite) redisRaw(ctx context.Context, st *stageResult) error {
-	key := s.redisPrefix + "rank:providers"
+	key := rank.Keys{Prefix: s.redisPrefix}.Ranking()
 	const goroutines = 16
 	rdb, err := newRedisClient(s.cfg.RedisURL, 2*goroutines)
 	if err != nil {
@@ -562,7 +547,7 @@ func (s *suite) checkAnswer(ctx context.Context, p *claimdProc, source string) s
 	if err != nil {
 		return err.Error()
 	}
-	got, src, err := getTop(ctx, http.DefaultClient, p.url, 10)
+	got, src, err := loadkit.GetTop(ctx, http.DefaultClient, p.url, "", 10)
 	switch {
 	case err != nil:
 		return err.Error()
@@ -574,7 +559,7 @@ func (s *suite) checkAnswer(ctx context.Context, p *claimdProc, source string) s
 	return ""
 }
 
-func (s *suite) trueTop(ctx context.Context, n int) ([]providerTotal, error) {
+func (s *suite) trueTop(ctx context.Context, n int) ([]loadkit.ProviderTotal, error) {
 	conn, err := pgx.Connect(ctx, s.dbURL)
 	if err != nil {
 		return nil, err
@@ -584,8 +569,8 @@ func (s *suite) trueTop(ctx context.Context, n int) ([]providerTotal, error) {
 	if err != nil {
 		return nil, err
 	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (providerTotal, error) {
-		var t providerTotal
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (loadkit.ProviderTotal, error) {
+		var t loadkit.ProviderTotal
 		err := r.Scan(&t.NPI, &t.Cents)
 		return t, err
 	})
@@ -710,7 +695,7 @@ func (s *suite) rebuild(ctx context.Context, p *claimdProc, st *stageResult) err
 				default:
 				}
 				t := time.Now()
-				got, src, err := getTop(ctx, client, p.url, 10)
+				got, src, err := loadkit.GetTop(ctx, client, p.url, "", 10)
 				mine = append(mine, time.Since(t))
 				lookups.Add(1)
 				switch {
@@ -740,7 +725,7 @@ func (s *suite) rebuild(ctx context.Context, p *claimdProc, st *stageResult) err
 	r.Latency = latencies(lats)
 	if err != nil {
 		// Reported in the table; the measurements after it still run.
-		r.Error = fmt.Sprintf("claimd reconcile --full: %v: %s", err, bytes.TrimSpace(out))
+		r.Error = err.Error()
 		s.logf("rebuild failed after %.2f s: %s", r.Seconds, r.Error)
 		return nil
 	}
@@ -783,8 +768,8 @@ func (s *suite) fallback(ctx context.Context, p *claimdProc, st *stageResult) er
 	return nil
 }
 
-// micro runs the go test micro-benchmarks (Redis vs the old GROUP BY) and
-// formats them with scripts/bench-report.awk, as make bench used to.
+// micro runs the go test micro-benchmarks (Redis against a GROUP BY over
+// the lines) and formats them with scripts/bench-report.awk.
 func (s *suite) micro(ctx context.Context) {
 	s.logf("micro-benchmarks: go test -bench (about 40 s)")
 	raw := filepath.Join(s.cfg.LogDir, "bench.txt")
