@@ -21,6 +21,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/claim-process/claim-process/internal/loadkit"
+	"github.com/claim-process/claim-process/internal/loadkit/proc"
 )
 
 // setup creates the database and migrates it with claimd itself.
@@ -170,7 +171,7 @@ func (s *suite) startClaimd(ctx context.Context, name, redisURL string, extraEnv
 // (HTTP_ADDR, or WORKER_ADDR for the worker's /metrics and /readyz) and
 // waits until its /readyz answers 200.
 func (s *suite) startProc(ctx context.Context, name, command, redisURL string, extraEnv ...string) (*claimdProc, error) {
-	port, err := loadkit.FreePort()
+	port, err := proc.FreePort()
 	if err != nil {
 		return nil, err
 	}
@@ -179,7 +180,7 @@ func (s *suite) startProc(ctx context.Context, name, command, redisURL string, e
 	if redisURL == deadRedis {
 		dead := port
 		for dead == port && err == nil {
-			dead, err = loadkit.FreePort()
+			dead, err = proc.FreePort()
 		}
 		redisURL = fmt.Sprintf("redis://127.0.0.1:%d/0", dead)
 	}
@@ -189,7 +190,7 @@ func (s *suite) startProc(ctx context.Context, name, command, redisURL string, e
 	} else {
 		env = append(env, "HTTP_ADDR="+addr)
 		if s.cfg.PprofDir != "" {
-			pprofPort, perr := loadkit.FreePort()
+			pprofPort, perr := proc.FreePort()
 			p.pprof = "127.0.0.1:" + strconv.Itoa(pprofPort)
 			env = append(env, "PPROF_ADDR="+p.pprof)
 			err = errors.Join(err, perr)
@@ -204,11 +205,11 @@ func (s *suite) startProc(ctx context.Context, name, command, redisURL string, e
 	if err := p.c.Start(); err != nil {
 		return nil, err
 	}
-	proc := p.c.Process()
+	child := p.c.Process()
 	go func() {
-		<-proc.Exited()
+		<-child.Exited()
 		if !p.stopping.Load() {
-			s.logf("claimd %q exited unexpectedly: %v", p.name, proc.State())
+			s.logf("claimd %q exited unexpectedly: %v", p.name, child.State())
 		}
 	}()
 	s.procs = append(s.procs, p)
@@ -216,7 +217,7 @@ func (s *suite) startProc(ctx context.Context, name, command, redisURL string, e
 	if err := p.c.WaitReady(ctx, s.sc.ReadyWait, "/readyz", loadkit.StatusOK); err != nil {
 		return nil, err
 	}
-	if !proc.Running() { // something else answered on the port
+	if !child.Running() { // something else answered on the port
 		return nil, fmt.Errorf("claimd %q exited at start; see %s", name, logPath)
 	}
 	return p, nil
@@ -265,7 +266,7 @@ func (p *claimdProc) stop() int64 {
 
 // waitSource waits until /top-providers answers from the given source.
 func (s *suite) waitSource(ctx context.Context, p *claimdProc, source string) error {
-	err := loadkit.Poll(ctx, 100*time.Millisecond, s.sc.ReadyWait, func() error {
+	err := proc.Poll(ctx, 100*time.Millisecond, s.sc.ReadyWait, func() error {
 		_, src, err := loadkit.GetTop(ctx, http.DefaultClient, p.url, "", 10)
 		if err == nil && src != source {
 			err = fmt.Errorf("answered from %s", src)

@@ -4,13 +4,14 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/claim-process/claim-process/internal/loadkit/proc"
 )
 
 // Environ is the environment of a claimd: the caller's own, then the
@@ -41,7 +42,7 @@ type Claimd struct {
 	Env     []string // its whole environment
 	LogPath string   // its output; the first Start truncates it, restarts append
 
-	proc   *Process // nil when not started, or after Kill or Terminate
+	child  *proc.Process // nil when not started, or after Kill or Terminate
 	starts int
 }
 
@@ -51,7 +52,7 @@ func (c *Claimd) URL() string { return "http://" + c.Addr }
 // Start starts the process (again). It does not wait for it to be ready
 // (see WaitReady).
 func (c *Claimd) Start() error {
-	if c.proc != nil {
+	if c.child != nil {
 		return fmt.Errorf("claimd %s is already running", c.Name)
 	}
 	flags := os.O_CREATE | os.O_WRONLY | os.O_APPEND
@@ -66,12 +67,12 @@ func (c *Claimd) Start() error {
 	cmd := exec.Command(c.Binary, c.Command)
 	cmd.Env = c.Env
 	cmd.Stdout, cmd.Stderr = logFile, logFile
-	proc, err := Spawn(cmd)
+	child, err := proc.Spawn(cmd)
 	_ = logFile.Close() // the child has its own
 	if err != nil {
 		return fmt.Errorf("start claimd %s: %w", c.Name, err)
 	}
-	c.proc = proc
+	c.child = child
 	c.starts++
 	return nil
 }
@@ -79,18 +80,18 @@ func (c *Claimd) Start() error {
 // WaitReady polls GET path every 50ms, up to timeout, until ready accepts
 // the answer; it gives up at once if the process exits.
 func (c *Claimd) WaitReady(ctx context.Context, timeout time.Duration, path string, ready func(status int, body []byte) error) error {
-	proc := c.proc
-	if proc == nil {
+	child := c.child
+	if child == nil {
 		return fmt.Errorf("claimd %s is not running", c.Name)
 	}
 	client := &http.Client{Timeout: 3 * time.Second}
-	err := Poll(ctx, 50*time.Millisecond, timeout, func() error {
-		if !proc.Running() {
-			return Stop(fmt.Errorf("claimd %s exited during start (%v); see %s", c.Name, proc.Err(), c.LogPath))
+	err := proc.Poll(ctx, 50*time.Millisecond, timeout, func() error {
+		if !child.Running() {
+			return proc.Stop(fmt.Errorf("claimd %s exited during start (%v); see %s", c.Name, child.Err(), c.LogPath))
 		}
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.URL()+path, nil)
 		if err != nil {
-			return Stop(err)
+			return proc.Stop(err)
 		}
 		resp, err := client.Do(req)
 		if err != nil {
@@ -118,40 +119,40 @@ func StatusOK(status int, body []byte) error {
 }
 
 // Process is the running process, nil when there is none.
-func (c *Claimd) Process() *Process { return c.proc }
+func (c *Claimd) Process() *proc.Process { return c.child }
 
 // Pid is the process id of the running process (0 when it is not running).
 func (c *Claimd) Pid() int {
-	if c.proc == nil {
+	if c.child == nil {
 		return 0
 	}
-	return c.proc.Pid()
+	return c.child.Pid()
 }
 
 // Starts is how often Start started it.
 func (c *Claimd) Starts() int { return c.starts }
 
 // Running reports whether the process is alive.
-func (c *Claimd) Running() bool { return c.proc != nil && c.proc.Running() }
+func (c *Claimd) Running() bool { return c.child != nil && c.child.Running() }
 
 // Kill sends SIGKILL, the crash no code can react to, and waits for the exit.
 func (c *Claimd) Kill() {
-	if c.proc == nil {
+	if c.child == nil {
 		return
 	}
-	c.proc.Kill()
-	c.proc = nil
+	c.child.Kill()
+	c.child = nil
 }
 
 // Terminate sends SIGTERM and waits up to timeout for the exit, then kills
 // it. It returns the process, exited, and whether it exited in time.
-func (c *Claimd) Terminate(timeout time.Duration) (*Process, bool) {
-	proc := c.proc
-	if proc == nil {
+func (c *Claimd) Terminate(timeout time.Duration) (*proc.Process, bool) {
+	child := c.child
+	if child == nil {
 		return nil, true
 	}
-	c.proc = nil
-	return proc, proc.Terminate(syscall.SIGTERM, timeout)
+	c.child = nil
+	return child, child.Terminate(syscall.SIGTERM, timeout)
 }
 
 // RunClaimd runs a claimd command that exits by itself (migrate, reconcile,
@@ -163,30 +164,20 @@ func RunClaimd(ctx context.Context, binary string, env []string, args ...string)
 	cmd.Env = env
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	proc, err := Spawn(cmd)
+	child, err := proc.Spawn(cmd)
 	if err != nil {
 		return nil, err
 	}
 	select {
-	case <-proc.Exited():
+	case <-child.Exited():
 	case <-ctx.Done():
-		proc.Kill()
+		child.Kill()
 	}
-	if err := proc.Err(); err != nil || ctx.Err() != nil {
+	if err := child.Err(); err != nil || ctx.Err() != nil {
 		if err == nil {
 			err = ctx.Err()
 		}
 		return stdout.Bytes(), fmt.Errorf("claimd %s: %w: %s", strings.Join(args, " "), err, bytes.TrimSpace(stderr.Bytes()))
 	}
 	return stdout.Bytes(), nil
-}
-
-// FreePort returns a TCP port on the loopback that was free a moment ago.
-func FreePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
 }

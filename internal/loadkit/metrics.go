@@ -13,6 +13,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"github.com/claim-process/claim-process/internal/loadkit/proc"
 )
 
 // Metrics is one scrape of a /metrics exposition, by metric family name.
@@ -154,7 +156,7 @@ func ReconcilePasses(ctx context.Context, base string) (float64, error) {
 // claimd at base has completed at least passes successful reconciliation
 // passes since it started.
 func WaitReconciled(ctx context.Context, base string, passes float64, interval, timeout time.Duration) error {
-	return Poll(ctx, interval, timeout, func() error {
+	return proc.Poll(ctx, interval, timeout, func() error {
 		n, err := ReconcilePasses(ctx, base)
 		if err != nil {
 			return err

@@ -1,4 +1,4 @@
-package loadkit
+package proc
 
 import (
 	"context"

@@ -1,4 +1,9 @@
-package loadkit
+// Package proc runs child processes that die with their parent (tests and
+// the benchmark start claimd, redis-server, postgres, RabbitMQ and
+// Prometheus), finds them free ports, and polls until they are ready. It
+// imports nothing of the service, so that internal/testenv, which the
+// service's own tests use, can build on it.
+package proc
 
 import (
 	"os"
