@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/claim-process/claim-process/internal/loadkit"
 	"github.com/claim-process/claim-process/internal/loadkit/proc"
@@ -74,40 +73,6 @@ func (s *suite) cleanup() {
 			s.logf("dropped database %s, deleted %d Redis keys %s*", s.dbName, n, s.redisPrefix)
 		}
 	}
-}
-
-// deletePrefix deletes the keys under prefix, and nothing else: SCAN MATCH
-// prefix* then UNLINK (large sets are freed in the background).
-func deletePrefix(ctx context.Context, redisURL, prefix string) (int, error) {
-	rdb, err := newRedisClient(redisURL, 4)
-	if err != nil {
-		return 0, err
-	}
-	defer rdb.Close()
-	n := 0
-	iter := rdb.Scan(ctx, 0, escapeGlob(prefix)+"*", 1000).Iterator()
-	for iter.Next(ctx) {
-		if err := rdb.Unlink(ctx, iter.Val()).Err(); err != nil {
-			return n, err
-		}
-		n++
-	}
-	return n, iter.Err()
-}
-
-// escapeGlob escapes the characters SCAN MATCH treats specially.
-func escapeGlob(s string) string {
-	r := strings.NewReplacer(`\`, `\\`, `*`, `\*`, `?`, `\?`, `[`, `\[`, `]`, `\]`)
-	return r.Replace(s)
-}
-
-func newRedisClient(redisURL string, pool int) (*redis.Client, error) {
-	opts, err := redis.ParseURL(redisURL)
-	if err != nil {
-		return nil, fmt.Errorf("redis url: %w", err)
-	}
-	opts.PoolSize = pool
-	return redis.NewClient(opts), nil
 }
 
 // withDatabase swaps the database name of a postgres:// URL.
