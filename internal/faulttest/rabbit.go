@@ -25,25 +25,20 @@ import (
 // insists on running as the rabbitmq user; this one runs as whoever calls it.
 const rabbitServerBin = "/usr/lib/rabbitmq/bin/rabbitmq-server"
 
-// rabbitStartTimeout bounds a boot. RabbitMQ needs 5-10s of CPU to boot
-// (loading and JIT-compiling a few thousand modules), so on a busy machine
-// with few cores a start can take 20s or more.
+// rabbitStartTimeout bounds a boot. A boot loads and compiles thousands of
+// Erlang modules, which takes long on a busy machine with few cores.
 const rabbitStartTimeout = 120 * time.Second
 
-// RabbitQueueSettleTime is how long a quorum queue must exist before a
-// SIGKILL of its node is sure not to empty it. RabbitMQ 3.10 records which
-// Raft log belongs to the queue in a dets table (quorum/.../names.dets) and
-// does not sync it: dets caches writes for up to 3s, so a node killed sooner
-// after the declaration comes back with the queue but a new, empty Raft log;
-// the confirmed messages are on disk and never read again. The node's own
-// fault, not its client's: scenarios that kill the node should let this much
-// time pass after declaring queues (a graceful Stop has no such window).
-//
-// The same window follows every start of the node, for queues that have
-// existed for long: a node SIGKILLed 1.5s after a restart came back without
-// the confirmed messages published since that restart (they were back after
-// one more restart); killed 5s after it, nothing was missing. So let this
-// much time pass after Start (SinceStart) too before a Kill.
+// RabbitQueueSettleTime is how long a quorum queue must have existed, and
+// the node must have run since its last Start (SinceStart), before a
+// SIGKILL of the node is sure to keep the queue's confirmed messages.
+// RabbitMQ records which Raft log belongs to a quorum queue in a dets table
+// (quorum/.../names.dets) that it does not sync at once (dets caches writes
+// for up to 3s): a node killed within that window after a declaration, or
+// after a start, can come back with the queue but an empty Raft log, the
+// confirmed messages on disk and never read again. This is the broker's
+// fault, not its client's, so scenarios that kill the node let this much
+// time pass first; a graceful Stop has no such window.
 const RabbitQueueSettleTime = 4 * time.Second
 
 // RabbitServer is a RabbitMQ node of the test's own: its own node name,
