@@ -466,17 +466,8 @@ type claimAnswer struct {
 	ClaimID string      `json:"claim_id"`
 	NetFee  json.Number `json:"net_fee"`
 	Lines   []struct {
-		ServiceDate        string      `json:"service_date"`
-		SubmittedProcedure string      `json:"submitted_procedure"`
-		Quadrant           *string     `json:"quadrant"`
-		PlanGroup          string      `json:"plan_group"`
-		Subscriber         string      `json:"subscriber"`
-		ProviderNPI        string      `json:"provider_npi"`
-		ProviderFees       json.Number `json:"provider_fees"`
-		AllowedFees        json.Number `json:"allowed_fees"`
-		MemberCoinsurance  json.Number `json:"member_coinsurance"`
-		MemberCopay        json.Number `json:"member_copay"`
-		NetFee             json.Number `json:"net_fee"`
+		loadkit.WireLine[json.Number]
+		NetFee json.Number `json:"net_fee"`
 	} `json:"lines"`
 }
 

@@ -43,35 +43,36 @@ func (c *Claim) NetFee() int64 {
 	return sum
 }
 
-// wireLine is the JSON form of a line. Amounts are strings such as "123.45"
-// so that no float ever stands between our cents and the server's.
-type wireLine struct {
+// WireLine is the JSON form of a line, with its amounts of type M: string
+// in a request body ("123.45", so that no float ever stands between the
+// sender's cents and the server's), json.Number when reading an answer.
+type WireLine[M any] struct {
 	ServiceDate        string  `json:"service_date"`
 	SubmittedProcedure string  `json:"submitted_procedure"`
 	Quadrant           *string `json:"quadrant"`
 	PlanGroup          string  `json:"plan_group"`
 	Subscriber         string  `json:"subscriber"`
 	ProviderNPI        string  `json:"provider_npi"`
-	ProviderFees       string  `json:"provider_fees"`
-	AllowedFees        string  `json:"allowed_fees"`
-	MemberCoinsurance  string  `json:"member_coinsurance"`
-	MemberCopay        string  `json:"member_copay"`
+	ProviderFees       M       `json:"provider_fees"`
+	AllowedFees        M       `json:"allowed_fees"`
+	MemberCoinsurance  M       `json:"member_coinsurance"`
+	MemberCopay        M       `json:"member_copay"`
 }
 
 type wireClaim struct {
-	ClaimID string     `json:"claim_id"`
-	Lines   []wireLine `json:"lines"`
+	ClaimID string             `json:"claim_id"`
+	Lines   []WireLine[string] `json:"lines"`
 }
 
 // JSON is the body of POST /claims for this claim.
 func (c *Claim) JSON() []byte {
-	w := wireClaim{ClaimID: c.ExternalID, Lines: make([]wireLine, len(c.Lines))}
+	w := wireClaim{ClaimID: c.ExternalID, Lines: make([]WireLine[string], len(c.Lines))}
 	for i, l := range c.Lines {
 		var q *string
 		if l.Quadrant != "" {
 			q = &l.Quadrant
 		}
-		w.Lines[i] = wireLine{
+		w.Lines[i] = WireLine[string]{
 			ServiceDate: l.ServiceDate, SubmittedProcedure: l.Procedure, Quadrant: q,
 			PlanGroup: l.PlanGroup, Subscriber: l.Subscriber, ProviderNPI: l.NPI,
 			ProviderFees: FormatCents(l.Fees), AllowedFees: FormatCents(l.Allowed),
