@@ -128,7 +128,7 @@ func op(rep *Report, name string) *OpReport {
 	return nil
 }
 
-// goal is one of the issue's targets: at least or at most a figure.
+// goal is one of the targets the table checks: at least or at most a figure.
 type goal struct {
 	atLeast bool
 	target  float64
@@ -370,7 +370,7 @@ func (r *suiteResult) rows() []row {
 
 // growthRows compare the last stage with the first: "flat" is taken as
 // within 20% (throughput no more than 20% lower, latency no more than 20%
-// higher); the issue does not give a number.
+// higher); no target gives a number.
 func (r *suiteResult) growthRows() []row {
 	first, last := r.Stages[0], r.Stages[len(r.Stages)-1]
 	var rows []row

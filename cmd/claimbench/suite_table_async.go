@@ -7,7 +7,7 @@ import (
 )
 
 // asyncRows are the async block's, beside the sync single rows: figures in
-// the stage that ran it (the first), no goal (the issue sets none).
+// the stage that ran it (the first), no goal (none is set).
 func (r *suiteResult) asyncRows() []row {
 	var ar *asyncResult
 	for _, st := range r.Stages {

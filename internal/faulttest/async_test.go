@@ -144,7 +144,7 @@ func TestAsyncBrokerRestarted(t *testing.T) {
 		pids[i] = p.Pid()
 	}
 
-	// A broker boots in 5-10s of CPU, so on a busy machine it can stay away
+	// A broker boot is slow on a busy machine: the node can stay away
 	// longer than the 45s a client retries by default.
 	load := NewLoad(t, LoadConfig{Claims: 4500, Clients: 32, KeyShare: 0.3, Rate: 500,
 		RetryFor: 3 * time.Minute, Timeout: 5 * time.Minute})

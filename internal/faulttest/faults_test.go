@@ -131,7 +131,7 @@ func TestClaimdKilledUnderLoad(t *testing.T) {
 	finish(t, cd, "1 (claimd SIGKILL x3)", load, report)
 }
 
-// Scenario 1b (the rolling restart): claimd is stopped with SIGTERM
+// Scenario 1b (a rolling restart): claimd is stopped with SIGTERM
 // under load twice and started again. Each stop must drain the requests in
 // flight and exit 0; clients see refused connections while it is down, but
 // no 5xx other than a 503 with Retry-After.

@@ -22,7 +22,7 @@ import (
 	"github.com/claim-process/claim-process/internal/testenv"
 )
 
-// Scenario 7 (issue 12): one client misbehaves while another sends its
+// Scenario 7: one client misbehaves while another sends its
 // claims. The misbehaving client, with an API key of its own, holds batches
 // open part-way (stalled), sends claims whose claim_id Postgres cannot
 // store (NUL), requests with made-up methods and paths, and lookups far past
