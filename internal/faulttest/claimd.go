@@ -118,8 +118,7 @@ func (c *Claimd) BaseURL() string { return c.kd.URL() }
 func (c *Claimd) Start() {
 	c.t.Helper()
 	require.NoError(c.t, c.kd.Start())
-	ctx, cancel := withTimeout(time.Minute)
-	defer cancel()
+	ctx := context.Background() // WaitReady bounds each wait
 	require.NoError(c.t, c.kd.WaitReady(ctx, 30*time.Second, "/healthz", loadkit.StatusOK))
 	if c.async {
 		require.NoError(c.t, c.kd.WaitReady(ctx, 30*time.Second, "/readyz", connected), "connected to the broker")
