@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/claim-process/claim-process/internal/loadkit"
 )
 
 // maxListedProtocol bounds the protocol problems kept; all are counted.
@@ -92,12 +94,12 @@ func batchBody(scs []*sentClaim) []byte {
 // its item's answer means for it. A claim whose outcome the answer does not
 // settle (its item is a 503, is missing, or came after the point where the
 // server stopped reading; or the whole request failed with a 5xx, a 429 or a
-// transport error) stays outcomeUnknown, to be resent with the same claim_id.
+// transport error) stays loadkit.Unknown, to be resent with the same claim_id.
 func (l *loader) postBatch(ctx context.Context, scs []*sentClaim) (int, batchStats, error) {
 	var st batchStats
 	status, body, err := l.do(ctx, http.MethodPost, "/claims/batch", batchBody(scs))
 	for _, sc := range scs {
-		sc.Status, sc.Outcome = status, outcomeUnknown
+		sc.Status, sc.Outcome = status, loadkit.Unknown
 	}
 	switch {
 	case err != nil:
@@ -112,7 +114,7 @@ func (l *loader) postBatch(ctx context.Context, scs []*sentClaim) (int, batchSta
 		// claimbench sends well-formed batches within the limits, so this is
 		// also a protocol problem worth failing the run for.
 		for _, sc := range scs {
-			sc.Outcome = outcomeRefused
+			sc.Outcome = loadkit.Refused
 		}
 		st.count("request "+strconv.Itoa(status), int64(len(scs)))
 		st.problem("a batch of %d claims was refused whole: %d %.200s", len(scs), status, body)
@@ -151,7 +153,7 @@ func applyBatchAnswer(scs []*sentClaim, body []byte, st *batchStats) {
 		st.count(strconv.Itoa(it.Status), 1)
 		switch {
 		case it.Status == http.StatusCreated || it.Status == http.StatusOK:
-			sc.Outcome = outcomeAcked
+			sc.Outcome = loadkit.Acked
 			sc.ID = it.ID
 			if it.Status == http.StatusCreated {
 				created++
@@ -164,15 +166,15 @@ func applyBatchAnswer(scs []*sentClaim, body []byte, st *batchStats) {
 			case it.ClaimID != sc.Claim.ExternalID:
 				sc.Problem = fmt.Sprintf("batch item's claim_id is %q, sent %q", it.ClaimID, sc.Claim.ExternalID)
 			default:
-				if got, err := parseCents(it.NetFee.String()); err != nil || got != sc.Claim.NetFee() {
-					sc.Problem = fmt.Sprintf("batch item's net_fee is %s, expected %s", it.NetFee, formatCents(sc.Claim.NetFee()))
+				if got, err := loadkit.ParseCents(it.NetFee.String()); err != nil || got != sc.Claim.NetFee() {
+					sc.Problem = fmt.Sprintf("batch item's net_fee is %s, expected %s", it.NetFee, loadkit.FormatCents(sc.Claim.NetFee()))
 				}
 			}
 		case it.Status == http.StatusBadRequest || it.Status == http.StatusUnprocessableEntity:
-			sc.Outcome = outcomeRefused
+			sc.Outcome = loadkit.Refused
 			refused++
 		default: // 503: not stored now, resend; anything else: unknown too
-			sc.Outcome = outcomeUnknown
+			sc.Outcome = loadkit.Unknown
 		}
 	}
 	missing := 0
@@ -200,7 +202,7 @@ func applyBatchAnswer(scs []*sentClaim, body []byte, st *batchStats) {
 func (l *loader) settleBatch(ctx context.Context, claims []*sentClaim) (int, []string) {
 	var todo []*sentClaim
 	for _, sc := range claims {
-		if sc.Outcome == outcomeUnknown {
+		if sc.Outcome == loadkit.Unknown {
 			todo = append(todo, sc)
 		}
 	}
@@ -226,7 +228,7 @@ func (l *loader) settleBatch(ctx context.Context, claims []*sentClaim) (int, []s
 			})
 		}
 		wg.Wait()
-		todo = slices.DeleteFunc(todo, func(sc *sentClaim) bool { return sc.Outcome != outcomeUnknown })
+		todo = slices.DeleteFunc(todo, func(sc *sentClaim) bool { return sc.Outcome != loadkit.Unknown })
 	}
 	return n, protocol
 }

@@ -7,11 +7,13 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/claim-process/claim-process/internal/loadkit"
 )
 
 func sentClaims(t *testing.T, n int) []*sentClaim {
 	t.Helper()
-	gen := NewGenerator(7, NPIPool(20), 1.1, 8)
+	gen := loadkit.NewGenerator(7, loadkit.NPIPool(20), 1.1, 8)
 	gen.FixLines(2)
 	out := make([]*sentClaim, n)
 	for i := range out {
@@ -22,7 +24,7 @@ func sentClaims(t *testing.T, n int) []*sentClaim {
 
 func itemJSON(sc *sentClaim, index, status int) string {
 	return fmt.Sprintf(`{"index":%d,"status":%d,"id":"id-%d","claim_id":%q,"net_fee":%s}`,
-		index, status, index, sc.Claim.ExternalID, formatCents(sc.Claim.NetFee()))
+		index, status, index, sc.Claim.ExternalID, loadkit.FormatCents(sc.Claim.NetFee()))
 }
 
 func TestBatchBodyIsAnArrayOfClaims(t *testing.T) {
@@ -41,8 +43,8 @@ func TestBatchAnswerSettlesEachItem(t *testing.T) {
 	var st batchStats
 	applyBatchAnswer(scs, []byte(body), &st)
 	assert.Empty(t, st.Protocol)
-	assert.Equal(t, []Outcome{outcomeAcked, outcomeAcked, outcomeRefused, outcomeUnknown},
-		[]Outcome{scs[0].Outcome, scs[1].Outcome, scs[2].Outcome, scs[3].Outcome})
+	assert.Equal(t, []loadkit.Outcome{loadkit.Acked, loadkit.Acked, loadkit.Refused, loadkit.Unknown},
+		[]loadkit.Outcome{scs[0].Outcome, scs[1].Outcome, scs[2].Outcome, scs[3].Outcome})
 	assert.Equal(t, "id-0", scs[0].ID)
 	assert.Empty(t, scs[0].Problem)
 	assert.Equal(t, map[string]int64{"201": 1, "200": 1, "422": 1, "503": 1}, st.Items)
@@ -56,8 +58,8 @@ func TestBatchAnswerIncompleteLeavesTheRestUnknown(t *testing.T) {
 	applyBatchAnswer(scs, []byte(body), &st)
 	assert.Empty(t, st.Protocol)
 	assert.Equal(t, int64(1), st.Incomplete)
-	assert.Equal(t, outcomeRefused, scs[1].Outcome)
-	assert.Equal(t, outcomeUnknown, scs[2].Outcome, "not read: to be resent")
+	assert.Equal(t, loadkit.Refused, scs[1].Outcome)
+	assert.Equal(t, loadkit.Unknown, scs[2].Outcome, "not read: to be resent")
 	assert.Equal(t, int64(1), st.Items["not read"])
 }
 
@@ -78,7 +80,7 @@ func TestBatchAnswerBreakingTheContract(t *testing.T) {
 	applyBatchAnswer(scs, []byte(`{"complete":true,"results":[`+itemJSON(scs[0], 0, 201)+`]}`), &st)
 	require.Len(t, st.Protocol, 2, "%v", st.Protocol)
 	assert.Contains(t, st.Protocol[0], "complete but lists 1 of 2")
-	assert.Equal(t, outcomeUnknown, scs[1].Outcome)
+	assert.Equal(t, loadkit.Unknown, scs[1].Outcome)
 
 	st = batchStats{}
 	applyBatchAnswer(scs, []byte(`not json`), &st)
@@ -86,7 +88,7 @@ func TestBatchAnswerBreakingTheContract(t *testing.T) {
 }
 
 func TestFixedLineCount(t *testing.T) {
-	gen := NewGenerator(1, NPIPool(10), 1.1, 8)
+	gen := loadkit.NewGenerator(1, loadkit.NPIPool(10), 1.1, 8)
 	gen.FixLines(4)
 	for i := range 50 {
 		assert.Len(t, gen.Claim(fmt.Sprint(i)).Lines, 4)

@@ -16,6 +16,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/claim-process/claim-process/internal/loadkit"
 )
 
 // Operation names, as reported.
@@ -25,19 +27,10 @@ const (
 	opTopProviders = "top_providers"
 )
 
-// Outcome is what the client knows about a claim.
-type Outcome int
-
-const (
-	outcomeUnknown Outcome = iota // no final answer (timeout, 5xx, 409, 429): may or may not be stored
-	outcomeAcked                  // 201 or 200, or 202 (async: accepted for the queue): must be stored exactly once, as sent
-	outcomeRefused                // a final 4xx: must not be stored
-)
-
 // sentClaim is a claim and what the service answered about it.
 type sentClaim struct {
-	Claim   *Claim
-	Outcome Outcome
+	Claim   *loadkit.Claim
+	Outcome loadkit.Outcome
 	Status  int    // the last HTTP status, 0 for no answer
 	ID      string // the service's id, from a 2xx answer
 	Problem string // the 2xx answer disagreed with what was sent
@@ -156,7 +149,7 @@ func (r *loadResult) total() int64 {
 func (r *loadResult) acceptedClaims() int64 {
 	var n int64
 	for _, sc := range r.Claims {
-		if sc.Outcome == outcomeAcked && sc.Accepted {
+		if sc.Outcome == loadkit.Acked && sc.Accepted {
 			n++
 		}
 	}
@@ -166,7 +159,7 @@ func (r *loadResult) acceptedClaims() int64 {
 // ackedClaims and ackedLines count what the service acknowledged.
 func (r *loadResult) ackedClaims() (claims, lines int64) {
 	for _, sc := range r.Claims {
-		if sc.Outcome == outcomeAcked {
+		if sc.Outcome == loadkit.Acked {
 			claims++
 			lines += int64(len(sc.Claim.Lines))
 		}
@@ -215,7 +208,7 @@ type loader struct {
 // runLoad runs the load phase to its end (duration, request count or ctx)
 // and then settles every claim whose outcome is unknown.
 func runLoad(ctx context.Context, cfg config, client *http.Client, stderr io.Writer) *loadResult {
-	l := &loader{cfg: cfg, client: client, npis: NPIPool(cfg.NPIs), rec: newRecorder()}
+	l := &loader{cfg: cfg, client: client, npis: loadkit.NPIPool(cfg.NPIs), rec: newRecorder()}
 	// The issuing stops at the deadline; requests in flight run on to their
 	// answer so the last second is not counted as errors.
 	issueCtx, cancel := ctx, context.CancelFunc(func() {})
@@ -280,8 +273,8 @@ func (l *loader) closedLoop(issueCtx, reqCtx context.Context) {
 
 // generator returns the generator of one stream of requests; streams of one
 // seed differ from each other and are the same in every run.
-func (l *loader) generator(stream int64) *Generator {
-	g := NewGenerator(l.cfg.Seed*1_000_003+stream, l.npis, l.cfg.ZipfS, l.cfg.MaxLines)
+func (l *loader) generator(stream int64) *loadkit.Generator {
+	g := loadkit.NewGenerator(l.cfg.Seed*1_000_003+stream, l.npis, l.cfg.ZipfS, l.cfg.MaxLines)
 	g.FixLines(l.cfg.Lines)
 	return g
 }
@@ -330,23 +323,23 @@ func (l *loader) openLoop(issueCtx, reqCtx context.Context) {
 // loop all randomness comes from one goroutine.
 type prepared struct {
 	op     string
-	claim  *Claim
-	claims []*Claim // opPostBatch
+	claim  *loadkit.Claim
+	claims []*loadkit.Claim // opPostBatch
 }
 
-func (l *loader) prepare(gen *Generator) prepared {
+func (l *loader) prepare(gen *loadkit.Generator) prepared {
 	top := false
 	switch l.cfg.Mode {
 	case "top":
 		top = true
 	case "mix":
-		top = gen.rng.Float64() < l.cfg.MixTopRatio
+		top = gen.Float64() < l.cfg.MixTopRatio
 	}
 	if top {
 		return prepared{op: opTopProviders}
 	}
 	if l.cfg.Mode == "batch" {
-		claims := make([]*Claim, l.cfg.BatchSize)
+		claims := make([]*loadkit.Claim, l.cfg.BatchSize)
 		last := l.seq.Add(int64(len(claims)))
 		for i := range claims {
 			claims[i] = gen.Claim(l.cfg.RunID + "-" + strconv.FormatInt(last-int64(len(claims)-1-i), 10))
@@ -357,7 +350,7 @@ func (l *loader) prepare(gen *Generator) prepared {
 	return prepared{op: opPostClaim, claim: gen.Claim(id)}
 }
 
-func (l *loader) one(ctx context.Context, gen *Generator, start time.Time) {
+func (l *loader) one(ctx context.Context, gen *loadkit.Generator, start time.Time) {
 	l.prepare(gen).send(ctx, l, start)
 }
 
@@ -386,25 +379,20 @@ func (p prepared) send(ctx context.Context, l *loader, start time.Time) {
 // post sends one claim and records in sc what the answer means for it.
 func (l *loader) post(ctx context.Context, sc *sentClaim) (int, error) {
 	status, body, err := l.do(ctx, http.MethodPost, "/claims", sc.Claim.JSON())
-	sc.Status = status
+	sc.Status = status // 0 for no answer
+	sc.Outcome, sc.Accepted = loadkit.OutcomeOf(status), false
 	switch {
-	case err != nil:
-		sc.Outcome = outcomeUnknown
-	case status == http.StatusCreated || status == http.StatusOK:
-		sc.Outcome, sc.Accepted = outcomeAcked, false
-		sc.ID, sc.Problem = checkAnswer(sc.Claim, body)
+	case sc.Outcome != loadkit.Acked:
 	case status == http.StatusAccepted:
 		// Async mode: accepted for the queue; stored later by a worker.
 		acceptedAt := time.Now()
-		sc.Outcome, sc.Accepted = outcomeAcked, true
+		sc.Accepted = true
 		sc.ID, sc.Problem = checkQueuedAnswer(sc.Claim, body)
 		if n := int64(l.cfg.StoredSample); n > 0 && sc.ID != "" && !l.settling.Load() && l.accepted.Add(1)%n == 0 {
 			l.trackers.Go(func() { l.track(context.WithoutCancel(ctx), sc.ID, acceptedAt) })
 		}
-	case status == http.StatusConflict || status == http.StatusTooManyRequests || status >= 500:
-		sc.Outcome = outcomeUnknown // worth a retry: the claim may or may not be stored
 	default:
-		sc.Outcome = outcomeRefused
+		sc.ID, sc.Problem = checkAnswer(sc.Claim, body)
 	}
 	return status, err
 }
@@ -421,7 +409,7 @@ type queuedAnswer struct {
 // from what was sent ("" when it does not): the claim is not stored yet, so
 // only its claim_id and net fee can be compared; its lines are checked once
 // it is stored.
-func checkQueuedAnswer(c *Claim, body []byte) (id, problem string) {
+func checkQueuedAnswer(c *loadkit.Claim, body []byte) (id, problem string) {
 	var a queuedAnswer
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()
@@ -436,8 +424,8 @@ func checkQueuedAnswer(c *Claim, body []byte) (id, problem string) {
 	case a.Status != "queued":
 		return a.ID, fmt.Sprintf("202 answer: status is %q, expected queued", a.Status)
 	}
-	if got, err := parseCents(a.NetFee.String()); err != nil || got != c.NetFee() {
-		return a.ID, fmt.Sprintf("202 answer: net_fee is %s, expected %s", a.NetFee, formatCents(c.NetFee()))
+	if got, err := loadkit.ParseCents(a.NetFee.String()); err != nil || got != c.NetFee() {
+		return a.ID, fmt.Sprintf("202 answer: net_fee is %s, expected %s", a.NetFee, loadkit.FormatCents(c.NetFee()))
 	}
 	return a.ID, ""
 }
@@ -478,23 +466,14 @@ type claimAnswer struct {
 	ClaimID string      `json:"claim_id"`
 	NetFee  json.Number `json:"net_fee"`
 	Lines   []struct {
-		ServiceDate        string      `json:"service_date"`
-		SubmittedProcedure string      `json:"submitted_procedure"`
-		Quadrant           *string     `json:"quadrant"`
-		PlanGroup          string      `json:"plan_group"`
-		Subscriber         string      `json:"subscriber"`
-		ProviderNPI        string      `json:"provider_npi"`
-		ProviderFees       json.Number `json:"provider_fees"`
-		AllowedFees        json.Number `json:"allowed_fees"`
-		MemberCoinsurance  json.Number `json:"member_coinsurance"`
-		MemberCopay        json.Number `json:"member_copay"`
-		NetFee             json.Number `json:"net_fee"`
+		loadkit.WireLine[json.Number]
+		NetFee json.Number `json:"net_fee"`
 	} `json:"lines"`
 }
 
 // checkAnswer reads the id from a 2xx answer and says how the stored claim
 // it describes differs from what was sent ("" when it does not).
-func checkAnswer(c *Claim, body []byte) (id, problem string) {
+func checkAnswer(c *loadkit.Claim, body []byte) (id, problem string) {
 	var a claimAnswer
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber() // money stays text until parseCents: no float rounding
@@ -506,7 +485,7 @@ func checkAnswer(c *Claim, body []byte) (id, problem string) {
 
 // diffClaim compares a stored claim, as the service describes it, with what
 // was sent, and names the first difference.
-func diffClaim(c *Claim, a *claimAnswer) string {
+func diffClaim(c *loadkit.Claim, a *claimAnswer) string {
 	if a.ID == "" {
 		return "answer has no id"
 	}
@@ -516,8 +495,8 @@ func diffClaim(c *Claim, a *claimAnswer) string {
 	if len(a.Lines) != len(c.Lines) {
 		return fmt.Sprintf("%d lines, sent %d", len(a.Lines), len(c.Lines))
 	}
-	if got, err := parseCents(a.NetFee.String()); err != nil || got != c.NetFee() {
-		return fmt.Sprintf("net_fee is %s, expected %s", a.NetFee, formatCents(c.NetFee()))
+	if got, err := loadkit.ParseCents(a.NetFee.String()); err != nil || got != c.NetFee() {
+		return fmt.Sprintf("net_fee is %s, expected %s", a.NetFee, loadkit.FormatCents(c.NetFee()))
 	}
 	for i, l := range c.Lines {
 		g := a.Lines[i]
@@ -539,8 +518,8 @@ func diffClaim(c *Claim, a *claimAnswer) string {
 			{"member_coinsurance", g.MemberCoinsurance, l.Coinsurance}, {"member_copay", g.MemberCopay, l.Copay},
 			{"net_fee", g.NetFee, l.NetFee()},
 		} {
-			if got, err := parseCents(m.got.String()); err != nil || got != m.want {
-				return fmt.Sprintf("line %d: %s is %s, sent %s", i, m.name, m.got, formatCents(m.want))
+			if got, err := loadkit.ParseCents(m.got.String()); err != nil || got != m.want {
+				return fmt.Sprintf("line %d: %s is %s, sent %s", i, m.name, m.got, loadkit.FormatCents(m.want))
 			}
 		}
 	}
@@ -604,7 +583,7 @@ func errClass(err error) string {
 func (l *loader) settle(ctx context.Context, claims []*sentClaim) int {
 	var todo []*sentClaim
 	for _, sc := range claims {
-		if sc.Outcome == outcomeUnknown {
+		if sc.Outcome == loadkit.Unknown {
 			sc.Resent = true
 			todo = append(todo, sc)
 		}
@@ -622,7 +601,7 @@ func (l *loader) settle(ctx context.Context, claims []*sentClaim) int {
 				if attempt > 0 {
 					time.Sleep(time.Duration(attempt) * 500 * time.Millisecond)
 				}
-				if _, err := l.post(ctx, sc); err == nil && sc.Outcome != outcomeUnknown {
+				if _, err := l.post(ctx, sc); err == nil && sc.Outcome != loadkit.Unknown {
 					return
 				}
 			}

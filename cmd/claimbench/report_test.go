@@ -8,6 +8,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/claim-process/claim-process/internal/loadkit"
 )
 
 func ms(n int) time.Duration { return time.Duration(n) * time.Millisecond }
@@ -43,8 +45,8 @@ func TestLatenciesSortsACopy(t *testing.T) {
 func sampleResult() (*loadResult, config) {
 	cfg := config{URL: "http://127.0.0.1:1", Mode: "mix", Concurrency: 4, Duration: 2 * time.Second,
 		NPIs: 10, ZipfS: 1.1, MixTopRatio: 0.5, Seed: 1, RunID: "cb-x", Verify: true}
-	two := &Claim{ExternalID: "cb-x-1", Lines: make([]Line, 2)}
-	three := &Claim{ExternalID: "cb-x-2", Lines: make([]Line, 3)}
+	two := &loadkit.Claim{ExternalID: "cb-x-1", Lines: make([]loadkit.Line, 2)}
+	three := &loadkit.Claim{ExternalID: "cb-x-2", Lines: make([]loadkit.Line, 3)}
 	res := &loadResult{
 		Elapsed: 2 * time.Second,
 		Ops: map[string]*opStats{
@@ -54,9 +56,9 @@ func sampleResult() (*loadResult, config) {
 				statuses: map[int]int64{200: 2, 429: 1}, errors: map[string]int64{"timeout": 1}},
 		},
 		Claims: []*sentClaim{
-			{Claim: two, Outcome: outcomeAcked, Status: 201},
-			{Claim: three, Outcome: outcomeAcked, Status: 201},
-			{Claim: &Claim{ExternalID: "cb-x-3", Lines: make([]Line, 5)}, Outcome: outcomeRefused, Status: 422},
+			{Claim: two, Outcome: loadkit.Acked, Status: 201},
+			{Claim: three, Outcome: loadkit.Acked, Status: 201},
+			{Claim: &loadkit.Claim{ExternalID: "cb-x-3", Lines: make([]loadkit.Line, 5)}, Outcome: loadkit.Refused, Status: 422},
 		},
 	}
 	return res, cfg
@@ -113,11 +115,11 @@ func TestJSONReportRoundTrips(t *testing.T) {
 }
 
 func TestTopProblems(t *testing.T) {
-	list := []providerTotal{{"3", 300}, {"2", 200}, {"1", 200}}
+	list := []loadkit.ProviderTotal{{NPI: "3", Cents: 300}, {NPI: "2", Cents: 200}, {NPI: "1", Cents: 200}}
 	assert.Empty(t, topProblems(list, map[string]int64{"3": 300, "2": 200, "1": 200, "9": 0}, nil, 0))
 	assert.NotEmpty(t, topProblems(list, map[string]int64{"3": 301}, nil, 0), "a wrong total")
 	assert.NotEmpty(t, topProblems(list, map[string]int64{"4": 100}, nil, 0), "a short list must hold every provider with a total")
-	assert.NotEmpty(t, topProblems([]providerTotal{{"1", 200}, {"2", 200}}, nil, nil, 0), "ties are ordered by NPI descending")
+	assert.NotEmpty(t, topProblems([]loadkit.ProviderTotal{{NPI: "1", Cents: 200}, {NPI: "2", Cents: 200}}, nil, nil, 0), "ties are ordered by NPI descending")
 	assert.NotEmpty(t, topProblems(list, nil, map[string]int64{"3": 50}, 100), "unknown baseline bounded by the old list's minimum")
 	assert.Empty(t, topProblems(list, nil, map[string]int64{"3": 250}, 100))
 }

@@ -1,12 +1,11 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
-	"net/http"
 	"net/url"
 	"slices"
 	"strconv"
@@ -14,6 +13,8 @@ import (
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/claim-process/claim-process/internal/loadkit"
 )
 
 // asyncResult is the async block of the first stage: a second claimd serve
@@ -110,52 +111,16 @@ func (s *suite) dropQueues() {
 	s.queues = nil
 }
 
-// scrape reads a Prometheus text exposition into series -> value.
-func scrape(ctx context.Context, metricsURL string) (map[string]float64, error) {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, metricsURL, nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("%s answered %d", metricsURL, resp.StatusCode)
-	}
-	out := map[string]float64{}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		i := strings.LastIndexByte(line, ' ')
-		if i < 0 {
-			continue
-		}
-		v, err := strconv.ParseFloat(line[i+1:], 64)
-		if err != nil {
-			continue
-		}
-		out[line[:i]] = v
-	}
-	return out, sc.Err()
-}
-
-// sumMetric adds one series over several processes' scrapes.
-func sumMetric(ctx context.Context, procs []*claimdProc, series string) (float64, error) {
+// sumMetric adds one sample (see loadkit.Metrics.Sample) over several
+// processes' scrapes.
+func sumMetric(ctx context.Context, procs []*claimdProc, sample string) (float64, error) {
 	var sum float64
 	for _, p := range procs {
-		m, err := scrape(ctx, p.url+"/metrics")
+		v, _, err := loadkit.ScrapeSample(ctx, p.url, sample)
 		if err != nil {
 			return 0, err
 		}
-		sum += m[series]
+		sum += v
 	}
 	return sum, nil
 }
@@ -166,35 +131,27 @@ type histogram struct {
 	counts []float64
 }
 
-// readHistogram sums the histogram name over several processes' scrapes.
+// readHistogram sums the histogram name over several processes' scrapes; a
+// process that has not observed anything yet may lack it.
 func readHistogram(ctx context.Context, procs []*claimdProc, name string) (histogram, error) {
 	byBound := map[float64]float64{}
 	for _, p := range procs {
-		m, err := scrape(ctx, p.url+"/metrics")
+		m, err := loadkit.Scrape(ctx, p.url)
 		if err != nil {
 			return histogram{}, err
 		}
-		prefix := name + `_bucket{le="`
-		for k, v := range m {
-			rest, ok := strings.CutPrefix(k, prefix)
-			if !ok {
-				continue
-			}
-			le, err := strconv.ParseFloat(strings.TrimSuffix(rest, `"}`), 64)
-			if err != nil {
-				continue
-			}
-			byBound[le] += v
+		bounds, counts, err := m.Histogram(name)
+		if err != nil {
+			continue
+		}
+		for i, b := range bounds {
+			byBound[b] += counts[i]
 		}
 	}
 	if len(byBound) == 0 {
 		return histogram{}, fmt.Errorf("no %s in the metrics", name)
 	}
-	var h histogram
-	for b := range byBound {
-		h.bounds = append(h.bounds, b)
-	}
-	slices.Sort(h.bounds)
+	h := histogram{bounds: slices.Sorted(maps.Keys(byBound))}
 	for _, b := range h.bounds {
 		h.counts = append(h.counts, byBound[b])
 	}

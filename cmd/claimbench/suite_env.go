@@ -2,11 +2,9 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
+	"errors"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -17,11 +15,12 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/redis/go-redis/v9"
+
+	"github.com/claim-process/claim-process/internal/loadkit"
+	"github.com/claim-process/claim-process/internal/loadkit/proc"
 )
 
 // setup creates the database and migrates it with claimd itself.
@@ -38,11 +37,8 @@ func (s *suite) setup(ctx context.Context) error {
 	}
 	s.dbURL = withDatabase(s.cfg.AdminURL, s.dbName)
 	s.res.Database = s.dbName
-	out, err := s.claimdCommand(ctx, s.redisURL(), "migrate")
-	if err != nil {
-		return fmt.Errorf("claimd migrate: %w: %s", err, out)
-	}
-	return nil
+	_, err = s.claimdCommand(ctx, s.redisURL(), "migrate")
+	return err
 }
 
 // cleanup stops every claimd still running, then drops the database and
@@ -79,40 +75,6 @@ func (s *suite) cleanup() {
 	}
 }
 
-// deletePrefix deletes the keys under prefix, and nothing else: SCAN MATCH
-// prefix* then UNLINK (large sets are freed in the background).
-func deletePrefix(ctx context.Context, redisURL, prefix string) (int, error) {
-	rdb, err := newRedisClient(redisURL, 4)
-	if err != nil {
-		return 0, err
-	}
-	defer rdb.Close()
-	n := 0
-	iter := rdb.Scan(ctx, 0, escapeGlob(prefix)+"*", 1000).Iterator()
-	for iter.Next(ctx) {
-		if err := rdb.Unlink(ctx, iter.Val()).Err(); err != nil {
-			return n, err
-		}
-		n++
-	}
-	return n, iter.Err()
-}
-
-// escapeGlob escapes the characters SCAN MATCH treats specially.
-func escapeGlob(s string) string {
-	r := strings.NewReplacer(`\`, `\\`, `*`, `\*`, `?`, `\?`, `[`, `\[`, `]`, `\]`)
-	return r.Replace(s)
-}
-
-func newRedisClient(redisURL string, pool int) (*redis.Client, error) {
-	opts, err := redis.ParseURL(redisURL)
-	if err != nil {
-		return nil, fmt.Errorf("redis url: %w", err)
-	}
-	opts.PoolSize = pool
-	return redis.NewClient(opts), nil
-}
-
 // withDatabase swaps the database name of a postgres:// URL.
 func withDatabase(raw, name string) string {
 	u, err := url.Parse(raw)
@@ -130,23 +92,9 @@ func (s *suite) redisURL() string { return s.cfg.RedisURL }
 // fail at once (connection refused) and it answers from Postgres.
 const deadRedis = "dead"
 
-func freePort() int {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		panic(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 // claimdEnv is the environment of every claimd the suite runs.
 func (s *suite) claimdEnv(redisURL string) []string {
-	return append(os.Environ(),
-		"DATABASE_URL="+s.dbURL,
-		"REDIS_URL="+redisURL,
-		"REDIS_KEY_PREFIX="+s.redisPrefix,
-		"TOP_PROVIDERS_RATE_LIMIT=0",
-		"ALLOW_ANONYMOUS_READS=true", // the verification reads claims back
+	return loadkit.Environ(s.dbURL, redisURL, s.redisPrefix,
 		"MIGRATE_ON_START=true",
 		// Reconciliation passes run at start only, so that the rebuild
 		// measured under lookups is the only one during the run.
@@ -157,26 +105,16 @@ func (s *suite) claimdEnv(redisURL string) []string {
 
 // claimdCommand runs `claimd args...` (migrate, reconcile) to its end.
 func (s *suite) claimdCommand(ctx context.Context, redisURL string, args ...string) ([]byte, error) {
-	cmd := exec.CommandContext(ctx, s.cfg.Claimd, args...)
-	cmd.Env = s.claimdEnv(redisURL)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	out, err := cmd.Output()
-	if err != nil {
-		return append(out, stderr.Bytes()...), err
-	}
-	return out, nil
+	return loadkit.RunClaimd(ctx, s.cfg.Claimd, s.claimdEnv(redisURL), args...)
 }
 
-// claimdProc is a claimd serving as the suite's child.
+// claimdProc is a claimd serving as the suite's child, and the peaks of
+// its resident set.
 type claimdProc struct {
 	name     string
 	url      string
 	pprof    string // host:port, when -pprof-dir
-	cmd      *exec.Cmd
-	logFile  *os.File
-	waited   chan struct{}
+	c        *loadkit.Claimd
 	once     sync.Once
 	stopping atomic.Bool
 	peak     int64 // VmHWM in bytes, read just before it was stopped
@@ -198,13 +136,16 @@ func (s *suite) startClaimd(ctx context.Context, name, redisURL string, extraEnv
 // (HTTP_ADDR, or WORKER_ADDR for the worker's /metrics and /readyz) and
 // waits until its /readyz answers 200.
 func (s *suite) startProc(ctx context.Context, name, command, redisURL string, extraEnv ...string) (*claimdProc, error) {
-	port := freePort()
+	port, err := proc.FreePort()
+	if err != nil {
+		return nil, err
+	}
 	addr := "127.0.0.1:" + strconv.Itoa(port)
-	p := &claimdProc{name: name, url: "http://" + addr, waited: make(chan struct{})}
+	p := &claimdProc{name: name, url: "http://" + addr}
 	if redisURL == deadRedis {
-		dead := freePort()
-		for dead == port {
-			dead = freePort()
+		dead := port
+		for dead == port && err == nil {
+			dead, err = proc.FreePort()
 		}
 		redisURL = fmt.Sprintf("redis://127.0.0.1:%d/0", dead)
 	}
@@ -214,64 +155,38 @@ func (s *suite) startProc(ctx context.Context, name, command, redisURL string, e
 	} else {
 		env = append(env, "HTTP_ADDR="+addr)
 		if s.cfg.PprofDir != "" {
-			p.pprof = "127.0.0.1:" + strconv.Itoa(freePort())
+			pprofPort, perr := proc.FreePort()
+			p.pprof = "127.0.0.1:" + strconv.Itoa(pprofPort)
 			env = append(env, "PPROF_ADDR="+p.pprof)
+			err = errors.Join(err, perr)
 		}
 	}
-	env = append(env, extraEnv...)
-	logPath := filepath.Join(s.cfg.LogDir, "bench-claimd-"+name+".log")
-	f, err := os.Create(logPath)
 	if err != nil {
 		return nil, err
 	}
-	p.logFile = f
-	p.cmd = exec.Command(s.cfg.Claimd, command)
-	p.cmd.Env = env
-	p.cmd.Stdout, p.cmd.Stderr = f, f
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // dies with the suite
-	if err := p.cmd.Start(); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("start claimd: %w", err)
+	logPath := filepath.Join(s.cfg.LogDir, "bench-claimd-"+name+".log")
+	p.c = &loadkit.Claimd{Binary: s.cfg.Claimd, Command: command, Name: name, Addr: addr,
+		Env: append(env, extraEnv...), LogPath: logPath}
+	if err := p.c.Start(); err != nil {
+		return nil, err
 	}
+	child := p.c.Process()
 	go func() {
-		_ = p.cmd.Wait()
-		if s.procRunning(p) {
-			s.logf("claimd %q exited unexpectedly: %v", p.name, p.cmd.ProcessState)
+		<-child.Exited()
+		if !p.stopping.Load() {
+			s.logf("claimd %q exited unexpectedly: %v", p.name, child.State())
 		}
-		close(p.waited)
 	}()
 	s.procs = append(s.procs, p)
-	s.logf("claimd %s %q started (pid %d) on %s, log %s", command, name, p.cmd.Process.Pid, p.url, logPath)
-
-	deadline := time.Now().Add(s.sc.ReadyWait)
-	for {
-		resp, err := http.Get(p.url + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				select {
-				case <-p.waited: // something else answered on the port
-					return nil, fmt.Errorf("claimd %q exited at start; see %s", name, logPath)
-				default:
-					return p, nil
-				}
-			}
-		}
-		select {
-		case <-p.waited:
-			return nil, fmt.Errorf("claimd %q exited at start; see %s", name, logPath)
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("claimd %q not ready after %s; see %s", name, s.sc.ReadyWait, logPath)
-		}
+	s.logf("claimd %s %q started (pid %d) on %s, log %s", command, name, p.c.Pid(), p.url, logPath)
+	if err := p.c.WaitReady(ctx, s.sc.ReadyWait, "/readyz", loadkit.StatusOK); err != nil {
+		return nil, err
 	}
+	if !child.Running() { // something else answered on the port
+		return nil, fmt.Errorf("claimd %q exited at start; see %s", name, logPath)
+	}
+	return p, nil
 }
-
-// procRunning: p has not been asked to stop.
-func (s *suite) procRunning(p *claimdProc) bool { return !p.stopping.Load() }
 
 // phase records the peak RSS since the last phase and starts a new peak.
 func (p *claimdProc) phase(name string) {
@@ -281,12 +196,12 @@ func (p *claimdProc) phase(name string) {
 	}
 	p.phases = append(p.phases, rssPhase{Claimd: p.name, Phase: name, Bytes: hwm})
 	// "5" resets the peak RSS to the current RSS (proc(5), clear_refs).
-	_ = os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", p.cmd.Process.Pid), []byte("5"), 0)
+	_ = os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", p.c.Pid()), []byte("5"), 0)
 }
 
 // hwm is the process's peak resident set (VmHWM) in bytes, 0 if unknown.
 func (p *claimdProc) hwm() int64 {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", p.c.Pid()))
 	if err != nil {
 		return 0
 	}
@@ -309,88 +224,34 @@ func (p *claimdProc) stop() int64 {
 			p.peak = hwm
 		}
 		p.stopping.Store(true)
-		_ = p.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-p.waited:
-		case <-time.After(30 * time.Second):
-			_ = p.cmd.Process.Kill()
-			<-p.waited
-		}
-		_ = p.logFile.Close()
+		p.c.Terminate(30 * time.Second)
 	})
 	return p.peak
 }
 
 // waitSource waits until /top-providers answers from the given source.
 func (s *suite) waitSource(ctx context.Context, p *claimdProc, source string) error {
-	deadline := time.Now().Add(s.sc.ReadyWait)
-	var last string
-	for time.Now().Before(deadline) {
-		_, src, err := getTop(ctx, http.DefaultClient, p.url, 10)
-		if err == nil && src == source {
-			return nil
+	err := proc.Poll(ctx, 100*time.Millisecond, s.sc.ReadyWait, func() error {
+		_, src, err := loadkit.GetTop(ctx, http.DefaultClient, p.url, "", 10)
+		if err == nil && src != source {
+			err = fmt.Errorf("answered from %s", src)
 		}
-		last = src
-		if err != nil {
-			last = err.Error()
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("claimd %q: /top-providers did not answer from %s: %w", p.name, source, err)
 	}
-	return fmt.Errorf("claimd %q: /top-providers did not answer from %s within %s (last: %s)", p.name, source, s.sc.ReadyWait, last)
+	return nil
 }
 
 // waitReconciled waits for claimd's start-up reconciliation pass to end: a
 // set kept from an earlier stage answers at once, while the pass still
 // compares every provider in Redis, which would slow what is measured next.
 func (s *suite) waitReconciled(ctx context.Context, p *claimdProc) error {
-	const metric = "claimd_reconcile_last_success_timestamp_seconds "
-	deadline := time.Now().Add(s.sc.ReadyWait)
-	for time.Now().Before(deadline) {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.url+"/metrics", nil)
-		if err != nil {
-			return err
-		}
-		if resp, err := http.DefaultClient.Do(req); err == nil {
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			for _, line := range strings.Split(string(body), "\n") {
-				if v, ok := strings.CutPrefix(line, metric); ok && strings.TrimSpace(v) != "0" {
-					return nil
-				}
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
+	if err := loadkit.WaitReconciled(ctx, p.url, 1, 100*time.Millisecond, s.sc.ReadyWait); err != nil {
+		return fmt.Errorf("claimd %q: no reconciliation pass succeeded: %w", p.name, err)
 	}
-	return fmt.Errorf("claimd %q: no reconciliation pass succeeded within %s", p.name, s.sc.ReadyWait)
-}
-
-// getTop reads /top-providers?limit=n.
-func getTop(ctx context.Context, client *http.Client, base string, n int) ([]providerTotal, string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s/top-providers?limit=%d", base, n), nil)
-	if err != nil {
-		return nil, "", err
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return nil, "", err
-	}
-	defer resp.Body.Close()
-	var b bytes.Buffer
-	if _, err := b.ReadFrom(resp.Body); err != nil {
-		return nil, "", err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, "", fmt.Errorf("answered %d", resp.StatusCode)
-	}
-	return parseTop(b.Bytes())
+	return nil
 }
 
 // machine describes where the run happened.

@@ -3,11 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"math"
 	"net/http"
 	"slices"
 	"sync"
@@ -15,10 +12,10 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/redis/go-redis/v9"
-)
 
-// topListMax is the longest /top-providers answer; the baseline is read at it.
-const topListMax = 100
+	"github.com/claim-process/claim-process/internal/loadkit"
+	"github.com/claim-process/claim-process/internal/rank"
+)
 
 // maxListedProblems bounds the problems printed; all are counted.
 const maxListedProblems = 50
@@ -42,11 +39,6 @@ func (r *VerifyReport) bad(format string, args ...any) {
 	}
 }
 
-type providerTotal struct {
-	NPI   string
-	Cents int64
-}
-
 // verifier holds the state of the service captured before the load, which
 // the end state is compared against: the run only knows what it added.
 type verifier struct {
@@ -55,8 +47,8 @@ type verifier struct {
 	stderr io.Writer
 	pool   []string
 
-	topBefore         []providerTotal
-	topBeforeComplete bool // fewer than topListMax providers: the list was the whole ranking
+	topBefore         []loadkit.ProviderTotal
+	topBeforeComplete bool // fewer than loadkit.TopListMax providers: the list was the whole ranking
 
 	db       *pgx.Conn
 	dbBefore map[string]int64 // provider_totals of the pool's NPIs
@@ -66,17 +58,17 @@ type verifier struct {
 }
 
 func newVerifier(ctx context.Context, cfg config, client *http.Client, stderr io.Writer) (*verifier, error) {
-	v := &verifier{cfg: cfg, l: &loader{cfg: cfg, client: client}, stderr: stderr, pool: NPIPool(cfg.NPIs)}
+	v := &verifier{cfg: cfg, l: &loader{cfg: cfg, client: client}, stderr: stderr, pool: loadkit.NPIPool(cfg.NPIs)}
 	var err error
 	if v.topBefore, _, err = v.readTop(ctx, time.Now().Add(time.Minute)); err != nil {
 		return nil, err
 	}
-	v.topBeforeComplete = len(v.topBefore) < topListMax
+	v.topBeforeComplete = len(v.topBefore) < loadkit.TopListMax
 	if cfg.DatabaseURL != "" {
 		if v.db, err = pgx.Connect(ctx, cfg.DatabaseURL); err != nil {
 			return nil, fmt.Errorf("connect to -database-url: %w", err)
 		}
-		if v.dbBefore, err = v.readTotals(ctx); err != nil {
+		if v.dbBefore, err = loadkit.ProviderTotals(ctx, v.db, v.pool); err != nil {
 			v.Close()
 			return nil, err
 		}
@@ -88,7 +80,7 @@ func newVerifier(ctx context.Context, cfg config, client *http.Client, stderr io
 			return nil, fmt.Errorf("-redis-url: %w", err)
 		}
 		v.rdb = redis.NewClient(opts)
-		if v.redisBefore, err = v.readRedis(ctx); err != nil {
+		if v.redisBefore, err = loadkit.RankingScores(ctx, v.rdb, rank.Keys{Prefix: v.cfg.RedisPrefix}, v.pool); err != nil {
 			v.Close()
 			return nil, err
 		}
@@ -118,7 +110,7 @@ func (v *verifier) Verify(ctx context.Context, res *loadResult) *VerifyReport {
 	var acked []*sentClaim
 	for _, sc := range res.Claims {
 		switch sc.Outcome {
-		case outcomeAcked:
+		case loadkit.Acked:
 			r.ClaimsAcked++
 			acked = append(acked, sc)
 			for _, l := range sc.Claim.Lines {
@@ -127,7 +119,7 @@ func (v *verifier) Verify(ctx context.Context, res *loadResult) *VerifyReport {
 			if sc.Problem != "" {
 				r.bad("claim %s: the POST answer differs from what was sent: %s", sc.Claim.ExternalID, sc.Problem)
 			}
-		case outcomeRefused:
+		case loadkit.Refused:
 			r.ClaimsRefused++
 		default:
 			r.ClaimsUnknown++
@@ -225,7 +217,7 @@ func (v *verifier) checkClaimsDB(ctx context.Context, r *VerifyReport, claims []
 		id        string
 		net       int64
 		lineCount int
-		lines     []Line
+		lines     []loadkit.Line
 	}
 	// Everything stored under this run's prefix, in two scans: a lookup per
 	// claim_id would cost a query per few thousand claims, and this also
@@ -265,7 +257,7 @@ func (v *verifier) checkClaimsDB(ctx context.Context, r *VerifyReport, claims []
 		var (
 			ext  string
 			date time.Time
-			l    Line
+			l    loadkit.Line
 			net  int64
 		)
 		if err := rows.Scan(&ext, &date, &l.Procedure, &l.Quadrant, &l.PlanGroup, &l.Subscriber, &l.NPI,
@@ -290,7 +282,7 @@ func (v *verifier) checkClaimsDB(ctx context.Context, r *VerifyReport, claims []
 	for _, sc := range claims {
 		s := byExt[sc.Claim.ExternalID]
 		switch sc.Outcome {
-		case outcomeAcked:
+		case loadkit.Acked:
 			acked++
 			switch {
 			case s == nil:
@@ -302,7 +294,7 @@ func (v *verifier) checkClaimsDB(ctx context.Context, r *VerifyReport, claims []
 					sc.Claim.ExternalID, len(s.lines), s.lineCount, s.net, len(sc.Claim.Lines), sc.Claim.NetFee(),
 					slices.Equal(s.lines, sc.Claim.Lines))
 			}
-		case outcomeRefused:
+		case loadkit.Refused:
 			if s != nil {
 				r.bad("claim %s: refused with %d but stored as %s", sc.Claim.ExternalID, sc.Status, s.id)
 			}
@@ -337,7 +329,7 @@ func (v *verifier) waitStored(ctx context.Context, res *loadResult) *drainReport
 	if v.db != nil {
 		want := map[string]bool{}
 		for _, sc := range res.Claims {
-			if sc.Outcome == outcomeAcked {
+			if sc.Outcome == loadkit.Acked {
 				want[sc.Claim.ExternalID] = true
 			}
 		}
@@ -357,7 +349,7 @@ func (v *verifier) waitStored(ctx context.Context, res *loadResult) *drainReport
 	} else {
 		var pending []*sentClaim
 		for _, sc := range res.Claims {
-			if sc.Outcome == outcomeAcked && sc.Accepted && sc.ID != "" {
+			if sc.Outcome == loadkit.Acked && sc.Accepted && sc.ID != "" {
 				pending = append(pending, sc)
 			}
 		}
@@ -410,33 +402,10 @@ func (v *verifier) notStored(ctx context.Context, claims []*sentClaim) []*sentCl
 	return out
 }
 
-// readTotals reads provider_totals for every NPI of the pool.
-func (v *verifier) readTotals(ctx context.Context) (map[string]int64, error) {
-	out := map[string]int64{}
-	for chunk := range slices.Chunk(v.pool, 10000) {
-		rows, err := v.db.Query(ctx, `SELECT provider_npi, total_net_fee_cents FROM provider_totals WHERE provider_npi = ANY($1)`, chunk)
-		if err != nil {
-			return nil, fmt.Errorf("read provider_totals: %w", err)
-		}
-		for rows.Next() {
-			var npi string
-			var cents int64
-			if err := rows.Scan(&npi, &cents); err != nil {
-				return nil, fmt.Errorf("read provider_totals: %w", err)
-			}
-			out[npi] = cents
-		}
-		if err := rows.Err(); err != nil {
-			return nil, fmt.Errorf("read provider_totals: %w", err)
-		}
-	}
-	return out, nil
-}
-
 // checkTotalsDB requires provider_totals to have moved by exactly what was
 // acknowledged, for every provider of the pool, and returns the totals.
 func (v *verifier) checkTotalsDB(ctx context.Context, r *VerifyReport, delta map[string]int64) map[string]int64 {
-	after, err := v.readTotals(ctx)
+	after, err := loadkit.ProviderTotals(ctx, v.db, v.pool)
 	if err != nil {
 		r.bad("%v", err)
 		return nil
@@ -448,27 +417,6 @@ func (v *verifier) checkTotalsDB(ctx context.Context, r *VerifyReport, delta map
 	}
 	r.Checks = append(r.Checks, fmt.Sprintf("Postgres: provider_totals of all %d providers = baseline + acknowledged lines, exactly", len(v.pool)))
 	return after
-}
-
-// readRedis reads the ranking's scores of the pool's NPIs (0 when absent).
-func (v *verifier) readRedis(ctx context.Context) (map[string]int64, error) {
-	out := map[string]int64{}
-	key := v.cfg.RedisPrefix + "rank:providers" // claimd's rank.Keys.Ranking
-	for chunk := range slices.Chunk(v.pool, 1000) {
-		scores, err := v.rdb.ZMScore(ctx, key, chunk...).Result()
-		if err != nil {
-			return nil, fmt.Errorf("read redis ranking: %w", err)
-		}
-		for i, s := range scores {
-			if s != math.Trunc(s) {
-				return nil, fmt.Errorf("redis score of %s is %v, not whole cents", chunk[i], s)
-			}
-			if s != 0 {
-				out[chunk[i]] = int64(s)
-			}
-		}
-	}
-	return out, nil
 }
 
 // checkRedis requires the ranking's score of every pool provider to equal its
@@ -484,7 +432,7 @@ func (v *verifier) checkRedis(ctx context.Context, r *VerifyReport, delta, dbAft
 	deadline := time.Now().Add(v.cfg.VerifyWait)
 	var diffs []string
 	for {
-		got, err := v.readRedis(ctx)
+		got, err := loadkit.RankingScores(ctx, v.rdb, rank.Keys{Prefix: v.cfg.RedisPrefix}, v.pool)
 		diffs = diffs[:0]
 		if err != nil {
 			diffs = append(diffs, err.Error())
@@ -556,13 +504,13 @@ func (v *verifier) checkTop(ctx context.Context, r *VerifyReport, delta, dbAfter
 		r.bad("/top-providers?limit=100: %s", p)
 	}
 	r.Checks = append(r.Checks, fmt.Sprintf("GET /top-providers?limit=%d: order, every listed total, no provider missing (%d known totals, %d bounded)",
-		topListMax, len(known), len(unknown)))
+		loadkit.TopListMax, len(known), len(unknown)))
 }
 
 // topProblems checks one /top-providers answer. known holds providers whose
 // total is known exactly; unknown the run's delta of providers whose baseline
 // is only known to be at most beforeMin.
-func topProblems(list []providerTotal, known, unknown map[string]int64, beforeMin int64) []string {
+func topProblems(list []loadkit.ProviderTotal, known, unknown map[string]int64, beforeMin int64) []string {
 	var out []string
 	listed := map[string]bool{}
 	for i, p := range list {
@@ -581,7 +529,7 @@ func topProblems(list []providerTotal, known, unknown map[string]int64, beforeMi
 		}
 	}
 	// Whoever is known to rank above the last listed provider must be listed.
-	full := len(list) == topListMax
+	full := len(list) == loadkit.TopListMax
 	var last int64
 	if len(list) > 0 {
 		last = list[len(list)-1].Cents
@@ -603,9 +551,9 @@ func topProblems(list []providerTotal, known, unknown map[string]int64, beforeMi
 
 // readTop reads /top-providers?limit=100, waiting out 429s until deadline:
 // claimd rate limits it by default, and verification must not fail for that.
-func (v *verifier) readTop(ctx context.Context, deadline time.Time) ([]providerTotal, string, error) {
+func (v *verifier) readTop(ctx context.Context, deadline time.Time) ([]loadkit.ProviderTotal, string, error) {
 	for {
-		status, body, err := v.l.do(ctx, http.MethodGet, fmt.Sprintf("/top-providers?limit=%d", topListMax), nil)
+		status, body, err := v.l.do(ctx, http.MethodGet, fmt.Sprintf("/top-providers?limit=%d", loadkit.TopListMax), nil)
 		if err != nil {
 			return nil, "", err
 		}
@@ -622,31 +570,6 @@ func (v *verifier) readTop(ctx context.Context, deadline time.Time) ([]providerT
 		if status != http.StatusOK {
 			return nil, "", fmt.Errorf("answered %d: %.200s", status, body)
 		}
-		return parseTop(body)
+		return loadkit.ParseTop(body)
 	}
-}
-
-func parseTop(body []byte) ([]providerTotal, string, error) {
-	var a struct {
-		TopProviders []struct {
-			NPI   string      `json:"provider_npi"`
-			Total json.Number `json:"total_net_fee"`
-		} `json:"top_providers"`
-		Source string `json:"source"`
-	}
-	if err := json.Unmarshal(body, &a); err != nil {
-		return nil, "", fmt.Errorf("answer: %w", err)
-	}
-	out := make([]providerTotal, len(a.TopProviders))
-	for i, p := range a.TopProviders {
-		c, err := parseCents(p.Total.String())
-		if err != nil {
-			return nil, "", err
-		}
-		out[i] = providerTotal{NPI: p.NPI, Cents: c}
-	}
-	if a.Source == "" {
-		return nil, "", errors.New("answer has no source")
-	}
-	return out, a.Source, nil
 }

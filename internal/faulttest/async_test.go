@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/claim-process/claim-process/internal/loadkit"
 	"github.com/claim-process/claim-process/internal/testenv"
 )
 
@@ -37,7 +38,7 @@ import (
 // name on a private one.
 func asyncSetup(t *testing.T, rabbitURL, queue string) (ClaimdConfig, System) {
 	t.Helper()
-	rs := StartRedis(t)
+	rs := testenv.MustRedisServer(t)
 	db := testenv.MustDatabase(t)
 	cfg := ClaimdConfig{DatabaseURL: db, RedisURL: rs.URL(), Async: true, RabbitURL: rabbitURL, Queue: queue}
 	sys := System{DatabaseURL: db, Redis: rs.Client(), Async: true, RabbitURL: rabbitURL, Queue: queue}
@@ -104,7 +105,7 @@ func requireClaimStatus(t *testing.T, api string, probes []*Claim, want string) 
 		require.Equal(t, http.StatusOK, status, "GET /claims/%s", ids[0])
 		assert.Equal(t, want, st.Status, "GET /claims/%s: status", ids[0])
 		assert.Equal(t, c.ExternalID, st.ClaimID, "GET /claims/%s: claim_id", ids[0])
-		assert.Equal(t, money(c.NetFee()), st.NetFee.String(), "GET /claims/%s: net_fee", ids[0])
+		assert.Equal(t, loadkit.FormatCents(c.NetFee()), st.NetFee.String(), "GET /claims/%s: net_fee", ids[0])
 		if want == "stored" {
 			assert.Equal(t, ids[0], st.ID, "GET /claims/%s: id", ids[0])
 		}
@@ -143,7 +144,7 @@ func TestAsyncBrokerRestarted(t *testing.T) {
 		pids[i] = p.Pid()
 	}
 
-	// A broker boots in 5-10s of CPU, so on a busy machine it can stay away
+	// A broker boot is slow on a busy machine: the node can stay away
 	// longer than the 45s a client retries by default.
 	load := NewLoad(t, LoadConfig{Claims: 4500, Clients: 32, KeyShare: 0.3, Rate: 500,
 		RetryFor: 3 * time.Minute, Timeout: 5 * time.Minute})
@@ -267,7 +268,7 @@ func TestAsyncWorkerKilled(t *testing.T) {
 			"claimd_queue_consumed_total":                            &consumed,
 			"claimd_queue_acked_total":                               &acked,
 		} {
-			v, _, _ := scrapeMetric(w.BaseURL(), sample)
+			v, _, _ := loadkit.ScrapeSample(context.Background(), w.BaseURL(), sample)
 			*sum += v
 		}
 	}

@@ -1,5 +1,5 @@
 // Package faulttest runs the real claimd binary as a process: the
-// fault-injection suite of issue 3, the proofs of async mode, and the
+// fault-injection suite, the proofs of async mode, and the
 // end-to-end test of the monitoring. The fault-injection suite runs claimd
 // against a redis-server and, where a scenario stops it, a postgres of its
 // own, drives concurrent ingest load while it kills, pauses, flushes and
@@ -28,9 +28,12 @@
 // return data through Prometheus's HTTP API.
 //
 // The helpers live in non-test files so each one can be read on its own:
-// process.go (a child process that dies with the test binary, and how it is
-// stopped), servers.go (redis-server and postgres), rabbit.go (a private
-// RabbitMQ node), prometheus.go (a Prometheus server), claimd.go (the serve
-// and worker processes, and claimd commands), load.go (claims and the load
-// generator) and verify.go (the final checks).
+// servers.go (a postgres of its own; redis-server is testenv.RedisServer),
+// rabbit.go (a private RabbitMQ node), prometheus.go (a Prometheus server),
+// claimd.go (the serve and worker processes, and claimd commands), load.go
+// (claims and the load generator) and verify.go (the final checks). They
+// are testing.TB wrappers around internal/loadkit, which the benchmark
+// (cmd/claimbench) shares: claims, cents, outcomes, the top list, Redis
+// scores and Postgres totals, /metrics, and child processes (loadkit/proc)
+// that die with the test binary.
 package faulttest

@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/claim-process/claim-process/internal/loadkit"
 	"github.com/claim-process/claim-process/internal/testenv"
 )
 
@@ -63,9 +64,9 @@ func requireFaults(t *testing.T) {
 // setup is one claimd on a fresh database of the shared Postgres and a
 // redis-server of the test's own: enough for every scenario that does not
 // stop Postgres.
-func setup(t *testing.T) (*Claimd, *RedisServer, System) {
+func setup(t *testing.T) (*Claimd, *testenv.RedisServer, System) {
 	t.Helper()
-	rs := StartRedis(t)
+	rs := testenv.MustRedisServer(t)
 	db := testenv.MustDatabase(t)
 	cd := StartClaimd(t, "claimd", ClaimdConfig{DatabaseURL: db, RedisURL: rs.URL()})
 	return cd, rs, System{DatabaseURL: db, Redis: rs.Client(), API: cd.BaseURL()}
@@ -79,10 +80,10 @@ func requireEveryClaimAnswered(t *testing.T, load *Load) {
 	var refused, unknown []string
 	for _, c := range load.Claims {
 		switch c.Outcome() {
-		case Refused:
+		case loadkit.Refused:
 			status, body := c.Refusal()
 			refused = append(refused, fmt.Sprintf("%s (%d: %s)", c.ExternalID, status, body))
-		case Unknown:
+		case loadkit.Unknown:
 			unknown = append(unknown, fmt.Sprintf("%s (key %q; answers %v)", c.ExternalID, c.Key, c.History()))
 		}
 	}
@@ -130,7 +131,7 @@ func TestClaimdKilledUnderLoad(t *testing.T) {
 	finish(t, cd, "1 (claimd SIGKILL x3)", load, report)
 }
 
-// Scenario 1b (the rolling restart): claimd is stopped with SIGTERM
+// Scenario 1b (a rolling restart): claimd is stopped with SIGTERM
 // under load twice and started again. Each stop must drain the requests in
 // flight and exit 0; clients see refused connections while it is down, but
 // no 5xx other than a 503 with Retry-After.
@@ -164,7 +165,7 @@ func TestRedisKilledAndRestartedEmpty(t *testing.T) {
 	load := NewLoad(t, LoadConfig{Claims: 1000, Clients: 12, KeyShare: 0.3})
 	load.Start(cd.BaseURL())
 	load.WaitFraction(0.3)
-	rs.Kill()
+	rs.Stop()
 	t.Logf("redis killed after %d claims finished", load.finished.Load())
 	time.Sleep(time.Second) // load goes on against a Redis that refuses connections
 	rs.Start()
@@ -240,7 +241,7 @@ func requireRedisFaultInvisible(t *testing.T, load *Load) {
 func TestPostgresRestartedUnderLoad(t *testing.T) {
 	requireFaults(t)
 	pg := StartPostgres(t)
-	rs := StartRedis(t)
+	rs := testenv.MustRedisServer(t)
 	db := pg.URL("claims") // claimd creates it and migrates
 	cd := StartClaimd(t, "claimd", ClaimdConfig{DatabaseURL: db, RedisURL: rs.URL()})
 	sys := System{DatabaseURL: db, Redis: rs.Client(), API: cd.BaseURL()}
@@ -311,7 +312,7 @@ func TestRetriesAndDuplicates(t *testing.T) {
 
 	// With a key, the first answer is fresh and every later one a replay.
 	for _, c := range load.Claims {
-		if c.Key != "" && c.Outcome() == Acked {
+		if c.Key != "" && c.Outcome() == loadkit.Acked {
 			assert.Equal(t, 1, c.FreshAnswers(), "claim %s with key %s: answers not marked Idempotency-Replayed", c.ExternalID, c.Key)
 		}
 	}
@@ -326,7 +327,7 @@ func TestRetriesAndDuplicates(t *testing.T) {
 // connection) rebuilds the ranking after Redis is flushed.
 func TestTwoInstancesOneKilled(t *testing.T) {
 	requireFaults(t)
-	rs := StartRedis(t)
+	rs := testenv.MustRedisServer(t)
 	db := testenv.MustDatabase(t)
 	cfg := ClaimdConfig{DatabaseURL: db, RedisURL: rs.URL()}
 	survivor := StartClaimd(t, "claimd-a", cfg)

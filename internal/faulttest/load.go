@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -19,35 +20,25 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/claim-process/claim-process/internal/loadkit"
 )
 
-// npiPool is the fixed set of providers the generated claims are spread over.
-// It has exactly 100 NPIs, so /top-providers?limit=100 shows every one that
-// has a total and the whole ranking can be compared.
-var npiPool = func() []string {
-	out := make([]string, 100)
-	for i := range out {
-		out[i] = fmt.Sprintf("14977755%02d", i)
-	}
-	return out
-}()
-
-// Line is one generated claim line, money in cents.
-type Line struct {
-	NPI                                       string
-	ProviderFees, AllowedFees, Coinsur, Copay int64
+// newGenerator returns the generator of a load's claims: 1 to 4 lines,
+// over exactly 100 providers drawn uniformly, so /top-providers?limit=100
+// shows every one that has a total and the whole ranking can be compared.
+func newGenerator(seed uint64) *loadkit.Generator {
+	g := loadkit.NewGenerator(int64(seed), loadkit.NPIPool(loadkit.TopListMax), 1.1, 4)
+	g.Uniform()
+	return g
 }
-
-// NetFee is the line's net fee, computed here independently of the server.
-func (l Line) NetFee() int64 { return l.ProviderFees + l.Coinsur + l.Copay - l.AllowedFees }
 
 // Claim is one logical claim: what the suite sent and everything it heard
 // back, over every attempt and copy.
 type Claim struct {
-	ExternalID string // the claim_id field: unique per logical claim
-	Key        string // the Idempotency-Key header as sent; "" for none
-	Lines      []Line
-	Body       []byte
+	loadkit.Claim        // ExternalID is the claim_id field: unique per logical claim
+	Key           string // the Idempotency-Key header as sent; "" for none
+	Body          []byte
 
 	mu        sync.Mutex
 	acked     bool            // some attempt got a 2xx
@@ -60,84 +51,25 @@ type Claim struct {
 	history   []string        // every answer in order: "201", "409", "no answer", ...
 }
 
-// NetFee is the claim's net fee: the sum of its lines'.
-func (c *Claim) NetFee() int64 {
-	var sum int64
-	for _, l := range c.Lines {
-		sum += l.NetFee()
-	}
-	return sum
-}
-
-// Outcome is what the client knows about a claim at the end.
-type Outcome int
-
-const (
-	Unknown Outcome = iota // never got a final answer: may or may not be stored
-	Acked                  // got a 2xx: must be stored exactly once
-	Refused                // got a final 4xx: must not be stored
-)
-
-func (o Outcome) String() string { return [...]string{"unknown", "acknowledged", "refused"}[o] }
-
 // Outcome reports the claim's outcome. A claim both acknowledged and refused
 // counts as acknowledged; verification reports the contradiction.
-func (c *Claim) Outcome() Outcome {
+func (c *Claim) Outcome() loadkit.Outcome {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	switch {
 	case c.acked:
-		return Acked
+		return loadkit.Acked
 	case c.refusal != 0:
-		return Refused
+		return loadkit.Refused
 	default:
-		return Unknown
+		return loadkit.Unknown
 	}
 }
 
-// money formats cents the way a payment service would send them: "123.45".
-func money(cents int64) string { return fmt.Sprintf("%d.%02d", cents/100, cents%100) }
-
-// newClaim generates a valid claim of 1 to 4 lines with non-negative net fees.
-func newClaim(rng *rand.Rand, externalID string) *Claim {
-	c := &Claim{ExternalID: externalID, Lines: make([]Line, 1+rng.IntN(4))}
-	type lineJSON struct {
-		ServiceDate        string `json:"service_date"`
-		SubmittedProcedure string `json:"submitted_procedure"`
-		PlanGroup          string `json:"plan_group"`
-		Subscriber         string `json:"subscriber"`
-		ProviderNPI        string `json:"provider_npi"`
-		ProviderFees       string `json:"provider_fees"`
-		AllowedFees        string `json:"allowed_fees"`
-		MemberCoinsurance  string `json:"member_coinsurance"`
-		MemberCopay        string `json:"member_copay"`
-	}
-	body := struct {
-		ClaimID string     `json:"claim_id"`
-		Lines   []lineJSON `json:"lines"`
-	}{ClaimID: externalID}
-	for i := range c.Lines {
-		fees := 5000 + rng.Int64N(45000)
-		l := Line{
-			NPI:          npiPool[rng.IntN(len(npiPool))],
-			ProviderFees: fees,
-			AllowedFees:  rng.Int64N(fees + 1),
-			Coinsur:      rng.Int64N(2001),
-			Copay:        rng.Int64N(2001),
-		}
-		c.Lines[i] = l
-		body.Lines = append(body.Lines, lineJSON{
-			ServiceDate: "2024-05-01", SubmittedProcedure: "D0120", PlanGroup: "GRP-1", Subscriber: "3730189502",
-			ProviderNPI: l.NPI, ProviderFees: money(l.ProviderFees), AllowedFees: money(l.AllowedFees),
-			MemberCoinsurance: money(l.Coinsur), MemberCopay: money(l.Copay),
-		})
-	}
-	var err error
-	c.Body, err = json.Marshal(body)
-	if err != nil {
-		panic(err) // a struct of strings always marshals
-	}
-	return c
+// newClaim generates a valid claim (non-negative net fees) and its body.
+func newClaim(gen *loadkit.Generator, externalID string) *Claim {
+	c := gen.Claim(externalID)
+	return &Claim{Claim: *c, Body: c.JSON()}
 }
 
 // Stats counts every HTTP answer the load got.
@@ -300,19 +232,19 @@ func (s *Sender) attempt(ctx context.Context, c *Claim, target string) (final bo
 		}
 		if resp.Header.Get("Retry-After") == "" {
 			s.Stats.NoRetryAfter.Add(1)
-			c.addProblem(fmt.Sprintf("%d without Retry-After: %s", code, snippet(body)))
+			c.addProblem(fmt.Sprintf("%d without Retry-After: %s", code, loadkit.Snippet(body)))
 		}
 		return false, retryAfter
 	case code == http.StatusTooManyRequests:
 		return false, retryAfter
 	case code >= 500:
 		s.Stats.Other5xx.Add(1)
-		c.addProblem(fmt.Sprintf("%d: %s", code, snippet(body)))
+		c.addProblem(fmt.Sprintf("%d: %s", code, loadkit.Snippet(body)))
 		return false, retryAfter
 	default:
 		s.Stats.Refused.Add(1)
 		c.mu.Lock()
-		c.refusal, c.refusedAs = code, snippet(body)
+		c.refusal, c.refusedAs = code, loadkit.Snippet(body)
 		c.mu.Unlock()
 		return true, 0
 	}
@@ -381,7 +313,7 @@ func (s *Sender) attemptBatch(ctx context.Context, claims []*Claim, target strin
 			return claims, 0
 		}
 		for _, c := range claims {
-			c.addProblem(fmt.Sprintf("batch answered %d: %s", resp.StatusCode, snippet(raw)))
+			c.addProblem(fmt.Sprintf("batch answered %d: %s", resp.StatusCode, loadkit.Snippet(raw)))
 		}
 		return nil, 0
 	}
@@ -411,11 +343,11 @@ func (s *Sender) attemptBatch(ctx context.Context, claims []*Claim, target strin
 			retryAfter = time.Second
 		case code >= 500:
 			s.Stats.Other5xx.Add(1)
-			c.addProblem(fmt.Sprintf("batch item %d: %s", code, snippet(items.Results[n])))
+			c.addProblem(fmt.Sprintf("batch item %d: %s", code, loadkit.Snippet(items.Results[n])))
 		default:
 			s.Stats.Refused.Add(1)
 			c.mu.Lock()
-			c.refusal, c.refusedAs = code, snippet(items.Results[n])
+			c.refusal, c.refusedAs = code, loadkit.Snippet(items.Results[n])
 			c.mu.Unlock()
 			final[r.Index] = true
 		}
@@ -448,14 +380,14 @@ func (c *Claim) recordAck(body []byte, replayed bool) {
 		c.fresh++
 	}
 	if err != nil || got.ID == "" {
-		c.problems = append(c.problems, "2xx without a claim id: "+snippet(body))
+		c.problems = append(c.problems, "2xx without a claim id: "+loadkit.Snippet(body))
 		return
 	}
 	if c.ids == nil {
 		c.ids = map[string]bool{}
 	}
 	c.ids[got.ID] = true
-	if want := money(c.NetFee()); got.NetFee.String() != want {
+	if want := loadkit.FormatCents(c.NetFee()); got.NetFee.String() != want {
 		c.problems = append(c.problems, fmt.Sprintf("2xx with net_fee %s, want %s", got.NetFee, want))
 	}
 }
@@ -465,14 +397,14 @@ func (c *Claim) recordAck(body []byte, replayed bool) {
 // claim must then be stored exactly once, under id.
 func (c *Claim) AckedAs(id string) {
 	// net_fee as a JSON number with two decimals, the way the API writes it.
-	c.recordAck(fmt.Appendf(nil, `{"id":%q,"net_fee":%s}`, id, money(c.NetFee())), false)
+	c.recordAck(fmt.Appendf(nil, `{"id":%q,"net_fee":%s}`, id, loadkit.FormatCents(c.NetFee())), false)
 }
 
 // AckedIDs lists the claim ids the acknowledgements named.
 func (c *Claim) AckedIDs() []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return keys(c.ids)
+	return slices.Sorted(maps.Keys(c.ids))
 }
 
 // Refusal is the status and body of the claim's final refusal (0 if none).
@@ -534,7 +466,8 @@ type Load struct {
 	cfg      LoadConfig
 	Claims   []*Claim
 	Sender   *Sender
-	rng      *rand.Rand
+	gen      *loadkit.Generator // the claims
+	rng      *rand.Rand         // which claims carry a key, and in which form
 	tag      string
 	finished atomic.Int64 // claims whose plan is done
 	started  time.Time
@@ -554,9 +487,9 @@ func NewLoad(t testing.TB, cfg LoadConfig) *Load {
 	t.Logf("load: %d claims, %d clients, seed %d", cfg.Claims, cfg.Clients, cfg.Seed)
 	rng := rand.New(rand.NewPCG(cfg.Seed, 1))
 	tag := strconv.FormatUint(cfg.Seed%1e6, 36)
-	l := &Load{t: t, cfg: cfg, rng: rng, tag: tag, done: make(chan struct{})}
+	l := &Load{t: t, cfg: cfg, gen: newGenerator(cfg.Seed), rng: rng, tag: tag, done: make(chan struct{})}
 	for i := range cfg.Claims {
-		c := newClaim(rng, fmt.Sprintf("ft-%s-%05d", tag, i))
+		c := newClaim(l.gen, fmt.Sprintf("ft-%s-%05d", tag, i))
 		if rng.Float64() < cfg.KeyShare {
 			// Both forms the IETF draft allows: a structured-field string and a bare token.
 			c.Key = fmt.Sprintf("key-%s-%05d", tag, i)
@@ -572,7 +505,7 @@ func NewLoad(t testing.TB, cfg LoadConfig) *Load {
 // Extra generates one more claim after the load is over, for a scenario's
 // own probes; it is verified with the others.
 func (l *Load) Extra(name, key string) *Claim {
-	c := newClaim(l.rng, fmt.Sprintf("ft-%s-%s", l.tag, name))
+	c := newClaim(l.gen, fmt.Sprintf("ft-%s-%s", l.tag, name))
 	c.Key = key
 	l.Claims = append(l.Claims, c)
 	return c
@@ -686,8 +619,8 @@ func (l *Load) Wait() {
 }
 
 // Count returns how many claims have each outcome.
-func (l *Load) Count() map[Outcome]int {
-	out := map[Outcome]int{}
+func (l *Load) Count() map[loadkit.Outcome]int {
+	out := map[loadkit.Outcome]int{}
 	for _, c := range l.Claims {
 		out[c.Outcome()]++
 	}
@@ -699,17 +632,4 @@ func sleep(ctx context.Context, d time.Duration) {
 	case <-ctx.Done():
 	case <-time.After(d):
 	}
-}
-
-func snippet(b []byte) string {
-	s := strings.TrimSpace(string(b))
-	if len(s) > 300 {
-		s = s[:300] + "..."
-	}
-	return s
-}
-
-func readAllString(resp *http.Response) (string, error) {
-	b, err := io.ReadAll(resp.Body)
-	return string(b), err
 }

@@ -18,10 +18,11 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/claim-process/claim-process/internal/loadkit"
 	"github.com/claim-process/claim-process/internal/testenv"
 )
 
-// Scenario 7 (issue 12): one client misbehaves while another sends its
+// Scenario 7: one client misbehaves while another sends its
 // claims. The misbehaving client, with an API key of its own, holds batches
 // open part-way (stalled), sends claims whose claim_id Postgres cannot
 // store (NUL), requests with made-up methods and paths, and lookups far past
@@ -32,7 +33,7 @@ import (
 func TestMisbehavingClientDoesNotHurtOthers(t *testing.T) {
 	requireFaults(t)
 	const goodKey, badKey = "good-client-key", "bad-client-key"
-	rs := StartRedis(t)
+	rs := testenv.MustRedisServer(t)
 	db := testenv.MustDatabase(t)
 	cd := StartClaimd(t, "claimd", ClaimdConfig{DatabaseURL: db, RedisURL: rs.URL(), Env: []string{
 		"API_KEYS=" + goodKey + "," + badKey,
@@ -48,6 +49,7 @@ func TestMisbehavingClientDoesNotHurtOthers(t *testing.T) {
 	load := NewLoad(t, LoadConfig{Claims: 3000, Clients: 12, KeyShare: 0.3, APIKey: goodKey})
 	batches := NewLoad(t, LoadConfig{Claims: 2000, Clients: 4, Batch: 25, APIKey: goodKey})
 	rng := rand.New(rand.NewPCG(load.cfg.Seed, 2))
+	gen := newGenerator(load.cfg.Seed + 2) // the bad client's claims
 	ctx, stop := context.WithCancel(context.Background())
 	var (
 		wg      sync.WaitGroup
@@ -84,7 +86,7 @@ func TestMisbehavingClientDoesNotHurtOthers(t *testing.T) {
 	for n := range 8 {
 		var claims []*Claim
 		for i := range 200 {
-			claims = append(claims, newClaim(rng, fmt.Sprintf("ft-%s-stall-%d-%03d", load.tag, n, i)))
+			claims = append(claims, newClaim(gen, fmt.Sprintf("ft-%s-stall-%d-%03d", load.tag, n, i)))
 		}
 		stalled = append(stalled, claims...)
 		wg.Go(func() {
@@ -112,7 +114,7 @@ func TestMisbehavingClientDoesNotHurtOthers(t *testing.T) {
 	// NUL claim_ids, one at a time and in batches next to nothing else.
 	wg.Go(func() {
 		for i := 0; ctx.Err() == nil; i++ {
-			c := newClaim(rng, fmt.Sprintf("nul-%d", i))
+			c := newClaim(gen, fmt.Sprintf("nul-%d", i))
 			body := strings.Replace(string(c.Body), `"claim_id":"nul-`, `"claim_id":"nul\u0000-`, 1) // the JSON escape
 			nulSent.Add(1)
 			if i%10 == 9 {
@@ -196,8 +198,9 @@ func TestMisbehavingClientDoesNotHurtOthers(t *testing.T) {
 	assert.Greater(t, goodTop[http.StatusOK], 0)
 	fallbacks, _ := cd.Metric("claimd_ingest_batch_fallbacks_total")
 	assert.Zero(t, fallbacks, "a batch fell back to one transaction per claim")
-	series, err := scrapeSamples(api, "claimd_http_requests_total")
+	metrics, err := loadkit.Scrape(context.Background(), api)
 	require.NoError(t, err)
+	series := metrics.Samples("claimd_http_requests_total")
 	assert.Less(t, len(series), 60, "HTTP request series: %d", len(series))
 
 	// The stalled batches' claims that were read are stored, each once:

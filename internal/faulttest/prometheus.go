@@ -20,6 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/claim-process/claim-process/internal/loadkit/proc"
 	"github.com/claim-process/claim-process/internal/testenv"
 )
 
@@ -30,7 +31,7 @@ type PrometheusServer struct {
 	t       testing.TB
 	addr    string
 	logPath string
-	proc    *process
+	child   *proc.Process
 	api     promv1.API // client_golang's client of its HTTP API
 }
 
@@ -87,8 +88,8 @@ func startPrometheus(t testing.TB, bin string, jobs []ScrapeJob, freePort func(t
 	p := &PrometheusServer{t: t, logPath: filepath.Join(dir, "prometheus.log")}
 	// Registered after t.TempDir, so it runs before the directory is removed.
 	t.Cleanup(func() {
-		if p.proc != nil {
-			p.proc.Terminate(syscall.SIGTERM, 10*time.Second)
+		if p.child != nil {
+			p.child.Terminate(syscall.SIGTERM, 10*time.Second)
 		}
 		if t.Failed() {
 			dumpFile(t, "prometheus log", p.logPath)
@@ -117,7 +118,7 @@ func (p *PrometheusServer) start(bin, configPath, dataDir, addr string) error {
 	if err != nil {
 		return err
 	}
-	p.addr, p.proc, p.api = addr, nil, promv1.NewAPI(apiClient)
+	p.addr, p.child, p.api = addr, nil, promv1.NewAPI(apiClient)
 	if err := os.RemoveAll(dataDir); err != nil {
 		return err
 	}
@@ -141,21 +142,21 @@ func (p *PrometheusServer) start(bin, configPath, dataDir, addr string) error {
 		"--log.level=info")
 	cmd.Dir = filepath.Dir(configPath)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
-	proc, err := spawn(cmd)
+	child, err := proc.Spawn(cmd)
 	_ = logFile.Close() // the child has its own
 	if err != nil {
 		return err
 	}
-	p.proc = proc
+	p.child = child
 
 	client := &http.Client{Timeout: time.Second}
 	return poll(30*time.Second, func() error {
-		if !proc.Running() {
+		if !child.Running() {
 			log, _ := os.ReadFile(p.logPath)
 			if int64(len(log)) >= logStart && strings.Contains(string(log[logStart:]), "address already in use") {
-				return errStop{fmt.Errorf("prometheus exited during start: %w", errPortTaken)}
+				return proc.Stop(fmt.Errorf("prometheus exited during start: %w", errPortTaken))
 			}
-			return errStop{fmt.Errorf("prometheus exited during start (%v); see its log", proc.err)}
+			return proc.Stop(fmt.Errorf("prometheus exited during start (%v); see its log", child.Err()))
 		}
 		resp, err := client.Get(p.URL() + "/-/ready")
 		if err != nil {

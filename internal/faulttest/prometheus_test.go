@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -62,10 +61,11 @@ func TestPrometheusScrapesDashboard(t *testing.T) {
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		sender := NewSender(serve.BaseURL())
-		rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 2))
+		gen := newGenerator(uint64(time.Now().UnixNano()))
 		for i := range 30 {
-			c := newClaim(rng, fmt.Sprintf("invalid-%d-%02d", time.Now().UnixNano(), i))
-			c.Body = bytes.Replace(c.Body, []byte(`"D0120"`), []byte(`"X0120"`), -1) // not a dental procedure code
+			c := newClaim(gen, fmt.Sprintf("invalid-%d-%02d", time.Now().UnixNano(), i))
+			// not a dental procedure code
+			c.Body = bytes.ReplaceAll(c.Body, []byte(`"submitted_procedure":"D`), []byte(`"submitted_procedure":"X`))
 			invalid = append(invalid, c)
 			sender.Send(context.Background(), c, 0)
 			time.Sleep(100 * time.Millisecond)

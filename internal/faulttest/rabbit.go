@@ -17,6 +17,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/stretchr/testify/require"
 
+	"github.com/claim-process/claim-process/internal/loadkit/proc"
 	"github.com/claim-process/claim-process/internal/testenv"
 )
 
@@ -24,25 +25,20 @@ import (
 // insists on running as the rabbitmq user; this one runs as whoever calls it.
 const rabbitServerBin = "/usr/lib/rabbitmq/bin/rabbitmq-server"
 
-// rabbitStartTimeout bounds a boot. RabbitMQ needs 5-10s of CPU to boot
-// (loading and JIT-compiling a few thousand modules), so on a busy machine
-// with few cores a start can take 20s or more.
+// rabbitStartTimeout bounds a boot. A boot loads and compiles thousands of
+// Erlang modules, which takes long on a busy machine with few cores.
 const rabbitStartTimeout = 120 * time.Second
 
-// RabbitQueueSettleTime is how long a quorum queue must exist before a
-// SIGKILL of its node is sure not to empty it. RabbitMQ 3.10 records which
-// Raft log belongs to the queue in a dets table (quorum/.../names.dets) and
-// does not sync it: dets caches writes for up to 3s, so a node killed sooner
-// after the declaration comes back with the queue but a new, empty Raft log;
-// the confirmed messages are on disk and never read again. The node's own
-// fault, not its client's: scenarios that kill the node should let this much
-// time pass after declaring queues (a graceful Stop has no such window).
-//
-// The same window follows every start of the node, for queues that have
-// existed for long: a node SIGKILLed 1.5s after a restart came back without
-// the confirmed messages published since that restart (they were back after
-// one more restart); killed 5s after it, nothing was missing. So let this
-// much time pass after Start (SinceStart) too before a Kill.
+// RabbitQueueSettleTime is how long a quorum queue must have existed, and
+// the node must have run since its last Start (SinceStart), before a
+// SIGKILL of the node is sure to keep the queue's confirmed messages.
+// RabbitMQ records which Raft log belongs to a quorum queue in a dets table
+// (quorum/.../names.dets) that it does not sync at once (dets caches writes
+// for up to 3s): a node killed within that window after a declaration, or
+// after a start, can come back with the queue but an empty Raft log, the
+// confirmed messages on disk and never read again. This is the broker's
+// fault, not its client's, so scenarios that kill the node let this much
+// time pass first; a graceful Stop has no such window.
 const RabbitQueueSettleTime = 4 * time.Second
 
 // RabbitServer is a RabbitMQ node of the test's own: its own node name,
@@ -61,9 +57,9 @@ type RabbitServer struct {
 	distPort int    // Erlang distribution
 	dir      string // HOME, config, mnesia, logs
 	node     string
-	proc     *process  // nil when not started, or after Stop or Kill
-	started  time.Time // when the last Start found the node ready
-	logShown bool      // a failed start already showed the logs
+	child    *proc.Process // nil when not started, or after Stop or Kill
+	started  time.Time     // when the last Start found the node ready
+	logShown bool          // a failed start already showed the logs
 }
 
 // StartRabbit starts a RabbitMQ node and waits until it accepts AMQP
@@ -134,13 +130,13 @@ func (s *RabbitServer) pidPath() string { return filepath.Join(s.dir, "rabbit.pi
 
 // Running reports whether the node's process is alive (it may still be
 // booting or shutting down).
-func (s *RabbitServer) Running() bool { return s.proc != nil && s.proc.Running() }
+func (s *RabbitServer) Running() bool { return s.child != nil && s.child.Running() }
 
 // Start starts the node (again: same name, ports and data) and waits until
 // it accepts AMQP connections.
 func (s *RabbitServer) Start() {
 	s.t.Helper()
-	require.Nil(s.t, s.proc, "rabbitmq %s is already running", s.node)
+	require.Nil(s.t, s.child, "rabbitmq %s is already running", s.node)
 	for _, port := range []int{s.port, s.distPort} {
 		if portOpen(port) {
 			s.t.Fatalf("rabbitmq %s: something else listens on port %d", s.node, port)
@@ -174,20 +170,20 @@ func (s *RabbitServer) Start() {
 		"RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS=-kernel inet_dist_use_interface {127,0,0,1}",
 		// Makes the script exec the Erlang VM instead of running it in the
 		// background behind a signal-forwarding shell: the VM (beam.smp) is
-		// then this very process, so Pdeathsig (see process), SIGKILL and Wait
+		// then this very process, so Pdeathsig (see proc.Process), SIGKILL and Wait
 		// reach it.
 		"RUNNING_UNDER_SYSTEMD=true",
 	}
 	cmd.Stdout, cmd.Stderr = console, console
 	// Its helpers (erl_child_setup, inet_gethost) in a group to kill; the
-	// Pdeathsig spawn adds is kept across the script's execs.
+	// Pdeathsig proc.Spawn adds is kept across the script's execs.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	proc, err := spawn(cmd)
+	child, err := proc.Spawn(cmd)
 	_ = console.Close() // the child has its own
 	if err != nil {
 		s.t.Fatalf("start rabbitmq %s: %v", s.node, err)
 	}
-	s.proc = proc
+	s.child = child
 
 	if err := poll(rabbitStartTimeout, s.checkReady); err != nil {
 		s.kill()
@@ -203,18 +199,18 @@ func (s *RabbitServer) Start() {
 func (s *RabbitServer) SinceStart() time.Duration { return time.Since(s.started) }
 
 // checkReady tells whether this process, and no other, accepts AMQP
-// connections; an errStop when waiting longer is pointless.
+// connections; an error given to proc.Stop when waiting longer is pointless.
 func (s *RabbitServer) checkReady() error {
-	if !s.proc.Running() {
-		return errStop{fmt.Errorf("the node exited during start (%v)", s.proc.cmd.ProcessState)}
+	if !s.child.Running() {
+		return proc.Stop(fmt.Errorf("the node exited during start (%v)", s.child.State()))
 	}
 	// The pid file is written early in the boot, before the listener opens.
 	pid, err := os.ReadFile(s.pidPath())
 	if err != nil {
 		return err
 	}
-	if got := strings.TrimSpace(string(pid)); got != strconv.Itoa(s.proc.Pid()) {
-		return fmt.Errorf("pid file %s holds %q, not %d", s.pidPath(), got, s.proc.Pid())
+	if got := strings.TrimSpace(string(pid)); got != strconv.Itoa(s.child.Pid()) {
+		return fmt.Errorf("pid file %s holds %q, not %d", s.pidPath(), got, s.child.Pid())
 	}
 	conn, err := amqp.DialConfig(s.URL(), amqp.Config{Dial: amqp.DefaultDial(2 * time.Second)})
 	if err != nil {
@@ -223,7 +219,7 @@ func (s *RabbitServer) checkReady() error {
 	defer conn.Close()
 	// The default cluster name is the node's name (with the host's FQDN).
 	if name, _ := conn.Properties["cluster_name"].(string); !strings.HasPrefix(name, strings.TrimSuffix(s.node, "localhost")) {
-		return errStop{fmt.Errorf("%s is answered by cluster %q, not by %s", s.Addr(), name, s.node)}
+		return proc.Stop(fmt.Errorf("%s is answered by cluster %q, not by %s", s.Addr(), name, s.node))
 	}
 	return nil
 }
@@ -234,24 +230,24 @@ func (s *RabbitServer) checkReady() error {
 // closed.
 func (s *RabbitServer) Stop() {
 	s.t.Helper()
-	require.NotNil(s.t, s.proc, "rabbitmq %s is not running", s.node)
-	proc := s.proc
-	if !proc.Running() {
-		s.proc = nil
-		s.t.Fatalf("rabbitmq %s had already exited (%v)", s.node, proc.cmd.ProcessState)
+	require.NotNil(s.t, s.child, "rabbitmq %s is not running", s.node)
+	child := s.child
+	if !child.Running() {
+		s.child = nil
+		s.t.Fatalf("rabbitmq %s had already exited (%v)", s.node, child.State())
 	}
-	require.NoError(s.t, proc.Signal(syscall.SIGTERM))
+	require.NoError(s.t, child.Signal(syscall.SIGTERM))
 	select {
-	case <-proc.exited:
+	case <-child.Exited():
 	case <-time.After(60 * time.Second):
 		s.kill()
 		s.logShown = true
 		s.t.Fatalf("rabbitmq %s did not stop within 60s of SIGTERM; killed it\n----- rabbitmq log (%s) -----\n%s\n----- end of rabbitmq log -----",
 			s.node, s.logPath(), fileTail(s.logPath(), 32<<10))
 	}
-	s.proc = nil
-	if !proc.cmd.ProcessState.Success() { // a clean stop exits 0
-		s.t.Errorf("rabbitmq %s stopped with %v", s.node, proc.cmd.ProcessState)
+	s.child = nil
+	if !child.State().Success() { // a clean stop exits 0
+		s.t.Errorf("rabbitmq %s stopped with %v", s.node, child.State())
 	}
 	s.waitPortsClosed()
 }
@@ -261,7 +257,7 @@ func (s *RabbitServer) Stop() {
 // messages in durable queues survive it, but see RabbitQueueSettleTime.
 func (s *RabbitServer) Kill() {
 	s.t.Helper()
-	require.NotNil(s.t, s.proc, "rabbitmq %s is not running", s.node)
+	require.NotNil(s.t, s.child, "rabbitmq %s is not running", s.node)
 	s.kill()
 	s.waitPortsClosed()
 }
@@ -269,16 +265,16 @@ func (s *RabbitServer) Kill() {
 // kill SIGKILLs the node and its process group and reaps it; it does not
 // fail the test, so cleanups can use it.
 func (s *RabbitServer) kill() {
-	if s.proc == nil {
+	if s.child == nil {
 		return
 	}
-	s.proc.sendKill() // the VM and its process group (Setpgid), unless it is gone
+	s.child.SendKill() // the VM and its process group (Setpgid), unless it is gone
 	select {
-	case <-s.proc.exited:
+	case <-s.child.Exited():
 	case <-time.After(30 * time.Second):
-		s.t.Logf("rabbitmq %s (pid %d) still not reaped 30s after SIGKILL", s.node, s.proc.Pid())
+		s.t.Logf("rabbitmq %s (pid %d) still not reaped 30s after SIGKILL", s.node, s.child.Pid())
 	}
-	s.proc = nil
+	s.child = nil
 }
 
 func (s *RabbitServer) waitPortsClosed() {

@@ -8,6 +8,8 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/stretchr/testify/require"
+
+	"github.com/claim-process/claim-process/internal/loadkit/proc"
 )
 
 // TestRabbitServerKeepsMessagesAcrossKill checks the RabbitServer helper
@@ -81,7 +83,7 @@ func requireQueueHolds(t *testing.T, rs *RabbitServer, queue string, want []stri
 	waitFor(t, 10*time.Second, "queue "+queue+" to hold its messages", func() error {
 		ch, err := conn.Channel()
 		if err != nil {
-			return errStop{err}
+			return proc.Stop(err)
 		}
 		defer ch.Close()
 		q, err = ch.QueueDeclarePassive(queue, true, false, false, false, amqp.Table{"x-queue-type": "quorum"})

@@ -7,12 +7,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"math"
+	"maps"
 	"net/http"
-	"regexp"
 	"slices"
-	"sort"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -20,6 +17,9 @@ import (
 	"github.com/jackc/pgx/v5"
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/claim-process/claim-process/internal/loadkit"
+	"github.com/claim-process/claim-process/internal/rank"
 )
 
 // System is what the final checks look at: the Postgres database, the Redis
@@ -66,7 +66,7 @@ func Verify(t testing.TB, sys System, load *Load) Report {
 			contract = append(contract, fmt.Sprintf("claim %s: %s", c.ExternalID, p))
 		}
 		if len(c.ids) > 1 {
-			contract = append(contract, fmt.Sprintf("claim %s: 2xx answers named %d different ids: %v", c.ExternalID, len(c.ids), keys(c.ids)))
+			contract = append(contract, fmt.Sprintf("claim %s: 2xx answers named %d different ids: %v", c.ExternalID, len(c.ids), slices.Sorted(maps.Keys(c.ids))))
 		}
 		if c.acked && c.refusal != 0 {
 			contract = append(contract, fmt.Sprintf("claim %s: acknowledged, and also refused with %d: %s", c.ExternalID, c.refusal, c.refusedAs))
@@ -77,7 +77,7 @@ func Verify(t testing.TB, sys System, load *Load) Report {
 	var drained time.Duration
 	if sys.Async {
 		drained = waitDrained(t, sys, load)
-		waitReconciled(t, sys)
+		waitReconciled(t, sys.API)
 	}
 	deadline := time.Now().Add(convergeTimeout)
 	for {
@@ -114,7 +114,9 @@ func check(sys System, load *Load) ([]string, Report) {
 	if err != nil {
 		bad("read redis ranking: %v", err)
 	}
-	api, source, err := readTopProviders(sys.API)
+	ctx, cancel := withTimeout(5 * time.Second)
+	defer cancel()
+	api, source, err := loadkit.GetTop(ctx, &http.Client{}, sys.API, "", loadkit.TopListMax)
 	if err != nil {
 		bad("GET /top-providers: %v", err)
 	}
@@ -128,9 +130,9 @@ func check(sys System, load *Load) ([]string, Report) {
 		rows := pg.claims[c.ExternalID]
 		outcome := c.Outcome()
 		switch {
-		case outcome == Acked && len(rows) != 1:
+		case outcome == loadkit.Acked && len(rows) != 1:
 			bad("(a) acknowledged claim %s is stored %d times", c.ExternalID, len(rows))
-		case outcome == Refused && len(rows) != 0:
+		case outcome == loadkit.Refused && len(rows) != 0:
 			bad("(b) refused claim %s (status %d) is stored", c.ExternalID, c.refusal)
 		case len(rows) > 1:
 			bad("(a) %s claim %s is stored %d times", outcome, c.ExternalID, len(rows))
@@ -141,7 +143,7 @@ func check(sys System, load *Load) ([]string, Report) {
 		report.Stored++
 		report.Duplicates += len(rows) - 1
 		row := rows[0]
-		if ids := c.AckedIDs(); outcome == Acked && len(ids) == 1 && ids[0] != row.id {
+		if ids := c.AckedIDs(); outcome == loadkit.Acked && len(ids) == 1 && ids[0] != row.id {
 			// In async mode a claim sent again after a 503 whose publish the
 			// broker confirmed late is queued twice, under two ids; the one
 			// stored second is a no-op, and GET /claims/{its id} answers
@@ -175,7 +177,7 @@ func check(sys System, load *Load) ([]string, Report) {
 		if source != "redis" {
 			bad("(e) /top-providers answered from %q, want redis once reconciled", source)
 		}
-		want := topN(expected, 100)
+		want := loadkit.TopN(expected, loadkit.TopListMax)
 		report.Drift += diffTotals("(e) /top-providers vs generated lines", toMap(api), toMap(want), bad)
 		if !slices.Equal(api, want) {
 			bad("(e) /top-providers order:\n got  %v\n want %v", api, want)
@@ -247,7 +249,7 @@ func getClaim(base, apiKey, id string) (int, ClaimState, error) {
 		dec := json.NewDecoder(bytes.NewReader(body))
 		dec.UseNumber()
 		if err := dec.Decode(&st); err != nil {
-			return resp.StatusCode, st, fmt.Errorf("decode %s: %w", snippet(body), err)
+			return resp.StatusCode, st, fmt.Errorf("decode %s: %w", loadkit.Snippet(body), err)
 		}
 	}
 	return resp.StatusCode, st, nil
@@ -263,7 +265,7 @@ func waitDrained(t testing.TB, sys System, load *Load) time.Duration {
 	var acked []string
 	byID := map[string]*Claim{}
 	for _, c := range load.Claims {
-		if c.Outcome() == Acked {
+		if c.Outcome() == loadkit.Acked {
 			acked = append(acked, c.ExternalID)
 			byID[c.ExternalID] = c
 		}
@@ -438,25 +440,19 @@ func describeDeadLetters(sys System, n int) string {
 	return strings.Join(out, "\n")
 }
 
-// waitReconciled waits for a whole reconciliation pass of the claimd at
-// sys.API that began after the call: two more passes completed.
-func waitReconciled(t testing.TB, sys System) {
+// waitReconciled waits for a whole reconciliation pass of the claimd at api
+// that began after the call: two more passes completed.
+func waitReconciled(t testing.TB, api string) {
 	t.Helper()
-	const sample = `claimd_reconcile_runs_total{result="ok"}`
-	before, found, err := scrapeMetric(sys.API, sample)
-	if err != nil || !found {
-		t.Fatalf("read %s from %s: found %v, %v", sample, sys.API, found, err)
+	ctx, cancel := withTimeout(convergeTimeout + 5*time.Second)
+	defer cancel()
+	before, err := loadkit.ReconcilePasses(ctx, api)
+	if err == nil {
+		err = loadkit.WaitReconciled(ctx, api, before+2, 50*time.Millisecond, convergeTimeout)
 	}
-	waitFor(t, convergeTimeout, "a whole reconciliation pass after the queue was drained", func() error {
-		now, _, err := scrapeMetric(sys.API, sample)
-		if err != nil {
-			return err
-		}
-		if now < before+2 {
-			return fmt.Errorf("%s went from %g to %g", sample, before, now)
-		}
-		return nil
-	})
+	if err != nil {
+		t.Fatalf("waiting for a whole reconciliation pass of %s after the queue was drained: %v", api, err)
+	}
 }
 
 // readPostgres reads everything in one repeatable-read snapshot, so the
@@ -475,8 +471,7 @@ func readPostgres(url string) (*pgState, error) {
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // read-only
 
-	st := &pgState{claims: map[string][]storedClaim{}, lines: map[string][]storedLine{},
-		totals: map[string]int64{}, lineSums: map[string]int64{}}
+	st := &pgState{claims: map[string][]storedClaim{}, lines: map[string][]storedLine{}}
 	rows, err := tx.Query(ctx, `SELECT id::text, COALESCE(external_id, ''), net_fee_cents, line_count FROM claims`)
 	if err != nil {
 		return nil, err
@@ -507,128 +502,24 @@ func readPostgres(url string) (*pgState, error) {
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
-	if err := scanTotals(ctx, tx, `SELECT provider_npi, total_net_fee_cents FROM provider_totals`, st.totals); err != nil {
+	if st.totals, err = loadkit.ProviderTotals(ctx, tx, nil); err != nil {
 		return nil, err
 	}
-	err = scanTotals(ctx, tx, `SELECT provider_npi, SUM(net_fee_cents)::bigint FROM claim_lines GROUP BY provider_npi`, st.lineSums)
+	st.lineSums, err = loadkit.LineSums(ctx, tx)
 	return st, err
-}
-
-func scanTotals(ctx context.Context, tx pgx.Tx, sql string, into map[string]int64) error {
-	rows, err := tx.Query(ctx, sql)
-	if err != nil {
-		return err
-	}
-	for rows.Next() {
-		var npi string
-		var cents int64
-		if err := rows.Scan(&npi, &cents); err != nil {
-			return err
-		}
-		into[npi] = cents
-	}
-	return rows.Err()
 }
 
 // readRanking reads the whole Redis sorted set claimd keeps.
 func readRanking(sys System) (map[string]int64, error) {
-	prefix := sys.KeyPrefix
-	if prefix == "" {
-		prefix = "claimd:"
-	}
 	ctx, cancel := withTimeout(5 * time.Second)
 	defer cancel()
-	zs, err := sys.Redis.ZRangeWithScores(ctx, prefix+"rank:providers", 0, -1).Result()
-	if err != nil {
-		return nil, err
-	}
-	out := make(map[string]int64, len(zs))
-	for _, z := range zs {
-		npi, _ := z.Member.(string)
-		if z.Score != math.Trunc(z.Score) {
-			return nil, fmt.Errorf("score of %s is %v, not whole cents", npi, z.Score)
-		}
-		out[npi] = int64(z.Score)
-	}
-	return out, nil
+	return loadkit.Ranking(ctx, sys.Redis, rank.Keys{Prefix: cmp.Or(sys.KeyPrefix, defaultKeyPrefix)})
 }
 
-// ProviderTotal is one entry of a ranking.
-type ProviderTotal struct {
-	NPI   string
-	Cents int64
-}
+// defaultKeyPrefix is claimd's REDIS_KEY_PREFIX when none is set.
+const defaultKeyPrefix = "claimd:"
 
-func (p ProviderTotal) String() string { return p.NPI + "=" + money(p.Cents) }
-
-// twoDecimals is how the API must write money: a JSON number with exactly two decimals.
-var twoDecimals = regexp.MustCompile(`^-?[0-9]+\.[0-9]{2}$`)
-
-// readTopProviders asks for the whole ranking (limit=100 covers the NPI pool).
-func readTopProviders(base string) ([]ProviderTotal, string, error) {
-	client := &http.Client{Timeout: 5 * time.Second}
-	resp, err := client.Get(base + "/top-providers?limit=100")
-	if err != nil {
-		return nil, "", err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, "", err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, "", fmt.Errorf("status %d: %s", resp.StatusCode, snippet(body))
-	}
-	var got struct {
-		TopProviders []struct {
-			ProviderNPI string      `json:"provider_npi"`
-			TotalNetFee json.Number `json:"total_net_fee"`
-		} `json:"top_providers"`
-		Source string `json:"source"`
-	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	if err := dec.Decode(&got); err != nil {
-		return nil, "", fmt.Errorf("decode %s: %w", snippet(body), err)
-	}
-	out := make([]ProviderTotal, len(got.TopProviders))
-	for i, p := range got.TopProviders {
-		text := p.TotalNetFee.String()
-		if !twoDecimals.MatchString(text) {
-			return nil, "", fmt.Errorf("total_net_fee %s of %s is not a number with two decimals", text, p.ProviderNPI)
-		}
-		whole, frac, _ := strings.Cut(strings.TrimPrefix(text, "-"), ".")
-		w, err1 := strconv.ParseInt(whole, 10, 64)
-		f, err2 := strconv.ParseInt(frac, 10, 64)
-		if err1 != nil || err2 != nil {
-			return nil, "", fmt.Errorf("total_net_fee %s of %s: out of range", text, p.ProviderNPI)
-		}
-		cents := w*100 + f
-		if strings.HasPrefix(text, "-") {
-			cents = -cents
-		}
-		out[i] = ProviderTotal{NPI: p.ProviderNPI, Cents: cents}
-	}
-	return out, got.Source, nil
-}
-
-// topN ranks totals as the API must: highest first, ties by NPI descending
-// (byte order, as Redis orders equal scores), at most n.
-func topN(totals map[string]int64, n int) []ProviderTotal {
-	out := make([]ProviderTotal, 0, len(totals))
-	for npi, cents := range totals {
-		out = append(out, ProviderTotal{npi, cents})
-	}
-	slices.SortFunc(out, func(a, b ProviderTotal) int {
-		if c := cmp.Compare(b.Cents, a.Cents); c != 0 {
-			return c
-		}
-		return strings.Compare(b.NPI, a.NPI)
-	})
-	return out[:min(n, len(out))]
-}
-
-func toMap(ps []ProviderTotal) map[string]int64 {
+func toMap(ps []loadkit.ProviderTotal) map[string]int64 {
 	out := make(map[string]int64, len(ps))
 	for _, p := range ps {
 		out[p.NPI] = p.Cents
@@ -640,22 +531,22 @@ func toMap(ps []ProviderTotal) map[string]int64 {
 // a difference even when the other side is 0) and returns the drift in cents.
 func diffTotals(what string, got, want map[string]int64, bad func(string, ...any)) int64 {
 	var drift int64
-	for _, npi := range keys(union(got, want)) {
+	for _, npi := range slices.Sorted(maps.Keys(union(got, want))) {
 		g, gok := got[npi]
 		w, wok := want[npi]
 		if g != w || gok != wok {
 			drift += abs(g - w)
-			bad("%s: provider %s has %s (present %v), want %s (present %v)", what, npi, money(g), gok, money(w), wok)
+			bad("%s: provider %s has %s (present %v), want %s (present %v)", what, npi, loadkit.FormatCents(g), gok, loadkit.FormatCents(w), wok)
 		}
 	}
 	return drift
 }
 
-func sameLines(stored []storedLine, sent []Line) bool {
+func sameLines(stored []storedLine, sent []loadkit.Line) bool {
 	return slices.Equal(stored, storedLines(sent))
 }
 
-func storedLines(sent []Line) []storedLine {
+func storedLines(sent []loadkit.Line) []storedLine {
 	out := make([]storedLine, len(sent))
 	for i, l := range sent {
 		out[i] = storedLine{l.NPI, l.NetFee()}
@@ -671,15 +562,6 @@ func union[V any](a, b map[string]V) map[string]bool {
 	for k := range b {
 		out[k] = true
 	}
-	return out
-}
-
-func keys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
 	return out
 }
 
@@ -702,7 +584,7 @@ func LogReport(t testing.TB, scenario string, load *Load, r Report) {
 	t.Logf("scenario %s: claims %d, requests sent %d, acknowledged %d, refused %d, unknown %d, stored %d (duplicates %d); "+
 		"answers: 201 %d, 202 (queued) %d, 200 (resubmitted claim_id) %d, replayed (Idempotency-Replayed) %d, 409 %d, 503 %d, "+
 		"other 5xx %d, no answer %d (client timeouts %d); load took %s%s; final drift %d cents",
-		scenario, len(load.Claims), s.Requests.Load(), n[Acked], n[Refused], n[Unknown], r.Stored, r.Duplicates,
+		scenario, len(load.Claims), s.Requests.Load(), n[loadkit.Acked], n[loadkit.Refused], n[loadkit.Unknown], r.Stored, r.Duplicates,
 		s.Created.Load(), s.Accepted.Load(), s.OK.Load(), s.Replayed.Load(), s.Conflict.Load(), s.Unavailable.Load(),
 		s.Other5xx.Load(), s.NoAnswer.Load(), s.TimedOut.Load(), load.Elapsed.Round(time.Millisecond), drained, r.Drift)
 }

@@ -1,7 +1,7 @@
 // Package testenv gives tests real services to talk to without disturbing
 // each other or the shared servers: a fresh Postgres database with the real
 // migrations, a private key prefix on the shared Redis, or a redis-server of
-// their own on a free port for tests that stop and restart it.
+// their own on a free port for tests that stop, pause, flush and restart it.
 package testenv
 
 import (
@@ -23,6 +23,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
+	"github.com/claim-process/claim-process/internal/loadkit/proc"
 	"github.com/claim-process/claim-process/internal/store"
 )
 
@@ -130,14 +131,16 @@ func MustSharedRedis(t testing.TB) (*redis.Client, string) {
 	return client, prefix
 }
 
-// RedisServer is a redis-server of the test's own, which it may stop and
-// start again. Like the shared one it keeps nothing on disk, so a restart
-// comes back empty.
+// RedisServer is a redis-server of the test's own, which it may stop,
+// pause and start again, started on the safe proc.Process (it dies with
+// the test binary). Like the shared one it keeps nothing on disk, so a
+// restart comes back empty.
 type RedisServer struct {
-	t    testing.TB
-	port int
-	dir  string
-	cmd  *exec.Cmd
+	t      testing.TB
+	port   int
+	dir    string
+	child  *proc.Process // nil when not started, or after Stop
+	paused bool
 }
 
 // MustRedisServer starts a redis-server on a free port; it is stopped when
@@ -154,45 +157,77 @@ func MustRedisServer(t testing.TB) *RedisServer {
 }
 
 // URL is the server's redis:// URL.
-func (s *RedisServer) URL() string { return fmt.Sprintf("redis://127.0.0.1:%d/0", s.port) }
+func (s *RedisServer) URL() string { return fmt.Sprintf("redis://%s/0", s.Addr()) }
 
 // Addr is the server's host:port.
 func (s *RedisServer) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port)) }
 
+// Client returns a new client of the server, closed when the test ends.
+func (s *RedisServer) Client() *redis.Client {
+	c := redis.NewClient(&redis.Options{Addr: s.Addr(), DialTimeout: time.Second, ReadTimeout: 2 * time.Second})
+	s.t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
 // Start starts the server (again) on its port and waits until it answers.
 func (s *RedisServer) Start() {
 	s.t.Helper()
-	s.cmd = exec.Command("redis-server", "--port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--dir", s.dir, "--logfile", filepath.Join(s.dir, "redis.log"))
-	// Dies with the test binary, even if the binary is killed.
-	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	require.NoError(s.t, s.cmd.Start())
+	require.Nil(s.t, s.child, "redis-server is already running")
+	child, err := proc.Spawn(exec.Command("redis-server", "--port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
+		"--save", "", "--appendonly", "no", "--dir", s.dir, "--logfile", filepath.Join(s.dir, "redis.log")))
+	require.NoError(s.t, err)
+	s.child = child
 	client := redis.NewClient(&redis.Options{Addr: s.Addr(), MaxRetries: -1})
 	defer client.Close()
-	deadline := time.Now().Add(10 * time.Second)
-	for client.Ping(context.Background()).Err() != nil {
-		if time.Now().After(deadline) {
-			s.t.Fatalf("redis-server on port %d did not start", s.port)
+	err = proc.Poll(context.Background(), 20*time.Millisecond, 10*time.Second, func() error {
+		if !child.Running() {
+			return proc.Stop(fmt.Errorf("redis-server exited (%v); see %s", child.Err(), filepath.Join(s.dir, "redis.log")))
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return client.Ping(context.Background()).Err()
+	})
+	require.NoError(s.t, err, "redis-server on %s did not start", s.Addr())
 }
 
-// Stop kills the server and waits for it to exit.
+// Stop kills the server (SIGKILL: nothing is saved, and it works on a
+// paused server too) and waits for it to exit.
 func (s *RedisServer) Stop() {
-	if s.cmd == nil || s.cmd.Process == nil {
+	if s.child == nil {
 		return
 	}
-	_ = s.cmd.Process.Kill()
-	_ = s.cmd.Wait()
-	s.cmd = nil
+	s.child.Kill()
+	s.child, s.paused = nil, false
+}
+
+// Pause stops the server with SIGSTOP: connections stay open but nothing is
+// answered, the way a stuck or swapping Redis behaves.
+func (s *RedisServer) Pause() {
+	s.t.Helper()
+	require.NotNil(s.t, s.child, "redis-server is not running")
+	require.NoError(s.t, s.child.Signal(syscall.SIGSTOP))
+	s.paused = true
+}
+
+// Resume continues a paused server with SIGCONT.
+func (s *RedisServer) Resume() {
+	s.t.Helper()
+	require.True(s.t, s.paused, "redis-server is not paused")
+	require.NoError(s.t, s.child.Signal(syscall.SIGCONT))
+	s.paused = false
+}
+
+// FlushAll empties the server. Only ever a test's own server: never the
+// shared one.
+func (s *RedisServer) FlushAll() {
+	s.t.Helper()
+	client := redis.NewClient(&redis.Options{Addr: s.Addr()})
+	defer client.Close()
+	require.NoError(s.t, client.FlushAll(context.Background()).Err())
 }
 
 // FreePort returns a TCP port on the loopback that was free a moment ago.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := proc.FreePort()
 	require.NoError(t, err)
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return port
 }

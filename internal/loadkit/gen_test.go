@@ -1,4 +1,4 @@
-package main
+package loadkit
 
 import (
 	"bytes"
@@ -54,8 +54,8 @@ func TestClaimsHaveRealisticExactMoney(t *testing.T) {
 		lineCounts[len(c.Lines)]++
 		var sum int64
 		for _, l := range c.Lines {
-			require.GreaterOrEqual(t, l.Fees, int64(minFeeCents))
-			require.LessOrEqual(t, l.Fees, int64(maxFeeCents))
+			require.GreaterOrEqual(t, l.Fees, int64(MinFeeCents))
+			require.LessOrEqual(t, l.Fees, int64(MaxFeeCents))
 			require.LessOrEqual(t, l.Allowed, l.Fees, "allowed never above the fee")
 			require.GreaterOrEqual(t, l.Allowed*10, l.Fees*4-10, "allowed is at least about 40%% of the fee")
 			require.LessOrEqual(t, l.Coinsurance, l.Allowed/5, "coinsurance is a small share")
@@ -113,21 +113,4 @@ func TestGeneratorIsReproducible(t *testing.T) {
 	for range 100 {
 		require.Equal(t, a.Claim("id"), b.Claim("id"))
 	}
-}
-
-func TestCentsFormatAndParse(t *testing.T) {
-	for _, c := range []int64{0, 1, 9, 10, 99, 100, 12345, 500000, -5, -12345} {
-		got, err := parseCents(formatCents(c))
-		require.NoError(t, err)
-		require.Equal(t, c, got, formatCents(c))
-	}
-	assert.Equal(t, "2320.00", formatCents(232000))
-	assert.Equal(t, "0.05", formatCents(5))
-	for _, s := range []string{"1.234", "", ".5", "1e3", "1.-5", "abc"} {
-		_, err := parseCents(s)
-		assert.Error(t, err, s)
-	}
-	got, err := parseCents("7.5")
-	require.NoError(t, err)
-	assert.Equal(t, int64(750), got)
 }

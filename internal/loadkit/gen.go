@@ -1,4 +1,4 @@
-package main
+package loadkit
 
 import (
 	"encoding/json"
@@ -6,7 +6,6 @@ import (
 	"math"
 	"math/rand"
 	"strconv"
-	"strings"
 	"time"
 )
 
@@ -44,39 +43,40 @@ func (c *Claim) NetFee() int64 {
 	return sum
 }
 
-// wireLine is the JSON form of a line. Amounts are strings such as "123.45"
-// so that no float ever stands between our cents and the server's.
-type wireLine struct {
+// WireLine is the JSON form of a line, with its amounts of type M: string
+// in a request body ("123.45", so that no float ever stands between the
+// sender's cents and the server's), json.Number when reading an answer.
+type WireLine[M any] struct {
 	ServiceDate        string  `json:"service_date"`
 	SubmittedProcedure string  `json:"submitted_procedure"`
 	Quadrant           *string `json:"quadrant"`
 	PlanGroup          string  `json:"plan_group"`
 	Subscriber         string  `json:"subscriber"`
 	ProviderNPI        string  `json:"provider_npi"`
-	ProviderFees       string  `json:"provider_fees"`
-	AllowedFees        string  `json:"allowed_fees"`
-	MemberCoinsurance  string  `json:"member_coinsurance"`
-	MemberCopay        string  `json:"member_copay"`
+	ProviderFees       M       `json:"provider_fees"`
+	AllowedFees        M       `json:"allowed_fees"`
+	MemberCoinsurance  M       `json:"member_coinsurance"`
+	MemberCopay        M       `json:"member_copay"`
 }
 
 type wireClaim struct {
-	ClaimID string     `json:"claim_id"`
-	Lines   []wireLine `json:"lines"`
+	ClaimID string             `json:"claim_id"`
+	Lines   []WireLine[string] `json:"lines"`
 }
 
 // JSON is the body of POST /claims for this claim.
 func (c *Claim) JSON() []byte {
-	w := wireClaim{ClaimID: c.ExternalID, Lines: make([]wireLine, len(c.Lines))}
+	w := wireClaim{ClaimID: c.ExternalID, Lines: make([]WireLine[string], len(c.Lines))}
 	for i, l := range c.Lines {
 		var q *string
 		if l.Quadrant != "" {
 			q = &l.Quadrant
 		}
-		w.Lines[i] = wireLine{
+		w.Lines[i] = WireLine[string]{
 			ServiceDate: l.ServiceDate, SubmittedProcedure: l.Procedure, Quadrant: q,
 			PlanGroup: l.PlanGroup, Subscriber: l.Subscriber, ProviderNPI: l.NPI,
-			ProviderFees: formatCents(l.Fees), AllowedFees: formatCents(l.Allowed),
-			MemberCoinsurance: formatCents(l.Coinsurance), MemberCopay: formatCents(l.Copay),
+			ProviderFees: FormatCents(l.Fees), AllowedFees: FormatCents(l.Allowed),
+			MemberCoinsurance: FormatCents(l.Coinsurance), MemberCopay: FormatCents(l.Copay),
 		}
 	}
 	b, err := json.Marshal(w)
@@ -86,46 +86,10 @@ func (c *Claim) JSON() []byte {
 	return b
 }
 
-// formatCents writes cents as "123.45" from the integer, so the text is exact.
-func formatCents(c int64) string {
-	sign := ""
-	if c < 0 {
-		sign, c = "-", -c
-	}
-	return fmt.Sprintf("%s%d.%02d", sign, c/100, c%100)
-}
-
-// parseCents reads an amount as the server writes it ("2320.00", at most two
-// decimals) into cents without going through a float.
-func parseCents(s string) (int64, error) {
-	neg := strings.HasPrefix(s, "-")
-	s = strings.TrimPrefix(s, "-")
-	whole, frac, _ := strings.Cut(s, ".")
-	if whole == "" || len(frac) > 2 || strings.ContainsAny(whole, "+-") || strings.ContainsAny(frac, "+-") {
-		return 0, fmt.Errorf("amount %q is not a decimal with at most two places", s)
-	}
-	for len(frac) < 2 {
-		frac += "0"
-	}
-	w, err := strconv.ParseInt(whole, 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("amount %q: %w", s, err)
-	}
-	f, err := strconv.ParseInt(frac, 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("amount %q: %w", s, err)
-	}
-	c := w*100 + f
-	if neg {
-		c = -c
-	}
-	return c, nil
-}
-
 // Fee bounds: real dental fees run from a $20 exam add-on to a $5,000 implant.
 const (
-	minFeeCents = 20_00
-	maxFeeCents = 5_000_00
+	MinFeeCents = 20_00
+	MaxFeeCents = 5_000_00
 )
 
 // procedures are common CDT codes; the service only requires the "D".
@@ -150,11 +114,20 @@ type Generator struct {
 	zipf    *rand.Zipf
 	npis    []string // index 0 is the most frequently drawn provider
 	maxLine int
-	fixed   int // when above 0, every claim has exactly this many lines
+	fixed   int  // when above 0, every claim has exactly this many lines
+	uniform bool // providers drawn with equal chances instead of Zipf
 }
 
 // FixLines makes every claim n lines long (n <= 0: 1 to maxLines, drawn).
 func (g *Generator) FixLines(n int) { g.fixed = n }
+
+// Uniform draws every provider with the same chance instead of from the
+// Zipf distribution: a small pool is then spread evenly, with no hot row.
+func (g *Generator) Uniform() { g.uniform = true }
+
+// Float64 draws a number in [0, 1) from the generator's own source, for a
+// load's other choices, so that they too follow from the seed.
+func (g *Generator) Float64() float64 { return g.rng.Float64() }
 
 // NewGenerator returns a generator drawing providers from npis with a Zipf
 // distribution of exponent s (> 1; larger is more skewed).
@@ -197,8 +170,14 @@ func npiCheckDigit(base string) int {
 	return (10 - sum%10) % 10
 }
 
-// NPIIndex draws a provider index from the Zipf distribution.
-func (g *Generator) NPIIndex() int { return int(g.zipf.Uint64()) }
+// NPIIndex draws a provider index from the Zipf distribution (or
+// uniformly, see Uniform).
+func (g *Generator) NPIIndex() int {
+	if g.uniform {
+		return g.rng.Intn(len(g.npis))
+	}
+	return int(g.zipf.Uint64())
+}
 
 // Claim makes one claim of 1..maxLines lines (or the fixed count) with the given identifier. One
 // claim stays with one subscriber and plan, and mostly one provider, as real
@@ -247,7 +226,7 @@ func (g *Generator) money() (fees, allowed, coins, copay int64) {
 	if r.Intn(10) < 7 {
 		fees = fees / 100 * 100
 	}
-	fees = min(max(fees, minFeeCents), maxFeeCents)
+	fees = min(max(fees, MinFeeCents), MaxFeeCents)
 	allowed = fees * int64(4000+r.Intn(6001)) / 10000 // 40.00%..100.00%, rounded down: ≤ fees
 	switch r.Intn(4) {
 	case 0:
