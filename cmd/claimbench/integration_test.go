@@ -103,7 +103,7 @@ func TestAgainstRealClaimd(t *testing.T) {
 			"-database-url", dbURL, "-redis-url", rds.URL(), "-json", "-progress=false",
 		}, &stdout, &stderr)
 		if errors.Is(err, errNoBatchEndpoint) {
-			t.Skip("claimd does not serve POST /claims/batch yet (issue 4): ", err)
+			t.Skip("claimd does not serve POST /claims/batch: ", err)
 		}
 		require.NoError(t, err, "stdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
 		var rep Report

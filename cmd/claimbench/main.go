@@ -14,6 +14,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/claim-process/claim-process/internal/rank"
 )
 
 func main() {
@@ -146,7 +148,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.StoredSample, "stored-sample", 0, "async mode: follow every Nth claim answered 202 with GET /claims/{id} every 5 ms until it is stored, and report the time from 202 to stored (0: none)")
 	fs.StringVar(&c.DatabaseURL, "database-url", "", "claimd's Postgres (optional): then verification compares claims and provider_totals exactly")
 	fs.StringVar(&c.RedisURL, "redis-url", "", "claimd's Redis (optional): then verification compares the ranking's scores exactly")
-	fs.StringVar(&c.RedisPrefix, "redis-prefix", "claimd:", "claimd's REDIS_KEY_PREFIX")
+	fs.StringVar(&c.RedisPrefix, "redis-prefix", rank.DefaultPrefix, "claimd's REDIS_KEY_PREFIX")
 	fs.StringVar(&c.APIKey, "api-key", "", "bearer key, when claimd runs with API_KEYS")
 	fs.BoolVar(&c.JSON, "json", false, "print the report as JSON on stdout")
 	fs.BoolVar(&c.Progress, "progress", true, "print a progress line on stderr every second")

@@ -33,8 +33,8 @@ writes it as markdown to -out. Drops the database and deletes its Redis keys
 (SCAN + DEL of its prefix only) at the end, unless -keep.
 
 Scales: tiny (seconds, two small stages; for tests), default (1M preloaded lines over 1M
-providers, about 4 minutes on 2 cores), large (default, then again with 10M
-lines: preloads 9M more and repeats the ingest and lookup measurements; about 9).
+providers; minutes), large (default, then again with 10M lines: preloads 9M
+more and repeats the ingest and lookup measurements; about twice as long).
 
 Usage:
   claimbench suite [flags]

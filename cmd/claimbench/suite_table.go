@@ -429,7 +429,7 @@ func renderMarkdown(r *suiteResult) string {
 	for _, st := range r.Stages {
 		header = append(header, fmt.Sprintf("%s lines preloaded", st.label()))
 	}
-	header = append(header, "goal (issue 4)", "verdict")
+	header = append(header, "goal", "verdict")
 	table := [][]string{header}
 	for _, rw := range r.rows() {
 		line := append([]string{rw.measure}, rw.values...)

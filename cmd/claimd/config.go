@@ -29,7 +29,7 @@ var settings = []setting{
 	{"METRICS_ADDR", "", "when set (e.g. 127.0.0.1:9100), /metrics is served there alone, not on HTTP_ADDR"},
 	{"DATABASE_URL", "postgres://127.0.0.1:5432/claims?sslmode=disable", "Postgres connection URL; the database is created when missing"},
 	{"REDIS_URL", "redis://127.0.0.1:6379/0", "Redis connection URL"},
-	{"REDIS_KEY_PREFIX", "claimd:", "prefix of every Redis key the service uses"},
+	{"REDIS_KEY_PREFIX", rank.DefaultPrefix, "prefix of every Redis key the service uses"},
 	{"RECONCILE_INTERVAL", shortDuration(rank.DefaultReconcileInterval), "how often Redis is reconciled with Postgres"},
 	{"TOP_PROVIDERS_RATE_LIMIT", "10/min", "requests per client to /top-providers: N/s, N/min, N/h, or 0 for no limit"},
 	{"IDEMPOTENCY_TTL", shortDuration(ingest.DefaultKeyTTL), "how long Idempotency-Key outcomes are remembered"},

@@ -29,7 +29,7 @@ var ClaimdBinary string
 type ClaimdConfig struct {
 	DatabaseURL string
 	RedisURL    string
-	KeyPrefix   string // REDIS_KEY_PREFIX; "" keeps the default "claimd:"
+	KeyPrefix   string // REDIS_KEY_PREFIX; "" keeps the default, rank.DefaultPrefix
 
 	// Async mode (INGEST_MODE=async for serve; claimd worker and claimd dlq
 	// read the same settings). Async false runs serve synchronously and

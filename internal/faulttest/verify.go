@@ -27,7 +27,7 @@ import (
 type System struct {
 	DatabaseURL string
 	Redis       *redis.Client
-	KeyPrefix   string // "" means claimd's default, "claimd:"
+	KeyPrefix   string // "" means claimd's default, rank.DefaultPrefix
 	API         string // base URL of a running claimd
 	APIKey      string // the key the load's claims were sent with, to read them back; "" for none
 
@@ -513,11 +513,8 @@ func readPostgres(url string) (*pgState, error) {
 func readRanking(sys System) (map[string]int64, error) {
 	ctx, cancel := withTimeout(5 * time.Second)
 	defer cancel()
-	return loadkit.Ranking(ctx, sys.Redis, rank.Keys{Prefix: cmp.Or(sys.KeyPrefix, defaultKeyPrefix)})
+	return loadkit.Ranking(ctx, sys.Redis, rank.Keys{Prefix: cmp.Or(sys.KeyPrefix, rank.DefaultPrefix)})
 }
-
-// defaultKeyPrefix is claimd's REDIS_KEY_PREFIX when none is set.
-const defaultKeyPrefix = "claimd:"
 
 func toMap(ps []loadkit.ProviderTotal) map[string]int64 {
 	out := make(map[string]int64, len(ps))

@@ -5,6 +5,9 @@ package rank
 // claims' statuses.
 type Keys struct{ Prefix string }
 
+// DefaultPrefix is REDIS_KEY_PREFIX's default.
+const DefaultPrefix = "claimd:"
+
 // Ranking is the sorted set: member provider NPI, score total net fee in cents.
 func (k Keys) Ranking() string { return k.Prefix + "rank:providers" }
 
