@@ -250,6 +250,33 @@ func TestOpenAPIServedAsYAMLAndJSON(t *testing.T) {
 	require.NoError(t, doc.Validate(context.Background()), "the JSON form validates too")
 }
 
+// TestOpenAPIClaimInputForms: a claim's schema is its named forms, each a
+// component of its own, so Swagger UI lists them by name.
+func TestOpenAPIClaimInputForms(t *testing.T) {
+	t.Parallel()
+	spec := mustSpec(t)
+	schemas := spec.doc.Components.Schemas
+	var forms []string
+	for _, f := range schemas["ClaimInput"].Value.AnyOf {
+		forms = append(forms, f.Ref)
+	}
+	require.Equal(t, []string{"#/components/schemas/ClaimWithLines", "#/components/schemas/ClaimLines", "#/components/schemas/ClaimLine"}, forms,
+		"ClaimInput is any of the three JSON forms, by name")
+	for _, name := range []string{"ClaimWithLines", "ClaimLines", "ClaimLine", "ClaimCSV"} {
+		require.NotEmpty(t, schemas[name].Value.Title, "%s has a title Swagger UI shows", name)
+	}
+	require.True(t, schemas["ClaimWithLines"].Value.Type.Is("object"))
+	require.True(t, schemas["ClaimLines"].Value.Type.Is("array"))
+	require.True(t, schemas["ClaimLine"].Value.Type.Is("object"))
+	require.True(t, schemas["ClaimCSV"].Value.Type.Is("string"))
+
+	content := spec.doc.Paths.Value("/claims").Post.RequestBody.Value.Content
+	require.Equal(t, "#/components/schemas/ClaimInput", content.Get("application/json").Schema.Ref)
+	for _, ct := range []string{"text/csv", "application/csv"} {
+		require.Equal(t, "#/components/schemas/ClaimCSV", content.Get(ct).Schema.Ref, ct)
+	}
+}
+
 // The examples of POST /claims are the sample claim: posted as they are, as
 // Swagger UI's Try it out posts them, they are stored with net fee 2320.00.
 func TestOpenAPIClaimExamplesAreTheSample(t *testing.T) {
