@@ -44,6 +44,12 @@ func TestDocsTryItOut(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS(answer+` .response-col_status`)),
 	), "Swagger UI did not show a response to POST /claims")
 
+	// No API keys here, so nothing needs one: no lock on any operation and
+	// no Authorize button.
+	locks, err := chromedp.Run(page, chromedp.Evaluate[int](`document.querySelectorAll(".authorization__btn, .btn.authorize").length`))
+	require.NoError(t, err)
+	require.Zero(t, locks, "Swagger UI shows lock icons, though no API keys are configured")
+
 	status, err := chromedp.Run(page, chromedp.Text(chromedp.CSS(answer+` .response-col_status`)))
 	require.NoError(t, err)
 	body, err := chromedp.Run(page, chromedp.Text(chromedp.CSS(answer+` .response-col_description`)))
