@@ -32,7 +32,7 @@ const (
 )
 
 // runtimeVariables are read by the Go runtime (and tuneGC), not by loadConfig;
-// the README documents them beside the settings.
+// docs/operations.md documents them beside the settings.
 var runtimeVariables = []string{"GOGC", "GOMEMLIMIT", "GOMAXPROCS", "GODEBUG"}
 
 // sharedSettings must have the same effective value in serve and worker: the
