@@ -165,7 +165,7 @@ func FuzzDecodeAndParse(f *testing.F) {
 	})
 }
 
-// centsReference is an independent reading of the money syntax the README
+// centsReference is an independent reading of the money syntax docs/api.md
 // documents: an optional "$", digits with or without thousands separators
 // in groups of three, and at most two decimals.
 var centsReference = regexp.MustCompile(`^\$?([0-9]{1,3}(?:,[0-9]{3})+|[0-9]+)(?:\.([0-9]{1,2}))?$`)

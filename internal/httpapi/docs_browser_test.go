@@ -12,6 +12,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 	"github.com/go-redis/redis_rate/v10"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/claim-process/claim-process/internal/testenv"
@@ -43,6 +44,24 @@ func TestDocsTryItOut(t *testing.T) {
 		chromedp.Click(chromedp.CSS(op+` button.execute`)),
 		chromedp.WaitVisible(chromedp.CSS(answer+` .response-col_status`)),
 	), "Swagger UI did not show a response to POST /claims")
+
+	// No API keys here, so nothing needs one: no lock on any operation and
+	// no Authorize button.
+	locks, err := chromedp.Run(page, chromedp.Evaluate[int](`document.querySelectorAll(".authorization__btn, .btn.authorize").length`))
+	require.NoError(t, err)
+	require.Zero(t, locks, "Swagger UI shows lock icons, though no API keys are configured")
+
+	// The schemas read as what they are, ClaimInput as its three forms: no
+	// type labelled "any" (Swagger UI's label for a $ref not resolved yet).
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		labels, err := chromedp.Run(page, chromedp.Evaluate[[]string](
+			`Array.from(document.querySelectorAll(".models .json-schema-2020-12__attribute--primary"), e => e.innerText)`))
+		require.NoError(c, err)
+		require.Contains(c, labels, "(object | array<object> | object)", "ClaimInput")
+		for _, l := range labels {
+			require.NotContains(c, l, "any", "the types Swagger UI shows in Schemas: %q", labels)
+		}
+	}, 10*time.Second, 100*time.Millisecond)
 
 	status, err := chromedp.Run(page, chromedp.Text(chromedp.CSS(answer+` .response-col_status`)))
 	require.NoError(t, err)

@@ -11,49 +11,116 @@ import (
 )
 
 // openAPIYAML is the OpenAPI 3.1 description of every route: the one source,
-// served as is at /openapi.yaml and as JSON at /openapi.json. The tests hold
-// it to the router and to the real answers.
+// served as is at /openapi.yaml and as JSON at /openapi.json when API keys
+// are configured. The tests hold it to the router and to the real answers.
 //
 //go:embed openapi.yaml
 var openAPIYAML []byte
 
-// openAPIJSON is openAPIYAML as JSON, members in the order the YAML has them
-// (Swagger UI lists operations and content types in that order). The embedded
-// file is checked by the tests, so failing to convert it is a build defect.
-var openAPIJSON = func() []byte {
-	b, err := yamlToJSON(openAPIYAML)
-	if err != nil {
+// openAPIDoc is the description in the two forms it is served in.
+type openAPIDoc struct{ yaml, json []byte }
+
+// openAPIWithKeys is openapi.yaml as written, for a service with API keys;
+// openAPIWithoutKeys drops the security requirements and the apiKey scheme,
+// for a service without keys, where nothing needs one: Swagger UI then shows
+// no lock on any operation. The JSON keeps the members in the order the YAML
+// has them (Swagger UI lists operations and content types in that order).
+// The embedded file is checked by the tests, so failing to convert it is a
+// build defect.
+var openAPIWithKeys, openAPIWithoutKeys = func() (openAPIDoc, openAPIDoc) {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(openAPIYAML, &doc); err != nil {
 		panic(fmt.Sprintf("httpapi: openapi.yaml: %v", err))
 	}
-	return b
+	with := openAPIDoc{yaml: openAPIYAML, json: mustJSON(&doc)}
+	dropSecurity(&doc)
+	var y bytes.Buffer
+	enc := yaml.NewEncoder(&y)
+	enc.SetIndent(2)
+	if err := enc.Encode(&doc); err != nil {
+		panic(fmt.Sprintf("httpapi: openapi.yaml: %v", err))
+	}
+	return with, openAPIDoc{yaml: y.Bytes(), json: mustJSON(&doc)}
 }()
 
-func handleOpenAPIYAML() http.HandlerFunc {
+func mustJSON(doc *yaml.Node) []byte {
+	var buf bytes.Buffer
+	if err := writeJSONNode(&buf, doc); err != nil {
+		panic(fmt.Sprintf("httpapi: openapi.yaml: %v", err))
+	}
+	return buf.Bytes()
+}
+
+// dropSecurity removes the document's and every operation's security
+// requirements and components.securitySchemes from an OpenAPI document.
+func dropSecurity(doc *yaml.Node) {
+	root := doc
+	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
+		root = root.Content[0]
+	}
+	deleteKey(root, "security")
+	if paths := mappingValue(root, "paths"); paths != nil {
+		for i := 1; i < len(paths.Content); i += 2 {
+			item := paths.Content[i]
+			for j := 1; j < len(item.Content); j += 2 {
+				deleteKey(item.Content[j], "security") // each operation's
+			}
+		}
+	}
+	if components := mappingValue(root, "components"); components != nil {
+		deleteKey(components, "securitySchemes")
+	}
+}
+
+// mappingValue is the value of key in mapping m, nil when m is no mapping
+// or has no such key.
+func mappingValue(m *yaml.Node, key string) *yaml.Node {
+	if m.Kind != yaml.MappingNode {
+		return nil
+	}
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value == key {
+			return m.Content[i+1]
+		}
+	}
+	return nil
+}
+
+func deleteKey(m *yaml.Node, key string) {
+	if m.Kind != yaml.MappingNode {
+		return
+	}
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value == key {
+			m.Content = append(m.Content[:i], m.Content[i+2:]...)
+			return
+		}
+	}
+}
+
+// openAPIFor is the description as served: without the security
+// requirements when no API keys are configured.
+func openAPIFor(keys *APIKeys) openAPIDoc {
+	if keys.enabled() {
+		return openAPIWithKeys
+	}
+	return openAPIWithoutKeys
+}
+
+func handleOpenAPIYAML(keys *APIKeys) http.HandlerFunc {
+	doc := openAPIFor(keys)
 	return func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/yaml")
-		_, _ = w.Write(openAPIYAML)
+		_, _ = w.Write(doc.yaml)
 	}
 }
 
-func handleOpenAPIJSON() http.HandlerFunc {
+func handleOpenAPIJSON(keys *APIKeys) http.HandlerFunc {
+	doc := openAPIFor(keys)
 	return func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write(openAPIJSON)
+		_, _ = w.Write(doc.json)
 	}
-}
-
-// yamlToJSON converts a YAML document to JSON, keeping the order of mapping
-// keys, which encoding/json through a map would sort.
-func yamlToJSON(in []byte) ([]byte, error) {
-	var doc yaml.Node
-	if err := yaml.Unmarshal(in, &doc); err != nil {
-		return nil, err
-	}
-	var buf bytes.Buffer
-	if err := writeJSONNode(&buf, &doc); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
 }
 
 func writeJSONNode(buf *bytes.Buffer, n *yaml.Node) error {

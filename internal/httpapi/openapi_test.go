@@ -250,6 +250,82 @@ func TestOpenAPIServedAsYAMLAndJSON(t *testing.T) {
 	require.NoError(t, doc.Validate(context.Background()), "the JSON form validates too")
 }
 
+// TestOpenAPIWithoutKeysHasNoLocks: without API keys nothing needs one, so
+// the description served has no security requirements and no apiKey scheme
+// (Swagger UI would show a lock on every operation that lists one); it is
+// otherwise openapi.yaml, in both forms. With keys it lists them (above).
+func TestOpenAPIWithoutKeysHasNoLocks(t *testing.T) {
+	t.Parallel()
+	s := mustStack(t, redis_rate.Limit{})
+	source, err := os.ReadFile(specFile)
+	require.NoError(t, err)
+	var want map[string]any
+	require.NoError(t, yaml.Unmarshal(source, &want))
+	delete(want, "security")
+	for _, item := range want["paths"].(map[string]any) {
+		for _, op := range item.(map[string]any) {
+			if op, ok := op.(map[string]any); ok {
+				delete(op, "security")
+			}
+		}
+	}
+	delete(want["components"].(map[string]any), "securitySchemes")
+	wantJSON, err := json.Marshal(want)
+	require.NoError(t, err)
+	require.Contains(t, string(source), "securitySchemes:", "sanity: the source has them")
+
+	for _, path := range []string{"/openapi.json", "/openapi.yaml"} {
+		res := mustDo(t, http.MethodGet, s.url+path, "", nil)
+		require.Equal(t, http.StatusOK, res.status, path)
+		var served any
+		require.NoError(t, yaml.Unmarshal(res.body, &served), path) // JSON is YAML too
+		servedJSON, err := json.Marshal(served)
+		require.NoError(t, err)
+		require.JSONEq(t, string(wantJSON), string(servedJSON), "%s is openapi.yaml without its security", path)
+		require.NotContains(t, string(res.body), "security", "%s: no security requirement, no scheme: no lock in Swagger UI", path)
+
+		doc, err := openapi3.NewLoader().LoadFromData(res.body)
+		require.NoError(t, err, path)
+		require.NoError(t, doc.Validate(context.Background()), "%s validates", path)
+		require.Nil(t, doc.Security, path)
+		for p, item := range doc.Paths.Map() {
+			for m, op := range item.Operations() {
+				require.Nil(t, op.Security, "%s: %s %s lists security", path, m, p)
+			}
+		}
+	}
+	j := mustDo(t, http.MethodGet, s.url+"/openapi.json", "", nil)
+	require.Contains(t, string(j.body), `"total_net_fee":955.00`, "money examples keep their two decimals")
+	require.Less(t, strings.Index(string(j.body), `"/claims"`), strings.Index(string(j.body), `"/healthz"`), "order is kept")
+}
+
+// TestOpenAPIClaimInputForms: a claim's schema is its named forms, each a
+// component of its own, so Swagger UI lists them by name.
+func TestOpenAPIClaimInputForms(t *testing.T) {
+	t.Parallel()
+	spec := mustSpec(t)
+	schemas := spec.doc.Components.Schemas
+	var forms []string
+	for _, f := range schemas["ClaimInput"].Value.AnyOf {
+		forms = append(forms, f.Ref)
+	}
+	require.Equal(t, []string{"#/components/schemas/ClaimWithLines", "#/components/schemas/ClaimLines", "#/components/schemas/ClaimLine"}, forms,
+		"ClaimInput is any of the three JSON forms, by name")
+	for _, name := range []string{"ClaimWithLines", "ClaimLines", "ClaimLine", "ClaimCSV"} {
+		require.NotEmpty(t, schemas[name].Value.Title, "%s has a title Swagger UI shows", name)
+	}
+	require.True(t, schemas["ClaimWithLines"].Value.Type.Is("object"))
+	require.True(t, schemas["ClaimLines"].Value.Type.Is("array"))
+	require.True(t, schemas["ClaimLine"].Value.Type.Is("object"))
+	require.True(t, schemas["ClaimCSV"].Value.Type.Is("string"))
+
+	content := spec.doc.Paths.Value("/claims").Post.RequestBody.Value.Content
+	require.Equal(t, "#/components/schemas/ClaimInput", content.Get("application/json").Schema.Ref)
+	for _, ct := range []string{"text/csv", "application/csv"} {
+		require.Equal(t, "#/components/schemas/ClaimCSV", content.Get(ct).Schema.Ref, ct)
+	}
+}
+
 // The examples of POST /claims are the sample claim: posted as they are, as
 // Swagger UI's Try it out posts them, they are stored with net fee 2320.00.
 func TestOpenAPIClaimExamplesAreTheSample(t *testing.T) {

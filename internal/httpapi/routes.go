@@ -48,8 +48,8 @@ func routes(d Deps, m *metrics) http.Handler {
 	}
 
 	// The description and Swagger UI, open to all like the lookups.
-	r.Get("/openapi.yaml", handleOpenAPIYAML())
-	r.Get("/openapi.json", handleOpenAPIJSON())
+	r.Get("/openapi.yaml", handleOpenAPIYAML(d.APIKeys))
+	r.Get("/openapi.json", handleOpenAPIJSON(d.APIKeys))
 	docs := handleDocs()
 	r.Method(http.MethodGet, docsPath, docs)
 	r.Method(http.MethodGet, docsPath+"/*", docs) // its assets, one route pattern for all
