@@ -92,7 +92,7 @@ func batchBody(scs []*sentClaim) []byte {
 
 // postBatch sends the claims as one batch and records in each sentClaim what
 // its item's answer means for it. A claim whose outcome the answer does not
-// settle (its item is a 503, is missing, or came after the point where the
+// resolve (its item is a 503, is missing, or came after the point where the
 // server stopped reading; or the whole request failed with a 5xx, a 429 or a
 // transport error) stays loadkit.Unknown, to be resent with the same claim_id.
 func (l *loader) postBatch(ctx context.Context, scs []*sentClaim) (int, batchStats, error) {
@@ -195,11 +195,11 @@ func applyBatchAnswer(scs []*sentClaim, body []byte, st *batchStats) {
 	}
 }
 
-// settleBatch resends, in batches, every claim whose outcome is unknown,
+// resolveBatch resends, in batches, every claim whose outcome is unknown,
 // with the same claim_ids, until each is acknowledged or refused (six
 // rounds at most). It returns how many claims needed it and the protocol
 // problems the resends met.
-func (l *loader) settleBatch(ctx context.Context, claims []*sentClaim) (int, []string) {
+func (l *loader) resolveBatch(ctx context.Context, claims []*sentClaim) (int, []string) {
 	var todo []*sentClaim
 	for _, sc := range claims {
 		if sc.Outcome == loadkit.Unknown {

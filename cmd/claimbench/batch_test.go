@@ -35,7 +35,7 @@ func TestBatchBodyIsAnArrayOfClaims(t *testing.T) {
 	assert.Equal(t, "[]", string(batchBody(nil)))
 }
 
-func TestBatchAnswerSettlesEachItem(t *testing.T) {
+func TestBatchAnswerResolvesEachItem(t *testing.T) {
 	scs := sentClaims(t, 4)
 	body := `{"received":4,"created":1,"existing":1,"refused":1,"complete":true,"results":[` +
 		itemJSON(scs[0], 0, 201) + "," + itemJSON(scs[1], 1, 200) + "," +

@@ -38,7 +38,7 @@ type sentClaim struct {
 	// mode) and a worker stores it later, so verification first waits for it.
 	Accepted bool
 	// Resent: the outcome was unknown after the load and the claim was sent
-	// again (settle). In async mode both sends may have been queued, and the
+	// again (resolve). In async mode both sends may have been queued, and the
 	// claim is then stored under the id of whichever a worker stored first.
 	Resent bool
 }
@@ -130,7 +130,7 @@ type loadResult struct {
 	Elapsed    time.Duration // first request sent to last answer received
 	Ops        map[string]*opStats
 	Claims     []*sentClaim     // every claim sent, in answer order
-	Settled    int              // claims resent after the load to learn their outcome
+	Resolved   int              // claims resent after the load to learn their outcome
 	Canceled   bool             // the load was interrupted
 	Batch      batchStats       // batch mode: the items' answers during the load
 	TopSources map[string]int64 // /top-providers answers by "source"
@@ -206,7 +206,7 @@ type loader struct {
 }
 
 // runLoad runs the load phase to its end (duration, request count or ctx)
-// and then settles every claim whose outcome is unknown.
+// and then resolves every claim whose outcome is unknown.
 func runLoad(ctx context.Context, cfg config, client *http.Client, stderr io.Writer) *loadResult {
 	l := &loader{cfg: cfg, client: client, npis: loadkit.NPIPool(cfg.NPIs), rec: newRecorder()}
 	// The issuing stops at the deadline; requests in flight run on to their
@@ -237,12 +237,12 @@ func runLoad(ctx context.Context, cfg config, client *http.Client, stderr io.Wri
 	l.rec.mu.Unlock()
 	if cfg.Mode == "batch" {
 		var protocol []string
-		res.Settled, protocol = l.settleBatch(context.WithoutCancel(ctx), res.Claims)
+		res.Resolved, protocol = l.resolveBatch(context.WithoutCancel(ctx), res.Claims)
 		for _, p := range protocol {
 			res.Batch.problem("%s", p)
 		}
 	} else {
-		res.Settled = l.settle(context.WithoutCancel(ctx), res.Claims)
+		res.Resolved = l.resolve(context.WithoutCancel(ctx), res.Claims)
 	}
 	l.trackers.Wait() // each follows its claim until stored, or -drain-wait
 	l.rec.mu.Lock()
@@ -576,11 +576,11 @@ func errClass(err error) string {
 	}
 }
 
-// settle resends every claim whose outcome is unknown, with the same
+// resolve resends every claim whose outcome is unknown, with the same
 // claim_id: the service stores a claim_id once, so a resend answers 200 with
 // the stored claim if the first attempt got through and stores it now if it
 // did not. Either way the outcome becomes known and verification can be exact.
-func (l *loader) settle(ctx context.Context, claims []*sentClaim) int {
+func (l *loader) resolve(ctx context.Context, claims []*sentClaim) int {
 	var todo []*sentClaim
 	for _, sc := range claims {
 		if sc.Outcome == loadkit.Unknown {

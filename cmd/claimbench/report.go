@@ -24,7 +24,7 @@ type Report struct {
 	LinesAcked      int64            `json:"lines_acked"`
 	LinesPerSec     float64          `json:"lines_per_sec"`
 	Operations      []OpReport       `json:"operations"`
-	Settled         int              `json:"claims_resent_to_settle"`
+	Resolved        int              `json:"claims_resent_to_resolve"`
 	TopSources      map[string]int64 `json:"top_providers_sources,omitempty"` // 200 answers by "source"
 	BatchSize       int              `json:"batch_size,omitempty"`
 	BatchItems      map[string]int64 `json:"batch_items,omitempty"` // item answers during the load, by status
@@ -134,7 +134,7 @@ func buildReport(cfg config, res *loadResult, vr *VerifyReport) Report {
 		ClaimsPerSec:    perSec(claims),
 		LinesAcked:      lines,
 		LinesPerSec:     perSec(lines),
-		Settled:         res.Settled,
+		Resolved:        res.Resolved,
 		TopSources:      res.TopSources,
 		BatchItems:      res.Batch.Items,
 		BatchIncomplete: res.Batch.Incomplete,
@@ -245,8 +245,8 @@ func writeTextReport(w io.Writer, rep Report) error {
 	if rep.BatchIncomplete > 0 {
 		fmt.Fprintf(&b, "  %d batch answers were incomplete (the server stopped reading early)\n", rep.BatchIncomplete)
 	}
-	if rep.Settled > 0 {
-		fmt.Fprintf(&b, "  %d claims without a final answer were resent with the same claim_id to settle their outcome\n", rep.Settled)
+	if rep.Resolved > 0 {
+		fmt.Fprintf(&b, "  %d claims without a final answer were resent with the same claim_id to learn their outcome\n", rep.Resolved)
 	}
 	if d := rep.Drain; d != nil {
 		fmt.Fprintf(&b, "  %d claims accepted for the queue (202); verification waited %.1f s for them to be stored", d.Accepted, d.WaitedSeconds)

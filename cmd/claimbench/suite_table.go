@@ -542,8 +542,8 @@ func reportLine(rep *Report) string {
 	if len(rep.TopSources) > 0 {
 		parts = append(parts, "answered from "+itemsLine(rep.TopSources))
 	}
-	if rep.Settled > 0 {
-		parts = append(parts, fmt.Sprintf("%d claims resent to settle", rep.Settled))
+	if rep.Resolved > 0 {
+		parts = append(parts, fmt.Sprintf("%d claims resent to learn their outcome", rep.Resolved))
 	}
 	if d := rep.Drain; d != nil {
 		p := fmt.Sprintf("verification waited %.1f s for the %s accepted claims to be stored", d.WaitedSeconds, commas(d.Accepted))
