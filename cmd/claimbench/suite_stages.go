@@ -256,19 +256,17 @@ func (s *suite) rebuild(ctx context.Context, p *claimdProc, st *stageResult) err
 		return nil
 	}
 	var res struct {
-		Rebuilt   bool   `json:"rebuilt"`
-		Providers int64  `json:"providers"`
-		Duration  string `json:"duration"`
-		Skipped   bool   `json:"skipped"`
+		Rebuilt   bool    `json:"rebuilt"`
+		Providers int64   `json:"providers"`
+		Seconds   float64 `json:"duration_seconds"`
+		Skipped   bool    `json:"skipped"`
 	}
 	if err := json.Unmarshal(bytes.TrimSpace(out), &res); err != nil {
 		return fmt.Errorf("claimd reconcile --full printed %q: %w", out, err)
 	}
-	if d, err := time.ParseDuration(res.Duration); err == nil {
-		r.Reported = d.Seconds()
-	}
+	r.Reported = res.Seconds
 	r.Providers, r.Rebuilt, r.Skipped = res.Providers, res.Rebuilt, res.Skipped
-	s.logf("rebuild: %.2f s (claimd says %s), %d providers; %d lookups, %d errors, %d wrong", r.Seconds, res.Duration, r.Providers, r.Lookups, r.Errors, r.Mismatches)
+	s.logf("rebuild: %.2f s (claimd says %.2f s), %d providers; %d lookups, %d errors, %d wrong", r.Seconds, res.Seconds, r.Providers, r.Lookups, r.Errors, r.Mismatches)
 	return nil
 }
 

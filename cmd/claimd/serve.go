@@ -37,7 +37,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	rankMetrics := rank.NewMetrics(a.reg)
 	deps := httpapi.Deps{
 		Claims:              a.claims,
-		Statuses:            queue.NewStatusReader(a.store, nil), // sync mode: Postgres alone knows every claim
+		Statuses:            queue.NewStatusReader(a.store, a.status, !cfg.Async),
 		APIKeys:             httpapi.NewAPIKeys(cfg.APIKeys),
 		AllowAnonymousReads: cfg.AnonymousReads,
 		Top:                 rank.NewFallback(a.ranking, a.store, rank.FallbackConfig{}, rankMetrics, log),
@@ -56,7 +56,6 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	if cfg.Async {
 		publisher := queue.NewPublisher(cfg.Publisher, a.status, queue.NewMetrics(a.reg), log)
 		deps.Queue = publisher
-		deps.Statuses = queue.NewStatusReader(a.store, a.status)
 		watched["rabbitmq"] = publisher.Ready
 		loops = append(loops, publisher)
 	}
@@ -92,7 +91,9 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 		log.Warn("profiling endpoints enabled", "addr", cfg.PprofAddr)
 	}
 	if cfg.MetricsAddr != "" {
-		stop, err := serveAside(cfg.MetricsAddr, "METRICS_ADDR", httpapi.MetricsHandler(a.reg), 30*time.Second, log)
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", httpapi.MetricsHandler(a.reg))
+		stop, err := serveAside(cfg.MetricsAddr, "METRICS_ADDR", mux, 30*time.Second, log)
 		if err != nil {
 			return err
 		}
@@ -185,7 +186,7 @@ func reconcileOnce(ctx context.Context, cfg config, log *slog.Logger, full, audi
 	}
 	return out.Encode(map[string]any{
 		"skipped": res.Skipped, "rebuilt": res.Rebuilt, "providers": res.Providers,
-		"repaired": res.Repaired, "drift_cents": int64(res.Drift), "duration": res.Duration.String(),
+		"repaired": res.Repaired, "drift_cents": int64(res.Drift), "duration_seconds": res.Duration.Seconds(),
 	})
 }
 

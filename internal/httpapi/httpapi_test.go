@@ -89,7 +89,7 @@ func mustStackWith(tb testing.TB, o stackOptions) stack {
 	status := queue.NewStatus(rdb, rank.Keys{Prefix: prefix}, queue.StatusConfig{TTL: time.Hour, PerClient: o.queuedPerClient})
 	deps := httpapi.Deps{
 		Claims:              claims,
-		Statuses:            queue.NewStatusReader(st, nil),
+		Statuses:            queue.NewStatusReader(st, status, true),
 		Top:                 rank.NewFallback(ranking, st, rank.FallbackConfig{}, rm, log),
 		RateLimiter:         httpapi.NewRateLimiter(cmp.Or(o.limiterRedis, rdb), o.limit, keys.RateLimit),
 		APIKeys:             httpapi.NewAPIKeys(o.apiKeys),
@@ -110,7 +110,7 @@ func mustStackWith(tb testing.TB, o stackOptions) stack {
 		go func() { defer close(done); pub.Run(ctx) }()
 		tb.Cleanup(func() { cancel(); <-done })
 		deps.Queue = pub
-		deps.Statuses = queue.NewStatusReader(st, status)
+		deps.Statuses = queue.NewStatusReader(st, status, false)
 	}
 	srv := httptest.NewUnstartedServer(httpapi.NewServer(deps))
 	srv.Config.ReadTimeout = o.readTimeout

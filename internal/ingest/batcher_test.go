@@ -4,18 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/claim-process/claim-process/internal/claim"
 	"github.com/claim-process/claim-process/internal/ingest"
+	"github.com/claim-process/claim-process/internal/loadkit"
 	"github.com/claim-process/claim-process/internal/rank"
 	"github.com/claim-process/claim-process/internal/store"
 	"github.com/claim-process/claim-process/internal/testenv"
@@ -90,34 +89,12 @@ func TestGroupCommitSharesOneTransaction(t *testing.T) {
 	for _, z := range scores {
 		require.Equal(t, float64(4*12000), z.Score, "each provider moved by its four claims")
 	}
-	versions := mustVersions(t, rdb, keys)
+	versions, err := loadkit.RankVersions(context.Background(), rdb, keys)
+	require.NoError(t, err)
 	require.Len(t, versions, 5)
 	for npi, v := range versions {
-		require.Equal(t, "1", v, "%s changed once", npi)
+		require.Equal(t, int64(1), v, "%s changed once", npi)
 	}
-}
-
-// mustVersions reads the version of every provider the live ranking holds
-// (see rank.Keys.Generation).
-func mustVersions(t *testing.T, rdb *redis.Client, keys rank.Keys) map[string]string {
-	t.Helper()
-	ctx := context.Background()
-	gen, err := rdb.Get(ctx, keys.Generation()).Result()
-	if errors.Is(err, redis.Nil) {
-		gen = "0/"
-	} else {
-		require.NoError(t, err)
-	}
-	gen, _, _ = strings.Cut(gen, "/")
-	out := map[string]string{}
-	iter := rdb.Scan(ctx, 0, keys.VersionsPrefix()+gen+":*", 100).Iterator()
-	for iter.Next(ctx) {
-		fields, err := rdb.HGetAll(ctx, iter.Val()).Result()
-		require.NoError(t, err)
-		maps.Copy(out, fields)
-	}
-	require.NoError(t, iter.Err())
-	return out
 }
 
 // poisonStore refuses any batch holding the claim with claim_id "poison", as

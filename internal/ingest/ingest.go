@@ -489,10 +489,12 @@ func (j *KeyJanitor) Run(ctx context.Context) {
 	ticker := time.NewTicker(j.interval)
 	defer ticker.Stop()
 	for {
-		if n, err := j.RunOnce(ctx); err != nil && ctx.Err() == nil {
-			j.s.log.Warn("maintaining idempotency keys failed; will retry", "err", err)
-		} else if n > 0 {
+		n, err := j.RunOnce(ctx)
+		if n > 0 {
 			j.s.log.Info("expired idempotency keys", "count", n)
+		}
+		if err != nil && ctx.Err() == nil {
+			j.s.log.Warn("maintaining idempotency keys failed; will retry", "err", err)
 		}
 		select {
 		case <-ctx.Done():
@@ -502,15 +504,16 @@ func (j *KeyJanitor) Run(ctx context.Context) {
 	}
 }
 
-// RunOnce deletes the expired keys, then counts each client's keys again.
-// It returns how many keys expired.
+// RunOnce deletes the expired keys, then counts each client's keys again,
+// the one whether or not the other failed. It returns how many keys expired.
 func (j *KeyJanitor) RunOnce(ctx context.Context) (expired int64, err error) {
-	expired, err = j.s.store.ExpireKeys(ctx)
-	if err != nil {
-		return 0, fmt.Errorf("expiring keys: %w", err)
+	expired, expireErr := j.s.store.ExpireKeys(ctx)
+	if expireErr != nil {
+		expireErr = fmt.Errorf("expiring keys: %w", expireErr)
 	}
-	if err := j.s.keys.recount(ctx); err != nil {
-		return expired, fmt.Errorf("counting keys: %w", err)
+	countErr := j.s.keys.recount(ctx)
+	if countErr != nil {
+		countErr = fmt.Errorf("counting keys: %w", countErr)
 	}
-	return expired, nil
+	return expired, errors.Join(expireErr, countErr)
 }

@@ -148,7 +148,10 @@ const reconcilePasses = `claimd_reconcile_runs_total{result="ok"}`
 // ReconcilePasses is how many reconciliation passes of the claimd at base
 // have succeeded since it started.
 func ReconcilePasses(ctx context.Context, base string) (float64, error) {
-	v, _, err := ScrapeSample(ctx, base, reconcilePasses)
+	v, found, err := ScrapeSample(ctx, base, reconcilePasses)
+	if err == nil && !found {
+		err = fmt.Errorf("claimd at %s exports no %s", base, reconcilePasses)
+	}
 	return v, err
 }
 

@@ -2,9 +2,11 @@ package loadkit
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
+	"strconv"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/redis/go-redis/v9"
@@ -105,4 +107,30 @@ func scanTotals(ctx context.Context, q Querier, into map[string]int64, sql strin
 		return fmt.Errorf("read provider totals: %w", err)
 	}
 	return nil
+}
+
+// RankVersions reads the version of every provider's total the live ranking
+// holds (see rank.Keys.Generation).
+func RankVersions(ctx context.Context, rdb redis.Cmdable, keys rank.Keys) (map[string]int64, error) {
+	v, err := rdb.Get(ctx, keys.Generation()).Result()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, err
+	}
+	gen, _, _ := rank.ParseGeneration(v)
+	out := map[string]int64{}
+	iter := rdb.Scan(ctx, 0, keys.VersionsPrefix()+gen+":*", 1000).Iterator()
+	for iter.Next(ctx) {
+		fields, err := rdb.HGetAll(ctx, iter.Val()).Result()
+		if err != nil {
+			return nil, err
+		}
+		for npi, s := range fields {
+			n, err := strconv.ParseInt(s, 10, 64)
+			if err != nil {
+				return nil, fmt.Errorf("version of %s: %w", npi, err)
+			}
+			out[npi] = n
+		}
+	}
+	return out, iter.Err()
 }

@@ -188,7 +188,7 @@ func openPubChannel(conn *amqp.Connection, m *metrics, listeners *sync.WaitGroup
 	pc := &pubChannel{ch: ch, m: m, pending: map[uint64]*pendingConfirm{}, byID: map[string]*pendingConfirm{}}
 	returns := ch.NotifyReturn(make(chan amqp.Return))
 	confirms := ch.NotifyPublish(make(chan amqp.Confirmation, 1024))
-	closeOnChannelClose(conn, ch)
+	closeOnChannelClose(conn, ch, listeners)
 	listeners.Go(func() { pc.listen(returns, confirms) })
 	return pc, nil
 }

@@ -181,13 +181,15 @@ func (l *link) drop(conn *amqp.Connection) {
 // closeOnChannelClose closes the connection when ch closes (the broker
 // closes a channel on an error, e.g. a deleted queue), so that the link
 // sets everything up again on a new connection.
-func closeOnChannelClose(conn *amqp.Connection, ch *amqp.Channel) {
+// The goroutine joins wg; it ends when the channel closes, at the latest
+// with its connection.
+func closeOnChannelClose(conn *amqp.Connection, ch *amqp.Channel, wg *sync.WaitGroup) {
 	closed := ch.NotifyClose(make(chan *amqp.Error, 1))
-	go func() {
+	wg.Go(func() {
 		if err := <-closed; err != nil {
 			_ = conn.Close()
 		}
-	}()
+	})
 }
 
 type metrics struct {

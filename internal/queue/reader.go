@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/claim-process/claim-process/internal/claim"
 )
@@ -17,17 +18,22 @@ type ClaimReader interface {
 
 // StatusReader tells what became of an accepted claim: stored (Postgres
 // answers), or accepted for the queue and not stored under its own id (the
-// queued status answers). Without a queued status (sync mode) Postgres
-// alone answers.
+// queued status answers).
 type StatusReader struct {
-	claims ClaimReader
-	queued *Status
+	claims        ClaimReader
+	queued        *Status
+	queueOptional bool
 }
 
+// optionalLookupTimeout bounds a look at the queued statuses that may fail.
+const optionalLookupTimeout = 100 * time.Millisecond
+
 // NewStatusReader reads claims from claims and, when queued is not nil, the
-// statuses of queued claims from it.
-func NewStatusReader(claims ClaimReader, queued *Status) *StatusReader {
-	return &StatusReader{claims: claims, queued: queued}
+// statuses of queued claims from it. In sync mode the queue is optional: no
+// claim is queued now (only claims accepted before a switch from async mode
+// can be), so when the statuses cannot be read Postgres alone answers.
+func NewStatusReader(claims ClaimReader, queued *Status, queueOptional bool) *StatusReader {
+	return &StatusReader{claims: claims, queued: queued, queueOptional: queueOptional}
 }
 
 // ClaimStatus returns the status of the claim id if client sent it;
@@ -42,8 +48,16 @@ func (r *StatusReader) ClaimStatus(ctx context.Context, client, id string) (clai
 		return claim.Status{}, err
 	}
 	// Perhaps accepted for the queue and not stored (yet).
-	st, found, err := r.queued.Lookup(ctx, client, id)
+	lctx := ctx
+	if r.queueOptional { // Postgres's answer stands unless Redis answers at once
+		var cancel context.CancelFunc
+		lctx, cancel = context.WithTimeout(ctx, optionalLookupTimeout)
+		defer cancel()
+	}
+	st, found, err := r.queued.Lookup(lctx, client, id)
 	switch {
+	case err != nil && r.queueOptional:
+		return claim.Status{}, claim.ErrNotFound
 	case err != nil:
 		return claim.Status{}, fmt.Errorf("%w: looking up queued claims: %w", claim.ErrUnavailable, err)
 	case !found:

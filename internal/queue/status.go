@@ -20,7 +20,8 @@ import (
 // idempotency key, or refused and dead-lettered.
 //
 // The entry is written before the claim is published and a claim whose entry
-// cannot be written is not accepted: a 202 is never followed by a 404.
+// cannot be written is not accepted: in async mode a 202 is never followed by
+// a 404 (see StatusReader for sync mode).
 //
 // Each entry belongs to the client that sent the claim: another client is
 // told nothing of it. Redis evicts nothing here, so a client holds at most

@@ -75,8 +75,8 @@ func TestQueuedStatusCapPerClient(t *testing.T) {
 
 // GET /claims/{id} reads across Postgres and the queued status: a stored
 // claim answers from Postgres alone; a claim never accepted is not found
-// when the queued status is not consulted (sync mode) and "unavailable"
-// when it is and Redis cannot say.
+// when the queued statuses are optional (sync mode) and Redis cannot say,
+// and "unavailable" when they are not (async mode).
 func TestStatusReaderAcrossPostgresAndQueue(t *testing.T) {
 	t.Parallel()
 	st, _ := testenv.MustStore(t)
@@ -92,26 +92,27 @@ func TestStatusReaderAcrossPostgresAndQueue(t *testing.T) {
 	// A Redis nobody listens on.
 	dead := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
 	t.Cleanup(func() { _ = dead.Close() })
-	for _, r := range []*queue.StatusReader{
-		queue.NewStatusReader(st, nil),
-		queue.NewStatusReader(st, queue.NewStatus(dead, rank.Keys{Prefix: "x:"}, queue.StatusConfig{})),
-	} {
+	deadStatus := queue.NewStatus(dead, rank.Keys{Prefix: "x:"}, queue.StatusConfig{})
+	syncMode, asyncMode := queue.NewStatusReader(st, deadStatus, true), queue.NewStatusReader(st, deadStatus, false)
+	for _, r := range []*queue.StatusReader{queue.NewStatusReader(st, nil, false), syncMode, asyncMode} {
 		s, err := r.ClaimStatus(ctx, stored.Sender, stored.ID)
 		require.NoError(t, err)
 		require.Equal(t, claim.StatusStored, s.State)
 		require.Equal(t, stored.ID, s.Claim.ID)
 	}
-	_, err = queue.NewStatusReader(st, nil).ClaimStatus(ctx, "key:bbbbbbbbbbbb", stored.ID)
-	require.ErrorIs(t, err, claim.ErrNotFound, "another client's claim")
-	_, err = queue.NewStatusReader(st, nil).ClaimStatus(ctx, stored.Sender, unknown)
-	require.ErrorIs(t, err, claim.ErrNotFound)
-	_, err = queue.NewStatusReader(st, queue.NewStatus(dead, rank.Keys{Prefix: "x:"}, queue.StatusConfig{})).ClaimStatus(ctx, stored.Sender, unknown)
+	for _, r := range []*queue.StatusReader{queue.NewStatusReader(st, nil, false), syncMode} {
+		_, err = r.ClaimStatus(ctx, "key:bbbbbbbbbbbb", stored.ID)
+		require.ErrorIs(t, err, claim.ErrNotFound, "another client's claim")
+		_, err = r.ClaimStatus(ctx, stored.Sender, unknown)
+		require.ErrorIs(t, err, claim.ErrNotFound)
+	}
+	_, err = asyncMode.ClaimStatus(ctx, stored.Sender, unknown)
 	require.ErrorIs(t, err, claim.ErrUnavailable)
 
 	// Queued, then stored under an earlier claim's id: the reader follows it.
 	rdb, prefix := testenv.MustSharedRedis(t)
 	status := queue.NewStatus(rdb, rank.Keys{Prefix: prefix}, queue.StatusConfig{TTL: time.Hour})
-	r := queue.NewStatusReader(st, status)
+	r := queue.NewStatusReader(st, status, true)
 	waiting := queuedClaim(9, stored.Sender)
 	require.NoError(t, status.MarkQueued(ctx, waiting))
 	s, err := r.ClaimStatus(ctx, stored.Sender, waiting.ID)

@@ -198,7 +198,7 @@ func (w *Worker) setup(conn *amqp.Connection) error {
 		if err != nil {
 			return fmt.Errorf("consume %s: %w", w.cfg.Queue, err)
 		}
-		closeOnChannelClose(conn, ch)
+		closeOnChannelClose(conn, ch, &w.consuming)
 		consumers = append(consumers, ch)
 		w.consuming.Go(func() { w.consume(deliveries) })
 	}

@@ -1,5 +1,10 @@
 package rank
 
+import (
+	"strconv"
+	"strings"
+)
+
 // Keys names every Redis key the service uses, under one prefix
 // (REDIS_KEY_PREFIX): the ranking's, the rate limiter's and the queued
 // claims' statuses.
@@ -18,6 +23,19 @@ func (k Keys) Ranking() string { return k.Prefix + "rank:providers" }
 // the memory of a hash table (a rebuild picks digits for ~100 fields each).
 // Absent, the generation is "0" with 4 digits.
 func (k Keys) Generation() string { return k.Prefix + "rank:providers:gen" }
+
+// ParseGeneration reads the value of the Generation key: the generation's
+// name and how many NPI digits name its hashes. ok is false for a value
+// that is not one; the live generation is then "0" with 4 digits, as when
+// the key is absent.
+func ParseGeneration(v string) (gen string, digits int, ok bool) {
+	gen, d, _ := strings.Cut(v, "/")
+	digits, err := strconv.Atoi(d)
+	if err != nil {
+		return "0", 4, false
+	}
+	return gen, digits, true
+}
 
 // VersionsPrefix begins the name of every versions hash, of any generation.
 func (k Keys) VersionsPrefix() string { return k.Prefix + "rank:providers:v:" }

@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/claim-process/claim-process/internal/claim"
+	"github.com/claim-process/claim-process/internal/loadkit"
 	"github.com/claim-process/claim-process/internal/rank"
 	"github.com/claim-process/claim-process/internal/store"
 	"github.com/claim-process/claim-process/internal/testenv"
@@ -64,7 +65,7 @@ func TestApplyIsIdempotentAndOrderIndependent(t *testing.T) {
 	n, err := r.Apply(ctx, history)
 	require.NoError(t, err)
 	require.Zero(t, n, "applying what Redis already holds changes nothing")
-	versions, err := r.Versions(ctx)
+	versions, err := loadkit.RankVersions(ctx, client, keys)
 	require.NoError(t, err)
 	require.Equal(t, map[string]int64{"1000000001": 3, "1000000002": 1}, versions)
 }
@@ -223,7 +224,7 @@ func TestRebuildKeepsConcurrentWrites(t *testing.T) {
 	})
 	require.NoError(t, err)
 	require.Equal(t, want, mustScores(t, client, keys.Ranking()))
-	versions, err := r.Versions(ctx)
+	versions, err := loadkit.RankVersions(ctx, client, keys)
 	require.NoError(t, err)
 	require.Equal(t, wantVersions, versions)
 	exists, err := client.Exists(ctx, keys.BuildRanking(), keys.BuildGeneration()).Result()
@@ -447,7 +448,7 @@ func TestFullPassRebuildsWhenProvidersOutgrowTheVersions(t *testing.T) {
 	gen, err = client.Get(ctx, keys.Generation()).Result()
 	require.NoError(t, err)
 	require.True(t, strings.HasSuffix(gen, "/2"), "%q", gen)
-	versions, err := r.Versions(ctx)
+	versions, err := loadkit.RankVersions(ctx, client, keys)
 	require.NoError(t, err)
 	require.Len(t, versions, 1300)
 

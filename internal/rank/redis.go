@@ -14,7 +14,6 @@ import (
 	"math"
 	"math/rand/v2"
 	"strconv"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -313,9 +312,9 @@ func (r *Redis) liveGeneration(ctx context.Context) (gen string, digits int, err
 	if err != nil {
 		return "", 0, err
 	}
-	gen, d, _ := strings.Cut(v, "/")
-	if digits, err = strconv.Atoi(d); err != nil {
-		return "0", 4, errNoGeneration
+	gen, digits, ok := ParseGeneration(v)
+	if !ok {
+		return gen, digits, errNoGeneration
 	}
 	return gen, digits, nil
 }
