@@ -232,6 +232,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 // runHooks let the suite act between the phases of an in-process run.
 type runHooks struct {
+	// beforeLoad is called just before the first request of the load.
+	beforeLoad func()
 	// afterLoad is called once the load (and the settling of unknown
 	// outcomes) has ended, before verification waits for accepted claims to
 	// be stored: the suite starts the async workers there and times the drain.
@@ -270,6 +272,9 @@ func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, hooks
 		defer v.Close()
 	}
 
+	if hooks.beforeLoad != nil {
+		hooks.beforeLoad()
+	}
 	res := runLoad(ctx, cfg, client, stderr)
 	if hooks.afterLoad != nil {
 		hooks.afterLoad(res)

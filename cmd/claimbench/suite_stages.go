@@ -88,7 +88,12 @@ func (s *suite) ingestArgs(p *claimdProc, seed int) []string {
 
 func (s *suite) lookups(ctx context.Context, p *claimdProc, st *stageResult) error {
 	s.logf("/top-providers from Redis: %d clients, %s", s.sc.LookupConc, s.sc.LookupDur)
-	rep, err := s.bench(ctx, st.label()+" top (redis)", "-url", p.url, "-mode", "top", "-concurrency", strconv.Itoa(s.sc.LookupConc),
+	var before cpuSample
+	hooks := runHooks{
+		beforeLoad: func() { before = s.sampleCPU(p) },
+		afterLoad:  func(res *loadResult) { st.LookupCPU = costPer(before, s.sampleCPU(p), res.total()) },
+	}
+	rep, err := s.benchHooked(ctx, st.label()+" top (redis)", hooks, "-url", p.url, "-mode", "top", "-concurrency", strconv.Itoa(s.sc.LookupConc),
 		"-duration", s.sc.LookupDur.String(), "-verify=false")
 	if err != nil {
 		return err
@@ -136,8 +141,16 @@ func (s *suite) trueTop(ctx context.Context, n int) ([]loadkit.ProviderTotal, er
 
 func (s *suite) single(ctx context.Context, p *claimdProc, st *stageResult) error {
 	s.logf("single-claim ingest: %d clients, 4-line claims, %s", s.sc.SingleConc, s.sc.SingleDur)
+	var before cpuSample
+	hooks := runHooks{
+		beforeLoad: func() { before = s.sampleCPU(p) },
+		afterLoad: func(res *loadResult) {
+			claims, _ := res.ackedClaims()
+			st.SingleCPU = costPer(before, s.sampleCPU(p), claims)
+		},
+	}
 	return s.profile(ctx, p, st.label()+"-single", s.sc.SingleDur, func() error {
-		rep, err := s.bench(ctx, st.label()+" single", append(s.ingestArgs(p, 11), "-mode", "single",
+		rep, err := s.benchHooked(ctx, st.label()+" single", hooks, append(s.ingestArgs(p, 11), "-mode", "single",
 			"-concurrency", strconv.Itoa(s.sc.SingleConc), "-duration", s.sc.SingleDur.String())...)
 		st.Single = rep
 		return err

@@ -73,8 +73,10 @@ type stageResult struct {
 	RedisMemNote                   string
 
 	Lookup         *Report
-	LookupSource   string // "" when an answer came from Redis and was right
+	LookupSource   string   // "" when an answer came from Redis and was right
+	LookupCPU      *cpuCost // per lookup
 	Single         *Report
+	SingleCPU      *cpuCost // per claim
 	HalfRate       float64
 	Half           *Report
 	HalfLookup     *Report
@@ -164,6 +166,21 @@ func either(a, b string) string {
 		return b
 	}
 	return a
+}
+
+// worst is the verdict of several goals that must all be met, given as
+// name, verdict, name, verdict...: "met" when each is, else each miss.
+func worst(namedVerdicts ...string) string {
+	var missed []string
+	for i := 0; i+1 < len(namedVerdicts); i += 2 {
+		if v := namedVerdicts[i+1]; v != "met" {
+			missed = append(missed, namedVerdicts[i]+" "+v)
+		}
+	}
+	if len(missed) == 0 {
+		return "met"
+	}
+	return strings.Join(missed, "; ")
 }
 
 // row is one line of the table: a figure per stage, the goal, the verdict.
@@ -266,6 +283,15 @@ func (r *suiteResult) rows() []row {
 		}
 		return fmt.Sprintf("%.1f / %.1f / %.1f ms", o.Latency.P50, o.Latency.P99, o.Latency.P999), goal{false, 25}.verdict(o.Latency.P99)
 	})
+	add("Single-claim ingest, CPU per 4-line claim (/proc): claimd / Postgres / Redis / load generator", "claimd ≤ 50 µs, Postgres ≤ 90 µs, Redis ≤ 10 µs", func(st *stageResult) (string, string) {
+		cc := st.SingleCPU
+		if cc == nil {
+			return "n/a", "n/a"
+		}
+		return fmt.Sprintf("%.0f / %.0f / %.0f / %.0f µs (%s claims)", cc.Claimd, cc.Postgres, cc.Redis, cc.Generator, commas(cc.Units)),
+			worst("claimd", goal{false, 50}.verdict(cc.Claimd), "Postgres", goal{false, 90}.verdict(cc.Postgres),
+				"Redis", goal{false, 10}.verdict(cc.Redis))
+	})
 	add("Single-claim ingest vs. the set-based / per-claim-transaction ceilings", "", func(st *stageResult) (string, string) {
 		if st.Single == nil {
 			return "n/a", ""
@@ -300,6 +326,14 @@ func (r *suiteResult) rows() []row {
 			v += "; check: " + st.LookupSource
 		}
 		return v, either(goal{true, 30_000}.verdict(o.PerSec), goal{true, 0.4 * st.RedisRaw.PerSec}.verdict(o.PerSec))
+	})
+	add("/top-providers from Redis, CPU per lookup (/proc): claimd / Redis / load generator", "claimd ≤ 25 µs", func(st *stageResult) (string, string) {
+		cc := st.LookupCPU
+		if cc == nil {
+			return "n/a", "n/a"
+		}
+		return fmt.Sprintf("%.0f / %.0f / %.0f µs (%s lookups)", cc.Claimd, cc.Redis, cc.Generator, commas(cc.Units)),
+			goal{false, 25}.verdict(cc.Claimd)
 	})
 	add("/top-providers from Redis while single ingest runs at half its maximum: p50 / p99", "p99 ≤ 2 ms", func(st *stageResult) (string, string) {
 		o := op(st.HalfLookup, opTopProviders)

@@ -46,6 +46,7 @@ func TestSuiteTiny(t *testing.T) {
 		"Redis alone, ZREVRANGE", "Single-claim ingest", "Batch ingest", "/top-providers from Redis",
 		"while single ingest runs at half its maximum", "Postgres fallback", "Full Redis rebuild",
 		"claimd peak RSS", "Redis memory per provider", "verification after each load",
+		"CPU per 4-line claim", "CPU per lookup",
 		// The async block: measured, or skipped when RabbitMQ is unreachable.
 		"Async accept", "Async drain", "Async end-to-end", "Async peak RSS",
 		"uname -a", "## Details",
@@ -56,6 +57,9 @@ func TestSuiteTiny(t *testing.T) {
 	assert.Contains(t, report, "0 wrong")
 	assert.NotContains(t, report, "FAIL")
 	assert.Regexp(t, `\| 0 \(\d runs verified\)`, report)
+	// The CPU of each process, per claim and per lookup, was read from /proc.
+	assert.Regexp(t, `\| \d+ / \d+ / \d+ / \d+ µs \([\d,]+ claims\)`, report)
+	assert.Regexp(t, `\| \d+ / \d+ / \d+ µs \([\d,]+ lookups\)`, report)
 
 	// Its database and Redis keys are gone.
 	assert.NotContains(t, stderr.String(), "kept database")
