@@ -244,6 +244,9 @@ func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, hooks
 	if len(args) > 0 && args[0] == "suite" {
 		return runSuite(ctx, args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "bare-server" { // the suite's HTTP ceiling
+		return serveBare(ctx, args[1:], stderr)
+	}
 	cfg, err := parseFlags(args, stderr)
 	if err != nil {
 		return err

@@ -293,6 +293,11 @@ func (s *suite) stage(ctx context.Context, st *stageResult) error {
 		return err
 	}
 	a.phase("single ingest")
+	if st == s.res.Stages[0] {
+		if err := s.bare(ctx, a, st); err != nil {
+			return err
+		}
+	}
 	if err := s.halfRate(ctx, a, st); err != nil {
 		return err
 	}

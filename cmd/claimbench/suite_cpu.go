@@ -64,11 +64,16 @@ func procTimes(stat []byte) (comm string, ppid int, self, children time.Duration
 // sampleCPU reads the CPU time of claimd p, Postgres, the suite's Redis and
 // this process.
 func (s *suite) sampleCPU(p *claimdProc) cpuSample {
+	return s.sampleCPUOfPid(p.c.Pid())
+}
+
+// sampleCPUOfPid is sampleCPU with the process pid in claimd's place.
+func (s *suite) sampleCPUOfPid(pid int) cpuSample {
 	port := "6379"
 	if u, err := url.Parse(s.cfg.RedisURL); err == nil && u.Port() != "" {
 		port = u.Port()
 	}
-	return sampleCPUOf(p.c.Pid(), port)
+	return sampleCPUOf(pid, port)
 }
 
 // sampleCPUOf reads the CPU time of claimd (pid), Postgres, the Redis on

@@ -88,6 +88,7 @@ type stageResult struct {
 	FallbackCheck  string
 
 	Async *asyncResult // first stage only
+	Bare  *bareResult  // first stage only
 
 	StartRebuildSeconds float64
 
@@ -292,6 +293,22 @@ func (r *suiteResult) rows() []row {
 			worst("claimd", goal{false, 50}.verdict(cc.Claimd), "Postgres", goal{false, 90}.verdict(cc.Postgres),
 				"Redis", goal{false, 10}.verdict(cc.Redis))
 	})
+	add("Bare net/http server, claimd's answers as fixed bodies, same generator: GET requests/s (p99), server / generator CPU per request; POST the same", "(ceiling)", func(st *stageResult) (string, string) {
+		b := st.Bare
+		if b == nil {
+			return "n/a", ""
+		}
+		if b.Skipped != "" {
+			return "skipped: " + b.Skipped, ""
+		}
+		g, p := op(b.Top, opTopProviders), op(b.Post, opPostClaim)
+		if g == nil || p == nil || b.TopCPU == nil || b.PostCPU == nil {
+			return "n/a", ""
+		}
+		return fmt.Sprintf("GET %s/s (p99 %.2f ms), %.0f / %.0f µs; POST %s/s (p99 %.2f ms), %.0f / %.0f µs",
+			num(g.PerSec), g.Latency.P99, b.TopCPU.Claimd, b.TopCPU.Generator,
+			num(p.PerSec), p.Latency.P99, b.PostCPU.Claimd, b.PostCPU.Generator), ""
+	})
 	add("Single-claim ingest vs. the set-based / per-claim-transaction ceilings", "", func(st *stageResult) (string, string) {
 		if st.Single == nil {
 			return "n/a", ""
@@ -334,6 +351,19 @@ func (r *suiteResult) rows() []row {
 		}
 		return fmt.Sprintf("%.0f / %.0f / %.0f µs (%s lookups)", cc.Claimd, cc.Redis, cc.Generator, commas(cc.Units)),
 			goal{false, 25}.verdict(cc.Claimd)
+	})
+	add("/top-providers from Redis vs. the bare server in the same run: CPU per request (claimd ÷ bare), requests/s (% of bare), p99 (÷ bare)", "≤ ×1.25, ≥ 75%, ≤ ×1.5", func(st *stageResult) (string, string) {
+		o, b := op(st.Lookup, opTopProviders), st.Bare
+		if o == nil || b == nil || b.TopCPU == nil || st.LookupCPU == nil {
+			return "n/a", "n/a"
+		}
+		bo := op(b.Top, opTopProviders)
+		if bo == nil || b.TopCPU.Claimd <= 0 || bo.Latency.P99 <= 0 {
+			return "n/a", "n/a"
+		}
+		cpuRatio, rate, p99Ratio := st.LookupCPU.Claimd/b.TopCPU.Claimd, o.PerSec/bo.PerSec, o.Latency.P99/bo.Latency.P99
+		return fmt.Sprintf("×%.2f, %.0f%%, ×%.2f", cpuRatio, 100*rate, p99Ratio),
+			worst("CPU", goal{false, 1.25}.verdict(cpuRatio), "rate", goal{true, 0.75}.verdict(rate), "p99", goal{false, 1.5}.verdict(p99Ratio))
 	})
 	add("/top-providers from Redis while single ingest runs at half its maximum: p50 / p99", "p99 ≤ 2 ms", func(st *stageResult) (string, string) {
 		o := op(st.HalfLookup, opTopProviders)

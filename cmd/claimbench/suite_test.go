@@ -46,7 +46,7 @@ func TestSuiteTiny(t *testing.T) {
 		"Redis alone, ZREVRANGE", "Single-claim ingest", "Batch ingest", "/top-providers from Redis",
 		"while single ingest runs at half its maximum", "Postgres fallback", "Full Redis rebuild",
 		"claimd peak RSS", "Redis memory per provider", "verification after each load",
-		"CPU per 4-line claim", "CPU per lookup",
+		"CPU per 4-line claim", "CPU per lookup", "Bare net/http server", "vs. the bare server",
 		// The async block: measured, or skipped when RabbitMQ is unreachable.
 		"Async accept", "Async drain", "Async end-to-end", "Async peak RSS",
 		"uname -a", "## Details",
