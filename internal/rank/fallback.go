@@ -62,7 +62,9 @@ func NewFallback(redis, postgres TopReader, cfg FallbackConfig, m *Metrics, log 
 	for _, reason := range []string{"incomplete", "breaker_open", "timeout", "error"} {
 		m.fallbacks.WithLabelValues(reason)
 	}
-	f := &Fallback{redis: redis, postgres: postgres, timeout: cfg.RedisTimeout, metrics: m, log: log}
+	// Concurrent lookups share Redis reads (see coalesced for the rule that
+	// keeps every answer as fresh as its own read would be).
+	f := &Fallback{redis: newCoalesced(redis, cfg.RedisTimeout), postgres: postgres, timeout: cfg.RedisTimeout, metrics: m, log: log}
 	m.breakerState.Set(float64(gobreaker.StateClosed))
 	f.breaker = gobreaker.NewCircuitBreaker[[]claim.ProviderTotal](gobreaker.Settings{
 		Name:        "redis-ranking",

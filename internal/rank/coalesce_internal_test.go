@@ -1,0 +1,99 @@
+package rank
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/claim-process/claim-process/internal/claim"
+)
+
+// slowReader answers with the number of its read (1, 2, ...), counted when
+// the read begins, after a pause: a fake for a pure unit test.
+type slowReader struct {
+	started atomic.Int64
+	pause   time.Duration
+	failing atomic.Bool // answer errBoom
+}
+
+var errBoom = errors.New("redis is down")
+
+func (r *slowReader) TopProviders(ctx context.Context, limit int) ([]claim.ProviderTotal, error) {
+	n := r.started.Add(1)
+	time.Sleep(r.pause)
+	if r.failing.Load() {
+		return nil, errBoom
+	}
+	return []claim.ProviderTotal{{ProviderNPI: strconv.FormatInt(n, 10), Version: int64(limit)}}, nil
+}
+
+// Lookups share reads, and every lookup is answered by a read that began
+// after it arrived.
+func TestCoalescedReadsAreFreshAndShared(t *testing.T) {
+	t.Parallel()
+	fake := &slowReader{pause: 3 * time.Millisecond}
+	c := newCoalesced(fake, time.Second)
+	var wg sync.WaitGroup
+	const lookups = 300
+	for i := range lookups {
+		wg.Go(func() {
+			time.Sleep(time.Duration(i%30) * time.Millisecond) // arrivals spread over reads
+			before := fake.started.Load()                      // reads begun before this lookup
+			top, err := c.TopProviders(context.Background(), 10)
+			if !(err == nil && len(top) == 1) {
+				t.Errorf("lookup %d: %v %v", i, top, err)
+				return
+			}
+			n, _ := strconv.ParseInt(top[0].ProviderNPI, 10, 64)
+			if n <= before {
+				t.Errorf("lookup %d answered by read %d, which began before it arrived (after read %d)", i, n, before)
+			}
+		})
+	}
+	wg.Wait()
+	reads := fake.started.Load()
+	require.Less(t, reads, int64(lookups/3), "lookups share reads")
+	require.Positive(t, reads)
+
+	// Another limit is another read.
+	top, err := c.TopProviders(context.Background(), 5)
+	require.NoError(t, err)
+	require.Equal(t, int64(5), top[0].Version)
+}
+
+// A failed read fails every lookup it answers; a lookup whose caller gives
+// up returns at once; the next lookups read again.
+func TestCoalescedErrorsAndCancels(t *testing.T) {
+	t.Parallel()
+	fake := &slowReader{pause: 20 * time.Millisecond}
+	fake.failing.Store(true)
+	c := newCoalesced(fake, time.Second)
+	var wg sync.WaitGroup
+	for range 10 {
+		wg.Go(func() {
+			_, err := c.TopProviders(context.Background(), 10)
+			if !errors.Is(err, errBoom) {
+				t.Errorf("got %v", err)
+			}
+		})
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
+	defer cancel()
+	_, err := c.TopProviders(ctx, 10)
+	require.ErrorIs(t, err, context.DeadlineExceeded, "the caller that gave up is not held until the read ends")
+	wg.Wait()
+
+	fake.failing.Store(false)
+	before := fake.started.Load()
+	require.Eventually(t, func() bool {
+		top, err := c.TopProviders(context.Background(), 10)
+		return err == nil && len(top) == 1
+	}, time.Second, 10*time.Millisecond)
+	require.Greater(t, fake.started.Load(), before)
+}
