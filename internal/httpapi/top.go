@@ -1,8 +1,10 @@
 package httpapi
 
 import (
+	"bytes"
 	"net/http"
 	"strconv"
+	"sync"
 
 	"github.com/claim-process/claim-process/internal/claim"
 )
@@ -30,7 +32,40 @@ func toTopProvidersResponse(totals []claim.ProviderTotal, source string) topProv
 	return out
 }
 
+// encodedTop keeps the last answer encoded. Lookups that shared a ranking
+// read get the very same slice (see rank's coalesced reads) and share its
+// encoding: the slice's first element and length, with the source, name it.
+// Holding the slice keeps its address from being reused for another.
+type encodedTop struct {
+	mu     sync.Mutex
+	first  *claim.ProviderTotal
+	n      int
+	source claim.Source
+	body   []byte
+}
+
+func (c *encodedTop) encode(top []claim.ProviderTotal, source claim.Source) []byte {
+	if len(top) > 0 {
+		c.mu.Lock()
+		if c.first == &top[0] && c.n == len(top) && c.source == source {
+			b := c.body
+			c.mu.Unlock()
+			return b
+		}
+		c.mu.Unlock()
+	}
+	var buf bytes.Buffer
+	encodeJSON(&buf, toTopProvidersResponse(top, string(source)))
+	if len(top) > 0 {
+		c.mu.Lock()
+		c.first, c.n, c.source, c.body = &top[0], len(top), source, buf.Bytes()
+		c.mu.Unlock()
+	}
+	return buf.Bytes()
+}
+
 func handleTopProviders(d Deps) http.HandlerFunc {
+	var answers encodedTop
 	return func(w http.ResponseWriter, r *http.Request) {
 		limit := defaultTopLimit
 		if s := r.URL.Query().Get("limit"); s != "" {
@@ -46,6 +81,8 @@ func handleTopProviders(d Deps) http.HandlerFunc {
 			fail(w, r, d.Log, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, toTopProvidersResponse(top, string(source)))
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write(answers.encode(top, source))
 	}
 }
