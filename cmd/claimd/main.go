@@ -18,7 +18,10 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	routeLibraries = true
-	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+	stderr := newLogBuffer(os.Stderr)
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, stderr)
+	_ = stderr.Close()
+	if err != nil {
 		if !errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintln(os.Stderr, "claimd:", err)
 			os.Exit(1)

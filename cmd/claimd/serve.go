@@ -22,7 +22,11 @@ import (
 )
 
 func newLogger(w io.Writer, level slog.Level) *slog.Logger {
-	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level, ReplaceAttr: durationInSeconds}))
+	var h slog.Handler = slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level, ReplaceAttr: durationInSeconds})
+	if buf, ok := w.(*logBuffer); ok {
+		h = flushingHandler{h, buf}
+	}
+	return slog.New(h)
 }
 
 // serve is `claimd serve`: the HTTP API, and in the background the
