@@ -120,24 +120,17 @@ func (s *suite) bare(ctx context.Context, p *claimdProc, st *stageResult) error 
 	}); err != nil {
 		return fmt.Errorf("bare server: %w", err)
 	}
-	measured := func(cost **cpuCost, units func(*loadResult) int64) runHooks {
-		var before cpuSample
-		return runHooks{
-			beforeLoad: func() { before = s.sampleCPUOfPid(server.Pid()) },
-			afterLoad:  func(res *loadResult) { *cost = costPer(before, s.sampleCPUOfPid(server.Pid()), units(res)) },
-		}
-	}
 	s.logf("bare net/http server, claimd's answers as fixed bodies: GET %d clients %s, POST %d clients %s",
 		s.sc.LookupConc, s.sc.LookupDur, s.sc.SingleConc, s.sc.SingleDur)
 	b := st.Bare
-	b.Top, err = s.benchHooked(ctx, st.label()+" bare GET", measured(&b.TopCPU, (*loadResult).total),
+	b.Top, err = s.benchHooked(ctx, st.label()+" bare GET", s.cpuHooks(server.Pid(), &b.TopCPU, (*loadResult).total),
 		"-url", base, "-mode", "top", "-concurrency", strconv.Itoa(s.sc.LookupConc), "-duration", s.sc.LookupDur.String(), "-verify=false")
 	if err != nil {
 		return err
 	}
 	// The answers name claims other than those sent; with -verify=false
 	// nothing reads what the generator finds amiss in them.
-	b.Post, err = s.benchHooked(ctx, st.label()+" bare POST", measured(&b.PostCPU, (*loadResult).total),
+	b.Post, err = s.benchHooked(ctx, st.label()+" bare POST", s.cpuHooks(server.Pid(), &b.PostCPU, (*loadResult).total),
 		"-url", base, "-mode", "single", "-lines", "4", "-npis", strconv.Itoa(s.sc.NPIs), "-seed", "21",
 		"-concurrency", strconv.Itoa(s.sc.SingleConc), "-duration", s.sc.SingleDur.String(), "-verify=false")
 	return err

@@ -61,19 +61,25 @@ func procTimes(stat []byte) (comm string, ppid int, self, children time.Duration
 	return comm, ppid, time.Duration(n[0]+n[1]) * tick, time.Duration(n[2]+n[3]) * tick, true
 }
 
-// sampleCPU reads the CPU time of claimd p, Postgres, the suite's Redis and
-// this process.
-func (s *suite) sampleCPU(p *claimdProc) cpuSample {
-	return s.sampleCPUOfPid(p.c.Pid())
-}
-
-// sampleCPUOfPid is sampleCPU with the process pid in claimd's place.
-func (s *suite) sampleCPUOfPid(pid int) cpuSample {
+// cpuHooks measure the CPU of one load: sampled just before its first
+// request and just after its last, with server (claimd, or the bare server)
+// in claimd's place; *into gets the cost per unit that units counts.
+func (s *suite) cpuHooks(server int, into **cpuCost, units func(*loadResult) int64) runHooks {
 	port := "6379"
 	if u, err := url.Parse(s.cfg.RedisURL); err == nil && u.Port() != "" {
 		port = u.Port()
 	}
-	return sampleCPUOf(pid, port)
+	var before cpuSample
+	return runHooks{
+		beforeLoad: func() { before = sampleCPUOf(server, port) },
+		afterLoad:  func(res *loadResult) { *into = costPer(before, sampleCPUOf(server, port), units(res)) },
+	}
+}
+
+// ackedClaims counts the claims a load had acknowledged.
+func ackedClaims(res *loadResult) int64 {
+	claims, _ := res.ackedClaims()
+	return claims
 }
 
 // sampleCPUOf reads the CPU time of claimd (pid), Postgres, the Redis on

@@ -88,11 +88,7 @@ func (s *suite) ingestArgs(p *claimdProc, seed int) []string {
 
 func (s *suite) lookups(ctx context.Context, p *claimdProc, st *stageResult) error {
 	s.logf("/top-providers from Redis: %d clients, %s", s.sc.LookupConc, s.sc.LookupDur)
-	var before cpuSample
-	hooks := runHooks{
-		beforeLoad: func() { before = s.sampleCPU(p) },
-		afterLoad:  func(res *loadResult) { st.LookupCPU = costPer(before, s.sampleCPU(p), res.total()) },
-	}
+	hooks := s.cpuHooks(p.c.Pid(), &st.LookupCPU, (*loadResult).total)
 	rep, err := s.benchHooked(ctx, st.label()+" top (redis)", hooks, "-url", p.url, "-mode", "top", "-concurrency", strconv.Itoa(s.sc.LookupConc),
 		"-duration", s.sc.LookupDur.String(), "-verify=false")
 	if err != nil {
@@ -141,14 +137,7 @@ func (s *suite) trueTop(ctx context.Context, n int) ([]loadkit.ProviderTotal, er
 
 func (s *suite) single(ctx context.Context, p *claimdProc, st *stageResult) error {
 	s.logf("single-claim ingest: %d clients, 4-line claims, %s", s.sc.SingleConc, s.sc.SingleDur)
-	var before cpuSample
-	hooks := runHooks{
-		beforeLoad: func() { before = s.sampleCPU(p) },
-		afterLoad: func(res *loadResult) {
-			claims, _ := res.ackedClaims()
-			st.SingleCPU = costPer(before, s.sampleCPU(p), claims)
-		},
-	}
+	hooks := s.cpuHooks(p.c.Pid(), &st.SingleCPU, ackedClaims)
 	return s.profile(ctx, p, st.label()+"-single", s.sc.SingleDur, func() error {
 		rep, err := s.benchHooked(ctx, st.label()+" single", hooks, append(s.ingestArgs(p, 11), "-mode", "single",
 			"-concurrency", strconv.Itoa(s.sc.SingleConc), "-duration", s.sc.SingleDur.String())...)
