@@ -8,19 +8,21 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/claim-process/claim-process/internal/httpapi"
 	"github.com/claim-process/claim-process/internal/store"
 )
 
 // dependencyWatch is claimd_dependency_up: whether each dependency answers,
 // checked every few seconds by serve and worker alike, for alerts and
-// dashboards (readiness answers the same question for one request).
+// dashboards. It checks the dependencies /readyz asks about, each with a
+// second to answer, and whether they are required or not does not matter.
 type dependencyWatch struct {
 	up       *prometheus.GaugeVec
 	interval time.Duration
-	checks   map[string]func(context.Context) error
+	checks   []httpapi.Dependency
 }
 
-func newDependencyWatch(reg prometheus.Registerer, interval time.Duration, checks map[string]func(context.Context) error) *dependencyWatch {
+func newDependencyWatch(reg prometheus.Registerer, interval time.Duration, checks []httpapi.Dependency) *dependencyWatch {
 	up := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Namespace: "claimd", Name: "dependency_up",
 		Help: "1 when the dependency answered its last check (every 5 s), 0 when not; by dependency (postgres, redis, rabbitmq).",
@@ -47,9 +49,10 @@ func (w *dependencyWatch) Run(ctx context.Context) {
 // gauge; it returns which answered. A check cut short by ctx sets nothing.
 func (w *dependencyWatch) RunOnce(ctx context.Context) map[string]bool {
 	answered := make(map[string]bool, len(w.checks))
-	for name, check := range w.checks {
+	for _, d := range w.checks {
+		name := d.Name
 		cctx, cancel := context.WithTimeout(ctx, time.Second)
-		answered[name] = check(cctx) == nil
+		answered[name] = d.Ping(cctx) == nil
 		cancel()
 		if ctx.Err() != nil {
 			return answered

@@ -52,7 +52,6 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 		MetricsElsewhere:    cfg.MetricsAddr != "",
 		Log:                 log,
 	}
-	watched := map[string]func(context.Context) error{"postgres": a.store.Ping, "redis": a.pingRedis}
 	loops := []loop{
 		rank.NewReconciler(a.store, a.ranking, cfg.Reconcile, rankMetrics, log),
 		a.claims.KeyJanitor(time.Minute),
@@ -60,10 +59,9 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	if cfg.Async {
 		publisher := queue.NewPublisher(cfg.Publisher, a.status, queue.NewMetrics(a.reg), log)
 		deps.Queue = publisher
-		watched["rabbitmq"] = publisher.Ready
 		loops = append(loops, publisher)
 	}
-	loops = append(loops, newDependencyWatch(a.reg, 5*time.Second, watched))
+	loops = append(loops, newDependencyWatch(a.reg, 5*time.Second, httpapi.Readiness(deps)))
 	handler := httpapi.NewServer(deps)
 
 	var inFlight atomic.Int64

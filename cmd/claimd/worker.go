@@ -19,16 +19,19 @@ func work(ctx context.Context, cfg config, log *slog.Logger) error {
 	}
 	defer a.Close()
 	worker := queue.NewWorker(cfg.Worker, a.claims, a.status, queue.NewMetrics(a.reg), log)
-	ops := httpapi.NewOpsServer(a.reg,
-		httpapi.Dependency{Name: "postgres", Ping: a.store.Ping, Required: true},
-		httpapi.Dependency{Name: "rabbitmq", Ping: worker.Ready, Required: true})
+	ready := []httpapi.Dependency{
+		{Name: "postgres", Ping: a.store.Ping, Required: true},
+		{Name: "rabbitmq", Ping: worker.Ready, Required: true},
+	}
+	ops := httpapi.NewOpsServer(a.reg, ready...)
 	stopOps, err := serveAside(cfg.WorkerAddr, "WORKER_ADDR", ops, 30*time.Second, log)
 	if err != nil {
 		return err
 	}
 	defer stopOps()
-	watch := newDependencyWatch(a.reg, 5*time.Second,
-		map[string]func(context.Context) error{"postgres": a.store.Ping, "redis": a.pingRedis, "rabbitmq": worker.Ready})
+	// The worker writes the ranking too: Redis is watched, though a worker
+	// without it is still ready.
+	watch := newDependencyWatch(a.reg, 5*time.Second, append(ready, httpapi.Dependency{Name: "redis", Ping: a.pingRedis}))
 	stopLoops := runLoops(context.WithoutCancel(ctx), worker, watch)
 
 	log.Info("claimd worker consuming", "queue", cfg.Worker.Queue, "consumers", cfg.Worker.Consumers,

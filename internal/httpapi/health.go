@@ -57,10 +57,10 @@ func ping(ctx context.Context, d Dependency) error {
 	return d.Ping(ctx)
 }
 
-// readiness is what the API's /readyz asks: Postgres must answer; without
+// Readiness is what the API's /readyz asks: Postgres must answer; without
 // Redis lookups fall back to Postgres, and without RabbitMQ (async mode only)
 // POST /claims answers 503 until it is back: both only degrade the service.
-func readiness(d Deps) []Dependency {
+func Readiness(d Deps) []Dependency {
 	deps := []Dependency{
 		{Name: "postgres", Ping: d.PingPostgres, Required: true},
 		{Name: "redis", Ping: d.PingRedis, Timeout: 200 * time.Millisecond},

@@ -42,7 +42,7 @@ func routes(d Deps, m *metrics) http.Handler {
 	})
 
 	r.Get("/healthz", handleHealthz())
-	r.Get("/readyz", handleReadyz(readiness(d)))
+	r.Get("/readyz", handleReadyz(Readiness(d)))
 	if !d.MetricsElsewhere {
 		r.Method(http.MethodGet, "/metrics", MetricsHandler(d.Registry))
 	}
