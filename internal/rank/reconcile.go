@@ -226,7 +226,7 @@ func (r *Reconciler) runOnce(ctx context.Context, mode Mode) (Result, error) {
 	}
 	scanned, err := r.truth.ScanTotals(ctx, since, r.cfg.BatchSize, func(batch []claim.ProviderTotal) error {
 		res.Providers += len(batch)
-		a, err := r.redis.apply(ctx, r.redis.liveKeys(), batch)
+		a, err := r.redis.apply(ctx, r.redis.liveKeys(), batch, true)
 		res.Repaired += a.Changed
 		res.Drift += a.Drift
 		return err
