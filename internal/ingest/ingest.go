@@ -83,7 +83,7 @@ const (
 	DefaultKeysPerClient = 10_000_000
 	DefaultBatchSize     = 256
 	DefaultBatchWait     = 2 * time.Millisecond
-	DefaultWriters       = 4
+	DefaultWriters       = 2
 	DefaultBacklog       = 8192
 )
 
