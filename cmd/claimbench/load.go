@@ -474,6 +474,9 @@ type claimAnswer struct {
 // checkAnswer reads the id from a 2xx answer and says how the stored claim
 // it describes differs from what was sent ("" when it does not).
 func checkAnswer(c *loadkit.Claim, body []byte) (id, problem string) {
+	if id, ok := matchAnswer(c, body); ok {
+		return id, ""
+	}
 	var a claimAnswer
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber() // money stays text until parseCents: no float rounding

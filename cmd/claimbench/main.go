@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -83,6 +84,7 @@ Flags:
 
 // config is everything a run is told by its flags.
 type config struct {
+	CPUProfile   string
 	URL          string
 	Mode         string
 	Concurrency  int
@@ -152,6 +154,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.APIKey, "api-key", "", "bearer key, when claimd runs with API_KEYS")
 	fs.BoolVar(&c.JSON, "json", false, "print the report as JSON on stdout")
 	fs.BoolVar(&c.Progress, "progress", true, "print a progress line on stderr every second")
+	fs.StringVar(&c.CPUProfile, "cpuprofile", "", "write a CPU profile of claimbench itself during the load (not verification) to this file")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -278,7 +281,14 @@ func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, hooks
 	if hooks.beforeLoad != nil {
 		hooks.beforeLoad()
 	}
+	stopProfile, err := startCPUProfile(cfg.CPUProfile)
+	if err != nil {
+		return err
+	}
 	res := runLoad(ctx, cfg, client, stderr)
+	if err := stopProfile(); err != nil {
+		return err
+	}
 	if hooks.afterLoad != nil {
 		hooks.afterLoad(res)
 	}
@@ -314,4 +324,24 @@ func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, hooks
 		return errors.New("no request was answered")
 	}
 	return nil
+}
+
+// startCPUProfile profiles claimbench into path ("" does nothing); the
+// returned stop ends the profile and closes the file.
+func startCPUProfile(path string) (stop func() error, err error) {
+	if path == "" {
+		return func() error { return nil }, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() error {
+		pprof.StopCPUProfile()
+		return f.Close()
+	}, nil
 }

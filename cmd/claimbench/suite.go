@@ -135,7 +135,7 @@ func parseSuiteFlags(args []string, stderr io.Writer) (suiteConfig, error) {
 	fs.StringVar(&c.LogDir, "log-dir", "bin", "claimd logs and the micro-benchmarks' raw output go here")
 	fs.BoolVar(&c.Keep, "keep", false, "keep the database and the Redis keys (their names are printed)")
 	fs.BoolVar(&c.Micro, "micro", true, "also run the go test micro-benchmarks when the scale includes them")
-	fs.StringVar(&c.PprofDir, "pprof-dir", "", "when set, claimd serves pprof and a CPU profile of each ingest run is saved here")
+	fs.StringVar(&c.PprofDir, "pprof-dir", "", "when set, claimd serves pprof, and CPU profiles of claimd (single and batch ingest, lookups) and of the load generator (single ingest, lookups) are saved here")
 	fs.BoolVar(&c.Async, "async", true, "also measure async ingestion (INGEST_MODE=async, claimd worker) in the first stage; skipped when RabbitMQ is unreachable")
 	fs.IntVar(&c.AsyncWorkers, "async-workers", 1, "claimd worker processes draining the async backlog (and running during the end-to-end phase)")
 	fs.StringVar(&c.RabbitURL, "rabbitmq-url", envOr("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/"), "RabbitMQ of the async block; only the run's own queue (bench.<unix nano>) and its .dead queue are declared and deleted")

@@ -89,8 +89,13 @@ func (s *suite) ingestArgs(p *claimdProc, seed int) []string {
 func (s *suite) lookups(ctx context.Context, p *claimdProc, st *stageResult) error {
 	s.logf("/top-providers from Redis: %d clients, %s", s.sc.LookupConc, s.sc.LookupDur)
 	hooks := s.cpuHooks(p.c.Pid(), &st.LookupCPU, (*loadResult).total)
-	rep, err := s.benchHooked(ctx, st.label()+" top (redis)", hooks, "-url", p.url, "-mode", "top", "-concurrency", strconv.Itoa(s.sc.LookupConc),
-		"-duration", s.sc.LookupDur.String(), "-verify=false")
+	var rep *Report
+	err := s.profile(ctx, p, st.label()+"-lookups", s.sc.LookupDur, func() (err error) {
+		rep, err = s.benchHooked(ctx, st.label()+" top (redis)", hooks, append(s.generatorProfile(st.label()+"-lookups"),
+			"-url", p.url, "-mode", "top", "-concurrency", strconv.Itoa(s.sc.LookupConc),
+			"-duration", s.sc.LookupDur.String(), "-verify=false")...)
+		return err
+	})
 	if err != nil {
 		return err
 	}
@@ -139,7 +144,7 @@ func (s *suite) single(ctx context.Context, p *claimdProc, st *stageResult) erro
 	s.logf("single-claim ingest: %d clients, 4-line claims, %s", s.sc.SingleConc, s.sc.SingleDur)
 	hooks := s.cpuHooks(p.c.Pid(), &st.SingleCPU, ackedClaims)
 	return s.profile(ctx, p, st.label()+"-single", s.sc.SingleDur, func() error {
-		rep, err := s.benchHooked(ctx, st.label()+" single", hooks, append(s.ingestArgs(p, 11), "-mode", "single",
+		rep, err := s.benchHooked(ctx, st.label()+" single", hooks, append(append(s.ingestArgs(p, 11), s.generatorProfile(st.label()+"-single")...), "-mode", "single",
 			"-concurrency", strconv.Itoa(s.sc.SingleConc), "-duration", s.sc.SingleDur.String())...)
 		st.Single = rep
 		return err

@@ -43,6 +43,15 @@ func (s *suite) profile(ctx context.Context, p *claimdProc, name string, d time.
 	return err
 }
 
+// generatorProfile is the flag that saves a CPU profile of the load
+// generator (claimbench's own load phase) next to claimd's, with -pprof-dir.
+func (s *suite) generatorProfile(name string) []string {
+	if s.cfg.PprofDir == "" || os.MkdirAll(s.cfg.PprofDir, 0o755) != nil {
+		return nil
+	}
+	return []string{"-cpuprofile", filepath.Join(s.cfg.PprofDir, "claimbench-"+name+".pprof")}
+}
+
 // micro runs the go test micro-benchmarks (Redis against a GROUP BY over
 // the lines) and formats them with scripts/bench-report.awk.
 func (s *suite) micro(ctx context.Context) {
