@@ -57,6 +57,7 @@ var settings = []setting{
 	{"WORKER_PREFETCH", strconv.Itoa(queue.DefaultPrefetch), "claimd worker: unacknowledged messages per consumer (their claims are stored together)"},
 	{"SHUTDOWN_TIMEOUT", shortDuration(queue.DefaultDrainTimeout), "how long SIGTERM waits for in-flight requests (claimd worker: for the claims it holds)"},
 	{"LOG_LEVEL", "info", "debug, info, warn or error"},
+	{"ACCESS_LOG_LOOKUP_SAMPLE", strconv.Itoa(httpapi.DefaultLookupLogSample), "log one in this many successful /top-providers lookups (1: every one); every other request, and every failed lookup, is always logged"},
 	{"PPROF_ADDR", "", "when set (e.g. 127.0.0.1:6060), serve net/http/pprof there; off by default"},
 }
 
@@ -77,6 +78,7 @@ type config struct {
 	// The HTTP layer's.
 	APIKeys           []string
 	AnonymousReads    bool
+	LookupLogSample   int
 	TopProvidersLimit redis_rate.Limit
 
 	Ingest    ingest.Config
@@ -150,6 +152,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 	cfg.HTTPAddr = get("HTTP_ADDR")
 	cfg.MetricsAddr = strings.TrimSpace(getenv("METRICS_ADDR"))
 	cfg.AnonymousReads = boolean("ALLOW_ANONYMOUS_READS")
+	cfg.LookupLogSample = positive("ACCESS_LOG_LOOKUP_SAMPLE")
 	cfg.PprofAddr = strings.TrimSpace(getenv("PPROF_ADDR"))
 	cfg.DatabaseURL = get("DATABASE_URL")
 	cfg.RedisURL = get("REDIS_URL")

@@ -44,6 +44,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 		Statuses:            queue.NewStatusReader(a.store, a.status, !cfg.Async),
 		APIKeys:             httpapi.NewAPIKeys(cfg.APIKeys),
 		AllowAnonymousReads: cfg.AnonymousReads,
+		LookupLogSample:     cfg.LookupLogSample,
 		Top:                 rank.NewFallback(a.ranking, a.store, rank.FallbackConfig{}, rankMetrics, log),
 		RateLimiter:         httpapi.NewRateLimiter(a.redis, cfg.TopProvidersLimit, cfg.Keys.RateLimit),
 		PingPostgres:        a.store.Ping,

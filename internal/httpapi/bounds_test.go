@@ -232,7 +232,7 @@ func TestBadClaimInBatchFailsAlone(t *testing.T) {
 func TestRequestIDsBounded(t *testing.T) {
 	t.Parallel()
 	logs := &lockedBuffer{}
-	s := mustStackWith(t, stackOptions{log: slog.New(slog.NewJSONHandler(logs, nil))})
+	s := mustStackWith(t, stackOptions{log: slog.New(slog.NewJSONHandler(logs, nil)), lookupLogSample: 1})
 	for sent, kept := range map[string]bool{
 		"pay-2026-12-06.0001:a_b":             true,
 		strings.Repeat("r", 64):               true,
@@ -264,4 +264,34 @@ func TestRequestIDsBounded(t *testing.T) {
 	}
 	require.Equal(t, 8, n)
 	require.NotContains(t, logs.String(), "xxxxxxxxxx")
+}
+
+// Successful lookups are logged one in LookupLogSample; failed ones, and
+// every other request, always. The metrics count every request.
+func TestLookupAccessLogSampled(t *testing.T) {
+	t.Parallel()
+	logs := &lockedBuffer{}
+	s := mustStackWith(t, stackOptions{log: slog.New(slog.NewJSONHandler(logs, nil)), lookupLogSample: 3})
+	for range 7 {
+		require.Equal(t, http.StatusOK, mustDo(t, http.MethodGet, s.url+"/top-providers", "", nil).status)
+	}
+	for range 2 {
+		require.Equal(t, http.StatusBadRequest, mustDo(t, http.MethodGet, s.url+"/top-providers?limit=0", "", nil).status)
+	}
+	for range 2 {
+		require.Equal(t, http.StatusNotFound, mustDo(t, http.MethodGet, s.url+"/claims/00000000-0000-7000-8000-000000000000", "", nil).status)
+	}
+	logged := map[string]int{}
+	sc := bufio.NewScanner(strings.NewReader(logs.String()))
+	for sc.Scan() {
+		var line map[string]any
+		require.NoError(t, json.Unmarshal(sc.Bytes(), &line))
+		if line["msg"] == "request" {
+			logged[fmt.Sprintf("%v %v", line["route"], line["status"])]++
+		}
+	}
+	require.Equal(t, map[string]int{"/top-providers 200": 3, "/top-providers 400": 2, "/claims/{id} 404": 2}, logged,
+		"the 1st, 4th and 7th of 7 lookups, and every other request")
+	metrics := string(mustDo(t, http.MethodGet, s.url+"/metrics", "", nil).body)
+	require.Contains(t, metrics, `claimd_http_requests_total{code="200",method="GET",route="/top-providers"} 7`)
 }

@@ -58,6 +58,8 @@ type stackOptions struct {
 	readTimeout time.Duration
 	// limiterRedis, when set, is the Redis the rate limiter uses.
 	limiterRedis *redis.Client
+	// lookupLogSample, when set, replaces the default 1 in 100.
+	lookupLogSample int
 }
 
 // mustStack serves the real router over a fresh database and a private key
@@ -100,6 +102,7 @@ func mustStackWith(tb testing.TB, o stackOptions) stack {
 		PingRedis:           func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
 		Registry:            reg,
 		Log:                 log,
+		LookupLogSample:     o.lookupLogSample,
 	}
 	var qcfg queue.Config
 	if o.rabbitURL != "" {

@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"runtime/debug"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -55,7 +57,25 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 // takes its values from a fixed set, whatever a request carries: methods
 // other than the standard ones are "other", a path no route matched is
 // "unmatched", and the codes are those the handlers write.
-func instrument(m *metrics, log *slog.Logger) func(http.Handler) http.Handler {
+//
+// Successful lookups of /top-providers, which carry nothing about a claim
+// and come by the tens of thousands a second, are logged one in
+// lookupSample (1 logs every one); every other request is always logged.
+func instrument(m *metrics, log *slog.Logger, lookupSample int) func(http.Handler) http.Handler {
+	var (
+		series  sync.Map // seriesKey -> *requestSeries, resolved once per label set
+		lookups atomic.Uint64
+	)
+	resolve := func(k seriesKey) *requestSeries {
+		if s, ok := series.Load(k); ok {
+			return s.(*requestSeries)
+		}
+		s, _ := series.LoadOrStore(k, &requestSeries{
+			count:    m.requests.WithLabelValues(k.route, k.method, strconv.Itoa(k.status)),
+			duration: m.duration.WithLabelValues(k.route, k.method),
+		})
+		return s.(*requestSeries)
+	}
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			start := time.Now()
@@ -72,9 +92,13 @@ func instrument(m *metrics, log *slog.Logger) func(http.Handler) http.Handler {
 				status = http.StatusOK
 			}
 			method := methodLabel(r.Method)
-			m.requests.WithLabelValues(route, method, strconv.Itoa(status)).Inc()
-			m.duration.WithLabelValues(route, method).Observe(elapsed.Seconds())
-			if route == "/metrics" || route == "/healthz" || route == "/readyz" {
+			s := resolve(seriesKey{route, method, status})
+			s.count.Inc()
+			s.duration.Observe(elapsed.Seconds())
+			switch {
+			case route == "/metrics" || route == "/healthz" || route == "/readyz":
+				return
+			case route == "/top-providers" && status < 400 && !sampled(&lookups, lookupSample):
 				return
 			}
 			log.LogAttrs(r.Context(), slog.LevelInfo, "request",
@@ -85,6 +109,21 @@ func instrument(m *metrics, log *slog.Logger) func(http.Handler) http.Handler {
 				slog.String("request_id", middleware.GetReqID(r.Context())))
 		})
 	}
+}
+
+// sampled says whether this event, counted by c, is one of one in n: the
+// first, then every nth.
+func sampled(c *atomic.Uint64, n int) bool { return n <= 1 || (c.Add(1)-1)%uint64(n) == 0 }
+
+// seriesKey names one request counter and duration histogram by their labels.
+type seriesKey struct {
+	route, method string
+	status        int
+}
+
+type requestSeries struct {
+	count    prometheus.Counter
+	duration prometheus.Observer
 }
 
 // methodLabel is the method as a metric label: one of the standard methods,

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"cmp"
 	"net/http"
 	"strings"
 	"time"
@@ -24,7 +25,7 @@ func routes(d Deps, m *metrics) http.Handler {
 		requestID,
 		middleware.StripSlashes, // "/claims/" is "/claims", "/top-providers/" is "/top-providers"
 		d.APIKeys.identify,
-		instrument(m, d.Log),
+		instrument(m, d.Log, cmp.Or(d.LookupLogSample, DefaultLookupLogSample)),
 		recoverPanics(d.Log),
 	)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
@@ -61,9 +62,11 @@ func routes(d Deps, m *metrics) http.Handler {
 		r.With(noStore, d.APIKeys.require).Post("/claims", handlePostClaim(d))
 		r.With(noStore, d.APIKeys.require, d.APIKeys.allowReads(d.AllowAnonymousReads)).
 			Get("/claims/{id}", handleGetClaim(d))
-		r.With(d.RateLimiter.middleware(m, "top-providers", d.Log)).
-			Get("/top-providers", handleTopProviders(d))
 	})
+	// A lookup's reads carry their own deadlines (Redis's short one, then
+	// Postgres's): no request-wide timer is needed on the busiest route.
+	r.With(d.RateLimiter.middleware(m, "top-providers", d.Log)).
+		Get("/top-providers", handleTopProviders(d))
 	return r
 }
 

@@ -79,7 +79,17 @@ type Deps struct {
 	Registry         *prometheus.Registry
 	MetricsElsewhere bool
 	Log              *slog.Logger
+	// LookupLogSample logs one in this many successful /top-providers
+	// lookups (ACCESS_LOG_LOOKUP_SAMPLE); every other request, and every
+	// failed lookup, is always logged. 1 logs every lookup. Default
+	// DefaultLookupLogSample.
+	LookupLogSample int
 }
+
+// DefaultLookupLogSample is Deps.LookupLogSample's default: at tens of
+// thousands of lookups a second, one line in a hundred still shows the
+// traffic, and its count and latency are in the metrics whole.
+const DefaultLookupLogSample = 100
 
 // NewServer returns the service's HTTP handler.
 func NewServer(d Deps) http.Handler {

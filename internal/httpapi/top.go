@@ -32,36 +32,48 @@ func toTopProvidersResponse(totals []claim.ProviderTotal, source string) topProv
 	return out
 }
 
-// encodedTop keeps the last answer encoded. Lookups that shared a ranking
-// read get the very same slice (see rank's coalesced reads) and share its
-// encoding: the slice's first element and length, with the source, name it.
-// Holding the slice keeps its address from being reused for another.
+// encodedTop keeps the last answer encoded, and answers with it again while
+// the ranking read gives the same providers and totals from the same source:
+// between two changes of the top, every lookup writes the same bytes. The
+// comparison is of at most 100 entries; the encoding it saves costs more.
 type encodedTop struct {
 	mu     sync.Mutex
-	first  *claim.ProviderTotal
-	n      int
+	top    []claim.ProviderTotal // read-only: ranking reads are never changed once returned
 	source claim.Source
 	body   []byte
 }
 
 func (c *encodedTop) encode(top []claim.ProviderTotal, source claim.Source) []byte {
-	if len(top) > 0 {
-		c.mu.Lock()
-		if c.first == &top[0] && c.n == len(top) && c.source == source {
-			b := c.body
-			c.mu.Unlock()
-			return b
-		}
+	c.mu.Lock()
+	if c.body != nil && c.source == source && sameTop(c.top, top) {
+		b := c.body
 		c.mu.Unlock()
+		return b
 	}
+	c.mu.Unlock()
 	var buf bytes.Buffer
 	encodeJSON(&buf, toTopProvidersResponse(top, string(source)))
-	if len(top) > 0 {
-		c.mu.Lock()
-		c.first, c.n, c.source, c.body = &top[0], len(top), source, buf.Bytes()
-		c.mu.Unlock()
-	}
+	c.mu.Lock()
+	c.top, c.source, c.body = top, source, buf.Bytes()
+	c.mu.Unlock()
 	return buf.Bytes()
+}
+
+// sameTop says whether two ranking reads list the same providers with the
+// same totals, in the same order (the version is not part of an answer).
+func sameTop(a, b []claim.ProviderTotal) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	if len(a) > 0 && &a[0] == &b[0] {
+		return true // one shared read
+	}
+	for i := range a {
+		if a[i].ProviderNPI != b[i].ProviderNPI || a[i].NetFee != b[i].NetFee {
+			return false
+		}
+	}
+	return true
 }
 
 func handleTopProviders(d Deps) http.HandlerFunc {

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sony/gobreaker/v2"
 
 	"github.com/claim-process/claim-process/internal/claim"
@@ -21,18 +22,24 @@ type TopReader interface {
 // Postgres when Redis fails, is slow, or has lost the set. A circuit breaker
 // stops it from waiting on a dead Redis at every request.
 type Fallback struct {
-	redis    TopReader
-	postgres TopReader
-	timeout  time.Duration
-	breaker  *gobreaker.CircuitBreaker[[]claim.ProviderTotal]
-	metrics  *Metrics
-	log      *slog.Logger
+	redis     TopReader
+	postgres  TopReader
+	timeout   time.Duration
+	pgTimeout time.Duration
+	breaker   *gobreaker.CircuitBreaker[[]claim.ProviderTotal]
+	metrics   *Metrics
+	log       *slog.Logger
+	// The answers' counters, resolved once: every lookup counts one.
+	fromRedis, fromPostgres prometheus.Counter
 }
 
 // FallbackConfig tunes a Fallback. Zero values take the defaults.
 type FallbackConfig struct {
 	// RedisTimeout bounds one Redis read. Default 50ms.
 	RedisTimeout time.Duration
+	// PostgresTimeout bounds one Postgres read, when Redis could not answer.
+	// Default 5s.
+	PostgresTimeout time.Duration
 	// BreakerFailures is how many Redis failures in a row open the breaker. Default 5.
 	BreakerFailures uint32
 	// BreakerOpenFor is how long the breaker stays open before one trial
@@ -47,6 +54,9 @@ func NewFallback(redis, postgres TopReader, cfg FallbackConfig, m *Metrics, log 
 	}
 	if cfg.RedisTimeout <= 0 {
 		cfg.RedisTimeout = 50 * time.Millisecond
+	}
+	if cfg.PostgresTimeout <= 0 {
+		cfg.PostgresTimeout = 5 * time.Second
 	}
 	if cfg.BreakerFailures == 0 {
 		cfg.BreakerFailures = 5
@@ -64,7 +74,10 @@ func NewFallback(redis, postgres TopReader, cfg FallbackConfig, m *Metrics, log 
 	}
 	// Concurrent lookups share Redis reads (see coalesced for the rule that
 	// keeps every answer as fresh as its own read would be).
-	f := &Fallback{redis: newCoalesced(redis, cfg.RedisTimeout), postgres: postgres, timeout: cfg.RedisTimeout, metrics: m, log: log}
+	f := &Fallback{redis: newCoalesced(redis, cfg.RedisTimeout), postgres: postgres, timeout: cfg.RedisTimeout,
+		pgTimeout: cfg.PostgresTimeout, metrics: m, log: log,
+		fromRedis:    m.answers.WithLabelValues(string(claim.SourceRedis)),
+		fromPostgres: m.answers.WithLabelValues(string(claim.SourcePostgres))}
 	m.breakerState.Set(float64(gobreaker.StateClosed))
 	f.breaker = gobreaker.NewCircuitBreaker[[]claim.ProviderTotal](gobreaker.Settings{
 		Name:        "redis-ranking",
@@ -83,7 +96,8 @@ func NewFallback(redis, postgres TopReader, cfg FallbackConfig, m *Metrics, log 
 	return f
 }
 
-// TopProviders answers from Redis when it can, else from Postgres, and says which.
+// TopProviders answers from Redis when it can, else from Postgres, and says
+// which. Each read has a deadline of its own, so the caller needs none.
 func (f *Fallback) TopProviders(ctx context.Context, limit int) ([]claim.ProviderTotal, claim.Source, error) {
 	top, err := f.breaker.Execute(func() ([]claim.ProviderTotal, error) {
 		ctx, cancel := context.WithTimeout(ctx, f.timeout)
@@ -91,15 +105,17 @@ func (f *Fallback) TopProviders(ctx context.Context, limit int) ([]claim.Provide
 		return f.redis.TopProviders(ctx, limit)
 	})
 	if err == nil {
-		f.metrics.answers.WithLabelValues(string(claim.SourceRedis)).Inc()
+		f.fromRedis.Inc()
 		return top, claim.SourceRedis, nil
 	}
 	f.metrics.fallbacks.WithLabelValues(fallbackReason(err)).Inc()
+	ctx, cancel := context.WithTimeout(ctx, f.pgTimeout)
+	defer cancel()
 	top, err = f.postgres.TopProviders(ctx, limit)
 	if err != nil {
 		return nil, "", err
 	}
-	f.metrics.answers.WithLabelValues(string(claim.SourcePostgres)).Inc()
+	f.fromPostgres.Inc()
 	return top, claim.SourcePostgres, nil
 }
 
