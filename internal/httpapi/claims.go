@@ -19,57 +19,9 @@ type money claim.Cents
 
 func (m money) MarshalJSON() ([]byte, error) { return []byte(claim.Cents(m).String()), nil }
 
-type claimResponse struct {
-	ID         string         `json:"id"`
-	ClaimID    string         `json:"claim_id,omitempty"` // the sender's own id, when it gave one
-	Status     string         `json:"status"`             // stored
-	NetFee     money          `json:"net_fee"`
-	ReceivedAt time.Time      `json:"received_at"`
-	Lines      []lineResponse `json:"lines"`
-}
-
-type lineResponse struct {
-	ServiceDate        string  `json:"service_date"`
-	SubmittedProcedure string  `json:"submitted_procedure"`
-	Quadrant           *string `json:"quadrant"`
-	PlanGroup          string  `json:"plan_group"`
-	Subscriber         string  `json:"subscriber"`
-	ProviderNPI        string  `json:"provider_npi"`
-	ProviderFees       money   `json:"provider_fees"`
-	AllowedFees        money   `json:"allowed_fees"`
-	MemberCoinsurance  money   `json:"member_coinsurance"`
-	MemberCopay        money   `json:"member_copay"`
-	NetFee             money   `json:"net_fee"`
-}
-
-func toClaimResponse(c claim.Claim) claimResponse {
-	out := claimResponse{ID: c.ID, ClaimID: c.ExternalID, Status: claim.StatusStored, NetFee: money(c.NetFee()), ReceivedAt: c.ReceivedAt, Lines: make([]lineResponse, len(c.Lines))}
-	for i, l := range c.Lines {
-		var quadrant *string
-		if l.Quadrant != "" {
-			q := l.Quadrant
-			quadrant = &q
-		}
-		out.Lines[i] = lineResponse{
-			ServiceDate:        l.ServiceDate.Format(time.DateOnly),
-			SubmittedProcedure: l.SubmittedProcedure,
-			Quadrant:           quadrant,
-			PlanGroup:          l.PlanGroup,
-			Subscriber:         l.Subscriber,
-			ProviderNPI:        l.ProviderNPI,
-			ProviderFees:       money(l.ProviderFees),
-			AllowedFees:        money(l.AllowedFees),
-			MemberCoinsurance:  money(l.MemberCoinsurance),
-			MemberCopay:        money(l.MemberCopay),
-			NetFee:             money(l.NetFee()),
-		}
-	}
-	return out
-}
-
 // decoders maps the accepted media types to the claim decoder for each.
 var decoders = map[string]func(*http.Request) (claim.Input, error){
-	"application/json": func(r *http.Request) (claim.Input, error) { return claim.DecodeJSON(r.Body) },
+	"application/json": func(r *http.Request) (claim.Input, error) { return decodeJSONClaim(r.Body) },
 	"text/csv":         func(r *http.Request) (claim.Input, error) { return claim.DecodeCSV(r.Body) },
 	"application/csv":  func(r *http.Request) (claim.Input, error) { return claim.DecodeCSV(r.Body) },
 }
@@ -116,7 +68,7 @@ func handlePostClaim(d Deps) http.HandlerFunc {
 		if !res.Created {
 			status = http.StatusOK // the claim was stored before, under the same claim_id
 		}
-		writeJSON(w, status, toClaimResponse(res.Claim))
+		writeClaim(w, status, res.Claim)
 	}
 }
 
@@ -195,7 +147,7 @@ func handleGetClaim(d Deps) http.HandlerFunc {
 		case err != nil:
 			fail(w, r, d.Log, err)
 		case st.State == claim.StatusStored:
-			writeJSON(w, http.StatusOK, toClaimResponse(st.Claim))
+			writeClaim(w, http.StatusOK, st.Claim)
 		default:
 			writeJSON(w, http.StatusOK, queuedResponse{ID: st.ID, ClaimID: st.ClaimID, Status: st.State,
 				NetFee: money(st.NetFee), ReceivedAt: st.ReceivedAt, Detail: st.Reason})

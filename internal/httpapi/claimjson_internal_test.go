@@ -1,0 +1,90 @@
+package httpapi
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/claim-process/claim-process/internal/claim"
+)
+
+// claimResponse is the stored claim's answer as a struct: encoding/json of
+// it is what appendClaim must write, byte for byte.
+type claimResponse struct {
+	ID         string         `json:"id"`
+	ClaimID    string         `json:"claim_id,omitempty"` // the sender's own id, when it gave one
+	Status     string         `json:"status"`             // stored
+	NetFee     money          `json:"net_fee"`
+	ReceivedAt time.Time      `json:"received_at"`
+	Lines      []lineResponse `json:"lines"`
+}
+
+type lineResponse struct {
+	ServiceDate        string  `json:"service_date"`
+	SubmittedProcedure string  `json:"submitted_procedure"`
+	Quadrant           *string `json:"quadrant"`
+	PlanGroup          string  `json:"plan_group"`
+	Subscriber         string  `json:"subscriber"`
+	ProviderNPI        string  `json:"provider_npi"`
+	ProviderFees       money   `json:"provider_fees"`
+	AllowedFees        money   `json:"allowed_fees"`
+	MemberCoinsurance  money   `json:"member_coinsurance"`
+	MemberCopay        money   `json:"member_copay"`
+	NetFee             money   `json:"net_fee"`
+}
+
+func toClaimResponse(c claim.Claim) claimResponse {
+	out := claimResponse{ID: c.ID, ClaimID: c.ExternalID, Status: claim.StatusStored, NetFee: money(c.NetFee()), ReceivedAt: c.ReceivedAt, Lines: make([]lineResponse, len(c.Lines))}
+	for i, l := range c.Lines {
+		var quadrant *string
+		if l.Quadrant != "" {
+			q := l.Quadrant
+			quadrant = &q
+		}
+		out.Lines[i] = lineResponse{
+			ServiceDate:        l.ServiceDate.Format(time.DateOnly),
+			SubmittedProcedure: l.SubmittedProcedure,
+			Quadrant:           quadrant,
+			PlanGroup:          l.PlanGroup,
+			Subscriber:         l.Subscriber,
+			ProviderNPI:        l.ProviderNPI,
+			ProviderFees:       money(l.ProviderFees),
+			AllowedFees:        money(l.AllowedFees),
+			MemberCoinsurance:  money(l.MemberCoinsurance),
+			MemberCopay:        money(l.MemberCopay),
+			NetFee:             money(l.NetFee()),
+		}
+	}
+	return out
+}
+
+func TestAppendClaimWritesWhatEncodingJSONWrites(t *testing.T) {
+	at := time.Date(2026, 12, 6, 21, 0, 0, 123456000, time.UTC)
+	line := claim.Line{
+		ServiceDate: time.Date(2018, 3, 28, 0, 0, 0, 0, time.UTC), SubmittedProcedure: "D0180", Quadrant: "UR",
+		PlanGroup: "GRP-1000", Subscriber: "3730189237", ProviderNPI: "1497775530",
+		ProviderFees: 10000, AllowedFees: 10000, MemberCoinsurance: 0, MemberCopay: 0,
+	}
+	odd := []string{"", "<b>&amp;</b>", "quote\"back\\slash", "tab\tnew\nline\x01", "\u00e9t\u00e9 \u2028 \u2029", "bad \xff utf8", "emoji \U0001F9B7"}
+	claims := []claim.Claim{
+		{ID: "0193a6f0-0000-7000-8000-00000000000a", ReceivedAt: at, Lines: []claim.Line{line}},
+		{ID: "0193a6f0-0000-7000-8000-00000000000b", ExternalID: "PAY-0001", ReceivedAt: at.Add(-123456000), Lines: []claim.Line{line, line}},
+	}
+	for i, s := range odd {
+		l := line
+		l.SubmittedProcedure, l.Quadrant, l.PlanGroup, l.Subscriber = "D"+s, s, s, s
+		l.ProviderFees, l.AllowedFees, l.MemberCoinsurance, l.MemberCopay = claim.Cents(i*101), claim.Cents(i*7), claim.Cents(i), 5
+		claims = append(claims, claim.Claim{ID: "id-" + s, ExternalID: s, ReceivedAt: at.Add(time.Duration(i) * time.Hour),
+			Lines: []claim.Line{l, line}})
+	}
+	for _, c := range claims {
+		var want bytes.Buffer
+		encodeJSON(&want, toClaimResponse(c))
+		require.Equal(t, want.String(), string(appendClaim(nil, c)))
+	}
+	require.Contains(t, string(appendClaim(nil, claims[0])), `"provider_fees":100.00`)
+	require.True(t, strings.HasSuffix(string(appendClaim(nil, claims[0])), "]}\n"))
+}
