@@ -139,7 +139,9 @@ func TestServiceDateRange(t *testing.T) {
 		field, detail, ok := tc.rule.Check(claim.Line{ServiceDate: date(tc.date)})
 		require.Equal(t, tc.pass, ok, tc.date)
 		require.Equal(t, claim.FieldServiceDate, field)
-		require.Contains(t, detail, "must be from ")
+		if !tc.pass {
+			require.Contains(t, detail, "must be from ")
+		}
 	}
 	_, detail, _ := narrow.Check(claim.Line{})
 	require.Equal(t, "must be from 2020-01-01 to 2026-12-07", detail)
