@@ -182,8 +182,9 @@ FOR UPDATE OF k`
 // inserted; the others' external ids were taken.
 func insertClaims(ctx context.Context, tx pgx.Tx, pending []claim.Pending, live []bool) ([]int, error) {
 	var (
-		ids, scopes, externalIDs []string
-		hashes                   [][]byte
+		ids                 [][16]byte // binary uuids: no text for Postgres to parse
+		scopes, externalIDs []string
+		hashes              [][]byte
 		receivedAt               []time.Time
 		netFees                  []int64
 		lineCounts               []int32
@@ -199,7 +200,7 @@ func insertClaims(ctx context.Context, tx pgx.Tx, pending []claim.Pending, live 
 			return nil, wrap("insert claims", err)
 		}
 		index[id.String()] = i
-		ids, scopes, externalIDs = append(ids, c.ID), append(scopes, c.Sender), append(externalIDs, c.ExternalID)
+		ids, scopes, externalIDs = append(ids, id), append(scopes, c.Sender), append(externalIDs, c.ExternalID)
 		hashes, receivedAt = append(hashes, c.Fingerprint()), append(receivedAt, c.ReceivedAt)
 		netFees, lineCounts = append(netFees, int64(c.NetFee())), append(lineCounts, int32(len(c.Lines)))
 	}
@@ -315,7 +316,7 @@ func insertLines(ctx context.Context, tx pgx.Tx, pending []claim.Pending, insert
 		return nil
 	}
 	var (
-		claimIDs                                  = make([]string, 0, n)
+		claimIDs                                  = make([][16]byte, 0, n)
 		lineNos                                   = make([]int32, 0, n)
 		dates                                     = make([]time.Time, 0, n)
 		procs, quads, plans, subs, npis           = make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n)
@@ -323,8 +324,12 @@ func insertLines(ctx context.Context, tx pgx.Tx, pending []claim.Pending, insert
 	)
 	for _, i := range inserted {
 		c := pending[i].Claim
+		id, err := uuid.Parse(c.ID) // cannot fail: insertClaims stored it
+		if err != nil {
+			return wrap("insert claim lines", err)
+		}
 		for no, l := range c.Lines {
-			claimIDs, lineNos, dates = append(claimIDs, c.ID), append(lineNos, int32(no)), append(dates, l.ServiceDate)
+			claimIDs, lineNos, dates = append(claimIDs, id), append(lineNos, int32(no)), append(dates, l.ServiceDate)
 			procs, quads, plans = append(procs, l.SubmittedProcedure), append(quads, l.Quadrant), append(plans, l.PlanGroup)
 			subs, npis = append(subs, l.Subscriber), append(npis, l.ProviderNPI)
 			provFees, allowed = append(provFees, int64(l.ProviderFees)), append(allowed, int64(l.AllowedFees))
