@@ -365,7 +365,7 @@ func (r *suiteResult) rows() []row {
 		return fmt.Sprintf("×%.2f, %.0f%%, ×%.2f", cpuRatio, 100*rate, p99Ratio),
 			worst("CPU", goal{false, 1.25}.verdict(cpuRatio), "rate", goal{true, 0.75}.verdict(rate), "p99", goal{false, 1.5}.verdict(p99Ratio))
 	})
-	add("/top-providers from Redis while single ingest runs at half its maximum: p50 / p99", "p99 ≤ 2 ms", func(st *stageResult) (string, string) {
+	add("/top-providers from Redis while single ingest runs at half its maximum: p50 / p99", "p99 ≤ 5 ms (issue 14; the suite's first goal was 2 ms)", func(st *stageResult) (string, string) {
 		o := op(st.HalfLookup, opTopProviders)
 		if o == nil {
 			return "n/a", "n/a"
@@ -375,7 +375,7 @@ func (r *suiteResult) rows() []row {
 			ing = num(st.Half.ClaimsPerSec)
 		}
 		return fmt.Sprintf("%.2f / %.2f ms (%s lookups/s; ingest %s of %s claims/s asked)", o.Latency.P50, o.Latency.P99, num(o.PerSec), ing, num(st.HalfRate)),
-			goal{false, 2}.verdict(o.Latency.P99)
+			goal{false, 5}.verdict(o.Latency.P99)
 	})
 	add(fmt.Sprintf("/top-providers from the Postgres fallback (Redis unreachable): requests/s with %d clients (p50 / p99); p50 / p99 at %s/s", r.Scale.LookupConc, num(r.Scale.LookupRate)), "p99 ≤ 2 ms", func(st *stageResult) (string, string) {
 		o, at := op(st.Fallback, opTopProviders), op(st.FallbackAtRate, opTopProviders)
