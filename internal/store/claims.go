@@ -185,10 +185,10 @@ func insertClaims(ctx context.Context, tx pgx.Tx, pending []claim.Pending, live 
 		ids                 [][16]byte // binary uuids: no text for Postgres to parse
 		scopes, externalIDs []string
 		hashes              [][]byte
-		receivedAt               []time.Time
-		netFees                  []int64
-		lineCounts               []int32
-		index                    = map[string]int{}
+		receivedAt          []time.Time
+		netFees             []int64
+		lineCounts          []int32
+		index               = map[string]int{}
 	)
 	for i, p := range pending {
 		if !live[i] {
