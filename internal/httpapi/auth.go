@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
@@ -43,23 +42,18 @@ func (a *APIKeys) match(presented string) (string, bool) {
 	return "key:" + hex.EncodeToString(d[:6]), true
 }
 
-type clientKey struct{}
-
-// identify records which client sent the request: the API key's id when a
-// valid one is presented, else the connecting address. Rate limits and
-// idempotency keys are scoped by it.
-func (a *APIKeys) identify(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		client := "addr:" + clientAddr(r)
-		if a.enabled() {
-			if token, ok := bearer(r); ok {
-				if id, ok := a.match(token); ok {
-					client = id
-				}
+// client names which client sent the request: the API key's id when a
+// valid one is presented, else the connecting address. Rate limits,
+// idempotency keys and claims are scoped by it; tagRequest records it.
+func (a *APIKeys) client(r *http.Request) string {
+	if a.enabled() {
+		if token, ok := bearer(r); ok {
+			if id, ok := a.match(token); ok {
+				return id
 			}
 		}
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), clientKey{}, client)))
-	})
+	}
+	return "addr:" + clientAddr(r)
 }
 
 // require refuses requests without a valid key when keys are configured.
@@ -85,10 +79,10 @@ func bearer(r *http.Request) (string, bool) {
 	return strings.TrimSpace(token), true
 }
 
-// clientOf is the client identify recorded.
+// clientOf is the client tagRequest recorded.
 func clientOf(r *http.Request) string {
-	if c, ok := r.Context().Value(clientKey{}).(string); ok {
-		return c
+	if t, ok := r.Context().Value(requestTagKey{}).(*requestTag); ok {
+		return t.client
 	}
 	return "addr:" + clientAddr(r)
 }

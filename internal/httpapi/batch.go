@@ -15,8 +15,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/go-chi/chi/v5/middleware"
-
 	"github.com/claim-process/claim-process/internal/claim"
 )
 
@@ -131,7 +129,7 @@ func handlePostBatch(d Deps) http.HandlerFunc {
 			answerAfterSlowBody(w)
 		}
 		if len(faults) > 0 {
-			d.Log.ErrorContext(r.Context(), "batch claims not stored", "request_id", middleware.GetReqID(r.Context()),
+			d.Log.ErrorContext(r.Context(), "batch claims not stored", "request_id", requestIDOf(r.Context()),
 				"claims", len(faults), "err", faults[0])
 		}
 		slices.SortFunc(results, func(a, b batchResult) int { return a.Index - b.Index })

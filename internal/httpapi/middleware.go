@@ -106,7 +106,7 @@ func instrument(m *metrics, log *slog.Logger, lookupSample int) func(http.Handle
 				slog.Int("status", status), slog.Float64("duration_seconds", elapsed.Seconds()),
 				slog.Int("bytes", ww.BytesWritten()),
 				slog.String("client", clientOf(r)),
-				slog.String("request_id", middleware.GetReqID(r.Context())))
+				slog.String("request_id", requestIDOf(r.Context())))
 		})
 	}
 }
@@ -140,20 +140,37 @@ func methodLabel(method string) string {
 // maxRequestIDLength bounds the X-Request-Id a client may choose.
 const maxRequestIDLength = 64
 
-// requestID gives each request an id for its log lines, and sends it back
-// as X-Request-Id. A client's own X-Request-Id is kept when it is 1 to 64
-// characters of letters, digits and "-_.:"; any other is replaced, so
-// nothing a client sends reaches the logs unchecked.
-func requestID(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id := r.Header.Get(middleware.RequestIDHeader)
-		if !validRequestID(id) {
-			id = newRequestID()
-		}
-		w.Header().Set(middleware.RequestIDHeader, id)
-		ctx := context.WithValue(r.Context(), middleware.RequestIDKey, id)
-		next.ServeHTTP(w, r.WithContext(ctx))
-	})
+// requestTag is what the first middleware learns of a request: its id and
+// the client that sent it. One context value carries both.
+type requestTag struct{ id, client string }
+
+type requestTagKey struct{}
+
+// tagRequest gives each request an id for its log lines, sent back as
+// X-Request-Id, and records which client sent it (see APIKeys.client). A
+// client's own X-Request-Id is kept when it is 1 to 64 characters of
+// letters, digits and "-_.:"; any other is replaced, so nothing a client
+// sends reaches the logs unchecked.
+func tagRequest(keys *APIKeys) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			id := r.Header.Get(middleware.RequestIDHeader)
+			if !validRequestID(id) {
+				id = newRequestID()
+			}
+			w.Header().Set(middleware.RequestIDHeader, id)
+			tag := &requestTag{id: id, client: keys.client(r)}
+			next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), requestTagKey{}, tag)))
+		})
+	}
+}
+
+// requestIDOf is the id tagRequest gave the request.
+func requestIDOf(ctx context.Context) string {
+	if t, ok := ctx.Value(requestTagKey{}).(*requestTag); ok {
+		return t.id
+	}
+	return ""
 }
 
 func validRequestID(id string) bool {

@@ -13,8 +13,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/go-chi/chi/v5/middleware"
-
 	"github.com/claim-process/claim-process/internal/claim"
 )
 
@@ -171,7 +169,7 @@ func fail(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
 	}
 	if serverFault {
 		log.ErrorContext(r.Context(), "request failed", "method", methodLabel(r.Method), "path", r.URL.Path,
-			"request_id", middleware.GetReqID(r.Context()), "status", p.Status, "err", err)
+			"request_id", requestIDOf(r.Context()), "status", p.Status, "err", err)
 	}
 	if p.Status == http.StatusRequestTimeout {
 		answerAfterSlowBody(w)

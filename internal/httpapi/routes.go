@@ -22,9 +22,8 @@ const requestTimeout = 10 * time.Second
 func routes(d Deps, m *metrics) http.Handler {
 	r := chi.NewRouter()
 	r.Use(
-		requestID,
+		tagRequest(d.APIKeys),
 		middleware.StripSlashes, // "/claims/" is "/claims", "/top-providers/" is "/top-providers"
-		d.APIKeys.identify,
 		instrument(m, d.Log, cmp.Or(d.LookupLogSample, DefaultLookupLogSample)),
 		recoverPanics(d.Log),
 	)

@@ -3,7 +3,9 @@ package httpapi
 import (
 	"bytes"
 	"net/http"
+	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/claim-process/claim-process/internal/claim"
@@ -80,7 +82,7 @@ func handleTopProviders(d Deps) http.HandlerFunc {
 	var answers encodedTop
 	return func(w http.ResponseWriter, r *http.Request) {
 		limit := defaultTopLimit
-		if s := r.URL.Query().Get("limit"); s != "" {
+		if s := queryParam(r.URL, "limit"); s != "" {
 			n, err := strconv.Atoi(s)
 			if err != nil || n < 1 || n > maxTopLimit {
 				writeProblem(w, problemFor(http.StatusBadRequest, "limit must be a whole number from 1 to 100"))
@@ -97,4 +99,22 @@ func handleTopProviders(d Deps) http.HandlerFunc {
 		w.WriteHeader(http.StatusOK)
 		_, _ = w.Write(answers.encode(top, source))
 	}
+}
+
+// queryParam is u.Query().Get(key) without building the whole map, for a
+// query with nothing to unescape (the usual "limit=10"); any other query
+// is parsed by net/url as before.
+func queryParam(u *url.URL, key string) string {
+	q := u.RawQuery
+	if strings.ContainsAny(q, "%+;") {
+		return u.Query().Get(key)
+	}
+	for q != "" {
+		var pair string
+		pair, q, _ = strings.Cut(q, "&")
+		if k, v, _ := strings.Cut(pair, "="); k == key {
+			return v
+		}
+	}
+	return ""
 }

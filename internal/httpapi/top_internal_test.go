@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"net/url"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -33,4 +34,16 @@ func TestEncodedTopReusedWhileTheTopIsUnchanged(t *testing.T) {
 	require.Contains(t, string(c.encode(read, claim.SourcePostgres)), `"source":"postgres"`)
 	require.JSONEq(t, `{"top_providers":[],"source":"redis"}`, string(c.encode(nil, claim.SourceRedis)))
 	require.JSONEq(t, `{"top_providers":[],"source":"postgres"}`, string(c.encode(nil, claim.SourcePostgres)))
+}
+
+// queryParam answers what net/url's Query().Get does, for any query.
+func TestQueryParamAsNetURL(t *testing.T) {
+	for _, q := range []string{
+		"", "limit=10", "limit=", "limit", "a=1&limit=7&limit=8", "&&limit=3&", "limitx=2&limit=4",
+		"limit=1%30", "limit=+5", "a=1;limit=2", "limit=2;a=1", "li%6dit=9", "=5&limit=6", "LIMIT=5",
+	} {
+		u, err := url.Parse("http://h/top-providers?" + q)
+		require.NoError(t, err)
+		require.Equal(t, u.Query().Get("limit"), queryParam(u, "limit"), q)
+	}
 }
