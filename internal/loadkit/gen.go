@@ -64,8 +64,17 @@ type wireClaim struct {
 	Lines   []WireLine[string] `json:"lines"`
 }
 
-// JSON is the body of POST /claims for this claim.
+// JSON is the body of POST /claims for this claim: json.Marshal of its
+// wire form, written by hand when its text needs no escaping (always, for
+// generated claims), since the generator builds one per request.
 func (c *Claim) JSON() []byte {
+	if b, ok := c.appendJSON(make([]byte, 0, 160+240*len(c.Lines))); ok {
+		return b
+	}
+	return c.marshalJSON()
+}
+
+func (c *Claim) marshalJSON() []byte {
 	w := wireClaim{ClaimID: c.ExternalID, Lines: make([]WireLine[string], len(c.Lines))}
 	for i, l := range c.Lines {
 		var q *string
@@ -84,6 +93,55 @@ func (c *Claim) JSON() []byte {
 		panic(err) // only strings: cannot fail
 	}
 	return b
+}
+
+// appendJSON appends what marshalJSON returns; ok is false when some text
+// would need escaping.
+func (c *Claim) appendJSON(b []byte) (_ []byte, ok bool) {
+	ok = true
+	str := func(s string) {
+		for i := 0; i < len(s); i++ {
+			if ch := s[i]; ch < 0x20 || ch > 0x7e || ch == '"' || ch == '\\' || ch == '<' || ch == '>' || ch == '&' {
+				ok = false
+			}
+		}
+		b = append(b, '"')
+		b = append(b, s...)
+		b = append(b, '"')
+	}
+	b = append(b, `{"claim_id":`...)
+	str(c.ExternalID)
+	b = append(b, `,"lines":[`...)
+	for i, l := range c.Lines {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"service_date":`...)
+		str(l.ServiceDate)
+		b = append(b, `,"submitted_procedure":`...)
+		str(l.Procedure)
+		b = append(b, `,"quadrant":`...)
+		if l.Quadrant == "" {
+			b = append(b, "null"...)
+		} else {
+			str(l.Quadrant)
+		}
+		b = append(b, `,"plan_group":`...)
+		str(l.PlanGroup)
+		b = append(b, `,"subscriber":`...)
+		str(l.Subscriber)
+		b = append(b, `,"provider_npi":`...)
+		str(l.NPI)
+		for _, m := range [...]struct {
+			name  string
+			cents int64
+		}{{`,"provider_fees":`, l.Fees}, {`,"allowed_fees":`, l.Allowed}, {`,"member_coinsurance":`, l.Coinsurance}, {`,"member_copay":`, l.Copay}} {
+			b = append(b, m.name...)
+			str(FormatCents(m.cents))
+		}
+		b = append(b, '}')
+	}
+	return append(b, "]}"...), ok
 }
 
 // Fee bounds: real dental fees run from a $20 exam add-on to a $5,000 implant.
@@ -188,8 +246,8 @@ func (g *Generator) Claim(externalID string) *Claim {
 	if g.fixed > 0 {
 		n = g.fixed
 	}
-	subscriber := fmt.Sprintf("%010d", r.Int63n(10_000_000_000))
-	plan := fmt.Sprintf("GRP-%04d", r.Intn(10_000))
+	subscriber := zeroPadded(r.Int63n(10_000_000_000), 10)
+	plan := "GRP-" + zeroPadded(int64(r.Intn(10_000)), 4)
 	date := epoch.AddDate(0, 0, r.Intn(365)).Format(time.DateOnly)
 	npi := g.npis[g.NPIIndex()]
 	c := &Claim{ExternalID: externalID, Lines: make([]Line, n)}
@@ -238,4 +296,19 @@ func (g *Generator) money() (fees, allowed, coins, copay int64) {
 		copay = copays[r.Intn(len(copays))]
 	}
 	return fees, allowed, coins, copay
+}
+
+// zeroPadded is fmt.Sprintf("%0*d", width, n) for n >= 0, without fmt.
+func zeroPadded(n int64, width int) string {
+	var buf [20]byte
+	d := strconv.AppendInt(buf[:0], n, 10)
+	if len(d) >= width {
+		return string(d)
+	}
+	out := make([]byte, width)
+	for i := range width - len(d) {
+		out[i] = '0'
+	}
+	copy(out[width-len(d):], d)
+	return string(out)
 }

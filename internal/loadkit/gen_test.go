@@ -3,6 +3,7 @@ package loadkit
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -112,5 +113,29 @@ func TestGeneratorIsReproducible(t *testing.T) {
 	b := NewGenerator(9, NPIPool(100), 1.1, 8)
 	for range 100 {
 		require.Equal(t, a.Claim("id"), b.Claim("id"))
+	}
+}
+
+// The hand-written body is json.Marshal's, byte for byte; text that needs
+// escaping goes through json.Marshal.
+func TestClaimJSONIsMarshalsOutput(t *testing.T) {
+	gen := NewGenerator(3, NPIPool(50), 1.1, 8)
+	for i := range 500 {
+		c := gen.Claim(fmt.Sprintf("run-%d", i))
+		if i%7 == 0 {
+			c.ExternalID = ""
+		}
+		require.Equal(t, string(c.marshalJSON()), string(c.JSON()))
+	}
+	odd := gen.Claim(`quote"<&>` + "\u00e9")
+	require.Equal(t, string(odd.marshalJSON()), string(odd.JSON()))
+	require.True(t, json.Valid(odd.JSON()))
+}
+
+func TestZeroPadded(t *testing.T) {
+	for _, n := range []int64{0, 7, 42, 9999, 10_000, 1234567890, 9_999_999_999} {
+		for _, w := range []int{4, 10} {
+			require.Equal(t, fmt.Sprintf("%0*d", w, n), zeroPadded(n, w))
+		}
 	}
 }
