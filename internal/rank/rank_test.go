@@ -70,6 +70,47 @@ func TestApplyIsIdempotentAndOrderIndependent(t *testing.T) {
 	require.Equal(t, map[string]int64{"1000000001": 3, "1000000002": 1}, versions)
 }
 
+// One call may carry thousands of providers (a batch of 4,096 lines), and
+// the newest version of a provider named twice in one call wins.
+func TestApplyManyProvidersInOneCall(t *testing.T) {
+	t.Parallel()
+	r, client, keys := mustRedisRanking(t)
+	ctx := context.Background()
+	want := map[string]claim.Cents{}
+	var totals []claim.ProviderTotal
+	for i := range 2500 {
+		npi := fmt.Sprintf("%010d", 1_000_000_000+i)
+		totals = append(totals, claim.ProviderTotal{ProviderNPI: npi, NetFee: claim.Cents(i*7 - 300), Version: 1})
+		want[npi] = claim.Cents(i*7 - 300)
+	}
+	n, err := r.Apply(ctx, totals)
+	require.NoError(t, err)
+	require.Equal(t, 2500, n)
+	require.Equal(t, want, mustScores(t, client, keys.Ranking()))
+
+	for i := range totals {
+		totals[i].NetFee, totals[i].Version = totals[i].NetFee+1, 2
+		want[totals[i].ProviderNPI]++
+	}
+	n, err = r.Apply(ctx, totals)
+	require.NoError(t, err)
+	require.Equal(t, 2500, n)
+	require.Equal(t, want, mustScores(t, client, keys.Ranking()))
+
+	older := claim.ProviderTotal{ProviderNPI: totals[0].ProviderNPI, NetFee: -1, Version: 1}
+	newer := claim.ProviderTotal{ProviderNPI: totals[1].ProviderNPI, NetFee: 42, Version: 3}
+	want[newer.ProviderNPI] = 42
+	for i := range totals {
+		totals[i].NetFee, totals[i].Version = totals[i].NetFee+1, 4
+		want[totals[i].ProviderNPI]++
+	}
+	totals[1].Version = 2 // older than newer's
+	want[newer.ProviderNPI] = 42
+	_, err = r.Apply(ctx, append(append([]claim.ProviderTotal{newer}, totals...), older, newer))
+	require.NoError(t, err)
+	require.Equal(t, want, mustScores(t, client, keys.Ranking()))
+}
+
 func TestTopProvidersNeedsCompleteSet(t *testing.T) {
 	t.Parallel()
 	r, client, keys := mustRedisRanking(t)
