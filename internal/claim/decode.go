@@ -96,11 +96,13 @@ func decodeJSONLines(data json.RawMessage) ([]RawLine, error) {
 	}
 	items := scanArray(data)
 	lines := make([]RawLine, 0, len(items))
+	members := make([]member, 0, 16) // each line's, copied into its RawLine
 	for i, item := range items {
 		if item[0] != '{' {
 			return nil, malformed("line %d is not a JSON object", i)
 		}
-		lines = append(lines, toRawLine(scanObject(item)))
+		members = scanObjectInto(members[:0], item)
+		lines = append(lines, toRawLine(members))
 	}
 	return lines, nil
 }

@@ -23,6 +23,9 @@ const (
 	FieldMemberCopay        Field = "member_copay"
 )
 
+// fieldCount is len(Fields), as a constant (a test holds them equal).
+const fieldCount = 10
+
 // Fields lists every field of a line in the order of the sample CSV.
 var Fields = []Field{
 	FieldServiceDate, FieldSubmittedProcedure, FieldQuadrant, FieldPlanGroup,

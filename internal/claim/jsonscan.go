@@ -12,8 +12,11 @@ import (
 // storing a claim. Every function here assumes valid JSON.
 
 // scanObject returns the members of the valid JSON object b, in order.
-func scanObject(b []byte) []member {
-	var members []member
+func scanObject(b []byte) []member { return scanObjectInto(make([]member, 0, 16), b) }
+
+// scanObjectInto is scanObject appending to members, so that a caller
+// scanning many objects (a claim's lines) reuses one slice.
+func scanObjectInto(members []member, b []byte) []member {
 	i := skipSpace(b, 1) // past '{'
 	for b[i] != '}' {
 		nameEnd := stringEnd(b, i)

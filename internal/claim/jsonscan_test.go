@@ -60,3 +60,10 @@ func FuzzScanObject(f *testing.F) {
 		}
 	})
 }
+
+// parseLine keeps a line's fields in an array of fieldCount on its stack.
+func TestFieldCountIsTheNumberOfFields(t *testing.T) {
+	if fieldCount != len(Fields) {
+		t.Fatalf("fieldCount is %d, Fields has %d", fieldCount, len(Fields))
+	}
+}

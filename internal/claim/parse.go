@@ -145,12 +145,9 @@ func Parse(in Input, rules Rules) ([]Line, error) {
 		line, lineProblems := parseLine(i, raw)
 		// Rules see the fields that parsed; a field already reported is not
 		// reported again by a rule that would only see it empty.
-		reported := map[string]bool{}
-		for _, p := range lineProblems {
-			reported[p.Field] = true
-		}
+		parsed := len(lineProblems)
 		for _, p := range rules.check(i, line) {
-			if !reported[p.Field] {
+			if !slices.ContainsFunc(lineProblems[:parsed], func(q Problem) bool { return q.Field == p.Field }) {
 				lineProblems = append(lineProblems, p)
 			}
 		}
@@ -173,7 +170,10 @@ func parseLine(index int, raw RawLine) (Line, Problems) {
 	var (
 		line     Line
 		problems Problems
-		seen     = make([]fieldValue, 0, len(Fields)) // a line has few fields: a slice beats a map
+		// A line has few fields: a slice beats a map, and one on the stack
+		// (room for every field once) beats one on the heap.
+		seenBuf [fieldCount]fieldValue
+		seen    = seenBuf[:0]
 	)
 	lookup := func(f Field) (Value, bool) {
 		for _, fv := range seen {
