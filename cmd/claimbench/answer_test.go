@@ -15,17 +15,8 @@ import (
 // the documented fields, in their order, with the encoder's newline).
 func claimdAnswer(t *testing.T, c *loadkit.Claim, id string) []byte {
 	type line struct {
-		ServiceDate        string      `json:"service_date"`
-		SubmittedProcedure string      `json:"submitted_procedure"`
-		Quadrant           *string     `json:"quadrant"`
-		PlanGroup          string      `json:"plan_group"`
-		Subscriber         string      `json:"subscriber"`
-		ProviderNPI        string      `json:"provider_npi"`
-		ProviderFees       json.Number `json:"provider_fees"`
-		AllowedFees        json.Number `json:"allowed_fees"`
-		MemberCoinsurance  json.Number `json:"member_coinsurance"`
-		MemberCopay        json.Number `json:"member_copay"`
-		NetFee             json.Number `json:"net_fee"`
+		loadkit.WireLine[json.Number]
+		NetFee json.Number `json:"net_fee"`
 	}
 	a := struct {
 		ID         string      `json:"id"`
@@ -42,8 +33,11 @@ func claimdAnswer(t *testing.T, c *loadkit.Claim, id string) []byte {
 		if l.Quadrant != "" {
 			q = &l.Quadrant
 		}
-		a.Lines = append(a.Lines, line{l.ServiceDate, l.Procedure, q, l.PlanGroup, l.Subscriber, l.NPI,
-			money(l.Fees), money(l.Allowed), money(l.Coinsurance), money(l.Copay), money(l.NetFee())})
+		a.Lines = append(a.Lines, line{loadkit.WireLine[json.Number]{
+			ServiceDate: l.ServiceDate, SubmittedProcedure: l.Procedure, Quadrant: q, PlanGroup: l.PlanGroup,
+			Subscriber: l.Subscriber, ProviderNPI: l.NPI, ProviderFees: money(l.Fees), AllowedFees: money(l.Allowed),
+			MemberCoinsurance: money(l.Coinsurance), MemberCopay: money(l.Copay),
+		}, money(l.NetFee())})
 	}
 	var b bytes.Buffer
 	require.NoError(t, json.NewEncoder(&b).Encode(a))

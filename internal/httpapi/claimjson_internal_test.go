@@ -9,10 +9,12 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/claim-process/claim-process/internal/claim"
+	"github.com/claim-process/claim-process/internal/loadkit"
 )
 
-// claimResponse is the stored claim's answer as a struct: encoding/json of
-// it is what appendClaim must write, byte for byte.
+// claimResponse is the stored claim's answer as a struct, its lines in the
+// wire form loadkit sends them with the net fee added: encoding/json of it is
+// what appendClaim must write, byte for byte.
 type claimResponse struct {
 	ID         string         `json:"id"`
 	ClaimID    string         `json:"claim_id,omitempty"` // the sender's own id, when it gave one
@@ -23,17 +25,8 @@ type claimResponse struct {
 }
 
 type lineResponse struct {
-	ServiceDate        string  `json:"service_date"`
-	SubmittedProcedure string  `json:"submitted_procedure"`
-	Quadrant           *string `json:"quadrant"`
-	PlanGroup          string  `json:"plan_group"`
-	Subscriber         string  `json:"subscriber"`
-	ProviderNPI        string  `json:"provider_npi"`
-	ProviderFees       money   `json:"provider_fees"`
-	AllowedFees        money   `json:"allowed_fees"`
-	MemberCoinsurance  money   `json:"member_coinsurance"`
-	MemberCopay        money   `json:"member_copay"`
-	NetFee             money   `json:"net_fee"`
+	loadkit.WireLine[money]
+	NetFee money `json:"net_fee"`
 }
 
 func toClaimResponse(c claim.Claim) claimResponse {
@@ -44,7 +37,7 @@ func toClaimResponse(c claim.Claim) claimResponse {
 			q := l.Quadrant
 			quadrant = &q
 		}
-		out.Lines[i] = lineResponse{
+		out.Lines[i] = lineResponse{loadkit.WireLine[money]{
 			ServiceDate:        l.ServiceDate.Format(time.DateOnly),
 			SubmittedProcedure: l.SubmittedProcedure,
 			Quadrant:           quadrant,
@@ -55,8 +48,7 @@ func toClaimResponse(c claim.Claim) claimResponse {
 			AllowedFees:        money(l.AllowedFees),
 			MemberCoinsurance:  money(l.MemberCoinsurance),
 			MemberCopay:        money(l.MemberCopay),
-			NetFee:             money(l.NetFee()),
-		}
+		}, money(l.NetFee())}
 	}
 	return out
 }
