@@ -267,6 +267,40 @@ func TestPostgresRestartedUnderLoad(t *testing.T) {
 	finish(t, cd, "3 (Postgres fast shutdown, restart)", load, report)
 }
 
+// Scenario 8: the Postgres primary crashes under load and its synchronous
+// standby is promoted. claimd, given both hosts with
+// target_session_attrs=read-write, finds the new primary on its own; with
+// synchronous replication a commit is acknowledged only once the standby
+// has it, so no claim acknowledged before the crash may be missing from the
+// new primary, and Redis, written only after a commit, is never ahead of it.
+func TestPostgresFailoverToSynchronousStandby(t *testing.T) {
+	requireFaults(t)
+	primary := StartPostgres(t, "synchronous_standby_names=*")
+	standby := primary.StartStandby()
+	rs := testenv.MustRedisServer(t)
+	db := FailoverURL("claims", primary, standby) // claimd creates it on the primary, and it replicates
+	cd := StartClaimd(t, "claimd", ClaimdConfig{DatabaseURL: db, RedisURL: rs.URL()})
+	sys := System{DatabaseURL: db, Redis: rs.Client(), API: cd.BaseURL()}
+
+	load := NewLoad(t, LoadConfig{Claims: 1000, Clients: 12, KeyShare: 0.3})
+	load.Start(cd.BaseURL())
+	load.WaitFraction(0.3)
+	primary.Crash()
+	t.Logf("primary crashed after %d claims finished", load.finished.Load())
+	time.Sleep(time.Second)
+	standby.Promote()
+	t.Logf("standby promoted after %d claims finished", load.finished.Load())
+	load.Wait()
+
+	require.True(t, cd.Running(), "claimd must survive a failover")
+	report := Verify(t, sys, load) // against the new primary: every acknowledged claim, once
+	requireEveryClaimAnswered(t, load)
+	s := load.Sender.Stats
+	assert.Zero(t, s.Other5xx.Load(), "5xx answers other than 503 with Retry-After")
+	t.Logf("503 answers: %d, slowest 5xx took %s", s.Unavailable.Load(), s.Slowest5xx().Round(time.Millisecond))
+	finish(t, cd, "8 (Postgres primary crashed, synchronous standby promoted)", load, report)
+}
+
 // Scenario 4: every claim is sent at least twice, some copies at once, half
 // of them with an Idempotency-Key. Exactly one copy of each may be stored;
 // with a key, every answer after the first is a replay of it.

@@ -8,6 +8,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -29,42 +30,120 @@ const pgBin = "/usr/lib/postgresql/15/bin"
 // with it even if the test binary is killed: see proc.Process), in a directory
 // that user owns (t.TempDir is private to root).
 type PostgresServer struct {
-	t     testing.TB
-	port  int
-	root  string // owned by postgres: data, socket dir, logs
-	cred  *syscall.Credential
-	child *proc.Process // nil when not started, or after Stop
+	t        testing.TB
+	port     int
+	root     string // owned by postgres: data, socket dir, logs
+	cred     *syscall.Credential
+	settings []string      // extra -c settings, given on every start
+	child    *proc.Process // nil when not started, or after Stop
 }
 
-// StartPostgres initializes a cluster and starts it; it is stopped and
-// deleted when the test ends.
-func StartPostgres(t testing.TB) *PostgresServer {
+// StartPostgres initializes a cluster and starts it, with settings as extra
+// name=value server settings (given on the command line, so a standby
+// copied from it does not inherit them); it is stopped and deleted when the
+// test ends.
+func StartPostgres(t testing.TB, settings ...string) *PostgresServer {
+	t.Helper()
+	p := newPostgresServer(t, "faulttest-pg-", settings)
+	out, err := p.runAsPostgres(filepath.Join(pgBin, "initdb"),
+		"-D", p.dataDir(), "-U", "postgres", "--auth=trust", "--no-sync", "--encoding=UTF8", "--locale=C")
+	require.NoError(t, err, "initdb: %s", out)
+	p.Start()
+	return p
+}
+
+// StartStandby makes a streaming standby of p (pg_basebackup -R, which also
+// lets it connect back as a replica) on a port of its own, starts it and
+// waits until p streams to it. With p started with
+// synchronous_standby_names=*, p's commits wait for the standby.
+func (p *PostgresServer) StartStandby() *PostgresServer {
+	p.t.Helper()
+	s := newPostgresServer(p.t, "faulttest-pg-standby-", nil)
+	out, err := s.runAsPostgres(filepath.Join(pgBin, "pg_basebackup"),
+		"-h", "127.0.0.1", "-p", strconv.Itoa(p.port), "-U", "postgres",
+		"-D", s.dataDir(), "-R", "-X", "stream", "-c", "fast", "--no-sync")
+	require.NoError(p.t, err, "pg_basebackup: %s", out)
+	s.Start()
+	waitFor(p.t, 30*time.Second, "the standby to stream from the primary", func() error {
+		ctx, cancel := withTimeout(2 * time.Second)
+		defer cancel()
+		conn, err := pgx.Connect(ctx, p.URL("postgres"))
+		if err != nil {
+			return err
+		}
+		defer conn.Close(ctx)
+		var streaming bool
+		err = conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_stat_replication WHERE state = 'streaming')").Scan(&streaming)
+		if err == nil && !streaming {
+			err = errors.New("no standby streaming yet")
+		}
+		return err
+	})
+	return s
+}
+
+// Promote turns a standby into a primary (pg_ctl promote) and waits until
+// it accepts writes.
+func (p *PostgresServer) Promote() {
+	p.t.Helper()
+	out, err := p.runAsPostgres(filepath.Join(pgBin, "pg_ctl"), "promote", "-w", "-t", "30", "-D", p.dataDir())
+	require.NoError(p.t, err, "pg_ctl promote: %s", out)
+}
+
+// Crash stops the server at once, as a crash would (immediate shutdown:
+// no checkpoint, sessions cut).
+func (p *PostgresServer) Crash() {
+	p.t.Helper()
+	require.NotNil(p.t, p.child, "postgres is not running")
+	p.kill()
+}
+
+// Addr is the server's host:port.
+func (p *PostgresServer) Addr() string { return "127.0.0.1:" + strconv.Itoa(p.port) }
+
+// FailoverURL is the URL of database name on whichever of servers is the
+// primary (libpq's multi-host form, target_session_attrs=read-write).
+func FailoverURL(name string, servers ...*PostgresServer) string {
+	addrs := make([]string, len(servers))
+	for i, s := range servers {
+		addrs[i] = s.Addr()
+	}
+	return fmt.Sprintf("postgres://postgres@%s/%s?sslmode=disable&target_session_attrs=read-write",
+		strings.Join(addrs, ","), name)
+}
+
+// newPostgresServer prepares a root directory owned by the postgres user,
+// removed with the server when the test ends.
+func newPostgresServer(t testing.TB, prefix string, settings []string) *PostgresServer {
 	t.Helper()
 	u, err := user.Lookup("postgres")
 	require.NoError(t, err, "the postgres user must exist")
 	uid, err1 := strconv.ParseUint(u.Uid, 10, 32)
 	gid, err2 := strconv.ParseUint(u.Gid, 10, 32)
 	require.NoError(t, errors.Join(err1, err2))
-	root, err := os.MkdirTemp("", "faulttest-pg-")
+	root, err := os.MkdirTemp("", prefix)
 	require.NoError(t, err)
-	p := &PostgresServer{t: t, port: testenv.FreePort(t), root: root,
+	p := &PostgresServer{t: t, port: testenv.FreePort(t), root: root, settings: settings,
 		cred: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}}
 	t.Cleanup(func() {
 		p.kill()
 		if t.Failed() {
-			dumpFile(t, "postgres log", p.logPath())
+			dumpFile(t, "postgres log ("+prefix+")", p.logPath())
 		}
 		_ = os.RemoveAll(root)
 	})
 	require.NoError(t, os.MkdirAll(filepath.Join(root, "sock"), 0o700))
 	out, err := exec.Command("chown", "-R", "postgres:postgres", root).CombinedOutput()
 	require.NoError(t, err, "chown %s: %s", root, out)
-
-	out, err = exec.Command("runuser", "-u", "postgres", "--", filepath.Join(pgBin, "initdb"),
-		"-D", p.dataDir(), "-U", "postgres", "--auth=trust", "--no-sync", "--encoding=UTF8", "--locale=C").CombinedOutput()
-	require.NoError(t, err, "initdb: %s", out)
-	p.Start()
 	return p
+}
+
+// runAsPostgres runs a Postgres tool as the postgres user (Postgres refuses
+// root) and returns its output.
+func (p *PostgresServer) runAsPostgres(tool string, args ...string) ([]byte, error) {
+	cmd := exec.Command("runuser", append([]string{"-u", "postgres", "--", tool}, args...)...)
+	cmd.Dir = p.root
+	return cmd.CombinedOutput()
 }
 
 func (p *PostgresServer) dataDir() string { return filepath.Join(p.root, "data") }
@@ -87,6 +166,9 @@ func (p *PostgresServer) Start() {
 		"-c", "listen_addresses=127.0.0.1",
 		"-c", "fsync=off", // speed; a fast shutdown still writes everything out
 		"-c", "max_connections=100")
+	for _, setting := range p.settings {
+		cmd.Args = append(cmd.Args, "-c", setting)
+	}
 	cmd.Dir = p.root
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: p.cred}

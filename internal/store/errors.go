@@ -35,14 +35,17 @@ func isUnavailable(err error) bool {
 	switch {
 	case errors.As(err, &connectErr), errors.As(err, &netErr), pgconn.Timeout(err):
 		return true
-	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, pgconn.ErrConnClosed),
 		errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
+		// ErrConnClosed: a pooled connection whose server went away (a
+		// crashed primary) before it was used again.
 		return true
 	case errors.As(err, &pgErr):
 		// Class 08: connection exceptions; 57P01-03: the server is shutting
-		// down or starting; 53300: too many connections.
+		// down or starting; 53300: too many connections; 25006: a write
+		// reached a server that is (now) a read-only standby.
 		return strings.HasPrefix(pgErr.Code, "08") || pgErr.Code == "57P01" || pgErr.Code == "57P02" ||
-			pgErr.Code == "57P03" || pgErr.Code == "53300"
+			pgErr.Code == "57P03" || pgErr.Code == "53300" || pgErr.Code == "25006"
 	case strings.Contains(err.Error(), "closed pool"):
 		return true
 	}
