@@ -3,9 +3,12 @@ package faulttest
 import (
 	"context"
 	"fmt"
+	"maps"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -299,6 +302,85 @@ func TestPostgresFailoverToSynchronousStandby(t *testing.T) {
 	assert.Zero(t, s.Other5xx.Load(), "5xx answers other than 503 with Retry-After")
 	t.Logf("503 answers: %d, slowest 5xx took %s", s.Unavailable.Load(), s.Slowest5xx().Round(time.Millisecond))
 	finish(t, cd, "8 (Postgres primary crashed, synchronous standby promoted)", load, report)
+}
+
+// Scenario 9: asynchronous replication loses commits in a failover. The
+// standby stops, so the primary acknowledges claims alone; then the primary
+// crashes and the stopped standby, started again, is promoted without them.
+// Those claims are lost, as asynchronous replication allows, and Redis holds
+// their totals, with versions ahead of the new primary's. The new timeline
+// names another ranking: lookups answer from Postgres at once, and the next
+// reconciliation pass rebuilds Redis from the new primary, after which the
+// ranking must be exactly its totals again.
+func TestPostgresFailoverLosingCommits(t *testing.T) {
+	requireFaults(t)
+	primary := StartPostgres(t) // asynchronous: no synchronous_standby_names
+	standby := primary.StartStandby()
+	rs := testenv.MustRedisServer(t)
+	db := FailoverURL("claims", primary, standby)
+	cd := StartClaimd(t, "claimd", ClaimdConfig{DatabaseURL: db, RedisURL: rs.URL()})
+	sys := System{DatabaseURL: db, Redis: rs.Client(), API: cd.BaseURL()}
+	run := func(claims int) *Load {
+		load := NewLoad(t, LoadConfig{Claims: claims, Clients: 8})
+		load.Start(cd.BaseURL())
+		load.Wait()
+		requireEveryClaimAnswered(t, load)
+		return load
+	}
+
+	kept := run(300)
+	primary.WaitReplayed()
+	standby.Stop()
+	lost := run(300) // acknowledged by the primary alone
+	primary.Crash()
+	standby.Start()
+	standby.Promote()
+	promoted := time.Now()
+	after := run(300)
+
+	claimIDs := func(l *Load) []string { // each acknowledged (requireEveryClaimAnswered)
+		out := make([]string, len(l.Claims))
+		for i, c := range l.Claims {
+			out[i] = c.ExternalID
+		}
+		return out
+	}
+	missing, err := missingClaims(db, claimIDs(lost))
+	require.NoError(t, err)
+	require.Len(t, missing, len(lost.Claims), "every claim acknowledged while the standby was stopped is lost")
+	for name, l := range map[string]*Load{"replicated before the failover": kept, "stored after it": after} {
+		missing, err = missingClaims(db, claimIDs(l))
+		require.NoError(t, err)
+		require.Empty(t, missing, "claims %s: %d of %d missing", name, len(missing), len(l.Claims))
+	}
+
+	var totals map[string]int64
+	waitFor(t, 30*time.Second, "the ranking to equal the new primary's totals", func() error {
+		pg, err := readPostgres(db)
+		if err != nil {
+			return err
+		}
+		ranking, err := readRanking(sys)
+		if err != nil {
+			return err
+		}
+		if !maps.Equal(pg.totals, ranking) {
+			return fmt.Errorf("%d providers in Postgres, %d in Redis, not all equal", len(pg.totals), len(ranking))
+		}
+		top, source, err := loadkit.GetTop(t.Context(), http.DefaultClient, cd.BaseURL(), "", 10)
+		if err != nil {
+			return err
+		}
+		if want := loadkit.TopN(pg.totals, 10); source != "redis" || !slices.Equal(top, want) {
+			return fmt.Errorf("/top-providers from %s: %v, want %v", source, top, want)
+		}
+		totals = pg.totals
+		return nil
+	})
+	t.Logf("scenario 9 (asynchronous standby promoted without the last %d claims): the ranking equal to the new primary's %d provider totals %s after the promotion",
+		len(lost.Claims), len(totals), time.Since(promoted).Round(100*time.Millisecond))
+	cd.LogMetrics()
+	cd.Terminate()
 }
 
 // Scenario 4: every claim is sent at least twice, some copies at once, half

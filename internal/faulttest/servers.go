@@ -82,6 +82,27 @@ func (p *PostgresServer) StartStandby() *PostgresServer {
 	return s
 }
 
+// WaitReplayed waits until every standby of p has replayed all that p wrote.
+func (p *PostgresServer) WaitReplayed() {
+	p.t.Helper()
+	waitFor(p.t, 30*time.Second, "the standby to replay everything", func() error {
+		ctx, cancel := withTimeout(2 * time.Second)
+		defer cancel()
+		conn, err := pgx.Connect(ctx, p.URL("postgres"))
+		if err != nil {
+			return err
+		}
+		defer conn.Close(ctx)
+		var behind bool
+		err = conn.QueryRow(ctx, `SELECT count(*) = 0 OR bool_or(replay_lsn IS NULL OR replay_lsn < pg_current_wal_lsn())
+FROM pg_stat_replication`).Scan(&behind)
+		if err == nil && behind {
+			err = errors.New("a standby is behind, or none streams")
+		}
+		return err
+	})
+}
+
 // Promote turns a standby into a primary (pg_ctl promote) and waits until
 // it accepts writes.
 func (p *PostgresServer) Promote() {

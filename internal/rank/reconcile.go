@@ -172,6 +172,15 @@ func (r *Reconciler) RunOnce(ctx context.Context, mode Mode) (Result, error) {
 }
 
 func (r *Reconciler) runOnce(ctx context.Context, mode Mode) (Result, error) {
+	// Read before the lock: an instance that does not reconcile must still
+	// learn that the truth changed (recreated, or failed over), so that its
+	// lookups stop trusting a ranking built from what was.
+	epoch, err := r.truth.RankingEpoch(ctx)
+	if err != nil {
+		return Result{}, err
+	}
+	r.redis.ExpectEpoch(epoch)
+
 	release, ok, err := r.truth.TryReconcileLock(ctx)
 	if err != nil {
 		return Result{}, err
@@ -183,11 +192,6 @@ func (r *Reconciler) runOnce(ctx context.Context, mode Mode) (Result, error) {
 	}
 	defer release()
 
-	epoch, err := r.truth.RankingEpoch(ctx)
-	if err != nil {
-		return Result{}, err
-	}
-	r.redis.ExpectEpoch(epoch)
 	if mode != Rebuild {
 		builtFrom, err := r.redis.completeEpoch(ctx)
 		if err != nil {

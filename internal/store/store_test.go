@@ -250,3 +250,16 @@ func TestEnsureDatabaseCreatesMissingDatabase(t *testing.T) {
 	require.NoError(t, err)
 	st.Close()
 }
+
+// The ranking's name carries the timeline, so that a Redis ranking built
+// before a failover is not trusted after it (fault scenario 9).
+func TestRankingEpochNamesTheTimeline(t *testing.T) {
+	t.Parallel()
+	st, _ := testenv.MustStore(t)
+	epoch, err := st.RankingEpoch(context.Background())
+	require.NoError(t, err)
+	require.Regexp(t, `^[0-9a-f]{8}-[0-9a-f-]{27}/[0-9A-F]{8}$`, epoch)
+	again, err := st.RankingEpoch(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, epoch, again)
+}

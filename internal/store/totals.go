@@ -2,9 +2,11 @@ package store
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/claim-process/claim-process/internal/claim"
 )
@@ -160,10 +162,25 @@ func (s *Store) TryReconcileLock(ctx context.Context) (release func(), ok bool, 
 	}, true, nil
 }
 
-// RankingEpoch names this database's ranking; a Redis ranking built from
-// another database (one since recreated) carries another epoch.
+// RankingEpoch names this database's ranking, as "<epoch>/<timeline>": a
+// Redis ranking built from another database (one since recreated) carries
+// another epoch, and one built before a failover another timeline. A standby
+// promoted after asynchronous replication can lack the last commits, so
+// Redis may hold totals, and versions, ahead of it: the new timeline makes
+// reconciliation rebuild the ranking from the new primary rather than trust
+// it. (A failover without lost commits rebuilds too; it costs a rebuild.)
+// Where the server does not let the role read its control data, the epoch
+// alone names the ranking.
 func (s *Store) RankingEpoch(ctx context.Context) (string, error) {
 	var epoch string
-	err := s.pool.QueryRow(ctx, "SELECT epoch::text FROM ranking_epoch").Scan(&epoch)
+	// The current WAL file's name begins with the timeline, in hex; the
+	// control data's timeline would wait for the first checkpoint after a
+	// promotion, which can be minutes.
+	err := s.pool.QueryRow(ctx, `
+SELECT epoch::text || '/' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8) FROM ranking_epoch`).Scan(&epoch)
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "42501" { // insufficient_privilege
+		err = s.pool.QueryRow(ctx, "SELECT epoch::text FROM ranking_epoch").Scan(&epoch)
+	}
 	return epoch, wrap("read ranking epoch", err)
 }
