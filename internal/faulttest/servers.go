@@ -64,28 +64,22 @@ func (p *PostgresServer) StartStandby() *PostgresServer {
 		"-D", s.dataDir(), "-R", "-X", "stream", "-c", "fast", "--no-sync")
 	require.NoError(p.t, err, "pg_basebackup: %s", out)
 	s.Start()
-	waitFor(p.t, 30*time.Second, "the standby to stream from the primary", func() error {
-		ctx, cancel := withTimeout(2 * time.Second)
-		defer cancel()
-		conn, err := pgx.Connect(ctx, p.URL("postgres"))
-		if err != nil {
-			return err
-		}
-		defer conn.Close(ctx)
-		var streaming bool
-		err = conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_stat_replication WHERE state = 'streaming')").Scan(&streaming)
-		if err == nil && !streaming {
-			err = errors.New("no standby streaming yet")
-		}
-		return err
-	})
+	p.waitUntil("the standby to stream from the primary",
+		"SELECT EXISTS (SELECT 1 FROM pg_stat_replication WHERE state = 'streaming')")
 	return s
 }
 
 // WaitReplayed waits until every standby of p has replayed all that p wrote.
 func (p *PostgresServer) WaitReplayed() {
 	p.t.Helper()
-	waitFor(p.t, 30*time.Second, "the standby to replay everything", func() error {
+	p.waitUntil("the standby to replay everything", `
+SELECT count(*) > 0 AND coalesce(bool_and(replay_lsn >= pg_current_wal_lsn()), false) FROM pg_stat_replication`)
+}
+
+// waitUntil waits until query, a boolean, is true on p.
+func (p *PostgresServer) waitUntil(what, query string) {
+	p.t.Helper()
+	waitFor(p.t, 30*time.Second, what, func() error {
 		ctx, cancel := withTimeout(2 * time.Second)
 		defer cancel()
 		conn, err := pgx.Connect(ctx, p.URL("postgres"))
@@ -93,13 +87,14 @@ func (p *PostgresServer) WaitReplayed() {
 			return err
 		}
 		defer conn.Close(ctx)
-		var behind bool
-		err = conn.QueryRow(ctx, `SELECT count(*) = 0 OR bool_or(replay_lsn IS NULL OR replay_lsn < pg_current_wal_lsn())
-FROM pg_stat_replication`).Scan(&behind)
-		if err == nil && behind {
-			err = errors.New("a standby is behind, or none streams")
+		var done bool
+		if err := conn.QueryRow(ctx, query).Scan(&done); err != nil {
+			return err
 		}
-		return err
+		if !done {
+			return errors.New("not yet")
+		}
+		return nil
 	})
 }
 
