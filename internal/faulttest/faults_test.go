@@ -69,8 +69,14 @@ func requireFaults(t *testing.T) {
 // stop Postgres.
 func setup(t *testing.T) (*Claimd, *testenv.RedisServer, System) {
 	t.Helper()
+	return setupOn(t, testenv.MustDatabase(t))
+}
+
+// setupOn is setup on the database at db: one of the test's own Postgres
+// servers, for the scenarios that stop them (claimd creates the database).
+func setupOn(t *testing.T, db string) (*Claimd, *testenv.RedisServer, System) {
+	t.Helper()
 	rs := testenv.MustRedisServer(t)
-	db := testenv.MustDatabase(t)
 	cd := StartClaimd(t, "claimd", ClaimdConfig{DatabaseURL: db, RedisURL: rs.URL()})
 	return cd, rs, System{DatabaseURL: db, Redis: rs.Client(), API: cd.BaseURL()}
 }
@@ -244,10 +250,7 @@ func requireRedisFaultInvisible(t *testing.T, load *Load) {
 func TestPostgresRestartedUnderLoad(t *testing.T) {
 	requireFaults(t)
 	pg := StartPostgres(t)
-	rs := testenv.MustRedisServer(t)
-	db := pg.URL("claims") // claimd creates it and migrates
-	cd := StartClaimd(t, "claimd", ClaimdConfig{DatabaseURL: db, RedisURL: rs.URL()})
-	sys := System{DatabaseURL: db, Redis: rs.Client(), API: cd.BaseURL()}
+	cd, _, sys := setupOn(t, pg.URL("claims"))
 
 	load := NewLoad(t, LoadConfig{Claims: 1000, Clients: 12, KeyShare: 0.3})
 	load.Start(cd.BaseURL())
@@ -280,10 +283,7 @@ func TestPostgresFailoverToSynchronousStandby(t *testing.T) {
 	requireFaults(t)
 	primary := StartPostgres(t, "synchronous_standby_names=*")
 	standby := primary.StartStandby()
-	rs := testenv.MustRedisServer(t)
-	db := FailoverURL("claims", primary, standby) // claimd creates it on the primary, and it replicates
-	cd := StartClaimd(t, "claimd", ClaimdConfig{DatabaseURL: db, RedisURL: rs.URL()})
-	sys := System{DatabaseURL: db, Redis: rs.Client(), API: cd.BaseURL()}
+	cd, _, sys := setupOn(t, FailoverURL("claims", primary, standby)) // created on the primary, replicated
 
 	load := NewLoad(t, LoadConfig{Claims: 1000, Clients: 12, KeyShare: 0.3})
 	load.Start(cd.BaseURL())
@@ -316,10 +316,8 @@ func TestPostgresFailoverLosingCommits(t *testing.T) {
 	requireFaults(t)
 	primary := StartPostgres(t) // asynchronous: no synchronous_standby_names
 	standby := primary.StartStandby()
-	rs := testenv.MustRedisServer(t)
-	db := FailoverURL("claims", primary, standby)
-	cd := StartClaimd(t, "claimd", ClaimdConfig{DatabaseURL: db, RedisURL: rs.URL()})
-	sys := System{DatabaseURL: db, Redis: rs.Client(), API: cd.BaseURL()}
+	cd, _, sys := setupOn(t, FailoverURL("claims", primary, standby))
+	db := sys.DatabaseURL
 	run := func(claims int) *Load {
 		load := NewLoad(t, LoadConfig{Claims: claims, Clients: 8})
 		load.Start(cd.BaseURL())
