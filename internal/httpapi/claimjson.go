@@ -111,17 +111,13 @@ func appendString(b []byte, s string) []byte {
 	return append(b, '"')
 }
 
-var answers = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }}
-
-// writeClaim answers a stored claim with status.
+// writeClaim answers a stored claim with status, encoded into a pooled
+// buffer (appended in place once the buffer has grown to an answer's size).
 func writeClaim(w http.ResponseWriter, status int, c claim.Claim) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	p := answers.Get().(*[]byte)
-	b := appendClaim((*p)[:0], c)
-	_, _ = w.Write(b)
-	if cap(b) <= maxPooledBuffer {
-		*p = b
-		answers.Put(p)
-	}
+	buf := getBuffer()
+	defer putBuffer(buf)
+	buf.Write(appendClaim(buf.AvailableBuffer(), c))
+	_, _ = w.Write(buf.Bytes())
 }
