@@ -82,11 +82,9 @@ func (m *matcher) lit(s string) {
 // that JSON writes as it is, between quotes; any other text does not match
 // here and is left to the decoder.
 func (m *matcher) str(s string) {
-	for i := 0; i < len(s); i++ {
-		if s[i] < 0x20 || s[i] > 0x7e || s[i] == '"' || s[i] == '\\' || s[i] == '<' || s[i] == '>' || s[i] == '&' {
-			m.ok = false
-			return
-		}
+	if !loadkit.PlainJSON(s) {
+		m.ok = false
+		return
 	}
 	m.lit(`"`)
 	m.lit(s)

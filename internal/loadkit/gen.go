@@ -100,11 +100,7 @@ func (c *Claim) marshalJSON() []byte {
 func (c *Claim) appendJSON(b []byte) (_ []byte, ok bool) {
 	ok = true
 	str := func(s string) {
-		for i := 0; i < len(s); i++ {
-			if ch := s[i]; ch < 0x20 || ch > 0x7e || ch == '"' || ch == '\\' || ch == '<' || ch == '>' || ch == '&' {
-				ok = false
-			}
-		}
+		ok = ok && PlainJSON(s)
 		b = append(b, '"')
 		b = append(b, s...)
 		b = append(b, '"')
@@ -311,4 +307,16 @@ func zeroPadded(n int64, width int) string {
 	}
 	copy(out[width-len(d):], d)
 	return string(out)
+}
+
+// PlainJSON says whether JSON encoders write s as it is between quotes:
+// printable ASCII without '"' or '\\', nor the <, > and & json.Marshal
+// escapes. The generator's text always is.
+func PlainJSON(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			return false
+		}
+	}
+	return true
 }
