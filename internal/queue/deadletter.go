@@ -35,10 +35,11 @@ type DeadLetter struct {
 	Body       json.RawMessage `json:"body,omitempty"`
 }
 
-// OpenDeadLetters connects to the broker and declares the queues.
+// OpenDeadLetters connects to the broker (the first node of cfg.URL that
+// answers) and declares the queues.
 func OpenDeadLetters(cfg Config, status *Status) (*DeadLetters, error) {
 	cfg = cfg.withDefaults()
-	conn, err := amqp.DialConfig(cfg.URL, amqp.Config{Dial: amqp.DefaultDial(5 * time.Second),
+	conn, _, err := dial(urls(cfg.URL), 0, amqp.Config{Dial: amqp.DefaultDial(5 * time.Second),
 		Properties: amqp.Table{"connection_name": "claimd dlq"}})
 	if err != nil {
 		return nil, fmt.Errorf("connect to the message broker: %w", err)

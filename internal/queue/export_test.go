@@ -1,6 +1,8 @@
 package queue
 
 import (
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 	amqp "github.com/rabbitmq/amqp091-go"
 
@@ -22,3 +24,16 @@ func MessageOf(c claim.Claim, idempotencyKey string) (amqp.Delivery, error) {
 }
 
 var Decode = decodeMessage
+
+var URLs = urls
+
+func WithDefaults(c Config) Config { return c.withDefaults() }
+
+// DialError is the error of dialing every node of list (nil once one answers).
+func DialError(list string) error {
+	conn, _, err := dial(urls(list), 0, amqp.Config{Dial: amqp.DefaultDial(time.Second)})
+	if conn != nil {
+		_ = conn.Close()
+	}
+	return err
+}

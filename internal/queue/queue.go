@@ -26,7 +26,10 @@ import (
 
 // Config names the broker and the queue.
 type Config struct {
-	// URL is the broker's amqp:// URL.
+	// URL is the broker's amqp:// URL, or the URLs of a cluster's nodes,
+	// comma-separated. A client connects to the first listed node that
+	// answers and, when its connection ends (the node died), to the next one
+	// that does.
 	URL string
 	// Queue is the durable quorum queue of claims; dead letters go to
 	// Queue + ".dead". Default DefaultQueue.
@@ -39,6 +42,16 @@ type Config struct {
 	// to another channel of the dead connection before it notices), so the
 	// limit must allow for crashes. Default DefaultDeliveryLimit.
 	DeliveryLimit int
+	// Replicas is on how many nodes of a cluster the queue and its
+	// dead-letter queue are created (x-quorum-initial-group-size; the
+	// broker caps it at the cluster's size). It matters only when a queue is
+	// created, but RabbitMQ refuses a declaration whose value differs from
+	// the queue's, absent counting as a value of its own, so every process
+	// declaring the queue must agree. Default: DefaultReplicas when URL lists
+	// several nodes; with one node the argument is left out, as it always
+	// was, so queues declared before stay valid. Negative leaves it out with
+	// several nodes too: for a queue created before the cluster was listed.
+	Replicas int
 }
 
 // The defaults of the settings an operator tunes, in Config, PublisherConfig,
@@ -46,6 +59,7 @@ type Config struct {
 const (
 	DefaultQueue          = "claims"
 	DefaultDeliveryLimit  = 10
+	DefaultReplicas       = 3
 	DefaultConfirmTimeout = 2 * time.Second
 	DefaultStatusTTL      = 7 * 24 * time.Hour
 	DefaultConsumers      = 2
@@ -59,6 +73,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.DeliveryLimit <= 0 {
 		c.DeliveryLimit = DefaultDeliveryLimit
+	}
+	if c.Replicas == 0 && len(urls(c.URL)) > 1 {
+		c.Replicas = DefaultReplicas
 	}
 	return c
 }
@@ -80,34 +97,44 @@ var errBrokerDown = &claim.RetryAfter{
 // fails; the error says so.
 func declare(ch *amqp.Channel, cfg Config) error {
 	dead := cfg.DeadLetterQueue()
-	if _, err := ch.QueueDeclare(dead, true, false, false, false, amqp.Table{
-		amqp.QueueTypeArg: amqp.QueueTypeQuorum,
-	}); err != nil {
-		return fmt.Errorf("declare queue %s: %w", dead, err)
-	}
-	if _, err := ch.QueueDeclare(cfg.Queue, true, false, false, false, amqp.Table{
+	deadArgs := amqp.Table{amqp.QueueTypeArg: amqp.QueueTypeQuorum}
+	args := amqp.Table{
 		amqp.QueueTypeArg:           amqp.QueueTypeQuorum,
 		"x-delivery-limit":          int64(cfg.DeliveryLimit),
 		"x-dead-letter-exchange":    "",
 		"x-dead-letter-routing-key": dead,
 		"x-dead-letter-strategy":    "at-least-once",
 		amqp.QueueOverflowArg:       amqp.QueueOverflowRejectPublish,
-	}); err != nil {
-		return fmt.Errorf("declare queue %s (if it exists with other arguments, e.g. another delivery limit, delete it or keep its settings): %w", cfg.Queue, err)
+	}
+	if cfg.Replicas > 0 {
+		deadArgs["x-quorum-initial-group-size"] = int64(cfg.Replicas)
+		args["x-quorum-initial-group-size"] = int64(cfg.Replicas)
+	}
+	const differs = "if it exists with other arguments, e.g. another delivery limit, or replicas where RABBITMQ_URL " +
+		"listed one node and now lists several (or the other way round), delete it or keep its settings"
+	if _, err := ch.QueueDeclare(dead, true, false, false, false, deadArgs); err != nil {
+		return fmt.Errorf("declare queue %s (%s): %w", dead, differs, err)
+	}
+	if _, err := ch.QueueDeclare(cfg.Queue, true, false, false, false, args); err != nil {
+		return fmt.Errorf("declare queue %s (%s): %w", cfg.Queue, differs, err)
 	}
 	return nil
 }
 
 // link keeps one connection to the broker up: it dials, lets its owner set
 // up channels on the new connection, and when the connection (or any of its
-// channels) closes, dials again with backoff, until stopped.
+// channels) closes, dials again with backoff, until stopped. With several
+// nodes in url it dials the first listed first, and after a connection ends
+// the node after its own: that node has most likely died.
 type link struct {
-	url   string
+	url   string // Config.URL: one node, or several
 	role  string // publisher or worker, for logs and metrics
 	log   *slog.Logger
 	m     *metrics
 	setup func(*amqp.Connection) error // channels on a new connection; an error redials
 	down  func()                       // the connection is gone: forget its channels
+
+	next int // the index in urls(url) of the node dialed first; only run uses it
 
 	mu   sync.Mutex
 	conn *amqp.Connection // nil while down
@@ -117,7 +144,7 @@ type link struct {
 func (l *link) run(ctx context.Context) {
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
-		conn, err := l.connect()
+		conn, node, err := l.connect()
 		if err != nil {
 			l.m.connected.WithLabelValues(l.role).Set(0)
 			l.log.Warn("message broker unreachable; retrying", "role", l.role, "retry_in_seconds", backoff.Seconds(), "err", err)
@@ -132,7 +159,7 @@ func (l *link) run(ctx context.Context) {
 		backoff = 100 * time.Millisecond
 		l.m.connected.WithLabelValues(l.role).Set(1)
 		l.m.connects.WithLabelValues(l.role).Inc()
-		l.log.Info("connected to the message broker", "role", l.role)
+		l.log.Info("connected to the message broker", "role", l.role, "node", node)
 		closed := conn.NotifyClose(make(chan *amqp.Error, 1))
 		select {
 		case <-ctx.Done():
@@ -141,13 +168,16 @@ func (l *link) run(ctx context.Context) {
 			return
 		case err := <-closed:
 			l.drop(conn)
-			l.log.Warn("message broker connection lost; reconnecting", "role", l.role, "err", err)
+			l.log.Warn("message broker connection lost; reconnecting", "role", l.role, "node", node, "err", err)
 		}
 	}
 }
 
-func (l *link) connect() (*amqp.Connection, error) {
-	conn, err := amqp.DialConfig(l.url, amqp.Config{
+// connect dials a node and sets the connection up; it returns the node's
+// name (host:port) for the logs.
+func (l *link) connect() (*amqp.Connection, string, error) {
+	nodes := urls(l.url)
+	conn, k, err := dial(nodes, l.next, amqp.Config{
 		Heartbeat: 5 * time.Second,
 		Locale:    "en_US",
 		Dial:      amqp.DefaultDial(2 * time.Second),
@@ -156,16 +186,20 @@ func (l *link) connect() (*amqp.Connection, error) {
 		},
 	})
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
+	// Next time, the node after this one: also when setup fails here (say,
+	// a node cut off from the others, which cannot declare the queue).
+	l.next = (k + 1) % len(nodes)
+	node := nodeName(nodes, k)
 	if err := l.setup(conn); err != nil {
 		_ = conn.Close()
-		return nil, err
+		return nil, "", fmt.Errorf("%s: %w", node, err)
 	}
 	l.mu.Lock()
 	l.conn = conn
 	l.mu.Unlock()
-	return conn, nil
+	return conn, node, nil
 }
 
 func (l *link) drop(conn *amqp.Connection) {

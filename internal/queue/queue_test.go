@@ -40,10 +40,17 @@ type harness struct {
 
 func newHarness(t *testing.T, deliveryLimit int) *harness {
 	t.Helper()
+	return newHarnessAt(t, deliveryLimit, testenv.SharedRabbitMQURL())
+}
+
+// newHarnessAt is newHarness with RABBITMQ_URL rabbitURL, which must name the
+// shared broker among its nodes.
+func newHarnessAt(t *testing.T, deliveryLimit int, rabbitURL string) *harness {
+	t.Helper()
 	st, dbURL := testenv.MustStore(t)
 	rdb, prefix := testenv.MustSharedRedis(t)
 	h := &harness{t: t, st: st, dbURL: dbURL, rdb: rdb, keys: rank.Keys{Prefix: prefix},
-		cfg: queue.Config{URL: testenv.SharedRabbitMQURL(), Queue: testenv.MustQueueName(t), DeliveryLimit: deliveryLimit}}
+		cfg: queue.Config{URL: rabbitURL, Queue: testenv.MustQueueName(t), DeliveryLimit: deliveryLimit}}
 	h.svc = ingest.New(st, rank.NewRedis(rdb, h.keys), ingest.Config{}, prometheus.NewRegistry(), nil)
 	t.Cleanup(h.svc.Close)
 	h.status = queue.NewStatus(rdb, rank.Keys{Prefix: prefix}, queue.StatusConfig{TTL: time.Hour})
