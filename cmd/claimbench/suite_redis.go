@@ -23,7 +23,7 @@ import (
 // redisRaw measures ZREVRANGE key 0 9 WITHSCORES on the ranking itself, with
 // a Go client and with redis-benchmark when it is installed.
 func (s *suite) redisRaw(ctx context.Context, st *stageResult) error {
-	key := rank.Keys{Prefix: s.redisPrefix}.Ranking()
+	key := rank.Keys{Prefix: s.redisPrefix}.Shard(0).Ranking() // the suite's claimd runs one shard
 	const goroutines = 16
 	rdb, err := newRedisClient(s.cfg.RedisURL, 2*goroutines)
 	if err != nil {
@@ -105,12 +105,12 @@ func (s *suite) redisMemory(ctx context.Context, st *stageResult) {
 		return
 	}
 	defer rdb.Close()
-	keys := rank.Keys{Prefix: s.redisPrefix}
+	keys := rank.Keys{Prefix: s.redisPrefix}.Shard(0) // the suite's claimd runs one shard
 	n, err1 := rdb.ZCard(ctx, keys.Ranking()).Result()
 	zset, err2 := rdb.MemoryUsage(ctx, keys.Ranking(), 0).Result()
 	gen, err3 := rdb.Get(ctx, keys.Generation()).Result()
 	gen, _, _ = strings.Cut(gen, "/")
-	hashes, versions, err4 := memoryOfKeys(ctx, rdb, keys.VersionsPrefix()+gen+":*")
+	hashes, versions, err4 := memoryOfKeys(ctx, rdb, keys.VersionsPattern(gen))
 	if err := errors.Join(err1, err2, err3, err4); err != nil || n == 0 {
 		st.RedisMemNote = fmt.Sprintf("could not read: %v (%d members)", err, n)
 		return

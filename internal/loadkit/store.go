@@ -7,6 +7,7 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"sync"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/redis/go-redis/v9"
@@ -14,43 +15,79 @@ import (
 	"github.com/claim-process/claim-process/internal/rank"
 )
 
-// RankingScores reads the ranking's scores (see rank.Keys.Ranking) of the
-// given providers, chunked; a provider without a score is left out.
-func RankingScores(ctx context.Context, rdb redis.Cmdable, keys rank.Keys, npis []string) (map[string]int64, error) {
+// RankingScores reads the ranking's scores (see rank.ShardKeys.Ranking) of
+// the given providers, chunked; a provider without a score is left out.
+func RankingScores(ctx context.Context, rdb redis.UniversalClient, keys rank.Keys, npis []string) (map[string]int64, error) {
 	out := map[string]int64{}
-	for chunk := range slices.Chunk(npis, 1000) {
-		scores, err := rdb.ZMScore(ctx, keys.Ranking(), chunk...).Result()
-		if err != nil {
-			return nil, fmt.Errorf("read redis ranking: %w", err)
-		}
-		for i, s := range scores {
-			if err := wholeCents(chunk[i], s); err != nil {
-				return nil, err
+	byShard := make([][]string, keys.ShardCount())
+	for _, npi := range npis {
+		i := keys.ShardOf(npi)
+		byShard[i] = append(byShard[i], npi)
+	}
+	for i, shard := range byShard {
+		for chunk := range slices.Chunk(shard, 1000) {
+			scores, err := rdb.ZMScore(ctx, keys.Shard(i).Ranking(), chunk...).Result()
+			if err != nil {
+				return nil, fmt.Errorf("read redis ranking: %w", err)
 			}
-			if s != 0 {
-				out[chunk[i]] = int64(s)
+			for j, s := range scores {
+				if err := wholeCents(chunk[j], s); err != nil {
+					return nil, err
+				}
+				if s != 0 {
+					out[chunk[j]] = int64(s)
+				}
 			}
 		}
 	}
 	return out, nil
 }
 
-// Ranking reads the whole ranking (see rank.Keys.Ranking): provider NPI to
-// score in cents.
-func Ranking(ctx context.Context, rdb redis.Cmdable, keys rank.Keys) (map[string]int64, error) {
-	zs, err := rdb.ZRangeWithScores(ctx, keys.Ranking(), 0, -1).Result()
-	if err != nil {
-		return nil, err
-	}
-	out := make(map[string]int64, len(zs))
-	for _, z := range zs {
-		npi, _ := z.Member.(string)
-		if err := wholeCents(npi, z.Score); err != nil {
+// Ranking reads the whole ranking, every shard (see rank.ShardKeys.Ranking):
+// provider NPI to score in cents. A provider in a shard not its own is an
+// error.
+func Ranking(ctx context.Context, rdb redis.UniversalClient, keys rank.Keys) (map[string]int64, error) {
+	out := map[string]int64{}
+	for i := range keys.ShardCount() {
+		zs, err := rdb.ZRangeWithScores(ctx, keys.Shard(i).Ranking(), 0, -1).Result()
+		if err != nil {
 			return nil, err
 		}
-		out[npi] = int64(z.Score)
+		for _, z := range zs {
+			npi, _ := z.Member.(string)
+			if err := wholeCents(npi, z.Score); err != nil {
+				return nil, err
+			}
+			if keys.ShardOf(npi) != i {
+				return nil, fmt.Errorf("provider %s is in ranking shard %d, not its own %d", npi, i, keys.ShardOf(npi))
+			}
+			out[npi] = int64(z.Score)
+		}
 	}
 	return out, nil
+}
+
+// ScanKeys lists the keys matching pattern: on every master of a cluster,
+// or on the one server.
+func ScanKeys(ctx context.Context, rdb redis.UniversalClient, pattern string) ([]string, error) {
+	var (
+		mu  sync.Mutex
+		out []string
+	)
+	scan := func(ctx context.Context, c redis.Cmdable) error {
+		iter := c.Scan(ctx, 0, pattern, 1000).Iterator()
+		for iter.Next(ctx) {
+			mu.Lock()
+			out = append(out, iter.Val())
+			mu.Unlock()
+		}
+		return iter.Err()
+	}
+	if cluster, ok := rdb.(*redis.ClusterClient); ok {
+		err := cluster.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error { return scan(ctx, c) })
+		return out, err
+	}
+	return out, scan(ctx, rdb)
 }
 
 func wholeCents(npi string, score float64) error {
@@ -110,27 +147,33 @@ func scanTotals(ctx context.Context, q Querier, into map[string]int64, sql strin
 }
 
 // RankVersions reads the version of every provider's total the live ranking
-// holds (see rank.Keys.Generation).
-func RankVersions(ctx context.Context, rdb redis.Cmdable, keys rank.Keys) (map[string]int64, error) {
-	v, err := rdb.Get(ctx, keys.Generation()).Result()
-	if err != nil && !errors.Is(err, redis.Nil) {
-		return nil, err
-	}
-	gen, _, _ := rank.ParseGeneration(v)
+// holds, in every shard (see rank.ShardKeys.Generation).
+func RankVersions(ctx context.Context, rdb redis.UniversalClient, keys rank.Keys) (map[string]int64, error) {
 	out := map[string]int64{}
-	iter := rdb.Scan(ctx, 0, keys.VersionsPrefix()+gen+":*", 1000).Iterator()
-	for iter.Next(ctx) {
-		fields, err := rdb.HGetAll(ctx, iter.Val()).Result()
+	for i := range keys.ShardCount() {
+		k := keys.Shard(i)
+		v, err := rdb.Get(ctx, k.Generation()).Result()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return nil, err
+		}
+		gen, _, _ := rank.ParseGeneration(v)
+		names, err := ScanKeys(ctx, rdb, k.VersionsPattern(gen))
 		if err != nil {
 			return nil, err
 		}
-		for npi, s := range fields {
-			n, err := strconv.ParseInt(s, 10, 64)
+		for _, name := range names {
+			fields, err := rdb.HGetAll(ctx, name).Result()
 			if err != nil {
-				return nil, fmt.Errorf("version of %s: %w", npi, err)
+				return nil, err
 			}
-			out[npi] = n
+			for npi, s := range fields {
+				n, err := strconv.ParseInt(s, 10, 64)
+				if err != nil {
+					return nil, fmt.Errorf("version of %s: %w", npi, err)
+				}
+				out[npi] = n
+			}
 		}
 	}
-	return out, iter.Err()
+	return out, nil
 }

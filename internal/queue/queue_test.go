@@ -138,7 +138,7 @@ func (h *harness) requireTotals(want map[string]claim.Cents) {
 	}
 	require.Equal(h.t, want, got, "Postgres totals")
 	for npi, fee := range want {
-		score, err := h.rdb.ZScore(context.Background(), h.keys.Ranking(), npi).Result()
+		score, err := h.rdb.ZScore(context.Background(), h.keys.Shard(h.keys.ShardOf(npi)).Ranking(), npi).Result()
 		require.NoError(h.t, err, npi)
 		require.Equal(h.t, float64(fee), score, "Redis score of %s", npi)
 	}

@@ -1,6 +1,7 @@
 package rank
 
 import (
+	"hash/fnv"
 	"strconv"
 	"strings"
 )
@@ -8,54 +9,104 @@ import (
 // Keys names every Redis key the service uses, under one prefix
 // (REDIS_KEY_PREFIX): the ranking's, the rate limiter's and the queued
 // claims' statuses.
-type Keys struct{ Prefix string }
+//
+// The ranking is split into Shards shards (RANK_SHARDS). Every key of one
+// shard carries the shard's hash tag, so that on a Redis Cluster they share
+// a slot (a script may touch them together) while different shards spread
+// over the masters.
+type Keys struct {
+	Prefix string
+	Shards int // 0 counts as 1
+}
 
 // DefaultPrefix is REDIS_KEY_PREFIX's default.
 const DefaultPrefix = "claimd:"
 
-// Ranking is the sorted set: member provider NPI, score total net fee in cents.
-func (k Keys) Ranking() string { return k.Prefix + "rank:providers" }
+// MaxShards bounds RANK_SHARDS: a lookup reads every shard.
+const MaxShards = 256
+
+// ShardCount is how many shards the ranking has.
+func (k Keys) ShardCount() int { return max(k.Shards, 1) }
+
+// ShardOf is the shard a provider belongs to: a stable hash of its NPI
+// (FNV-1a), so every instance and every rebuild agree.
+func (k Keys) ShardOf(npi string) int {
+	n := k.ShardCount()
+	if n == 1 {
+		return 0
+	}
+	h := fnv.New32a()
+	h.Write([]byte(npi))
+	return int(h.Sum32() % uint32(n))
+}
+
+// Shard names the keys of shard i. The hash tag names the shard and the
+// count, so a change of RANK_SHARDS starts from new keys (and a rebuild)
+// rather than reading a layout it did not write.
+func (k Keys) Shard(i int) ShardKeys {
+	return ShardKeys{k.Prefix + "rank{" + strconv.Itoa(i) + "/" + strconv.Itoa(k.ShardCount()) + "}:"}
+}
+
+// ShardKeys names the keys of one shard of the ranking.
+type ShardKeys struct{ base string }
+
+// Ranking is the shard's sorted set: member provider NPI, score total net
+// fee in cents.
+func (s ShardKeys) Ranking() string { return s.base + "providers" }
 
 // Generation names the live versions: "<generation>/<digits>". Each
-// provider's version lives in the hash VersionsPrefix()+generation+":"+(the
-// last digits of its NPI). Many small hashes rather than one big one: Redis
-// keeps a hash of up to 128 fields as a compact listpack, about a quarter of
-// the memory of a hash table (a rebuild picks digits for ~100 fields each).
-// Absent, the generation is "0" with 4 digits.
-func (k Keys) Generation() string { return k.Prefix + "rank:providers:gen" }
+// provider's version lives in the hash Versions(generation, digits, npi).
+// Many small hashes rather than one big one: Redis keeps a hash of up to
+// 128 fields as a compact listpack, about a quarter of the memory of a hash
+// table (a rebuild picks digits for ~100 fields each). Absent, the
+// generation is "0" with 4 digits (NoGeneration).
+func (s ShardKeys) Generation() string { return s.base + "gen" }
 
-// ParseGeneration reads the value of the Generation key: the generation's
+// Versions names the versions hash of generation gen, of digits digits,
+// that holds npi's version: the hashes are named by the NPI's last digits.
+func (s ShardKeys) Versions(gen string, digits int, npi string) string {
+	return s.base + "v:" + gen + ":" + npi[max(len(npi)-digits, 0):]
+}
+
+// VersionsPattern matches every versions hash of generation gen.
+func (s ShardKeys) VersionsPattern(gen string) string { return s.base + "v:" + gen + ":*" }
+
+// Generations is the set of every generation ("<generation>/<digits>")
+// whose versions hashes may exist: a rebuild drops all but the live one
+// and its own, without scanning the keyspace.
+func (s ShardKeys) Generations() string { return s.base + "gens" }
+
+// Complete exists only while the shard is known to hold every one of its
+// providers: a rebuild sets it to the epoch of the database it read; Redis
+// losing its data loses it too.
+func (s ShardKeys) Complete() string { return s.base + "complete" }
+
+// BuildRanking is the set a rebuild fills aside before swapping it in;
+// BuildGeneration, which exists while a rebuild runs, names its versions
+// like Generation, the generation being the rebuild's token.
+func (s ShardKeys) BuildRanking() string    { return s.base + "build" }
+func (s ShardKeys) BuildGeneration() string { return s.base + "build:gen" }
+
+// NoGeneration is the generation writes use while the Generation key is
+// absent (before the first rebuild, or after Redis lost its data).
+const NoGeneration = "0/4"
+
+// ParseGeneration reads the value of a Generation key: the generation's
 // name and how many NPI digits name its hashes. ok is false for a value
-// that is not one; the live generation is then "0" with 4 digits, as when
-// the key is absent.
+// that is not one; the live generation is then NoGeneration's.
 func ParseGeneration(v string) (gen string, digits int, ok bool) {
 	gen, d, _ := strings.Cut(v, "/")
 	digits, err := strconv.Atoi(d)
-	if err != nil {
+	if err != nil || digits < 1 {
 		return "0", 4, false
 	}
 	return gen, digits, true
 }
 
-// VersionsPrefix begins the name of every versions hash, of any generation.
-func (k Keys) VersionsPrefix() string { return k.Prefix + "rank:providers:v:" }
-
-// Complete exists only while the set is known to hold every provider: a
-// rebuild sets it to the epoch of the database it read; Redis losing its
-// data loses it too.
-func (k Keys) Complete() string { return k.Prefix + "rank:providers:complete" }
-
-// BuildRanking is the set a rebuild fills aside before swapping it in;
-// BuildGeneration, which exists while a rebuild runs, names its versions
-// like Generation, the generation being the rebuild's token.
-func (k Keys) BuildRanking() string    { return k.Prefix + "rank:providers:build" }
-func (k Keys) BuildGeneration() string { return k.Prefix + "rank:providers:build:gen" }
-
-// legacyVersions are the single versions hashes (live and build) that the
-// generations replaced; a rebuild deletes them where they are left.
-func (k Keys) legacyVersions() []string {
-	return []string{k.Prefix + "rank:providers:versions", k.Prefix + "rank:providers:build:versions"}
-}
+// legacyPattern matches the ranking's keys of the layout before shards
+// (one set, "rank:providers..."), which a rebuild on a standalone Redis
+// deletes.
+func (k Keys) legacyPattern() string { return k.Prefix + "rank:providers*" }
 
 // RateLimit is the rate limiter's key for one client of one route.
 func (k Keys) RateLimit(route, client string) string {

@@ -23,107 +23,172 @@ import (
 	"github.com/claim-process/claim-process/internal/testenv"
 )
 
-func mustRedisRanking(t *testing.T) (*rank.Redis, *redis.Client, rank.Keys) {
-	t.Helper()
-	client, prefix := testenv.MustSharedRedis(t)
-	keys := rank.Keys{Prefix: prefix}
-	return rank.NewRedis(client, keys), client, keys
+// redisTarget is a Redis the ranking tests run against, with a shard count.
+type redisTarget struct {
+	name   string
+	shards int
+	client func(t *testing.T) (redis.UniversalClient, string) // and a key prefix of the test's own
 }
 
-func mustScores(t *testing.T, client *redis.Client, key string) map[string]claim.Cents {
+// redisTargets are a standalone Redis, with one shard and with many, and a
+// six-node Redis Cluster with many shards spread over its masters.
+var redisTargets = []redisTarget{
+	{"standalone", 1, func(t *testing.T) (redis.UniversalClient, string) { return testenv.MustSharedRedis(t) }},
+	{"standalone-16-shards", 16, func(t *testing.T) (redis.UniversalClient, string) { return testenv.MustSharedRedis(t) }},
+	{"cluster-16-shards", 16, func(t *testing.T) (redis.UniversalClient, string) {
+		c := testenv.SharedRedisCluster(t)
+		return c.Client(), testenv.ClusterPrefix(t, c)
+	}},
+}
+
+// forEachRedis runs test once per redisTarget, in parallel subtests.
+func forEachRedis(t *testing.T, test func(t *testing.T, r *rank.Redis, client redis.UniversalClient, keys rank.Keys)) {
+	for _, target := range redisTargets {
+		t.Run(target.name, func(t *testing.T) {
+			t.Parallel()
+			client, prefix := target.client(t)
+			keys := rank.Keys{Prefix: prefix, Shards: target.shards}
+			test(t, rank.NewRedis(client, keys), client, keys)
+		})
+	}
+}
+
+// rankingOf names the sorted set that holds npi.
+func rankingOf(keys rank.Keys, npi string) string { return keys.Shard(keys.ShardOf(npi)).Ranking() }
+
+// mustScores reads the whole ranking, every shard.
+func mustScores(t *testing.T, client redis.UniversalClient, keys rank.Keys) map[string]claim.Cents {
 	t.Helper()
-	zs, err := client.ZRangeWithScores(context.Background(), key, 0, -1).Result()
+	all, err := loadkit.Ranking(context.Background(), client, keys)
 	require.NoError(t, err)
-	out := make(map[string]claim.Cents, len(zs))
-	for _, z := range zs {
-		out[z.Member.(string)] = claim.Cents(z.Score)
+	out := make(map[string]claim.Cents, len(all))
+	for npi, c := range all {
+		out[npi] = claim.Cents(c)
 	}
 	return out
 }
 
+// markComplete marks every shard complete, as a rebuild from epoch would.
+func markComplete(t *testing.T, client redis.UniversalClient, keys rank.Keys, epoch string) {
+	t.Helper()
+	for i := range keys.ShardCount() {
+		require.NoError(t, client.Set(context.Background(), keys.Shard(i).Complete(), epoch, 0).Err())
+	}
+}
+
 func TestApplyIsIdempotentAndOrderIndependent(t *testing.T) {
 	t.Parallel()
-	r, client, keys := mustRedisRanking(t)
-	ctx := context.Background()
-	history := []claim.ProviderTotal{
-		{ProviderNPI: "1000000001", NetFee: 100, Version: 1},
-		{ProviderNPI: "1000000001", NetFee: 350, Version: 2},
-		{ProviderNPI: "1000000001", NetFee: -25, Version: 3},
-		{ProviderNPI: "1000000002", NetFee: 900_000_000_000_01, Version: 1}, // 16 digits: exact beyond Lua's 14
-	}
-	// Every order, each write twice: the newest version always wins.
-	for round := 0; round < 20; round++ {
-		writes := append(append([]claim.ProviderTotal{}, history...), history...)
-		rand.Shuffle(len(writes), func(i, j int) { writes[i], writes[j] = writes[j], writes[i] })
-		for _, w := range writes {
-			_, err := r.Apply(ctx, []claim.ProviderTotal{w})
-			require.NoError(t, err)
+	forEachRedis(t, func(t *testing.T, r *rank.Redis, client redis.UniversalClient, keys rank.Keys) {
+		ctx := context.Background()
+		history := []claim.ProviderTotal{
+			{ProviderNPI: "1000000001", NetFee: 100, Version: 1},
+			{ProviderNPI: "1000000001", NetFee: 350, Version: 2},
+			{ProviderNPI: "1000000001", NetFee: -25, Version: 3},
+			{ProviderNPI: "1000000002", NetFee: 900_000_000_000_01, Version: 1}, // 16 digits: exact beyond Lua's 14
 		}
-		require.Equal(t, map[string]claim.Cents{"1000000001": -25, "1000000002": 900_000_000_000_01},
-			mustScores(t, client, keys.Ranking()))
-	}
-	n, err := r.Apply(ctx, history)
-	require.NoError(t, err)
-	require.Zero(t, n, "applying what Redis already holds changes nothing")
-	versions, err := loadkit.RankVersions(ctx, client, keys)
-	require.NoError(t, err)
-	require.Equal(t, map[string]int64{"1000000001": 3, "1000000002": 1}, versions)
+		// Every order, each write twice: the newest version always wins.
+		for round := 0; round < 20; round++ {
+			writes := append(append([]claim.ProviderTotal{}, history...), history...)
+			rand.Shuffle(len(writes), func(i, j int) { writes[i], writes[j] = writes[j], writes[i] })
+			for _, w := range writes {
+				_, err := r.Apply(ctx, []claim.ProviderTotal{w})
+				require.NoError(t, err)
+			}
+			require.Equal(t, map[string]claim.Cents{"1000000001": -25, "1000000002": 900_000_000_000_01},
+				mustScores(t, client, keys))
+		}
+		n, err := r.Apply(ctx, history)
+		require.NoError(t, err)
+		require.Zero(t, n, "applying what Redis already holds changes nothing")
+		versions, err := loadkit.RankVersions(ctx, client, keys)
+		require.NoError(t, err)
+		require.Equal(t, map[string]int64{"1000000001": 3, "1000000002": 1}, versions)
+	})
 }
 
 // One call may carry thousands of providers (a batch of 4,096 lines), and
 // the newest version of a provider named twice in one call wins.
 func TestApplyManyProvidersInOneCall(t *testing.T) {
 	t.Parallel()
-	r, client, keys := mustRedisRanking(t)
-	ctx := context.Background()
-	want := map[string]claim.Cents{}
-	var totals []claim.ProviderTotal
-	for i := range 2500 {
-		npi := fmt.Sprintf("%010d", 1_000_000_000+i)
-		totals = append(totals, claim.ProviderTotal{ProviderNPI: npi, NetFee: claim.Cents(i*7 - 300), Version: 1})
-		want[npi] = claim.Cents(i*7 - 300)
-	}
-	n, err := r.Apply(ctx, totals)
-	require.NoError(t, err)
-	require.Equal(t, 2500, n)
-	require.Equal(t, want, mustScores(t, client, keys.Ranking()))
+	forEachRedis(t, func(t *testing.T, r *rank.Redis, client redis.UniversalClient, keys rank.Keys) {
+		ctx := context.Background()
+		want := map[string]claim.Cents{}
+		var totals []claim.ProviderTotal
+		for i := range 2500 {
+			npi := fmt.Sprintf("%010d", 1_000_000_000+i)
+			totals = append(totals, claim.ProviderTotal{ProviderNPI: npi, NetFee: claim.Cents(i*7 - 300), Version: 1})
+			want[npi] = claim.Cents(i*7 - 300)
+		}
+		n, err := r.Apply(ctx, totals)
+		require.NoError(t, err)
+		require.Equal(t, 2500, n)
+		require.Equal(t, want, mustScores(t, client, keys))
 
-	for i := range totals {
-		totals[i].NetFee, totals[i].Version = totals[i].NetFee+1, 2
-		want[totals[i].ProviderNPI]++
-	}
-	n, err = r.Apply(ctx, totals)
-	require.NoError(t, err)
-	require.Equal(t, 2500, n)
-	require.Equal(t, want, mustScores(t, client, keys.Ranking()))
+		for i := range totals {
+			totals[i].NetFee, totals[i].Version = totals[i].NetFee+1, 2
+			want[totals[i].ProviderNPI]++
+		}
+		n, err = r.Apply(ctx, totals)
+		require.NoError(t, err)
+		require.Equal(t, 2500, n)
+		require.Equal(t, want, mustScores(t, client, keys))
 
-	older := claim.ProviderTotal{ProviderNPI: totals[0].ProviderNPI, NetFee: -1, Version: 1}
-	newer := claim.ProviderTotal{ProviderNPI: totals[1].ProviderNPI, NetFee: 42, Version: 3}
-	want[newer.ProviderNPI] = 42
-	for i := range totals {
-		totals[i].NetFee, totals[i].Version = totals[i].NetFee+1, 4
-		want[totals[i].ProviderNPI]++
-	}
-	totals[1].Version = 2 // older than newer's
-	want[newer.ProviderNPI] = 42
-	_, err = r.Apply(ctx, append(append([]claim.ProviderTotal{newer}, totals...), older, newer))
-	require.NoError(t, err)
-	require.Equal(t, want, mustScores(t, client, keys.Ranking()))
+		older := claim.ProviderTotal{ProviderNPI: totals[0].ProviderNPI, NetFee: -1, Version: 1}
+		newer := claim.ProviderTotal{ProviderNPI: totals[1].ProviderNPI, NetFee: 42, Version: 3}
+		want[newer.ProviderNPI] = 42
+		for i := range totals {
+			totals[i].NetFee, totals[i].Version = totals[i].NetFee+1, 4
+			want[totals[i].ProviderNPI]++
+		}
+		totals[1].Version = 2 // older than newer's
+		want[newer.ProviderNPI] = 42
+		_, err = r.Apply(ctx, append(append([]claim.ProviderTotal{newer}, totals...), older, newer))
+		require.NoError(t, err)
+		require.Equal(t, want, mustScores(t, client, keys))
+	})
 }
 
 func TestTopProvidersNeedsCompleteSet(t *testing.T) {
 	t.Parallel()
-	r, client, keys := mustRedisRanking(t)
-	ctx := context.Background()
-	_, err := r.Apply(ctx, []claim.ProviderTotal{{ProviderNPI: "1000000001", NetFee: 100, Version: 1}})
-	require.NoError(t, err)
-	_, err = r.TopProviders(ctx, 10)
-	require.ErrorIs(t, err, rank.ErrIncomplete, "a set without its marker may be missing providers")
+	forEachRedis(t, func(t *testing.T, r *rank.Redis, client redis.UniversalClient, keys rank.Keys) {
+		ctx := context.Background()
+		_, err := r.Apply(ctx, []claim.ProviderTotal{{ProviderNPI: "1000000001", NetFee: 100, Version: 1}})
+		require.NoError(t, err)
+		_, err = r.TopProviders(ctx, 10)
+		require.ErrorIs(t, err, rank.ErrIncomplete, "a set without its marker may be missing providers")
 
-	require.NoError(t, client.Set(ctx, keys.Complete(), "1", 0).Err())
-	top, err := r.TopProviders(ctx, 10)
-	require.NoError(t, err)
-	require.Equal(t, []claim.ProviderTotal{{ProviderNPI: "1000000001", NetFee: 100}}, top)
+		markComplete(t, client, keys, "1")
+		top, err := r.TopProviders(ctx, 10)
+		require.NoError(t, err)
+		require.Equal(t, []claim.ProviderTotal{{ProviderNPI: "1000000001", NetFee: 100}}, top)
+	})
+}
+
+// The top of many shards merges into exactly the order of one sorted set:
+// by total, ties by NPI, both descending, at every limit.
+func TestTopProvidersMergesShardsExactly(t *testing.T) {
+	t.Parallel()
+	forEachRedis(t, func(t *testing.T, r *rank.Redis, client redis.UniversalClient, keys rank.Keys) {
+		ctx := context.Background()
+		want := map[string]claim.Cents{}
+		var totals []claim.ProviderTotal
+		for i, npi := range npiList(300) {
+			c := claim.Cents(i%5-2) * 100 // five totals, sixty providers on each
+			if i%97 == 0 {
+				c = claim.Cents(i) * 1000
+			}
+			totals = append(totals, claim.ProviderTotal{ProviderNPI: npi, NetFee: c, Version: 1})
+			want[npi] = c
+		}
+		_, err := r.Apply(ctx, totals)
+		require.NoError(t, err)
+		markComplete(t, client, keys, "1")
+		for _, limit := range []int{1, 3, 10, 61, 100, 300, 301} {
+			top, err := r.TopProviders(ctx, limit)
+			require.NoError(t, err)
+			require.Equal(t, sortedTop(want, limit), top, "limit %d", limit)
+		}
+	})
 }
 
 // randomClaim makes a claim of 1 to 4 lines over npis and returns what it
@@ -182,131 +247,138 @@ func newReconciler(st *store.Store, r *rank.Redis, batch int) *rank.Reconciler {
 
 func TestReconcileRebuildsLostSetAndRepairsDrift(t *testing.T) {
 	t.Parallel()
-	st, _ := testenv.MustStore(t)
-	r, client, keys := mustRedisRanking(t)
-	ctx := context.Background()
-	want := insertRandomClaims(t, st, nil, 200, npiList(50)) // Redis never told
+	forEachRedis(t, func(t *testing.T, r *rank.Redis, client redis.UniversalClient, keys rank.Keys) {
+		st, _ := testenv.MustStore(t)
+		ctx := context.Background()
+		want := insertRandomClaims(t, st, nil, 200, npiList(50)) // Redis never told
 
-	rec := newReconciler(st, r, 7)
-	res, err := rec.RunOnce(ctx, rank.Auto)
-	require.NoError(t, err)
-	require.True(t, res.Rebuilt, "no marker: the set is rebuilt whole")
-	require.Equal(t, len(want), res.Providers)
-	var lost claim.Cents
-	for _, c := range want {
-		lost += max(c, -c)
-	}
-	require.Equal(t, lost, res.Drift, "a lost set was off by every total")
-	require.Equal(t, want, mustScores(t, client, keys.Ranking()))
+		rec := newReconciler(st, r, 7)
+		res, err := rec.RunOnce(ctx, rank.Auto)
+		require.NoError(t, err)
+		require.True(t, res.Rebuilt, "no marker: the set is rebuilt whole")
+		require.Equal(t, len(want), res.Providers)
+		var lost claim.Cents
+		for _, c := range want {
+			lost += max(c, -c)
+		}
+		require.Equal(t, lost, res.Drift, "a lost set was off by every total")
+		require.Equal(t, want, mustScores(t, client, keys))
 
-	// Corrupt two scores and drop one member: a pass puts them back.
-	require.NoError(t, client.ZAdd(ctx, keys.Ranking(), redis.Z{Member: "1000000001", Score: 1}).Err())
-	require.NoError(t, client.ZIncrBy(ctx, keys.Ranking(), 5, "1000000002").Err())
-	require.NoError(t, client.ZRem(ctx, keys.Ranking(), "1000000003").Err())
-	res, err = rec.RunOnce(ctx, rank.Auto)
-	require.NoError(t, err)
-	require.False(t, res.Rebuilt)
-	require.Equal(t, 3, res.Repaired)
-	abs := func(c claim.Cents) claim.Cents { return max(c, -c) }
-	require.Equal(t, abs(want["1000000001"]-1)+5+abs(want["1000000003"]), res.Drift)
-	require.Equal(t, want, mustScores(t, client, keys.Ranking()))
+		// Corrupt two scores and drop one member: a pass puts them back.
+		require.NoError(t, client.ZAdd(ctx, rankingOf(keys, "1000000001"), redis.Z{Member: "1000000001", Score: 1}).Err())
+		require.NoError(t, client.ZIncrBy(ctx, rankingOf(keys, "1000000002"), 5, "1000000002").Err())
+		require.NoError(t, client.ZRem(ctx, rankingOf(keys, "1000000003"), "1000000003").Err())
+		res, err = rec.RunOnce(ctx, rank.Auto)
+		require.NoError(t, err)
+		require.False(t, res.Rebuilt)
+		require.Equal(t, 3, res.Repaired)
+		abs := func(c claim.Cents) claim.Cents { return max(c, -c) }
+		require.Equal(t, abs(want["1000000001"]-1)+5+abs(want["1000000003"]), res.Drift)
+		require.Equal(t, want, mustScores(t, client, keys))
 
-	res, err = rec.RunOnce(ctx, rank.Auto)
-	require.NoError(t, err)
-	require.Zero(t, res.Repaired, "nothing left to repair")
+		res, err = rec.RunOnce(ctx, rank.Auto)
+		require.NoError(t, err)
+		require.Zero(t, res.Repaired, "nothing left to repair")
+	})
 }
 
 // Writes that land while a rebuild runs are in the rebuilt set: the rebuild
 // neither loses them nor overwrites them with its older snapshot.
 func TestRebuildKeepsConcurrentWrites(t *testing.T) {
 	t.Parallel()
-	st, _ := testenv.MustStore(t)
-	r, client, keys := mustRedisRanking(t)
-	ctx := context.Background()
-	npis := npiList(200)
-	insertRandomClaims(t, st, r, 300, npis)
+	forEachRedis(t, func(t *testing.T, r *rank.Redis, client redis.UniversalClient, keys rank.Keys) {
+		st, _ := testenv.MustStore(t)
+		ctx := context.Background()
+		npis := npiList(200)
+		insertRandomClaims(t, st, r, 300, npis)
 
-	var (
-		wg       sync.WaitGroup
-		stop     = make(chan struct{})
-		writeErr error
-	)
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for writeErr == nil {
-			select {
-			case <-stop:
-				return
-			default:
-				c, _ := randomClaim(npis)
-				writeErr = insertClaim(st, r, c)
+		var (
+			wg       sync.WaitGroup
+			stop     = make(chan struct{})
+			writeErr error
+		)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for writeErr == nil {
+				select {
+				case <-stop:
+					return
+				default:
+					c, _ := randomClaim(npis)
+					writeErr = insertClaim(st, r, c)
+				}
+			}
+		}()
+		rec := newReconciler(st, r, 5) // small batches: the rebuild takes many round trips
+		for i := 0; i < 5; i++ {
+			_, err := rec.RunOnce(ctx, rank.Rebuild)
+			require.NoError(t, err)
+		}
+		close(stop)
+		wg.Wait()
+		require.NoError(t, writeErr)
+
+		var (
+			want         = map[string]claim.Cents{}
+			wantVersions = map[string]int64{}
+		)
+		_, err := st.ScanTotals(ctx, time.Time{}, 1000, func(b []claim.ProviderTotal) error {
+			for _, p := range b {
+				want[p.ProviderNPI], wantVersions[p.ProviderNPI] = p.NetFee, p.Version
+			}
+			return nil
+		})
+		require.NoError(t, err)
+		require.Equal(t, want, mustScores(t, client, keys))
+		versions, err := loadkit.RankVersions(ctx, client, keys)
+		require.NoError(t, err)
+		require.Equal(t, wantVersions, versions)
+		generations := map[string]bool{}
+		for i := range keys.ShardCount() {
+			k := keys.Shard(i)
+			exists, err := client.Exists(ctx, k.BuildRanking(), k.BuildGeneration()).Result()
+			require.NoError(t, err)
+			require.Zero(t, exists, "no build keys left behind")
+			hashes, err := loadkit.ScanKeys(ctx, client, k.VersionsPattern("*"))
+			require.NoError(t, err)
+			base := strings.TrimSuffix(k.VersionsPattern("*"), "*:*")
+			for _, key := range hashes {
+				generations[key[len(base):strings.LastIndexByte(key, ':')]] = true
+				ttl, err := client.TTL(ctx, key).Result()
+				require.NoError(t, err)
+				require.Equal(t, time.Duration(-1), ttl, "the live versions must not expire")
 			}
 		}
-	}()
-	rec := newReconciler(st, r, 5) // small batches: the rebuild takes many round trips
-	for i := 0; i < 5; i++ {
-		_, err := rec.RunOnce(ctx, rank.Rebuild)
-		require.NoError(t, err)
-	}
-	close(stop)
-	wg.Wait()
-	require.NoError(t, writeErr)
-
-	var (
-		want         = map[string]claim.Cents{}
-		wantVersions = map[string]int64{}
-	)
-	_, err := st.ScanTotals(ctx, time.Time{}, 1000, func(b []claim.ProviderTotal) error {
-		for _, p := range b {
-			want[p.ProviderNPI], wantVersions[p.ProviderNPI] = p.NetFee, p.Version
-		}
-		return nil
+		require.Len(t, generations, 1, "the versions of earlier rebuilds are gone")
 	})
-	require.NoError(t, err)
-	require.Equal(t, want, mustScores(t, client, keys.Ranking()))
-	versions, err := loadkit.RankVersions(ctx, client, keys)
-	require.NoError(t, err)
-	require.Equal(t, wantVersions, versions)
-	exists, err := client.Exists(ctx, keys.BuildRanking(), keys.BuildGeneration()).Result()
-	require.NoError(t, err)
-	require.Zero(t, exists, "no build keys left behind")
-	generations := map[string]bool{}
-	iter := client.Scan(ctx, 0, keys.VersionsPrefix()+"*", 100).Iterator()
-	for iter.Next(ctx) {
-		key := iter.Val()
-		generations[key[len(keys.VersionsPrefix()):strings.LastIndexByte(key, ':')]] = true
-		ttl, err := client.TTL(ctx, key).Result()
-		require.NoError(t, err)
-		require.Equal(t, time.Duration(-1), ttl, "the live versions must not expire")
-	}
-	require.NoError(t, iter.Err())
-	require.Len(t, generations, 1, "the versions of earlier rebuilds are gone")
 }
 
 func TestRebuildOfEmptyTruthMarksComplete(t *testing.T) {
 	t.Parallel()
-	st, _ := testenv.MustStore(t)
-	r, _, _ := mustRedisRanking(t)
-	res, err := newReconciler(st, r, 10).RunOnce(context.Background(), rank.Auto)
-	require.NoError(t, err)
-	require.True(t, res.Rebuilt)
-	top, err := r.TopProviders(context.Background(), 10)
-	require.NoError(t, err)
-	require.Empty(t, top)
+	forEachRedis(t, func(t *testing.T, r *rank.Redis, _ redis.UniversalClient, _ rank.Keys) {
+		st, _ := testenv.MustStore(t)
+		res, err := newReconciler(st, r, 10).RunOnce(context.Background(), rank.Auto)
+		require.NoError(t, err)
+		require.True(t, res.Rebuilt)
+		top, err := r.TopProviders(context.Background(), 10)
+		require.NoError(t, err)
+		require.Empty(t, top)
+	})
 }
 
 func TestReconcileSkipsWhenAnotherInstanceHoldsTheLock(t *testing.T) {
 	t.Parallel()
-	st, _ := testenv.MustStore(t)
-	r, _, _ := mustRedisRanking(t)
-	release, ok, err := st.TryReconcileLock(context.Background())
-	require.NoError(t, err)
-	require.True(t, ok)
-	defer release()
-	res, err := newReconciler(st, r, 10).RunOnce(context.Background(), rank.Auto)
-	require.NoError(t, err)
-	require.True(t, res.Skipped)
+	forEachRedis(t, func(t *testing.T, r *rank.Redis, _ redis.UniversalClient, _ rank.Keys) {
+		st, _ := testenv.MustStore(t)
+		release, ok, err := st.TryReconcileLock(context.Background())
+		require.NoError(t, err)
+		require.True(t, ok)
+		defer release()
+		res, err := newReconciler(st, r, 10).RunOnce(context.Background(), rank.Auto)
+		require.NoError(t, err)
+		require.True(t, res.Skipped)
+	})
 }
 
 func sortedTop(want map[string]claim.Cents, limit int) []claim.ProviderTotal {
@@ -412,90 +484,95 @@ func (it interleavedTruth) ScanTotals(ctx context.Context, since time.Time, batc
 
 func TestRebuildKeepsWritesCommittedAfterItsSnapshot(t *testing.T) {
 	t.Parallel()
-	st, _ := testenv.MustStore(t)
-	r, client, keys := mustRedisRanking(t)
-	ctx := context.Background()
-	npis := npiList(30)
-	insertRandomClaims(t, st, r, 100, npis)
+	forEachRedis(t, func(t *testing.T, r *rank.Redis, client redis.UniversalClient, keys rank.Keys) {
+		st, _ := testenv.MustStore(t)
+		ctx := context.Background()
+		npis := npiList(30)
+		insertRandomClaims(t, st, r, 100, npis)
 
-	truth := interleavedTruth{Store: st, t: t, ranking: r, npis: npis}
-	rec := rank.NewReconciler(truth, r, rank.ReconcilerConfig{BatchSize: 4}, rank.NewMetrics(prometheus.NewRegistry()), nil)
-	for i := 0; i < 3; i++ {
-		res, err := rec.RunOnce(ctx, rank.Rebuild)
-		require.NoError(t, err)
-		require.True(t, res.Rebuilt)
+		truth := interleavedTruth{Store: st, t: t, ranking: r, npis: npis}
+		rec := rank.NewReconciler(truth, r, rank.ReconcilerConfig{BatchSize: 4}, rank.NewMetrics(prometheus.NewRegistry()), nil)
+		for i := 0; i < 3; i++ {
+			res, err := rec.RunOnce(ctx, rank.Rebuild)
+			require.NoError(t, err)
+			require.True(t, res.Rebuilt)
 
-		want := map[string]claim.Cents{}
-		_, err = st.ScanTotals(ctx, time.Time{}, 1000, func(b []claim.ProviderTotal) error {
-			for _, p := range b {
-				want[p.ProviderNPI] = p.NetFee
-			}
-			return nil
-		})
-		require.NoError(t, err)
-		require.Equal(t, want, mustScores(t, client, keys.Ranking()), "rebuild %d", i)
-	}
+			want := map[string]claim.Cents{}
+			_, err = st.ScanTotals(ctx, time.Time{}, 1000, func(b []claim.ProviderTotal) error {
+				for _, p := range b {
+					want[p.ProviderNPI] = p.NetFee
+				}
+				return nil
+			})
+			require.NoError(t, err)
+			require.Equal(t, want, mustScores(t, client, keys), "rebuild %d", i)
+		}
+	})
 }
 
 // A Redis that outlived its database (recreated, with other totals) is not
 // trusted: the next pass rebuilds it from the database it now serves.
 func TestRankingFromAnotherDatabaseIsRebuilt(t *testing.T) {
 	t.Parallel()
-	old, _ := testenv.MustStore(t)
-	current, _ := testenv.MustStore(t)
-	r, client, keys := mustRedisRanking(t)
-	ctx := context.Background()
-	insertRandomClaims(t, old, r, 50, npiList(20))
-	_, err := newReconciler(old, r, 100).RunOnce(ctx, rank.Auto)
-	require.NoError(t, err)
+	forEachRedis(t, func(t *testing.T, r *rank.Redis, client redis.UniversalClient, keys rank.Keys) {
+		old, _ := testenv.MustStore(t)
+		current, _ := testenv.MustStore(t)
+		ctx := context.Background()
+		insertRandomClaims(t, old, r, 50, npiList(20))
+		_, err := newReconciler(old, r, 100).RunOnce(ctx, rank.Auto)
+		require.NoError(t, err)
 
-	want := insertRandomClaims(t, current, nil, 30, []string{"2000000001", "2000000002"})
-	epoch, err := current.RankingEpoch(ctx)
-	require.NoError(t, err)
-	r.ExpectEpoch(epoch)
-	_, err = r.TopProviders(ctx, 10)
-	require.ErrorIs(t, err, rank.ErrIncomplete, "readers do not trust another database's ranking")
-	res, err := newReconciler(current, r, 100).RunOnce(ctx, rank.Auto)
-	require.NoError(t, err)
-	require.True(t, res.Rebuilt)
-	require.Equal(t, want, mustScores(t, client, keys.Ranking()))
+		want := insertRandomClaims(t, current, nil, 30, []string{"2000000001", "2000000002"})
+		epoch, err := current.RankingEpoch(ctx)
+		require.NoError(t, err)
+		r.ExpectEpoch(epoch)
+		_, err = r.TopProviders(ctx, 10)
+		require.ErrorIs(t, err, rank.ErrIncomplete, "readers do not trust another database's ranking")
+		res, err := newReconciler(current, r, 100).RunOnce(ctx, rank.Auto)
+		require.NoError(t, err)
+		require.True(t, res.Rebuilt)
+		require.Equal(t, want, mustScores(t, client, keys))
+	})
 }
 
 // The versions hashes are sized at each rebuild; when the providers outgrow
 // them, the next full pass rebuilds with more hashes.
 func TestFullPassRebuildsWhenProvidersOutgrowTheVersions(t *testing.T) {
 	t.Parallel()
-	st, dbURL := testenv.MustStore(t)
-	r, client, keys := mustRedisRanking(t)
-	ctx := context.Background()
-	rec := newReconciler(st, r, 500)
-	res, err := rec.RunOnce(ctx, rank.Auto)
-	require.NoError(t, err)
-	require.True(t, res.Rebuilt, "the first pass builds the set")
-	gen, err := client.Get(ctx, keys.Generation()).Result()
-	require.NoError(t, err)
-	require.True(t, strings.HasSuffix(gen, "/1"), "no providers: one digit, %q", gen)
+	forEachRedis(t, func(t *testing.T, r *rank.Redis, client redis.UniversalClient, keys rank.Keys) {
+		st, dbURL := testenv.MustStore(t)
+		ctx := context.Background()
+		rec := newReconciler(st, r, 500)
+		res, err := rec.RunOnce(ctx, rank.Auto)
+		require.NoError(t, err)
+		require.True(t, res.Rebuilt, "the first pass builds the set")
+		gen, err := client.Get(ctx, keys.Shard(0).Generation()).Result()
+		require.NoError(t, err)
+		require.True(t, strings.HasSuffix(gen, "/1"), "no providers: one digit, %q", gen)
 
-	conn, err := pgx.Connect(ctx, dbURL)
-	require.NoError(t, err)
-	defer conn.Close(ctx)
-	_, err = conn.Exec(ctx, `INSERT INTO provider_totals (provider_npi, total_net_fee_cents, version)
-		SELECT (1000000000 + g)::text, g, 1 FROM generate_series(1, 1300) g`)
-	require.NoError(t, err)
+		conn, err := pgx.Connect(ctx, dbURL)
+		require.NoError(t, err)
+		defer conn.Close(ctx)
+		// 1300 providers a shard: more than 10 listpack hashes hold.
+		providers := 1300 * keys.ShardCount()
+		_, err = conn.Exec(ctx, `INSERT INTO provider_totals (provider_npi, total_net_fee_cents, version)
+		SELECT (1000000000 + g)::text, g, 1 FROM generate_series(1, $1::int) g`, providers)
+		require.NoError(t, err)
 
-	res, err = rec.RunOnce(ctx, rank.Compare)
-	require.NoError(t, err)
-	require.True(t, res.Rebuilt, "1300 providers do not fit 10 listpack hashes")
-	gen, err = client.Get(ctx, keys.Generation()).Result()
-	require.NoError(t, err)
-	require.True(t, strings.HasSuffix(gen, "/2"), "%q", gen)
-	versions, err := loadkit.RankVersions(ctx, client, keys)
-	require.NoError(t, err)
-	require.Len(t, versions, 1300)
+		res, err = rec.RunOnce(ctx, rank.Compare)
+		require.NoError(t, err)
+		require.True(t, res.Rebuilt, "1300 providers a shard do not fit 10 listpack hashes")
+		gen, err = client.Get(ctx, keys.Shard(0).Generation()).Result()
+		require.NoError(t, err)
+		require.True(t, strings.HasSuffix(gen, "/2"), "%q", gen)
+		versions, err := loadkit.RankVersions(ctx, client, keys)
+		require.NoError(t, err)
+		require.Len(t, versions, providers)
 
-	res, err = rec.RunOnce(ctx, rank.Compare)
-	require.NoError(t, err)
-	require.False(t, res.Rebuilt, "sized right now")
+		res, err = rec.RunOnce(ctx, rank.Compare)
+		require.NoError(t, err)
+		require.False(t, res.Rebuilt, "sized right now")
+	})
 }
 
 // Totals up to claim.MaxTotal rank exactly: two providers a cent apart at
@@ -504,54 +581,55 @@ func TestFullPassRebuildsWhenProvidersOutgrowTheVersions(t *testing.T) {
 // its total, by a cent or by a fraction of one.
 func TestRankingExactUpToTheBound(t *testing.T) {
 	t.Parallel()
-	st, dbURL := testenv.MustStore(t)
-	r, client, keys := mustRedisRanking(t)
-	ctx := context.Background()
-	db, err := pgx.Connect(ctx, dbURL)
-	require.NoError(t, err)
-	defer db.Close(ctx)
-	// Totals as many claims would have brought them; the lines are not the
-	// point here.
-	_, err = db.Exec(ctx, `INSERT INTO provider_totals (provider_npi, total_net_fee_cents, version) VALUES
+	forEachRedis(t, func(t *testing.T, r *rank.Redis, client redis.UniversalClient, keys rank.Keys) {
+		st, dbURL := testenv.MustStore(t)
+		ctx := context.Background()
+		db, err := pgx.Connect(ctx, dbURL)
+		require.NoError(t, err)
+		defer db.Close(ctx)
+		// Totals as many claims would have brought them; the lines are not the
+		// point here.
+		_, err = db.Exec(ctx, `INSERT INTO provider_totals (provider_npi, total_net_fee_cents, version) VALUES
 	    ('1000000001', $1, 1), ('1000000002', $2, 1), ('1000000003', $3, 1), ('1000000004', $4, 1),
 	    ('1000000005', 1000, 1)`,
-		int64(claim.MaxTotal), int64(claim.MaxTotal-1), int64(-claim.MaxTotal), int64(-claim.MaxTotal+1))
-	require.NoError(t, err)
-	rec := newReconciler(st, r, 7)
-	_, err = rec.RunOnce(ctx, rank.Rebuild)
-	require.NoError(t, err)
+			int64(claim.MaxTotal), int64(claim.MaxTotal-1), int64(-claim.MaxTotal), int64(-claim.MaxTotal+1))
+		require.NoError(t, err)
+		rec := newReconciler(st, r, 7)
+		_, err = rec.RunOnce(ctx, rank.Rebuild)
+		require.NoError(t, err)
 
-	want := []claim.ProviderTotal{
-		{ProviderNPI: "1000000001", NetFee: claim.MaxTotal},
-		{ProviderNPI: "1000000002", NetFee: claim.MaxTotal - 1},
-		{ProviderNPI: "1000000005", NetFee: 1000},
-		{ProviderNPI: "1000000004", NetFee: -claim.MaxTotal + 1},
-		{ProviderNPI: "1000000003", NetFee: -claim.MaxTotal},
-	}
-	top, err := r.TopProviders(ctx, 10)
-	require.NoError(t, err)
-	require.Equal(t, want, top, "Redis")
-	fromPostgres, err := st.TopProviders(ctx, 10)
-	require.NoError(t, err)
-	for i := range fromPostgres {
-		fromPostgres[i].Version = 0
-	}
-	require.Equal(t, want, fromPostgres, "Postgres")
+		want := []claim.ProviderTotal{
+			{ProviderNPI: "1000000001", NetFee: claim.MaxTotal},
+			{ProviderNPI: "1000000002", NetFee: claim.MaxTotal - 1},
+			{ProviderNPI: "1000000005", NetFee: 1000},
+			{ProviderNPI: "1000000004", NetFee: -claim.MaxTotal + 1},
+			{ProviderNPI: "1000000003", NetFee: -claim.MaxTotal},
+		}
+		top, err := r.TopProviders(ctx, 10)
+		require.NoError(t, err)
+		require.Equal(t, want, top, "Redis")
+		fromPostgres, err := st.TopProviders(ctx, 10)
+		require.NoError(t, err)
+		for i := range fromPostgres {
+			fromPostgres[i].Version = 0
+		}
+		require.Equal(t, want, fromPostgres, "Postgres")
 
-	// One cent off at the top of the range; a fraction of a cent off.
-	require.NoError(t, client.ZAdd(ctx, keys.Ranking(), redis.Z{Member: "1000000002", Score: float64(claim.MaxTotal)}).Err())
-	require.NoError(t, client.ZIncrBy(ctx, keys.Ranking(), 0.25, "1000000005").Err())
-	res, err := rec.RunOnce(ctx, rank.Compare)
-	require.NoError(t, err)
-	require.Equal(t, 2, res.Repaired)
-	require.Equal(t, claim.Cents(2), res.Drift, "a cent, and a fraction of one counted as a cent")
-	top, err = r.TopProviders(ctx, 10)
-	require.NoError(t, err)
-	require.Equal(t, want, top, "repaired")
+		// One cent off at the top of the range; a fraction of a cent off.
+		require.NoError(t, client.ZAdd(ctx, rankingOf(keys, "1000000002"), redis.Z{Member: "1000000002", Score: float64(claim.MaxTotal)}).Err())
+		require.NoError(t, client.ZIncrBy(ctx, rankingOf(keys, "1000000005"), 0.25, "1000000005").Err())
+		res, err := rec.RunOnce(ctx, rank.Compare)
+		require.NoError(t, err)
+		require.Equal(t, 2, res.Repaired)
+		require.Equal(t, claim.Cents(2), res.Drift, "a cent, and a fraction of one counted as a cent")
+		top, err = r.TopProviders(ctx, 10)
+		require.NoError(t, err)
+		require.Equal(t, want, top, "repaired")
 
-	// A rebuild measures the same drift.
-	require.NoError(t, client.ZAdd(ctx, keys.Ranking(), redis.Z{Member: "1000000001", Score: float64(claim.MaxTotal - 1)}).Err())
-	res, err = rec.RunOnce(ctx, rank.Rebuild)
-	require.NoError(t, err)
-	require.Equal(t, claim.Cents(1), res.Drift)
+		// A rebuild measures the same drift.
+		require.NoError(t, client.ZAdd(ctx, rankingOf(keys, "1000000001"), redis.Z{Member: "1000000001", Score: float64(claim.MaxTotal - 1)}).Err())
+		res, err = rec.RunOnce(ctx, rank.Rebuild)
+		require.NoError(t, err)
+		require.Equal(t, claim.Cents(1), res.Drift)
+	})
 }

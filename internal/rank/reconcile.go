@@ -230,7 +230,7 @@ func (r *Reconciler) runOnce(ctx context.Context, mode Mode) (Result, error) {
 	}
 	scanned, err := r.truth.ScanTotals(ctx, since, r.cfg.BatchSize, func(batch []claim.ProviderTotal) error {
 		res.Providers += len(batch)
-		a, err := r.redis.apply(ctx, r.redis.liveKeys(), batch, true)
+		a, err := r.redis.apply(ctx, batch, true)
 		res.Repaired += a.Changed
 		res.Drift += a.Drift
 		return err
@@ -256,7 +256,7 @@ func (r *Reconciler) rebuild(ctx context.Context, epoch string) (Result, error) 
 	if err := r.redis.dropOldVersions(ctx); err != nil {
 		return res, err
 	}
-	token, err := r.redis.beginBuild(ctx, providers)
+	b, err := r.redis.beginBuild(ctx, providers)
 	if err != nil {
 		return res, err
 	}
@@ -273,7 +273,7 @@ func (r *Reconciler) rebuild(ctx context.Context, epoch string) (Result, error) 
 	for range 2 {
 		writers.Go(func() {
 			for batch := range batches {
-				d, err := r.redis.buildBatch(writeCtx, token, batch)
+				d, err := r.redis.buildBatch(writeCtx, b, batch)
 				if err != nil {
 					stopWriting(err)
 					for range batches { // the scan stops at its next batch
@@ -300,10 +300,10 @@ func (r *Reconciler) rebuild(ctx context.Context, epoch string) (Result, error) 
 		err = cause // Redis failed first: say so, not "context canceled"
 	}
 	if err == nil {
-		err = r.redis.finishBuild(ctx, token, epoch)
+		err = r.redis.finishBuild(ctx, b, epoch)
 	}
 	if err != nil {
-		r.redis.abortBuild(context.WithoutCancel(ctx), token)
+		r.redis.abortBuild(context.WithoutCancel(ctx), b)
 		return res, err
 	}
 	if err := r.redis.dropOldVersions(ctx); err != nil {

@@ -1,9 +1,11 @@
-// Package rank keeps the live ranking of providers by total net fee in a Redis
-// sorted set, answers top-N from it, falls back to Postgres when Redis cannot
-// answer, and reconciles the set with the Postgres totals, the truth.
+// Package rank keeps the live ranking of providers by total net fee in Redis
+// sorted sets, answers top-N from them, falls back to Postgres when Redis
+// cannot answer, and reconciles the sets with the Postgres totals, the truth.
 //
 // This package is the one place that names Redis keys (keys.go) and holds
-// the ranking's scripts.
+// the ranking's scripts. Every script declares every key it touches, and
+// the keys of one call share a shard's hash tag, so the same code runs on a
+// standalone Redis and on a Redis Cluster.
 package rank
 
 import (
@@ -13,7 +15,9 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -33,29 +37,28 @@ const (
 	buildTTL       = 10 * time.Minute
 )
 
-// versionsLua finds a generation's versions: gen(key) reads a generation key
-// and returns the prefix of its hashes and its digits, or nil when absent.
-const versionsLua = `
-local function gen(key, vprefix)
-  local v = redis.call('GET', key)
-  if not v then return nil end
-  local g, d = string.match(v, '^(.*)/(%d+)$')
-  return vprefix .. g .. ':', tonumber(d)
-end
-local function vkey(prefix, digits, npi) return prefix .. string.sub(npi, -digits) end
-`
+// maxStaleRetries bounds how often one write re-reads generations that a
+// rebuild moved under it; each rebuild moves them twice.
+const maxStaleRetries = 5
 
-// applyScript sets provider totals, each only when its version is at least
-// the version Redis holds, so writes are safe to repeat and to reorder: an
-// older total never overwrites a newer one. While a rebuild is in progress
-// (KEYS[4] exists) every write lands in the build set too, so the rebuild
-// cannot miss a total committed after it read its snapshot.
+// applyScript sets provider totals in one shard, each only when its version
+// is at least the version Redis holds, so writes are safe to repeat and to
+// reorder: an older total never overwrites a newer one. While a rebuild is
+// in progress (KEYS[4] exists) every write lands in the build set too, so
+// the rebuild cannot miss a total committed after it read its snapshot.
+//
+// The caller names the versions hashes from the generations it last saw;
+// the script first checks that they are still the live and build ones, and
+// when they are not it writes nothing and returns {-1, 0, live, build}, the
+// values to name them from.
 //
 // KEYS[1] ranking zset, KEYS[2] generation, KEYS[3] build zset,
-// KEYS[4] build generation.
-// ARGV[1] the versions prefix, ARGV[2] "1" to measure drift (reconciliation)
-// or "0" (a commit's totals), then triples: provider NPI, total in cents,
-// version.
+// KEYS[4] build generation, KEYS[5...] versions hashes.
+// ARGV[1] the generation value the caller saw ("" absent), ARGV[2] the build
+// generation value ("" absent), ARGV[3] "1" to measure drift
+// (reconciliation) or "0" (a commit's totals), then per provider: NPI,
+// total in cents, version, the KEYS index of its live versions hash, and of
+// its build versions hash (0 while no build runs).
 // Returns {changed, drift}: how many providers' score or version changed in
 // KEYS[1], and, when measured, the sum of |old score - new score| over them,
 // in cents, each rounded up (a missing member counts its whole new score; a
@@ -67,11 +70,12 @@ local function vkey(prefix, digits, npi) return prefix .. string.sub(npi, -digit
 // every integer exactly: tonumber of a total and a score compare exactly,
 // so any score that is not exactly its total is found and rewritten.
 // Scores and versions are written from the ARGV strings, never from Lua
-// numbers, which Lua would format with only 14 significant digits. The
-// versions hashes are named here, not in KEYS: the ranking needs a
-// standalone Redis (or one cluster slot per prefix), not a cluster.
-var applyScript = redis.NewScript(versionsLua + `
-local measure = ARGV[2] == '1'
+// numbers, which Lua would format with only 14 significant digits.
+var applyScript = redis.NewScript(`
+local live = redis.call('GET', KEYS[2]) or ''
+local build = redis.call('GET', KEYS[4]) or ''
+if live ~= ARGV[1] or build ~= ARGV[2] then return {-1, 0, live, build} end
+local measure = ARGV[3] == '1'
 local function apply(zkey, vkey, npi, cents, version)
   local held = tonumber(redis.call('HGET', vkey, npi))
   if held and held > tonumber(version) then return 0, 0 end
@@ -85,33 +89,48 @@ local function apply(zkey, vkey, npi, cents, version)
   if not measure then return 1, 0 end
   return 1, math.ceil(math.abs(tonumber(cents) - (score or 0)))
 end
-local live, digits = gen(KEYS[2], ARGV[1])
-if not live then live, digits = ARGV[1] .. '0:', 4 end
-local build, bdigits = gen(KEYS[4], ARGV[1])
 local changed, drift = 0, 0
-for i = 3, #ARGV, 3 do
+for i = 4, #ARGV, 5 do
   local npi, cents, version = ARGV[i], ARGV[i+1], ARGV[i+2]
-  local c, d = apply(KEYS[1], vkey(live, digits, npi), npi, cents, version)
+  local c, d = apply(KEYS[1], KEYS[tonumber(ARGV[i+3])], npi, cents, version)
   changed, drift = changed + c, drift + d
-  if build then apply(KEYS[3], vkey(build, bdigits, npi), npi, cents, version) end
+  local b = tonumber(ARGV[i+4])
+  if b > 0 then apply(KEYS[3], KEYS[b], npi, cents, version) end
 end
 return {changed, drift}
 `)
 
-// Redis is the ranking as kept in Redis.
+// Redis is the ranking as kept in Redis: one sorted set per shard.
 type Redis struct {
 	client redis.UniversalClient
 	keys   Keys
+	shards []shard
 	epoch  atomic.Pointer[string] // the database's ranking epoch, once known
 }
+
+// shard is one shard's keys and the generations last seen in it.
+type shard struct {
+	keys ShardKeys
+	seen atomic.Pointer[generations]
+}
+
+// generations are the values of a shard's Generation and BuildGeneration
+// keys, "" when absent.
+type generations struct{ live, build string }
 
 // ExpectEpoch tells the ranking which database it serves: a set rebuilt from
 // another one (since recreated) is then not answered from.
 func (r *Redis) ExpectEpoch(epoch string) { r.epoch.Store(&epoch) }
 
-// NewRedis returns the ranking kept in client under the keys' prefix.
+// NewRedis returns the ranking kept in client under keys: a standalone
+// Redis or a cluster client alike.
 func NewRedis(client redis.UniversalClient, keys Keys) *Redis {
-	return &Redis{client: client, keys: keys}
+	r := &Redis{client: client, keys: keys, shards: make([]shard, keys.ShardCount())}
+	for i := range r.shards {
+		r.shards[i].keys = keys.Shard(i)
+		r.shards[i].seen.Store(&generations{})
+	}
+	return r
 }
 
 // Applied says what a write of totals changed in the ranking.
@@ -123,34 +142,166 @@ type Applied struct {
 // Apply records committed provider totals. Repeating it, or applying totals
 // out of order, leaves the same result. It returns how many providers changed.
 func (r *Redis) Apply(ctx context.Context, totals []claim.ProviderTotal) (int, error) {
-	a, err := r.apply(ctx, r.liveKeys(), totals, false)
+	a, err := r.apply(ctx, totals, false)
 	return a.Changed, err
 }
 
-func (r *Redis) liveKeys() []string {
-	k := r.keys
-	return []string{k.Ranking(), k.Generation(), k.BuildRanking(), k.BuildGeneration()}
+// byShard splits totals by shard; with one shard it is totals itself.
+func (r *Redis) byShard(totals []claim.ProviderTotal) [][]claim.ProviderTotal {
+	if len(r.shards) == 1 {
+		return [][]claim.ProviderTotal{totals}
+	}
+	out := make([][]claim.ProviderTotal, len(r.shards))
+	for _, t := range totals {
+		i := r.keys.ShardOf(t.ProviderNPI)
+		out[i] = append(out[i], t)
+	}
+	return out
 }
 
-// buildScript adds totals to the build set: the rule of applyScript (a total
-// is written unless the set holds a newer version), with one call per
-// provider in the usual case (HSETNX: no live write got there first) and one
-// ZADD for the whole batch.
+// apply writes totals with applyScript, one call per shard they touch in
+// one pipelined round; measureDrift also sums how far the scores it changed
+// were from them. A shard whose generations moved since they were last
+// seen is written again, named from the new ones.
+func (r *Redis) apply(ctx context.Context, totals []claim.ProviderTotal, measureDrift bool) (Applied, error) {
+	var out Applied
+	groups := r.byShard(totals)
+	pending := make([]int, 0, len(groups))
+	for i, g := range groups {
+		if len(g) > 0 {
+			pending = append(pending, i)
+		}
+	}
+	for attempt := 0; len(pending) > 0; attempt++ {
+		if attempt > maxStaleRetries {
+			return out, errors.New("apply totals to redis: the ranking's generations keep moving")
+		}
+		calls := make([]scriptCall, len(pending))
+		for j, i := range pending {
+			calls[j] = r.applyCall(&r.shards[i], groups[i], measureDrift)
+		}
+		cmds := r.evalAll(ctx, applyScript, calls)
+		next := pending[:0]
+		var errs []error
+		for j, cmd := range cmds {
+			res, err := cmd.Slice()
+			if err != nil || len(res) < 2 {
+				errs = append(errs, cmp.Or(err, errors.New("unexpected reply")))
+				continue
+			}
+			if n, _ := res[0].(int64); n < 0 && len(res) == 4 {
+				live, _ := res[2].(string)
+				build, _ := res[3].(string)
+				r.shards[pending[j]].seen.Store(&generations{live: live, build: build})
+				next = append(next, pending[j])
+				continue
+			}
+			changed, _ := res[0].(int64)
+			drift, _ := res[1].(int64)
+			out.Changed += int(changed)
+			out.Drift += claim.Cents(drift)
+		}
+		if err := errors.Join(errs...); err != nil {
+			return out, fmt.Errorf("apply totals to redis: %w", err)
+		}
+		pending = next
+	}
+	return out, nil
+}
+
+// applyCall is applyScript's call for totals of shard s, its versions
+// hashes named from the generations last seen there.
+func (r *Redis) applyCall(s *shard, totals []claim.ProviderTotal, measureDrift bool) scriptCall {
+	seen := s.seen.Load()
+	k := s.keys
+	keys := []string{k.Ranking(), k.Generation(), k.BuildRanking(), k.BuildGeneration()}
+	index := map[string]int{}
+	slot := func(name string) int {
+		i, ok := index[name]
+		if !ok {
+			keys = append(keys, name)
+			i = len(keys) // KEYS is 1-based
+			index[name] = i
+		}
+		return i
+	}
+	live, digits, _ := ParseGeneration(cmp.Or(seen.live, NoGeneration))
+	build, bdigits, building := ParseGeneration(seen.build)
+	measure := "0"
+	if measureDrift {
+		measure = "1"
+	}
+	args := make([]any, 0, 3+5*len(totals))
+	args = append(args, seen.live, seen.build, measure)
+	for _, t := range totals {
+		b := 0
+		if building {
+			b = slot(k.Versions(build, bdigits, t.ProviderNPI))
+		}
+		args = append(args, t.ProviderNPI, int64(t.NetFee), t.Version, slot(k.Versions(live, digits, t.ProviderNPI)), b)
+	}
+	return scriptCall{keys: keys, args: args}
+}
+
+// scriptCall is one call of a script: its keys (all of one shard) and
+// arguments.
+type scriptCall struct {
+	keys []string
+	args []any
+}
+
+// evalAll runs script once per call in one pipelined round (one per node
+// on a cluster), loading the script where a node lacks it. The commands
+// answer in the order of calls.
+func (r *Redis) evalAll(ctx context.Context, script *redis.Script, calls []scriptCall) []*redis.Cmd {
+	cmds := make([]*redis.Cmd, len(calls))
+	if len(calls) == 1 {
+		cmds[0] = script.Run(ctx, r.client, calls[0].keys, calls[0].args...)
+		return cmds
+	}
+	_, _ = r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, c := range calls {
+			cmds[i] = script.EvalSha(ctx, p, c.keys, c.args...)
+		}
+		return nil
+	})
+	for i, c := range calls {
+		if err := cmds[i].Err(); err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+			cmds[i] = script.Run(ctx, r.client, c.keys, c.args...)
+		}
+	}
+	return cmds
+}
+
+// firstErr is the first error of cmds.
+func firstErr[C redis.Cmder](cmds []C) error {
+	for _, c := range cmds {
+		if err := c.Err(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// buildScript adds totals to one shard's build set: the rule of applyScript
+// (a total is written unless the set holds a newer version), with one call
+// per provider in the usual case (HSETNX: no live write got there first)
+// and one ZADD for the whole batch.
 //
-// KEYS[1] build zset, KEYS[2] build generation.
-// ARGV[1] the versions prefix, ARGV[2] this build's token, then triples:
-// provider NPI, total in cents, version (at most 2000 triples).
+// KEYS[1] build zset, KEYS[2] build generation, KEYS[3...] versions hashes.
+// ARGV[1] this build's generation value ("<token>/<digits>"), then per
+// provider: NPI, total in cents, version, the KEYS index of its versions
+// hash (at most 2000 providers).
 // Returns how many providers were written, or an error when the build is not
 // this one.
-var buildScript = redis.NewScript(versionsLua + `
-local build, digits = gen(KEYS[2], ARGV[1])
-if build ~= ARGV[1] .. ARGV[2] .. ':' then
+var buildScript = redis.NewScript(`
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then
   return redis.error_reply('ranking build is not ours: expired, aborted or replaced')
 end
 local z = {}
-for i = 3, #ARGV, 3 do
+for i = 2, #ARGV, 4 do
   local npi, cents, version = ARGV[i], ARGV[i+1], ARGV[i+2]
-  local key = vkey(build, digits, npi)
+  local key = KEYS[tonumber(ARGV[i+3])]
   local write = redis.call('HSETNX', key, npi, version) == 1
   if not write then
     local held = tonumber(redis.call('HGET', key, npi))
@@ -169,118 +320,178 @@ return #z / 2
 // takes at most about 8000 values.
 const maxBuildBatch = 2000
 
-// buildBatch adds totals to build token's set, and in the same round trip sums
-// how far the live set's scores are from them (a missing member counts its
+// build is a rebuild in progress: its token and, per shard, the value of
+// its generation ("<token>/<digits>").
+type build struct {
+	token string
+	gens  []string
+}
+
+// buildBatch adds totals to the build sets, and in the same round trip sums
+// how far the live sets' scores are from them (a missing member counts its
 // whole total): what the rebuild is about to repair.
-func (r *Redis) buildBatch(ctx context.Context, token string, totals []claim.ProviderTotal) (claim.Cents, error) {
+func (r *Redis) buildBatch(ctx context.Context, b build, totals []claim.ProviderTotal) (claim.Cents, error) {
 	var drift claim.Cents
 	for len(totals) > 0 {
 		batch := totals[:min(len(totals), maxBuildBatch)]
 		totals = totals[len(batch):]
-		members := make([]string, len(batch))
-		args := make([]any, 0, 2+3*len(batch))
-		args = append(args, r.keys.VersionsPrefix(), token)
-		for i, t := range batch {
-			members[i] = t.ProviderNPI
-			args = append(args, t.ProviderNPI, int64(t.NetFee), t.Version)
+		groups := r.byShard(batch)
+		type shardRead struct {
+			totals []claim.ProviderTotal
+			scores *redis.FloatSliceCmd
+			build  *redis.Cmd
 		}
-		var scores *redis.FloatSliceCmd
-		_, err := r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
-			scores = p.ZMScore(ctx, r.keys.Ranking(), members...)
-			buildScript.Eval(ctx, p, []string{r.keys.BuildRanking(), r.keys.BuildGeneration()}, args...)
+		var reads []shardRead
+		_, _ = r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i, g := range groups {
+				if len(g) == 0 {
+					continue
+				}
+				k := r.shards[i].keys
+				_, digits, _ := ParseGeneration(b.gens[i])
+				keys := []string{k.BuildRanking(), k.BuildGeneration()}
+				index := map[string]int{}
+				members := make([]string, len(g))
+				args := make([]any, 0, 1+4*len(g))
+				args = append(args, b.gens[i])
+				for j, t := range g {
+					members[j] = t.ProviderNPI
+					name := k.Versions(b.token, digits, t.ProviderNPI)
+					slot, ok := index[name]
+					if !ok {
+						keys = append(keys, name)
+						slot = len(keys)
+						index[name] = slot
+					}
+					args = append(args, t.ProviderNPI, int64(t.NetFee), t.Version, slot)
+				}
+				reads = append(reads, shardRead{totals: g,
+					scores: p.ZMScore(ctx, k.Ranking(), members...),
+					build:  buildScript.Eval(ctx, p, keys, args...)})
+			}
 			return nil
 		})
-		if err != nil {
-			return 0, fmt.Errorf("add totals to the ranking rebuild: %w", err)
-		}
-		for i, t := range batch {
-			// ZMSCORE gives 0 for a missing member. Both are exact doubles
-			// within claim.MaxTotal; a fraction of a cent off counts one.
-			drift += claim.Cents(math.Ceil(math.Abs(float64(t.NetFee) - scores.Val()[i])))
+		for _, rd := range reads {
+			if err := cmp.Or(rd.scores.Err(), rd.build.Err()); err != nil {
+				return 0, fmt.Errorf("add totals to the ranking rebuild: %w", err)
+			}
+			for j, t := range rd.totals {
+				// ZMSCORE gives 0 for a missing member. Both are exact doubles
+				// within claim.MaxTotal; a fraction of a cent off counts one.
+				drift += claim.Cents(math.Ceil(math.Abs(float64(t.NetFee) - rd.scores.Val()[j])))
+			}
 		}
 	}
 	return drift, nil
 }
 
-// apply writes totals with applyScript; measureDrift also sums how far the
-// scores it changed were from them.
-func (r *Redis) apply(ctx context.Context, keys []string, totals []claim.ProviderTotal, measureDrift bool) (Applied, error) {
-	if len(totals) == 0 {
-		return Applied{}, nil
-	}
-	measure := "0"
-	if measureDrift {
-		measure = "1"
-	}
-	args := make([]any, 0, 2+3*len(totals))
-	args = append(args, r.keys.VersionsPrefix(), measure)
-	for _, t := range totals {
-		args = append(args, t.ProviderNPI, int64(t.NetFee), t.Version)
-	}
-	res, err := applyScript.Run(ctx, r.client, keys, args...).Int64Slice()
-	if err != nil {
-		return Applied{}, fmt.Errorf("apply totals to redis: %w", err)
-	}
-	return Applied{Changed: int(res[0]), Drift: claim.Cents(res[1])}, nil
-}
-
-// TopProviders returns the limit providers with the highest totals, as ZREVRANGE
-// orders them. It fails with ErrIncomplete when the set is not known complete.
+// TopProviders returns the limit providers with the highest totals, as
+// ZREVRANGE orders them: by total, ties by NPI, both descending. Each shard
+// gives its own top limit in one pipelined round, merged here exactly. It
+// fails with ErrIncomplete when a shard is not known complete.
 func (r *Redis) TopProviders(ctx context.Context, limit int) ([]claim.ProviderTotal, error) {
-	var (
-		complete *redis.StringCmd
-		top      *redis.ZSliceCmd
-	)
+	complete := make([]*redis.StringCmd, len(r.shards))
+	tops := make([]*redis.ZSliceCmd, len(r.shards))
 	_, err := r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
-		complete = p.Get(ctx, r.keys.Complete())
-		top = p.ZRevRangeWithScores(ctx, r.keys.Ranking(), 0, int64(limit-1))
+		for i := range r.shards {
+			k := r.shards[i].keys
+			complete[i] = p.Get(ctx, k.Complete())
+			tops[i] = p.ZRevRangeWithScores(ctx, k.Ranking(), 0, int64(limit-1))
+		}
 		return nil
 	})
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("read top providers from redis: %w", err)
 	}
-	if err := top.Err(); err != nil {
+	if err := firstErr(tops); err != nil {
 		return nil, fmt.Errorf("read top providers from redis: %w", err)
 	}
-	builtFrom := complete.Val()
-	if want := r.epoch.Load(); builtFrom == "" || (want != nil && *want != builtFrom) {
-		return nil, ErrIncomplete
+	want := r.epoch.Load()
+	n := 0
+	for i := range r.shards {
+		builtFrom := complete[i].Val()
+		if builtFrom == "" || (want != nil && *want != builtFrom) {
+			return nil, ErrIncomplete
+		}
+		n += len(tops[i].Val())
 	}
-	out := make([]claim.ProviderTotal, 0, len(top.Val()))
-	for _, z := range top.Val() {
-		npi, _ := z.Member.(string)
-		out = append(out, claim.ProviderTotal{ProviderNPI: npi, NetFee: claim.Cents(z.Score)})
+	out := make([]claim.ProviderTotal, 0, n)
+	for _, top := range tops {
+		for _, z := range top.Val() {
+			npi, _ := z.Member.(string)
+			out = append(out, claim.ProviderTotal{ProviderNPI: npi, NetFee: claim.Cents(z.Score)})
+		}
+	}
+	if len(tops) > 1 {
+		slices.SortFunc(out, func(a, b claim.ProviderTotal) int {
+			return cmp.Or(cmp.Compare(b.NetFee, a.NetFee), strings.Compare(b.ProviderNPI, a.ProviderNPI))
+		})
+		out = out[:min(len(out), limit)]
 	}
 	return out, nil
 }
 
-// completeEpoch returns the epoch of the database the set was last rebuilt
-// from, "" when the set is not known complete.
+// completeEpoch returns the epoch of the database every shard was last
+// rebuilt from, "" when a shard is not known complete or they differ.
 func (r *Redis) completeEpoch(ctx context.Context) (string, error) {
-	epoch, err := r.client.Get(ctx, r.keys.Complete()).Result()
-	if errors.Is(err, redis.Nil) {
-		return "", nil
-	}
-	return epoch, err
-}
-
-// beginBuild starts a rebuild aside: from here on every Apply also writes to
-// the build set. It must be called before the snapshot of the truth is read.
-// The returned token names this build; only its owner can finish it. Its
-// versions hashes use enough NPI digits for about 100 of providers each.
-func (r *Redis) beginBuild(ctx context.Context, providers int64) (string, error) {
-	token := strconv.FormatInt(time.Now().UnixNano(), 36) + strconv.FormatUint(rand.Uint64()%1e6, 36)
-	_, err := r.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.Unlink(ctx, r.keys.BuildRanking())
-		p.ZAdd(ctx, r.keys.BuildRanking(), redis.Z{Member: buildingMember, Score: 0})
-		p.Expire(ctx, r.keys.BuildRanking(), buildTTL)
-		p.Set(ctx, r.keys.BuildGeneration(), token+"/"+strconv.Itoa(versionDigits(providers)), buildTTL)
+	cmds := make([]*redis.StringCmd, len(r.shards))
+	_, err := r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i := range r.shards {
+			cmds[i] = p.Get(ctx, r.shards[i].keys.Complete())
+		}
 		return nil
 	})
-	if err != nil {
-		return "", fmt.Errorf("begin ranking rebuild: %w", err)
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return "", err
 	}
-	return token, nil
+	epoch := cmds[0].Val()
+	for _, c := range cmds[1:] {
+		if c.Val() != epoch {
+			return "", nil
+		}
+	}
+	return epoch, nil
+}
+
+// beginScript starts a rebuild of one shard aside, and records its
+// generation (and the default one, while it is live) in the set of those
+// whose versions a later rebuild drops.
+//
+// KEYS[1] build zset, KEYS[2] build generation, KEYS[3] generations set,
+// KEYS[4] live generation. ARGV[1] the building member, ARGV[2] the build's
+// generation value, ARGV[3] its TTL in milliseconds, ARGV[4] NoGeneration.
+var beginScript = redis.NewScript(`
+redis.call('UNLINK', KEYS[1])
+redis.call('ZADD', KEYS[1], 0, ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+redis.call('SADD', KEYS[3], ARGV[2])
+if redis.call('EXISTS', KEYS[4]) == 0 then redis.call('SADD', KEYS[3], ARGV[4]) end
+return 1
+`)
+
+// beginBuild starts a rebuild aside: from here on every Apply also writes to
+// the build sets. It must be called before the snapshot of the truth is
+// read. The returned build names this one; only its owner can finish it.
+// Its versions hashes use enough NPI digits for about 100 of a shard's
+// providers each.
+func (r *Redis) beginBuild(ctx context.Context, providers int64) (build, error) {
+	token := strconv.FormatInt(time.Now().UnixNano(), 36) + strconv.FormatUint(rand.Uint64()%1e6, 36)
+	gen := token + "/" + strconv.Itoa(versionDigits(providers/int64(len(r.shards))))
+	b := build{token: token, gens: make([]string, len(r.shards))}
+	calls := make([]scriptCall, len(r.shards))
+	for i := range r.shards {
+		k := r.shards[i].keys
+		b.gens[i] = gen
+		calls[i] = scriptCall{
+			keys: []string{k.BuildRanking(), k.BuildGeneration(), k.Generations(), k.Generation()},
+			args: []any{buildingMember, gen, buildTTL.Milliseconds(), NoGeneration},
+		}
+	}
+	if err := firstErr(r.evalAll(ctx, beginScript, calls)); err != nil {
+		return b, fmt.Errorf("begin ranking rebuild: %w", err)
+	}
+	return b, nil
 }
 
 // versionDigits is how many trailing NPI digits name a versions hash: the
@@ -294,58 +505,62 @@ func versionDigits(providers int64) int {
 	return d
 }
 
-// versionsOutgrown reports whether the live versions hashes hold, on
-// average, more providers than a listpack does (or are of the layout before
-// generations): then a rebuild sizes them anew.
+// versionsOutgrown reports whether some shard's live versions hashes hold,
+// on average, more providers than a listpack does (or no rebuild has named
+// its generation): then a rebuild sizes them anew.
 func (r *Redis) versionsOutgrown(ctx context.Context, providers int64) (bool, error) {
-	_, digits, err := r.liveGeneration(ctx)
-	if errors.Is(err, errNoGeneration) {
-		return true, nil
-	}
+	gens, err := r.liveGenerations(ctx)
 	if err != nil {
 		return false, err
 	}
-	buckets := int64(1)
-	for range digits {
-		buckets *= 10
+	for _, g := range gens {
+		_, digits, ok := ParseGeneration(g)
+		if !ok {
+			return true, nil
+		}
+		buckets := int64(1)
+		for range digits {
+			buckets *= 10
+		}
+		if providers/int64(len(r.shards)) > 128*buckets {
+			return true, nil
+		}
 	}
-	return providers > 128*buckets, nil
+	return false, nil
 }
 
-// errNoGeneration means no rebuild has set the live generation (or its value
-// is not one): writes then use generation "0" with 4 digits.
-var errNoGeneration = errors.New("no ranking versions generation")
-
-// liveGeneration reads the live generation key: the generation's name and
-// how many NPI digits name its hashes.
-func (r *Redis) liveGeneration(ctx context.Context) (gen string, digits int, err error) {
-	v, err := r.client.Get(ctx, r.keys.Generation()).Result()
-	if errors.Is(err, redis.Nil) {
-		return "0", 4, errNoGeneration
+// liveGenerations reads every shard's Generation key ("" when absent).
+func (r *Redis) liveGenerations(ctx context.Context) ([]string, error) {
+	cmds := make([]*redis.StringCmd, len(r.shards))
+	_, err := r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i := range r.shards {
+			cmds[i] = p.Get(ctx, r.shards[i].keys.Generation())
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, err
 	}
-	if err != nil {
-		return "", 0, err
+	out := make([]string, len(cmds))
+	for i, c := range cmds {
+		out[i] = c.Val()
 	}
-	gen, digits, ok := ParseGeneration(v)
-	if !ok {
-		return gen, digits, errNoGeneration
-	}
-	return gen, digits, nil
+	return out, nil
 }
 
-// finishScript swaps a finished build in for the ranking, atomically, and
-// marks the ranking complete. Readers see the old set or the new one, never a
-// half-filled one.
+// finishScript swaps a shard's finished build in for its ranking,
+// atomically, and marks the shard complete. Readers see the old set or the
+// new one, never a half-filled one.
 //
 // KEYS[1] ranking zset, KEYS[2] generation, KEYS[3] build zset,
 // KEYS[4] build generation, KEYS[5] completeness marker.
-// ARGV[1] the building member, ARGV[2] this build's token,
+// ARGV[1] the building member, ARGV[2] this build's generation value,
 // ARGV[3] the marker's value: the epoch of the database it was built from.
 // Returns 1, or an error when the build is not this one (it expired, was
 // aborted, or another rebuild replaced it).
 var finishScript = redis.NewScript(`
 local b = redis.call('GET', KEYS[4])
-if not b or string.match(b, '^(.*)/') ~= ARGV[2] then
+if b ~= ARGV[2] then
   return redis.error_reply('ranking build is not ours: expired, aborted or replaced')
 end
 redis.call('ZREM', KEYS[3], ARGV[1])
@@ -362,84 +577,134 @@ redis.call('SET', KEYS[5], ARGV[3])
 return 1
 `)
 
-// finishBuild swaps the build set in for the ranking (see finishScript).
-func (r *Redis) finishBuild(ctx context.Context, token, epoch string) error {
-	k := r.keys
-	err := finishScript.Run(ctx, r.client,
-		[]string{k.Ranking(), k.Generation(), k.BuildRanking(), k.BuildGeneration(), k.Complete()},
-		buildingMember, token, epoch).Err()
-	if err != nil {
+// finishBuild swaps every shard's build set in for its ranking (see
+// finishScript). Each shard swaps atomically; a lookup between two swaps
+// merges shards that are each complete.
+func (r *Redis) finishBuild(ctx context.Context, b build, epoch string) error {
+	calls := make([]scriptCall, len(r.shards))
+	for i := range r.shards {
+		k := r.shards[i].keys
+		calls[i] = scriptCall{
+			keys: []string{k.Ranking(), k.Generation(), k.BuildRanking(), k.BuildGeneration(), k.Complete()},
+			args: []any{buildingMember, b.gens[i], epoch},
+		}
+	}
+	if err := firstErr(r.evalAll(ctx, finishScript, calls)); err != nil {
 		return fmt.Errorf("swap in rebuilt ranking: %w", err)
 	}
 	return nil
 }
 
-// abortScript drops a build that could not finish, if it is still ours.
+// abortScript drops a shard's build that could not finish, if it is still
+// ours.
 //
-// KEYS[1] build zset, KEYS[2] build generation. ARGV[1] this build's token.
-// Returns 1 when it dropped the build, 0 when the build was not ours.
+// KEYS[1] build zset, KEYS[2] build generation. ARGV[1] this build's
+// generation value. Returns 1 when it dropped the build, 0 when the build
+// was not ours.
 var abortScript = redis.NewScript(`
-local b = redis.call('GET', KEYS[2])
-if not b or string.match(b, '^(.*)/') ~= ARGV[1] then return 0 end
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
 redis.call('UNLINK', KEYS[1], KEYS[2])
 return 1
 `)
 
 // abortBuild drops this build, leaving any other build alone. Its versions
 // hashes go with the next dropOldVersions.
-func (r *Redis) abortBuild(ctx context.Context, token string) {
-	abortScript.Run(ctx, r.client, []string{r.keys.BuildRanking(), r.keys.BuildGeneration()}, token)
+func (r *Redis) abortBuild(ctx context.Context, b build) {
+	calls := make([]scriptCall, len(r.shards))
+	for i := range r.shards {
+		k := r.shards[i].keys
+		calls[i] = scriptCall{keys: []string{k.BuildRanking(), k.BuildGeneration()}, args: []any{b.gens[i]}}
+	}
+	r.evalAll(ctx, abortScript, calls)
 }
 
-// dropScript deletes those of the given versions hashes that belong to
-// neither the live generation nor the one a rebuild is filling, as they are
-// when it runs: a rebuild that began since the keys were listed keeps its own.
+// dropScript deletes versions hashes of one generation of a shard, unless
+// it is the live one or the one a rebuild is filling as it runs: a rebuild
+// that began since the generations were listed keeps its own. The last
+// call for a generation takes it out of the set.
 //
-// KEYS versions hashes (and the hash of the layout before generations).
-// ARGV[1] the versions prefix, ARGV[2] the generation key, ARGV[3] the build
-// generation key. Returns how many it deleted.
+// KEYS[1] generation, KEYS[2] build generation, KEYS[3] generations set,
+// KEYS[4...] the hashes. ARGV[1] the generation value, ARGV[2] NoGeneration,
+// ARGV[3] "1" on the last call. Returns how many hashes it deleted.
 var dropScript = redis.NewScript(`
-local keep = {}
-for i = 2, 3 do
-  local v = redis.call('GET', ARGV[i])
-  if v then keep[ARGV[1] .. string.match(v, '^(.*)/') .. ':'] = true
-  elseif i == 2 then keep[ARGV[1] .. '0:'] = true end
-end
+local live = redis.call('GET', KEYS[1]) or ARGV[2]
+if ARGV[1] == live or ARGV[1] == redis.call('GET', KEYS[2]) then return 0 end
 local n = 0
-for _, key in ipairs(KEYS) do
-  if not keep[string.match(key, '^(.*:)[^:]*$')] then
-    redis.call('UNLINK', key)
-    n = n + 1
-  end
-end
+if #KEYS > 3 then n = redis.call('UNLINK', unpack(KEYS, 4)) end
+if ARGV[3] == '1' then redis.call('SREM', KEYS[3], ARGV[1]) end
 return n
 `)
 
-// dropOldVersions deletes the versions hashes of every generation but the
-// live one and the one a rebuild is filling: those a finished rebuild
-// replaced, and those a rebuild that died left behind.
+// dropChunk is how many versions hashes one dropScript call deletes.
+const dropChunk = 1000
+
+// dropOldVersions deletes, in every shard, the versions hashes of every
+// generation but the live one and the one a rebuild is filling: those a
+// finished rebuild replaced, and those a rebuild that died left behind. A
+// generation's hashes are named by its digits, so none is searched for.
 func (r *Redis) dropOldVersions(ctx context.Context) error {
-	k := r.keys
-	args := []any{k.VersionsPrefix(), k.Generation(), k.BuildGeneration()}
-	keys := k.legacyVersions()
-	drop := func() error {
-		if len(keys) == 0 {
-			return nil
+	for i := range r.shards {
+		k := r.shards[i].keys
+		gens, err := r.client.SMembers(ctx, k.Generations()).Result()
+		if err != nil {
+			return fmt.Errorf("drop old ranking versions: %w", err)
 		}
-		err := dropScript.Run(ctx, r.client, keys, args...).Err()
-		keys = keys[:0]
-		return err
-	}
-	iter := r.client.Scan(ctx, 0, k.VersionsPrefix()+"*", 1000).Iterator()
-	for iter.Next(ctx) {
-		if keys = append(keys, iter.Val()); len(keys) == 1000 {
-			if err := drop(); err != nil {
+		for _, g := range gens {
+			name, digits, ok := ParseGeneration(g)
+			if !ok { // not one of ours: only forget it
+				r.client.SRem(ctx, k.Generations(), g)
+				continue
+			}
+			if err := r.dropGeneration(ctx, k, g, name, digits); err != nil {
 				return fmt.Errorf("drop old ranking versions: %w", err)
 			}
 		}
 	}
-	if err := cmp.Or(iter.Err(), drop()); err != nil {
-		return fmt.Errorf("drop old ranking versions: %w", err)
+	if _, cluster := r.client.(*redis.ClusterClient); !cluster {
+		return r.dropLegacy(ctx)
+	}
+	return nil
+}
+
+// dropGeneration deletes the versions hashes of generation g of shard k
+// (unless it is live or building), in calls of dropChunk hashes.
+func (r *Redis) dropGeneration(ctx context.Context, k ShardKeys, g, name string, digits int) error {
+	total := 1
+	for range digits {
+		total *= 10
+	}
+	head := []string{k.Generation(), k.BuildGeneration(), k.Generations()}
+	for start := 0; start < total; start += dropChunk {
+		keys := slices.Clone(head)
+		for suffix := start; suffix < min(start+dropChunk, total); suffix++ {
+			keys = append(keys, k.Versions(name, digits, fmt.Sprintf("%0*d", digits, suffix)))
+		}
+		last := "0"
+		if start+dropChunk >= total {
+			last = "1"
+		}
+		if err := dropScript.Run(ctx, r.client, keys, g, NoGeneration, last).Err(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// dropLegacy deletes, on a standalone Redis, the keys of the ranking's
+// layout before shards, if any are left.
+func (r *Redis) dropLegacy(ctx context.Context) error {
+	iter := r.client.Scan(ctx, 0, r.keys.legacyPattern(), 1000).Iterator()
+	var keys []string
+	for iter.Next(ctx) {
+		keys = append(keys, iter.Val())
+	}
+	if err := iter.Err(); err != nil {
+		return fmt.Errorf("drop the ranking's old layout: %w", err)
+	}
+	for chunk := range slices.Chunk(keys, 1000) {
+		if err := r.client.Unlink(ctx, chunk...).Err(); err != nil {
+			return fmt.Errorf("drop the ranking's old layout: %w", err)
+		}
 	}
 	return nil
 }

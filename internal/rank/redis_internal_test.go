@@ -2,7 +2,7 @@ package rank
 
 import (
 	"context"
-	"strings"
+	"fmt"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -18,30 +18,56 @@ func TestVersionDigits(t *testing.T) {
 	}
 }
 
+// A provider's shard is a stable hash of its NPI: the same in every
+// instance and release (a change would strand every total in the wrong
+// set), and spread over the shards.
+func TestShardOfIsStableAndSpread(t *testing.T) {
+	keys := Keys{Prefix: "p:", Shards: 16}
+	require.Equal(t, 0, Keys{Prefix: "p:"}.ShardOf("1234567890"))
+	// FNV-1a 32 mod 16, computed apart (Python).
+	require.Equal(t, []int{7, 10, 13, 8}, []int{keys.ShardOf("1000000001"), keys.ShardOf("1000000002"),
+		keys.ShardOf("1000000003"), keys.ShardOf("1000000004")})
+	counts := make([]int, 16)
+	for i := range 16_000 {
+		counts[keys.ShardOf(fmt.Sprintf("1%09d", i))]++
+	}
+	for i, n := range counts {
+		require.InDelta(t, 1000, n, 150, "shard %d", i)
+	}
+	require.Equal(t, "p:rank{3/16}:providers", keys.Shard(3).Ranking())
+	require.Equal(t, "p:rank{3/16}:v:g:0005", keys.Shard(3).Versions("g", 4, "1000000005"))
+}
+
 // Dropping old versions keeps the live generation's and the running
-// build's hashes and deletes every other: a dead build's, generation "0"
-// once a rebuild has set a generation, and the single hash of before.
+// build's hashes and deletes every other generation's: a dead build's,
+// generation "0" once a rebuild has set a generation, and the keys of the
+// layout before shards.
 func TestDropOldVersions(t *testing.T) {
 	t.Parallel()
 	client, prefix := testenv.MustSharedRedis(t)
 	r := NewRedis(client, Keys{Prefix: prefix})
+	k := r.shards[0].keys
 	ctx := context.Background()
-	require.NoError(t, client.Set(ctx, r.keys.Generation(), "live/1", 0).Err())
-	token, err := r.beginBuild(ctx, 10)
+	require.NoError(t, client.Set(ctx, k.Generation(), "live/1", 0).Err())
+	b, err := r.beginBuild(ctx, 10)
 	require.NoError(t, err)
-	for _, gen := range []string{"live", token, "dead", "0"} {
-		require.NoError(t, client.HSet(ctx, r.keys.VersionsPrefix()+gen+":5", "1000000005", 1).Err())
+	require.NoError(t, client.SAdd(ctx, k.Generations(), "dead/2", NoGeneration).Err())
+	hashes := map[string]string{
+		"live": k.Versions("live", 1, "1000000005"), "build": k.Versions(b.token, 1, "1000000005"),
+		"dead": k.Versions("dead", 2, "1000000005"), "0": k.Versions("0", 4, "1000000005"),
+		"legacy": prefix + "rank:providers:v:x:5",
 	}
-	require.NoError(t, client.HSet(ctx, r.keys.legacyVersions()[0], "1000000005", 1).Err())
+	for _, h := range hashes {
+		require.NoError(t, client.HSet(ctx, h, "1000000005", 1).Err())
+	}
 
 	require.NoError(t, r.dropOldVersions(ctx))
-	var left []string
-	iter := client.Scan(ctx, 0, r.keys.Ranking()+":*", 100).Iterator()
-	for iter.Next(ctx) {
-		if key := iter.Val(); strings.HasPrefix(key, r.keys.VersionsPrefix()) || key == r.keys.legacyVersions()[0] {
-			left = append(left, key)
-		}
+	for name, h := range hashes {
+		n, err := client.Exists(ctx, h).Result()
+		require.NoError(t, err)
+		require.Equal(t, int64(map[string]int{"live": 1, "build": 1}[name]), n, name)
 	}
-	require.NoError(t, iter.Err())
-	require.ElementsMatch(t, []string{r.keys.VersionsPrefix() + "live:5", r.keys.VersionsPrefix() + token + ":5"}, left)
+	gens, err := client.SMembers(ctx, k.Generations()).Result()
+	require.NoError(t, err)
+	require.ElementsMatch(t, []string{b.gens[0]}, gens, "dropped generations leave the set")
 }
