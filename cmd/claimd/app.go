@@ -42,7 +42,7 @@ type app struct {
 	cfg     config
 	log     *slog.Logger
 	store   *store.Store
-	redis   *redis.Client
+	redis   redis.UniversalClient
 	reg     *prometheus.Registry
 	ranking *rank.Redis
 	claims  *ingest.Service
@@ -102,15 +102,34 @@ func migrate(ctx context.Context, cfg config, log *slog.Logger) error {
 	return st.Migrate(ctx, log)
 }
 
-// redisClient is the Redis client every command uses.
-func redisClient(cfg config) (*redis.Client, error) {
+// redisClient is the Redis client every command uses: of a cluster when
+// REDIS_CLUSTER_URL is set, else of the standalone server at REDIS_URL.
+// The rest of claimd sees one interface and runs the same code on both.
+func redisClient(cfg config) (redis.UniversalClient, error) {
+	if cfg.RedisClusterURL != "" {
+		opts, err := redis.ParseClusterURL(cfg.RedisClusterURL)
+		if err != nil {
+			return nil, fmt.Errorf("REDIS_CLUSTER_URL: %w", err)
+		}
+		// Without this go-redis ignores context deadlines on reads and
+		// writes, and the 50ms lookup deadline would become ReadTimeout.
+		opts.ContextTimeoutEnabled = true
+		opts.DialTimeout = time.Second
+		opts.ReadTimeout = 500 * time.Millisecond
+		opts.WriteTimeout = 500 * time.Millisecond
+		opts.PoolTimeout = time.Second
+		// go-redis reloads the slot map on MOVED, and otherwise only this
+		// often; the hook below reloads it as soon as a node fails.
+		opts.ClusterStateReloadInterval = 10 * time.Second
+		c := redis.NewClusterClient(opts)
+		c.AddHook(reloadOnNodeFailure{c})
+		return c, nil
+	}
 	opts, err := redis.ParseURL(cfg.RedisURL)
 	if err != nil {
 		return nil, fmt.Errorf("REDIS_URL: %w", err)
 	}
-	// Without this go-redis ignores context deadlines on reads and writes,
-	// and the 50ms lookup deadline would become ReadTimeout.
-	opts.ContextTimeoutEnabled = true
+	opts.ContextTimeoutEnabled = true // as above
 	opts.DialTimeout = time.Second
 	opts.ReadTimeout = 500 * time.Millisecond
 	opts.WriteTimeout = 500 * time.Millisecond
@@ -119,7 +138,7 @@ func redisClient(cfg config) (*redis.Client, error) {
 }
 
 // connect opens the Postgres store and the Redis client.
-func connect(ctx context.Context, cfg config) (*store.Store, *redis.Client, error) {
+func connect(ctx context.Context, cfg config) (*store.Store, redis.UniversalClient, error) {
 	rdb, err := redisClient(cfg)
 	if err != nil {
 		return nil, nil, err

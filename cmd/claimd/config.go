@@ -28,8 +28,10 @@ var settings = []setting{
 	{"HTTP_ADDR", ":8000", "address the HTTP server listens on (make run: 127.0.0.1:8000)"},
 	{"METRICS_ADDR", "", "when set (e.g. 127.0.0.1:9100), /metrics is served there alone, not on HTTP_ADDR"},
 	{"DATABASE_URL", "postgres://127.0.0.1:5432/claims?sslmode=disable", "Postgres connection URL; the database is created when missing"},
-	{"REDIS_URL", "redis://127.0.0.1:6379/0", "Redis connection URL"},
+	{"REDIS_URL", "redis://127.0.0.1:6379/0", "Redis connection URL (a standalone server)"},
+	{"REDIS_CLUSTER_URL", "", "Redis Cluster nodes, redis://host:port?addr=host:port&addr=...; when set, used instead of REDIS_URL"},
 	{"REDIS_KEY_PREFIX", rank.DefaultPrefix, "prefix of every Redis key the service uses"},
+	{"RANK_SHARDS", "1", "sorted sets the ranking is split into (by NPI hash), 1-256; on a cluster they spread over the masters"},
 	{"RECONCILE_INTERVAL", shortDuration(rank.DefaultReconcileInterval), "how often Redis is reconciled with Postgres"},
 	{"TOP_PROVIDERS_RATE_LIMIT", "10/min", "requests per client to /top-providers: N/s, N/min, N/h, or 0 for no limit"},
 	{"IDEMPOTENCY_TTL", shortDuration(ingest.DefaultKeyTTL), "how long Idempotency-Key outcomes are remembered"},
@@ -70,6 +72,7 @@ type config struct {
 	WorkerAddr      string
 	DatabaseURL     string
 	RedisURL        string
+	RedisClusterURL string
 	Keys            rank.Keys // REDIS_KEY_PREFIX
 	MigrateOnStart  bool
 	ShutdownTimeout time.Duration
@@ -156,7 +159,16 @@ func loadConfig(getenv func(string) string) (config, error) {
 	cfg.PprofAddr = strings.TrimSpace(getenv("PPROF_ADDR"))
 	cfg.DatabaseURL = get("DATABASE_URL")
 	cfg.RedisURL = get("REDIS_URL")
-	cfg.Keys = rank.Keys{Prefix: get("REDIS_KEY_PREFIX")}
+	cfg.RedisClusterURL = strings.TrimSpace(getenv("REDIS_CLUSTER_URL"))
+	cfg.Keys = rank.Keys{Prefix: get("REDIS_KEY_PREFIX"), Shards: positive("RANK_SHARDS")}
+	if strings.ContainsAny(cfg.Keys.Prefix, "{}") {
+		// The ranking's keys carry hash tags; braces in the prefix would
+		// move a shard's keys into different cluster slots.
+		bad("REDIS_KEY_PREFIX", fmt.Errorf("must not contain { or }"))
+	}
+	if cfg.Keys.Shards > rank.MaxShards {
+		bad("RANK_SHARDS", fmt.Errorf("at most %d: every lookup reads every shard", rank.MaxShards))
+	}
 	cfg.Reconcile = rank.ReconcilerConfig{Interval: duration("RECONCILE_INTERVAL")}
 	cfg.ShutdownTimeout = duration("SHUTDOWN_TIMEOUT")
 	keyTTL := duration("IDEMPOTENCY_TTL")

@@ -90,7 +90,7 @@ func buildInfo(reg prometheus.Registerer) {
 // poolCollector exports the Postgres and Redis connection pools' figures.
 type poolCollector struct {
 	st  *store.Store
-	rdb *redis.Client
+	rdb redis.UniversalClient
 
 	pgAcquired, pgIdle, pgTotal, pgMax *prometheus.Desc
 	pgAcquires, pgEmptyWaits           *prometheus.Desc
@@ -100,7 +100,7 @@ type poolCollector struct {
 	redisTimeouts                      *prometheus.Desc
 }
 
-func registerPools(reg prometheus.Registerer, st *store.Store, rdb *redis.Client) {
+func registerPools(reg prometheus.Registerer, st *store.Store, rdb redis.UniversalClient) {
 	d := func(name, help string) *prometheus.Desc {
 		return prometheus.NewDesc("claimd_"+name, help, nil, nil)
 	}

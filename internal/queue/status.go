@@ -158,7 +158,9 @@ func (s *Status) Forget(client string, ids ...string) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	_, _ = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		p.Del(ctx, keys...)
+		for _, k := range keys { // one by one: on a cluster they live in different slots
+			p.Del(ctx, k)
+		}
 		p.ZRem(ctx, s.keys.QueuedBy(client), members...)
 		return nil
 	})
