@@ -50,9 +50,12 @@ migrate: build services
 reconcile: build services
 	./bin/claimd reconcile
 
-## test: formatting, vet, and every test against the real Postgres and Redis
+## test: formatting, vet, and every test against the real Postgres and Redis;
+## then the HTTP and queue suites again on a six-node Redis Cluster of their
+## own (the ranking suite runs on both by itself)
 test: services test-tools check
 	$(GO) test -race -count=1 ./...
+	CLAIMD_TEST_REDIS=cluster $(GO) test -race -count=1 ./internal/httpapi/ ./internal/queue/
 
 ## test-faults: the fault-injection suite: claimd as a real process, with its own
 ## redis-server and postgres killed, paused, flushed and restarted under load

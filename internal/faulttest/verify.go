@@ -26,10 +26,11 @@ import (
 // server and key prefix, and a running claimd to ask for /top-providers.
 type System struct {
 	DatabaseURL string
-	Redis       *redis.Client
-	KeyPrefix   string // "" means claimd's default, rank.DefaultPrefix
-	API         string // base URL of a running claimd
-	APIKey      string // the key the load's claims were sent with, to read them back; "" for none
+	Redis       redis.UniversalClient // a standalone server's client or a cluster's
+	KeyPrefix   string                // "" means claimd's default, rank.DefaultPrefix
+	RankShards  int                   // claimd's RANK_SHARDS; 0 means 1
+	API         string                // base URL of a running claimd
+	APIKey      string                // the key the load's claims were sent with, to read them back; "" for none
 
 	// Async: the claims were acknowledged with 202, before a worker stored
 	// them. Verify then first waits, up to DrainTimeout (0: 60s), until every
@@ -513,7 +514,7 @@ func readPostgres(url string) (*pgState, error) {
 func readRanking(sys System) (map[string]int64, error) {
 	ctx, cancel := withTimeout(5 * time.Second)
 	defer cancel()
-	return loadkit.Ranking(ctx, sys.Redis, rank.Keys{Prefix: cmp.Or(sys.KeyPrefix, rank.DefaultPrefix)})
+	return loadkit.Ranking(ctx, sys.Redis, rank.Keys{Prefix: cmp.Or(sys.KeyPrefix, rank.DefaultPrefix), Shards: sys.RankShards})
 }
 
 func toMap(ps []loadkit.ProviderTotal) map[string]int64 {

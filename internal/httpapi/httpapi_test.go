@@ -57,7 +57,7 @@ type stackOptions struct {
 	// readTimeout, when set, is the server's ReadTimeout.
 	readTimeout time.Duration
 	// limiterRedis, when set, is the Redis the rate limiter uses.
-	limiterRedis *redis.Client
+	limiterRedis redis.UniversalClient
 	// lookupLogSample, when set, replaces the default 1 in 100.
 	lookupLogSample int
 }
@@ -73,13 +73,13 @@ func mustStack(t *testing.T, limit redis_rate.Limit) stack {
 func mustStackWith(tb testing.TB, o stackOptions) stack {
 	tb.Helper()
 	st, dbURL := testenv.MustStore(tb)
-	rdb, prefix := testenv.MustSharedRedis(tb)
+	rdb, prefix, shards := testenv.SuiteRedis(tb)
 	log := o.log
 	if log == nil {
 		log = testenv.Logger(tb)
 	}
 	reg := prometheus.NewRegistry()
-	keys := rank.Keys{Prefix: prefix}
+	keys := rank.Keys{Prefix: prefix, Shards: shards}
 	ranking := rank.NewRedis(rdb, keys)
 	rm := rank.NewMetrics(reg)
 	rec := rank.NewReconciler(st, ranking, rank.ReconcilerConfig{}, rm, log)
@@ -88,7 +88,7 @@ func mustStackWith(tb testing.TB, o stackOptions) stack {
 
 	claims := ingest.New(st, ranking, ingest.Config{KeysPerClient: o.keysPerClient}, reg, log)
 	tb.Cleanup(claims.Close)
-	status := queue.NewStatus(rdb, rank.Keys{Prefix: prefix}, queue.StatusConfig{TTL: time.Hour, PerClient: o.queuedPerClient})
+	status := queue.NewStatus(rdb, keys, queue.StatusConfig{TTL: time.Hour, PerClient: o.queuedPerClient})
 	deps := httpapi.Deps{
 		Claims:              claims,
 		Statuses:            queue.NewStatusReader(st, status, true),

@@ -24,7 +24,7 @@ func queuedClaim(n int, client string) claim.Claim {
 // anonymous one) finds nothing under its id.
 func TestQueuedStatusReadOnlyByItsClient(t *testing.T) {
 	t.Parallel()
-	rdb, prefix := testenv.MustSharedRedis(t)
+	rdb, prefix, _ := testenv.SuiteRedis(t)
 	status := queue.NewStatus(rdb, rank.Keys{Prefix: prefix}, queue.StatusConfig{TTL: time.Hour})
 	ctx := context.Background()
 	c := queuedClaim(1, "key:aaaaaaaaaaaa")
@@ -47,7 +47,7 @@ func TestQueuedStatusReadOnlyByItsClient(t *testing.T) {
 // entries are forgotten (stored) or expire.
 func TestQueuedStatusCapPerClient(t *testing.T) {
 	t.Parallel()
-	rdb, prefix := testenv.MustSharedRedis(t)
+	rdb, prefix, _ := testenv.SuiteRedis(t)
 	status := queue.NewStatus(rdb, rank.Keys{Prefix: prefix}, queue.StatusConfig{TTL: 500 * time.Millisecond, PerClient: 3})
 	ctx := context.Background()
 	for i := range 3 {
@@ -110,7 +110,7 @@ func TestStatusReaderAcrossPostgresAndQueue(t *testing.T) {
 	require.ErrorIs(t, err, claim.ErrUnavailable)
 
 	// Queued, then stored under an earlier claim's id: the reader follows it.
-	rdb, prefix := testenv.MustSharedRedis(t)
+	rdb, prefix, _ := testenv.SuiteRedis(t)
 	status := queue.NewStatus(rdb, rank.Keys{Prefix: prefix}, queue.StatusConfig{TTL: time.Hour})
 	r := queue.NewStatusReader(st, status, true)
 	waiting := queuedClaim(9, stored.Sender)

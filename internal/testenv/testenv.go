@@ -231,3 +231,26 @@ func FreePort(t testing.TB) int {
 	require.NoError(t, err)
 	return port
 }
+
+// SuiteRedisEnv names the Redis the suites that run on both kinds use:
+// unset, the shared standalone server; "cluster", the test binary's
+// six-node Redis Cluster (SharedRedisCluster). make test runs them both ways.
+const SuiteRedisEnv = "CLAIMD_TEST_REDIS"
+
+// SuiteRedis returns the Redis of SuiteRedisEnv, a key prefix no other test
+// uses, and the ranking shards to run with: 1 on the standalone server, 16
+// on the cluster (spread over its three masters).
+func SuiteRedis(tb testing.TB) (client redis.UniversalClient, prefix string, shards int) {
+	tb.Helper()
+	switch kind := os.Getenv(SuiteRedisEnv); kind {
+	case "":
+		client, prefix := MustSharedRedis(tb)
+		return client, prefix, 1
+	case "cluster":
+		c := SharedRedisCluster(tb)
+		return c.Client(), ClusterPrefix(tb, c), 16
+	default:
+		tb.Fatalf("%s=%q: want empty or cluster", SuiteRedisEnv, kind)
+		return nil, "", 0
+	}
+}
