@@ -52,8 +52,12 @@ const maxStaleRetries = 5
 // when they are not it writes nothing and returns {-1, 0, live, build}, the
 // values to name them from.
 //
+// Writes while no generation is live go to NoGeneration's hashes, which
+// are then recorded in the generations set, for a rebuild to drop.
+//
 // KEYS[1] ranking zset, KEYS[2] generation, KEYS[3] build zset,
-// KEYS[4] build generation, KEYS[5...] versions hashes.
+// KEYS[4] build generation, KEYS[5] generations set, KEYS[6...] versions
+// hashes.
 // ARGV[1] the generation value the caller saw ("" absent), ARGV[2] the build
 // generation value ("" absent), ARGV[3] "1" to measure drift
 // (reconciliation) or "0" (a commit's totals), then per provider: NPI,
@@ -75,6 +79,7 @@ var applyScript = redis.NewScript(`
 local live = redis.call('GET', KEYS[2]) or ''
 local build = redis.call('GET', KEYS[4]) or ''
 if live ~= ARGV[1] or build ~= ARGV[2] then return {-1, 0, live, build} end
+if live == '' then redis.call('SADD', KEYS[5], '` + NoGeneration + `') end
 local measure = ARGV[3] == '1'
 local function apply(zkey, vkey, npi, cents, version)
   local held = tonumber(redis.call('HGET', vkey, npi))
@@ -214,7 +219,7 @@ func (r *Redis) apply(ctx context.Context, totals []claim.ProviderTotal, measure
 func (r *Redis) applyCall(s *shard, totals []claim.ProviderTotal, measureDrift bool) scriptCall {
 	seen := s.seen.Load()
 	k := s.keys
-	keys := []string{k.Ranking(), k.Generation(), k.BuildRanking(), k.BuildGeneration()}
+	keys := []string{k.Ranking(), k.Generation(), k.BuildRanking(), k.BuildGeneration(), k.Generations()}
 	index := map[string]int{}
 	slot := func(name string) int {
 		i, ok := index[name]
@@ -454,19 +459,17 @@ func (r *Redis) completeEpoch(ctx context.Context) (string, error) {
 }
 
 // beginScript starts a rebuild of one shard aside, and records its
-// generation (and the default one, while it is live) in the set of those
-// whose versions a later rebuild drops.
+// generation in the set of those whose versions a later rebuild drops.
 //
-// KEYS[1] build zset, KEYS[2] build generation, KEYS[3] generations set,
-// KEYS[4] live generation. ARGV[1] the building member, ARGV[2] the build's
-// generation value, ARGV[3] its TTL in milliseconds, ARGV[4] NoGeneration.
+// KEYS[1] build zset, KEYS[2] build generation, KEYS[3] generations set.
+// ARGV[1] the building member, ARGV[2] the build's generation value,
+// ARGV[3] its TTL in milliseconds.
 var beginScript = redis.NewScript(`
 redis.call('UNLINK', KEYS[1])
 redis.call('ZADD', KEYS[1], 0, ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
 redis.call('SADD', KEYS[3], ARGV[2])
-if redis.call('EXISTS', KEYS[4]) == 0 then redis.call('SADD', KEYS[3], ARGV[4]) end
 return 1
 `)
 
@@ -484,8 +487,8 @@ func (r *Redis) beginBuild(ctx context.Context, providers int64) (build, error) 
 		k := r.shards[i].keys
 		b.gens[i] = gen
 		calls[i] = scriptCall{
-			keys: []string{k.BuildRanking(), k.BuildGeneration(), k.Generations(), k.Generation()},
-			args: []any{buildingMember, gen, buildTTL.Milliseconds(), NoGeneration},
+			keys: []string{k.BuildRanking(), k.BuildGeneration(), k.Generations()},
+			args: []any{buildingMember, gen, buildTTL.Milliseconds()},
 		}
 	}
 	if err := firstErr(r.evalAll(ctx, beginScript, calls)); err != nil {

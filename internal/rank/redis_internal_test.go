@@ -7,6 +7,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/claim-process/claim-process/internal/claim"
 	"github.com/claim-process/claim-process/internal/testenv"
 )
 
@@ -70,4 +71,31 @@ func TestDropOldVersions(t *testing.T) {
 	gens, err := client.SMembers(ctx, k.Generations()).Result()
 	require.NoError(t, err)
 	require.ElementsMatch(t, []string{b.gens[0]}, gens, "dropped generations leave the set")
+}
+
+// Writes before the first rebuild go to NoGeneration's hashes and record
+// it, so that the rebuild drops them; once a generation is live they no
+// longer do.
+func TestWritesWithoutGenerationRecordIt(t *testing.T) {
+	t.Parallel()
+	client, prefix := testenv.MustSharedRedis(t)
+	r := NewRedis(client, Keys{Prefix: prefix})
+	k := r.shards[0].keys
+	ctx := context.Background()
+	_, err := r.Apply(ctx, []claim.ProviderTotal{{ProviderNPI: "1000000005", NetFee: 5, Version: 1}})
+	require.NoError(t, err)
+	gens, err := client.SMembers(ctx, k.Generations()).Result()
+	require.NoError(t, err)
+	require.Equal(t, []string{NoGeneration}, gens)
+	n, err := client.Exists(ctx, k.Versions("0", 4, "1000000005")).Result()
+	require.NoError(t, err)
+	require.Equal(t, int64(1), n)
+
+	require.NoError(t, client.Del(ctx, k.Generations()).Err())
+	require.NoError(t, client.Set(ctx, k.Generation(), "live/1", 0).Err())
+	_, err = r.Apply(ctx, []claim.ProviderTotal{{ProviderNPI: "1000000005", NetFee: 6, Version: 2}})
+	require.NoError(t, err)
+	n, err = client.Exists(ctx, k.Generations()).Result()
+	require.NoError(t, err)
+	require.Zero(t, n)
 }
