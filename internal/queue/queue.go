@@ -202,6 +202,18 @@ func (l *link) connect() (*amqp.Connection, string, error) {
 	return conn, node, nil
 }
 
+// reset closes the connection, if up: run then dials again (the next node
+// first) and the owner sets up new channels. For a channel the broker has
+// given up on without closing it (see Publisher.Enqueue).
+func (l *link) reset() {
+	l.mu.Lock()
+	conn := l.conn
+	l.mu.Unlock()
+	if conn != nil {
+		_ = conn.Close()
+	}
+}
+
 func (l *link) drop(conn *amqp.Connection) {
 	l.mu.Lock()
 	if l.conn == conn {
