@@ -21,13 +21,21 @@ import (
 	"github.com/claim-process/claim-process/internal/testenv"
 )
 
-// rabbitServerBin is the RabbitMQ server start script. The /usr/sbin wrapper
-// insists on running as the rabbitmq user; this one runs as whoever calls it.
-const rabbitServerBin = "/usr/lib/rabbitmq/bin/rabbitmq-server"
+// rabbitServerBin is the RabbitMQ server start script, and rabbitCtlBin its
+// control tool. The /usr/sbin wrappers insist on running as the rabbitmq
+// user; these run as whoever calls them.
+const (
+	rabbitServerBin = "/usr/lib/rabbitmq/bin/rabbitmq-server"
+	rabbitCtlBin    = "/usr/lib/rabbitmq/bin/rabbitmqctl"
+)
 
 // rabbitStartTimeout bounds a boot. A boot loads and compiles thousands of
 // Erlang modules, which takes long on a busy machine with few cores.
 const rabbitStartTimeout = 120 * time.Second
+
+// rabbitCtlTimeout bounds a rabbitmqctl command, which boots an Erlang VM of
+// its own.
+const rabbitCtlTimeout = 60 * time.Second
 
 // RabbitQueueSettleTime is how long a quorum queue must have existed, and
 // the node must have run since its last Start (SinceStart), before a
@@ -57,6 +65,7 @@ type RabbitServer struct {
 	distPort int    // Erlang distribution
 	dir      string // HOME, config, mnesia, logs
 	node     string
+	cluster  string        // the cluster_name it must answer with; "": its own node's (RabbitMQ's default)
 	child    *proc.Process // nil when not started, or after Stop or Kill
 	started  time.Time     // when the last Start found the node ready
 	logShown bool          // a failed start already showed the logs
@@ -67,18 +76,35 @@ type RabbitServer struct {
 // the test failed.
 func StartRabbit(t testing.TB) *RabbitServer {
 	t.Helper()
+	s := newRabbit(t, rabbitOptions{})
+	s.Start()
+	return s
+}
+
+// rabbitOptions are what the nodes of a cluster share (see
+// StartRabbitCluster).
+type rabbitOptions struct {
+	cookie  string // the Erlang cookie; "": a random one of the node's own
+	cluster string // cluster_name; "": RabbitMQ's default, the node's name
+}
+
+// newRabbit prepares a node (its ports, directory and configuration) and
+// its cleanup, without starting it.
+func newRabbit(t testing.TB, opts rabbitOptions) *RabbitServer {
+	t.Helper()
 	_, err := os.Stat(rabbitServerBin)
 	require.NoError(t, err, "RabbitMQ must be installed")
-	s := &RabbitServer{t: t, port: testenv.FreePort(t), distPort: testenv.FreePort(t), dir: t.TempDir()}
+	s := &RabbitServer{t: t, port: testenv.FreePort(t), distPort: testenv.FreePort(t), dir: t.TempDir(), cluster: opts.cluster}
 	for s.distPort == s.port {
 		s.distPort = testenv.FreePort(t)
 	}
 	s.node = fmt.Sprintf("rmqtest%d@localhost", s.port)
 
-	cookie := make([]byte, 16)
-	_, err = rand.Read(cookie)
-	require.NoError(t, err)
-	conf := strings.Join([]string{
+	cookie := opts.cookie
+	if cookie == "" {
+		cookie = randomCookie(t)
+	}
+	conf := []string{
 		"listeners.tcp.1 = " + s.Addr(),
 		// The log goes to the console, which Start sends to log/rabbit.log:
 		// written at once, unlike RabbitMQ's own log file, whose last
@@ -87,12 +113,14 @@ func StartRabbit(t testing.TB) *RabbitServer {
 		"log.console.level = info",
 		"log.console.use_colors = off",
 		"log.file = false",
-		"",
-	}, "\n")
+	}
+	if s.cluster != "" {
+		conf = append(conf, "cluster_name = "+s.cluster)
+	}
 	for name, content := range map[string]string{
-		".erlang.cookie":    strings.ToUpper(hex.EncodeToString(cookie)),
+		".erlang.cookie":    cookie,
 		"rabbitmq-env.conf": "", // instead of /etc/rabbitmq/rabbitmq-env.conf, which names the shared node
-		"rabbitmq.conf":     conf,
+		"rabbitmq.conf":     strings.Join(conf, "\n") + "\n",
 		"enabled_plugins":   "[].\n",
 	} {
 		require.NoError(t, os.WriteFile(filepath.Join(s.dir, name), []byte(content), 0o600))
@@ -104,11 +132,19 @@ func StartRabbit(t testing.TB) *RabbitServer {
 	t.Cleanup(func() {
 		s.kill()
 		if t.Failed() && !s.logShown {
-			dumpFile(t, "rabbitmq log", s.logPath())
+			dumpFile(t, "rabbitmq "+s.node+" log", s.logPath())
 		}
 	})
-	s.Start()
 	return s
+}
+
+// randomCookie is an Erlang cookie no other node has.
+func randomCookie(t testing.TB) string {
+	t.Helper()
+	cookie := make([]byte, 16)
+	_, err := rand.Read(cookie)
+	require.NoError(t, err)
+	return strings.ToUpper(hex.EncodeToString(cookie))
 }
 
 // URL is the node's AMQP URL, as the default guest user (allowed from
@@ -118,7 +154,7 @@ func (s *RabbitServer) URL() string { return fmt.Sprintf("amqp://guest:guest@%s/
 // Addr is the node's AMQP host:port.
 func (s *RabbitServer) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port)) }
 
-// Node is the Erlang node name, for rabbitmqctl -n (run with HOME=Dir()).
+// Node is the Erlang node name (rabbitmqctl -n; see Ctl).
 func (s *RabbitServer) Node() string { return s.node }
 
 // Dir is the node's directory: its HOME (with the cookie), config, data and logs.
@@ -136,23 +172,74 @@ func (s *RabbitServer) Running() bool { return s.child != nil && s.child.Running
 // it accepts AMQP connections.
 func (s *RabbitServer) Start() {
 	s.t.Helper()
-	require.Nil(s.t, s.child, "rabbitmq %s is already running", s.node)
+	if err := s.start(); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+// start is Start returning its failure instead, so that several nodes can
+// boot at once, from goroutines of their own.
+func (s *RabbitServer) start() error {
+	if s.child != nil {
+		return fmt.Errorf("rabbitmq %s is already running", s.node)
+	}
 	for _, port := range []int{s.port, s.distPort} {
 		if portOpen(port) {
-			s.t.Fatalf("rabbitmq %s: something else listens on port %d", s.node, port)
+			return fmt.Errorf("rabbitmq %s: something else listens on port %d", s.node, port)
 		}
 	}
 	_ = os.Remove(s.pidPath()) // so that the one read below is the new node's
-	require.NoError(s.t, os.MkdirAll(filepath.Dir(s.logPath()), 0o755))
+	if err := os.MkdirAll(filepath.Dir(s.logPath()), 0o755); err != nil {
+		return err
+	}
 	console, err := os.OpenFile(s.logPath(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	require.NoError(s.t, err)
+	if err != nil {
+		return err
+	}
 	fmt.Fprintf(console, "===== %s: starting %s\n", time.Now().Format(time.RFC3339Nano), s.node)
 
 	cmd := exec.Command(rabbitServerBin)
 	cmd.Dir = s.dir
-	// A clean environment: nothing of the caller's (RABBITMQ_*, ERL_*) may
-	// point this node, or its cookie, at the shared one.
-	cmd.Env = []string{
+	cmd.Env = append(s.env(),
+		"RABBITMQ_NODE_IP_ADDRESS=127.0.0.1",
+		"RABBITMQ_NODE_PORT="+strconv.Itoa(s.port),
+		"RABBITMQ_DIST_PORT="+strconv.Itoa(s.distPort),
+		"RABBITMQ_MNESIA_BASE="+filepath.Join(s.dir, "mnesia"),
+		"RABBITMQ_LOG_BASE="+filepath.Join(s.dir, "log"),
+		"RABBITMQ_PID_FILE="+s.pidPath(),
+		"RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS=-kernel inet_dist_use_interface {127,0,0,1}",
+		// Makes the script exec the Erlang VM instead of running it in the
+		// background behind a signal-forwarding shell: the VM (beam.smp) is
+		// then this very process, so Pdeathsig (see proc.Process), SIGKILL and Wait
+		// reach it.
+		"RUNNING_UNDER_SYSTEMD=true",
+	)
+	cmd.Stdout, cmd.Stderr = console, console
+	// Its helpers (erl_child_setup, inet_gethost) in a group to kill; the
+	// Pdeathsig proc.Spawn adds is kept across the script's execs.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	child, err := proc.Spawn(cmd)
+	_ = console.Close() // the child has its own
+	if err != nil {
+		return fmt.Errorf("start rabbitmq %s: %w", s.node, err)
+	}
+	s.child = child
+
+	if err := poll(rabbitStartTimeout, s.checkReady); err != nil {
+		s.kill()
+		s.logShown = true
+		return fmt.Errorf("rabbitmq %s did not start: %w\n----- rabbitmq log (%s) -----\n%s\n----- end of rabbitmq log -----",
+			s.node, err, s.logPath(), fileTail(s.logPath(), 32<<10))
+	}
+	s.started = time.Now()
+	return nil
+}
+
+// env is the environment of the node's server and of rabbitmqctl for it.
+// A clean one: nothing of the caller's (RABBITMQ_*, ERL_*) may point this
+// node, or its cookie, at the shared one.
+func (s *RabbitServer) env() []string {
+	return []string{
 		"PATH=" + os.Getenv("PATH"),
 		"LANG=C.UTF-8",
 		"LC_ALL=C.UTF-8",
@@ -161,37 +248,25 @@ func (s *RabbitServer) Start() {
 		"RABBITMQ_CONFIG_FILE=" + filepath.Join(s.dir, "rabbitmq.conf"),
 		"RABBITMQ_ENABLED_PLUGINS_FILE=" + filepath.Join(s.dir, "enabled_plugins"),
 		"RABBITMQ_NODENAME=" + s.node,
-		"RABBITMQ_NODE_IP_ADDRESS=127.0.0.1",
-		"RABBITMQ_NODE_PORT=" + strconv.Itoa(s.port),
-		"RABBITMQ_DIST_PORT=" + strconv.Itoa(s.distPort),
-		"RABBITMQ_MNESIA_BASE=" + filepath.Join(s.dir, "mnesia"),
-		"RABBITMQ_LOG_BASE=" + filepath.Join(s.dir, "log"),
-		"RABBITMQ_PID_FILE=" + s.pidPath(),
-		"RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS=-kernel inet_dist_use_interface {127,0,0,1}",
-		// Makes the script exec the Erlang VM instead of running it in the
-		// background behind a signal-forwarding shell: the VM (beam.smp) is
-		// then this very process, so Pdeathsig (see proc.Process), SIGKILL and Wait
-		// reach it.
-		"RUNNING_UNDER_SYSTEMD=true",
 	}
-	cmd.Stdout, cmd.Stderr = console, console
-	// Its helpers (erl_child_setup, inet_gethost) in a group to kill; the
-	// Pdeathsig proc.Spawn adds is kept across the script's execs.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	child, err := proc.Spawn(cmd)
-	_ = console.Close() // the child has its own
-	if err != nil {
-		s.t.Fatalf("start rabbitmq %s: %v", s.node, err)
-	}
-	s.child = child
+}
 
-	if err := poll(rabbitStartTimeout, s.checkReady); err != nil {
-		s.kill()
-		s.logShown = true
-		s.t.Fatalf("rabbitmq %s did not start: %v\n----- rabbitmq log (%s) -----\n%s\n----- end of rabbitmq log -----",
-			s.node, err, s.logPath(), fileTail(s.logPath(), 32<<10))
+// Ctl runs rabbitmqctl against the node (with its HOME, so its cookie) and
+// returns what it printed.
+func (s *RabbitServer) Ctl(args ...string) (string, error) {
+	ctx, cancel := withTimeout(rabbitCtlTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, rabbitCtlBin, append([]string{"-n", s.node}, args...)...)
+	cmd.Dir = s.dir
+	cmd.Env = s.env()
+	// The script runs an Erlang VM of its own: a timeout kills them both.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("rabbitmqctl -n %s %s: %w\n%s", s.node, strings.Join(args, " "), err, out)
 	}
-	s.started = time.Now()
+	return string(out), nil
 }
 
 // SinceStart is how long ago the last Start found the node ready (see
@@ -217,8 +292,12 @@ func (s *RabbitServer) checkReady() error {
 		return err
 	}
 	defer conn.Close()
-	// The default cluster name is the node's name (with the host's FQDN).
-	if name, _ := conn.Properties["cluster_name"].(string); !strings.HasPrefix(name, strings.TrimSuffix(s.node, "localhost")) {
+	name, _ := conn.Properties["cluster_name"].(string)
+	want := s.cluster
+	if want == "" { // RabbitMQ's default: the node's name, with the host's FQDN
+		want = strings.TrimSuffix(s.node, "localhost")
+	}
+	if !strings.HasPrefix(name, want) {
 		return proc.Stop(fmt.Errorf("%s is answered by cluster %q, not by %s", s.Addr(), name, s.node))
 	}
 	return nil
