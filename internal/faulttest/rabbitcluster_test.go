@@ -49,10 +49,11 @@ func TestRabbitClusterNodeKilled(t *testing.T) {
 	// empty (see RabbitQueueSettleTime): on the killed node, at least.
 	time.Sleep(RabbitQueueSettleTime)
 
-	load := NewLoad(t, LoadConfig{Claims: 5000, Clients: 32, KeyShare: 0.3, Rate: 300,
+	// Paced so that the load runs on well past the kill (about 16s).
+	load := NewLoad(t, LoadConfig{Claims: 7000, Clients: 32, KeyShare: 0.3, Rate: 300,
 		RetryFor: 2 * time.Minute, Timeout: 3 * time.Minute})
 	load.Start(serve.BaseURL())
-	load.WaitFraction(0.35)
+	load.WaitFraction(0.3)
 	require.False(t, load.Done(), "the load ended before the kill")
 	q, err = cluster.Queue("claims")
 	require.NoError(t, err)
@@ -87,6 +88,12 @@ func TestRabbitClusterNodeKilled(t *testing.T) {
 	}
 	t.Logf("SIGKILL of %s (leader of the claims queue; node %d of 3) after %d claims finished: new leader elected within %s, all connected within %s",
 		victim.Node(), nodeIndex(cluster, victim)+1, load.finished.Load(), elected.Round(time.Millisecond), time.Since(killed).Round(time.Millisecond))
+	// The election and the reconnections take a second or two: past a
+	// margin for a slow machine, serve must take every claim again.
+	const recovered = 8 * time.Second
+	time.Sleep(time.Until(killed.Add(recovered)))
+	require.False(t, load.Done(), "the load ended too soon after the kill to tell that serve recovered")
+	late := load.Sender.Stats.Unavailable.Load()
 
 	load.Wait()
 	requireEveryClaimAnswered(t, load)
@@ -114,6 +121,7 @@ func TestRabbitClusterNodeKilled(t *testing.T) {
 	assert.Empty(t, lost, "claims answered 202 and not stored")
 	assert.Zero(t, s.Other5xx.Load(), "5xx answers other than 503 with Retry-After")
 	assert.Zero(t, s.NoRetryAfter.Load(), "503 answers without Retry-After")
+	assert.Equal(t, late, s.Unavailable.Load(), "503 answers more than %s after the kill", recovered)
 	t.Logf("rabbitmq cluster, one node of 3 SIGKILLed: claims sent %d, answered 202 %d, stored %d, lost %d; "+
 		"503 answers %d (%d after the kill), slowest 5xx %s; scenario took %s",
 		len(load.Claims), n[loadkit.Acked], report.Stored, len(lost), s.Unavailable.Load(), s.Unavailable.Load()-before,
