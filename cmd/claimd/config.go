@@ -49,7 +49,8 @@ var settings = []setting{
 	{"INGEST_WRITERS", strconv.Itoa(ingest.DefaultWriters), "group commit: transactions in flight at once"},
 	{"INGEST_QUEUE_SIZE", strconv.Itoa(ingest.DefaultBacklog), "claims waiting to be stored before POST /claims answers 503 + Retry-After"},
 	{"INGEST_MODE", "sync", "sync: POST /claims stores the claim, 201; async: it queues it on RabbitMQ, 202, and `claimd worker` stores it"},
-	{"RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/", "RabbitMQ URL (async mode, claimd worker, claimd dlq)"},
+	{"RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/", "RabbitMQ URL, or a cluster's nodes' URLs comma-separated: claimd connects to the first that answers and moves on when its node dies (async mode, claimd worker, claimd dlq)"},
+	{"RABBITMQ_QUEUE_REPLICAS", "0", "nodes a new queue is replicated on (x-quorum-initial-group-size); 0: 3 when RABBITMQ_URL lists several nodes, unset with one; -1: unset with several too (a queue created while one node was listed)"},
 	{"RABBITMQ_QUEUE", queue.DefaultQueue, "the durable quorum queue of claims; its dead letters go to <queue>.dead"},
 	{"QUEUE_DELIVERY_LIMIT", strconv.Itoa(queue.DefaultDeliveryLimit), "returns of a failing message to the queue before the broker dead-letters it (fixed when the queue is first declared)"},
 	{"PUBLISH_CONFIRM_TIMEOUT", shortDuration(queue.DefaultConfirmTimeout), "async mode: longest wait for the broker's confirm before POST /claims answers 503"},
@@ -144,6 +145,13 @@ func loadConfig(getenv func(string) string) (config, error) {
 		}
 		return n
 	}
+	integer := func(name string) int {
+		n, err := strconv.Atoi(get(name))
+		if err != nil {
+			bad(name, err)
+		}
+		return n
+	}
 	boolean := func(name string) bool {
 		b, err := strconv.ParseBool(get(name))
 		if err != nil {
@@ -200,7 +208,8 @@ func loadConfig(getenv func(string) string) (config, error) {
 	default:
 		bad("INGEST_MODE", fmt.Errorf("must be sync or async"))
 	}
-	cfg.Queue = queue.Config{URL: get("RABBITMQ_URL"), Queue: get("RABBITMQ_QUEUE"), DeliveryLimit: positive("QUEUE_DELIVERY_LIMIT")}
+	cfg.Queue = queue.Config{URL: get("RABBITMQ_URL"), Queue: get("RABBITMQ_QUEUE"), DeliveryLimit: positive("QUEUE_DELIVERY_LIMIT"),
+		Replicas: integer("RABBITMQ_QUEUE_REPLICAS")}
 	cfg.Publisher = queue.PublisherConfig{Config: cfg.Queue, ConfirmTimeout: duration("PUBLISH_CONFIRM_TIMEOUT")}
 	cfg.Status = queue.StatusConfig{TTL: duration("QUEUED_STATUS_TTL"), PerClient: int64(positive("QUEUED_PER_CLIENT"))}
 	cfg.WorkerAddr = get("WORKER_ADDR")

@@ -28,8 +28,10 @@
 // return data through Prometheus's HTTP API.
 //
 // The helpers live in non-test files so each one can be read on its own:
-// servers.go (a postgres of its own; redis-server is testenv.RedisServer),
-// rabbit.go (a private RabbitMQ node), prometheus.go (a Prometheus server),
+// servers.go (a postgres of its own, and a standby of it; redis-server is
+// testenv.RedisServer, a Redis Cluster testenv.RedisCluster), rabbit.go (a
+// private RabbitMQ node), rabbitcluster.go (three of them joined in a
+// cluster), prometheus.go (a Prometheus server),
 // claimd.go (the serve and worker processes, and claimd commands), load.go
 // (claims and the load generator) and verify.go (the final checks). They
 // are testing.TB wrappers around internal/loadkit, which the benchmark

@@ -122,6 +122,14 @@ func (p *Publisher) Enqueue(ctx context.Context, c claim.Claim, idempotencyKey s
 	reason, err := pc.publish(ctx, p.cfg.Queue, msg, p.cfg.ConfirmTimeout)
 	if err != nil {
 		p.m.refused.WithLabelValues(reason).Inc()
+		if reason == "nack" {
+			// RabbitMQ 3.10 nacks every later publish of a channel whose
+			// first one found its quorum queue's leader on a dead node (the
+			// channel keeps asking that node); nothing else nacks here, the
+			// queue having no length limit. Channels of a new connection
+			// start afresh, with the leader the cluster has elected since.
+			p.link.reset()
+		}
 		if reason != "timeout" { // a late confirm may still come: then the claim is queued
 			p.status.Forget(c.Sender, c.ID)
 		}
