@@ -10,7 +10,7 @@ export DATABASE_URL REDIS_URL
 GO ?= go
 SHELL := /bin/bash
 
-.PHONY: all build run worker up down migrate reconcile test test-short test-faults fuzz bench vet fmt check services test-tools clean
+.PHONY: all build run worker up down migrate reconcile test test-short test-faults fuzz bench bench-shards vet fmt check services test-tools clean
 
 all: build
 
@@ -80,6 +80,14 @@ test-short: services test-tools
 	$(GO) test -count=1 ./...
 
 BENCH_SCALE ?= default
+## bench-shards: ingest and lookups with RANK_SHARDS 1 and 16, on the standalone Redis and on a
+## six-node Redis Cluster it starts (about 5 minutes; docs/scaling.md)
+bench-shards: services
+	@mkdir -p bin
+	$(GO) build -o bin/claimd ./cmd/claimd
+	$(GO) build -o bin/claimbench ./cmd/claimbench
+	scripts/bench-shards.sh bin/claimd bin/claimbench | tee bin/bench-shards.md
+
 ## bench: the whole benchmark suite in one run (about 5 minutes; BENCH_SCALE=large adds a
 ## 10M-line stage, about 10): Postgres and Redis ceilings, claimd single and batch ingest, async mode
 ## (accept, drain, end-to-end, beside sync single), lookups from
