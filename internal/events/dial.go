@@ -1,0 +1,65 @@
+package events
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// The relay dials RABBITMQ_URL the way internal/queue does (nodes.go there,
+// unexported): the same list of nodes, the same order of trying them, the
+// same care to keep passwords out of logs.
+
+// urls splits RelayConfig.URL into the broker's nodes: one amqp:// URL, or
+// those of a cluster's nodes, comma-separated (a comma inside a URL, e.g. in
+// a password, is written %2C).
+func urls(list string) []string {
+	var out []string
+	for u := range strings.SplitSeq(list, ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			out = append(out, u)
+		}
+	}
+	if len(out) == 0 {
+		return []string{list} // dialing it says what is wrong with it
+	}
+	return out
+}
+
+// dial connects to the first of nodes that answers, trying them in turn
+// from nodes[start], and returns the connection and its node's index.
+func dial(nodes []string, start int, cfg amqp.Config) (*amqp.Connection, int, error) {
+	var errs []error
+	for i := range nodes {
+		k := (start + i) % len(nodes)
+		conn, err := amqp.DialConfig(nodes[k], cfg)
+		if err == nil {
+			return conn, k, nil
+		}
+		errs = append(errs, fmt.Errorf("%s: %w", nodeName(nodes, k), withoutURL(err)))
+	}
+	return nil, -1, errors.Join(errs...)
+}
+
+// nodeName names nodes[k] by its host and port: never the whole URL, which
+// holds the password.
+func nodeName(nodes []string, k int) string {
+	u, err := amqp.ParseURI(nodes[k])
+	if err != nil {
+		return fmt.Sprintf("RABBITMQ_URL node %d of %d", k+1, len(nodes))
+	}
+	return net.JoinHostPort(u.Host, strconv.Itoa(u.Port))
+}
+
+// withoutURL drops the URL a parse error quotes (password and all).
+func withoutURL(err error) error {
+	if ue, ok := errors.AsType[*url.Error](err); ok {
+		return fmt.Errorf("not a valid URL: %w", ue.Err)
+	}
+	return err
+}

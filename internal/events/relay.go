@@ -1,0 +1,509 @@
+package events
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// Outbox is where the relay reads the events to publish: the Postgres store.
+type Outbox interface {
+	// TryRelayLock takes the lock that lets one instance at a time relay;
+	// ok is false when another instance holds it.
+	TryRelayLock(ctx context.Context) (release func(), ok bool, err error)
+	// UnsentEvents returns up to limit events not yet marked sent, in seq
+	// order.
+	UnsentEvents(ctx context.Context, limit int) ([]Row, error)
+	// MarkEventsSent records that the broker confirmed the events seqs.
+	MarkEventsSent(ctx context.Context, seqs []int64) error
+	// PurgeSentEvents deletes events sent more than olderThan ago, at most
+	// PurgeBatch of them, and says how many.
+	PurgeSentEvents(ctx context.Context, olderThan time.Duration) (int64, error)
+	// OutboxDepth says how many events are unsent and how long the oldest
+	// of them has waited.
+	OutboxDepth(ctx context.Context) (unsent int64, oldest time.Duration, err error)
+}
+
+// RelayConfig tunes a Relay. Zero values take the defaults.
+type RelayConfig struct {
+	// URL is the broker's amqp:// URL, or the URLs of a cluster's nodes,
+	// comma-separated: RABBITMQ_URL, as internal/queue reads it.
+	URL string
+	// Exchange is the durable topic exchange events are published to, with
+	// their type as the routing key. Default DefaultExchange.
+	Exchange string
+	// Queue is a durable quorum queue bound to Exchange with "claim.#", so
+	// that events wait for a payments consumer that is not running yet.
+	// Default DefaultQueue.
+	Queue string
+	// BatchSize is how many events are published before waiting for their
+	// confirms. Default DefaultBatchSize.
+	BatchSize int
+	// Idle is how long the relay waits before looking again when nothing
+	// was unsent. Default DefaultIdle.
+	Idle time.Duration
+	// ConfirmTimeout bounds the wait for a batch's confirms, from its last
+	// publish. Past it the unconfirmed events stay unsent and the relay
+	// reconnects. Default DefaultConfirmTimeout.
+	ConfirmTimeout time.Duration
+	// Retention is how long sent events stay in the outbox (to look into,
+	// or to publish again by hand) before they are purged. Default
+	// DefaultRetention.
+	Retention time.Duration
+	// LockRetry is how often an instance that does not relay (another holds
+	// the lock) tries to take over. Default DefaultLockRetry.
+	LockRetry time.Duration
+	// DepthInterval is how often the outbox depth metrics are sampled.
+	// Default DefaultDepthInterval.
+	DepthInterval time.Duration
+}
+
+// The defaults of RelayConfig.
+const (
+	DefaultExchange       = "claim-events"
+	DefaultQueue          = "payments.claim-events"
+	DefaultBatchSize      = 500
+	DefaultIdle           = 50 * time.Millisecond
+	DefaultConfirmTimeout = 5 * time.Second
+	DefaultRetention      = 24 * time.Hour
+	DefaultLockRetry      = 2 * time.Second
+	DefaultDepthInterval  = 5 * time.Second
+)
+
+// PurgeBatch is the most sent events one Outbox.PurgeSentEvents deletes: a
+// purge that deleted as many is followed by another at once.
+const PurgeBatch = 10_000
+
+// BindingKey binds Queue to Exchange: every event type.
+const BindingKey = "claim.#"
+
+const (
+	// purgeEvery is how often the active relay purges sent events, unless a
+	// purge hit its bound: then it purges again at once.
+	purgeEvery = time.Minute
+	// storeTimeout bounds each call to the outbox: a Postgres that stopped
+	// answering must not hang the relay (it lets go of the lock and retries).
+	storeTimeout = 30 * time.Second
+	// quietFor is how often a failure that repeats is logged.
+	quietFor   = time.Minute
+	minBackoff = 100 * time.Millisecond
+	maxBackoff = 5 * time.Second
+)
+
+func (c RelayConfig) withDefaults() RelayConfig {
+	if c.Exchange == "" {
+		c.Exchange = DefaultExchange
+	}
+	if c.Queue == "" {
+		c.Queue = DefaultQueue
+	}
+	if c.BatchSize <= 0 {
+		c.BatchSize = DefaultBatchSize
+	}
+	if c.Idle <= 0 {
+		c.Idle = DefaultIdle
+	}
+	if c.ConfirmTimeout <= 0 {
+		c.ConfirmTimeout = DefaultConfirmTimeout
+	}
+	if c.Retention <= 0 {
+		c.Retention = DefaultRetention
+	}
+	if c.LockRetry <= 0 {
+		c.LockRetry = DefaultLockRetry
+	}
+	if c.DepthInterval <= 0 {
+		c.DepthInterval = DefaultDepthInterval
+	}
+	return c
+}
+
+// Relay publishes the outbox's events to RabbitMQ: one instance at a time
+// (a Postgres advisory lock), in seq order on one confirm-mode channel, and
+// marks an event sent only after the broker confirmed it. Delivery is at
+// least once: an event whose confirm was lost (a nack, a timeout, a
+// connection that closed, an instance killed between confirm and mark) is
+// published again, with the same message_id, and consumers deduplicate by
+// event_id.
+//
+// Order: a batch is published in seq order, and on any failure only its
+// confirmed prefix is marked sent, so an event is never marked while one
+// before it in the batch is not. Per claim, that is commit order: a claim's
+// later event is written by a transaction that begins after the one that
+// wrote its earlier event committed, so it has the higher seq.
+//
+// The relay is independent of ingest: while the broker is away claims are
+// still stored, their events wait in the outbox (claimd_outbox_unsent_events),
+// and the relay retries with backoff, logging the failure once a minute.
+type Relay struct {
+	outbox Outbox
+	cfg    RelayConfig
+	m      *Metrics
+	log    *slog.Logger
+
+	next      int          // the index in urls(cfg.URL) of the node dialed first; only Run uses it
+	standbys  atomic.Int64 // lock attempts that found another instance relaying (for tests)
+	lastPurge time.Time    // only Run uses it
+	purgeMore bool         // the last purge hit its bound
+}
+
+// NewRelay returns a relay of outbox; Run starts it.
+func NewRelay(outbox Outbox, cfg RelayConfig, m *Metrics, log *slog.Logger) *Relay {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	m.active.Set(0)
+	return &Relay{outbox: outbox, cfg: cfg.withDefaults(), m: m, log: log}
+}
+
+// failure is why a relay's run ended; reason labels
+// claimd_events_publish_failures_total, empty for a failure of the outbox.
+type failure struct {
+	reason string
+	err    error
+}
+
+func (f *failure) Error() string { return f.err.Error() }
+func (f *failure) Unwrap() error { return f.err }
+
+// Run relays until ctx is done: it takes the lock (or, while another
+// instance holds it, tries again every LockRetry), connects, declares the
+// exchange and the queue, and publishes until ctx is done or something
+// fails; then it lets go of the lock and, after a backoff, starts over. It
+// also samples the outbox depth every DepthInterval, lock or not. Run
+// returns once its goroutine is done and the lock released; stop it before
+// closing the store.
+func (r *Relay) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	wg.Go(func() { r.watchDepth(ctx) })
+	defer wg.Wait()
+
+	var (
+		backoff  = minBackoff
+		standby  bool
+		failures quiet
+	)
+	for ctx.Err() == nil {
+		wait := r.cfg.LockRetry
+		lockCtx, cancel := context.WithTimeout(ctx, storeTimeout)
+		release, ok, err := r.outbox.TryRelayLock(lockCtx)
+		cancel()
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err != nil:
+			if missed, ok := failures.allow(); ok {
+				r.log.Warn("outbox relay cannot take its lock; retrying", "retry_in_seconds", wait.Seconds(),
+					"failures_not_logged", missed, "err", err)
+			}
+		case !ok:
+			r.standbys.Add(1)
+			if !standby {
+				r.log.Info("another instance relays the outbox; standing by")
+				standby = true
+			}
+		default:
+			standby = false
+			r.m.active.Set(1)
+			progressed, err := r.relay(ctx, &failures)
+			release()
+			r.m.active.Set(0)
+			if ctx.Err() != nil {
+				return
+			}
+			if progressed {
+				backoff = minBackoff
+			}
+			var f *failure
+			if errors.As(err, &f) && f.reason != "" {
+				r.m.failures.WithLabelValues(f.reason).Inc()
+			}
+			if missed, ok := failures.allow(); ok {
+				r.log.Warn("outbox relay stopped; events wait in the outbox, retrying", "retry_in_seconds", backoff.Seconds(),
+					"failures_not_logged", missed, "err", err)
+			}
+			// The lock is let go meanwhile: an instance that can reach the
+			// broker, when this one cannot, may take over.
+			wait = backoff
+			backoff = min(2*backoff, maxBackoff)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+	}
+}
+
+// relay is one run with the lock held: it connects and publishes until ctx
+// is done (nil) or something fails. progressed says whether it got as far
+// as publishing a batch or finding nothing to publish.
+func (r *Relay) relay(ctx context.Context, failures *quiet) (progressed bool, err error) {
+	nodes := urls(r.cfg.URL)
+	conn, k, err := dial(nodes, r.next, amqp.Config{
+		Heartbeat:  5 * time.Second,
+		Locale:     "en_US",
+		Dial:       amqp.DefaultDial(2 * time.Second),
+		Properties: amqp.Table{"connection_name": "claimd events relay"},
+	})
+	if err != nil {
+		return false, &failure{reasonBrokerDown, err}
+	}
+	defer func() { _ = conn.Close() }()
+	// Next time, the node after this one: most likely this one has died.
+	r.next = (k + 1) % len(nodes)
+	node := nodeName(nodes, k)
+	ch, err := r.setup(conn)
+	if err != nil {
+		return false, &failure{reasonBrokerDown, fmt.Errorf("%s: %w", node, err)}
+	}
+	// A returned message (mandatory, and no queue took it) comes back before
+	// its confirm; buffered, so that the connection's reader never waits for
+	// us, and read after each confirm. At most a batch is outstanding.
+	returns := ch.NotifyReturn(make(chan amqp.Return, r.cfg.BatchSize))
+	closed := conn.NotifyClose(make(chan *amqp.Error, 1))
+	missed := failures.reset()
+	r.log.Info("outbox relay publishing", "node", node, "exchange", r.cfg.Exchange, "queue", r.cfg.Queue,
+		"failures_not_logged", missed)
+
+	for {
+		r.purge(ctx)
+		rows, err := r.unsent(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return progressed, nil
+			}
+			return progressed, &failure{err: err}
+		}
+		if len(rows) == 0 {
+			progressed = true
+			// Polling the empty partial index costs a fraction of a
+			// millisecond of one backend, 1/Idle times a second, on the one
+			// active relay, and bounds the delay an event adds to Idle.
+			// LISTEN/NOTIFY would wake the relay sooner, but a NOTIFY takes
+			// a database-wide lock at commit: it would serialize the claim
+			// transactions that the group commit runs side by side, a cost
+			// on every claim for a gain of a few milliseconds.
+			select {
+			case <-ctx.Done():
+				return progressed, nil
+			case err := <-closed:
+				return progressed, &failure{reasonBrokerDown, fmt.Errorf("%s: connection closed: %w", node, err)}
+			case <-time.After(r.cfg.Idle):
+			}
+			continue
+		}
+		n, err := r.publish(ctx, ch, returns, rows)
+		if n > 0 {
+			if err := r.markSent(ctx, rows[:n]); err != nil {
+				// Confirmed but not marked: published again later.
+				return progressed, &failure{err: err}
+			}
+			progressed = true
+		}
+		if err != nil || ctx.Err() != nil {
+			return progressed, err
+		}
+	}
+}
+
+// setup declares the exchange and the queue, binds them, and opens the
+// confirm-mode channel events are published on.
+func (r *Relay) setup(conn *amqp.Connection) (*amqp.Channel, error) {
+	ch, err := conn.Channel()
+	if err != nil {
+		return nil, err
+	}
+	if err := ch.ExchangeDeclare(r.cfg.Exchange, amqp.ExchangeTopic, true, false, false, false, nil); err != nil {
+		return nil, fmt.Errorf("declare exchange %s (if it exists as another type than a durable topic exchange, delete it): %w",
+			r.cfg.Exchange, err)
+	}
+	// No x-quorum-initial-group-size: the broker's default (every node)
+	// suits, and no argument means none to disagree about on redeclaring.
+	args := amqp.Table{amqp.QueueTypeArg: amqp.QueueTypeQuorum}
+	if _, err := ch.QueueDeclare(r.cfg.Queue, true, false, false, false, args); err != nil {
+		return nil, fmt.Errorf("declare queue %s (if it exists with other arguments, delete it or keep its settings): %w",
+			r.cfg.Queue, err)
+	}
+	if err := ch.QueueBind(r.cfg.Queue, BindingKey, r.cfg.Exchange, false, nil); err != nil {
+		return nil, fmt.Errorf("bind queue %s to exchange %s: %w", r.cfg.Queue, r.cfg.Exchange, err)
+	}
+	if err := ch.Confirm(false); err != nil {
+		return nil, err
+	}
+	return ch, nil
+}
+
+// publish publishes rows in order, mandatory and persistent, then waits for
+// their confirms, and returns how many of them, from the first, the broker
+// confirmed: a nack, a return, a timeout or a closed channel ends the
+// prefix, even if later ones were confirmed. Once publishing began, ctx only
+// stops further publishes: the confirms of those sent are still awaited
+// (up to ConfirmTimeout), so that a clean stop does not publish them twice.
+func (r *Relay) publish(ctx context.Context, ch *amqp.Channel, returns <-chan amqp.Return, rows []Row) (int, error) {
+	pending := make([]*amqp.DeferredConfirmation, 0, len(rows))
+	var publishErr error
+	for _, row := range rows {
+		dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, r.cfg.Exchange, row.RoutingKey, true, false, amqp.Publishing{
+			DeliveryMode: amqp.Persistent,
+			ContentType:  "application/json",
+			MessageId:    row.EventID,
+			Type:         row.RoutingKey,
+			AppId:        "claimd",
+			Body:         row.Body,
+		})
+		if err != nil {
+			publishErr = err
+			break
+		}
+		pending = append(pending, dc)
+	}
+	deadline := time.NewTimer(r.cfg.ConfirmTimeout)
+	defer deadline.Stop()
+	returned := map[string]bool{}
+	for i, dc := range pending {
+		select {
+		case <-dc.Done():
+		case <-deadline.C:
+			return i, &failure{reasonTimeout, fmt.Errorf("no confirm from the broker within %s for %d of %d events",
+				r.cfg.ConfirmTimeout, len(pending)-i, len(rows))}
+		}
+		if !dc.Acked() {
+			if ch.IsClosed() { // closing nacks what was unconfirmed
+				return i, &failure{reasonBrokerDown, errors.New("the channel closed before the broker confirmed every event")}
+			}
+			return i, &failure{reasonNack, fmt.Errorf("the broker refused event seq %d", rows[i].Seq)}
+		}
+		drain(returns, returned)
+		if returned[rows[i].EventID] {
+			return i, &failure{reasonUnroutable, fmt.Errorf("no queue took event seq %d (routing key %s): is %s bound to %s?",
+				rows[i].Seq, rows[i].RoutingKey, r.cfg.Queue, r.cfg.Exchange)}
+		}
+	}
+	switch {
+	case publishErr == nil:
+		return len(rows), nil
+	case ctx.Err() != nil:
+		return len(pending), nil
+	default:
+		return len(pending), &failure{reasonBrokerDown, fmt.Errorf("publish: %w", publishErr)}
+	}
+}
+
+// drain moves the returns already delivered into returned, by message id.
+func drain(returns <-chan amqp.Return, returned map[string]bool) {
+	for {
+		select {
+		case r, ok := <-returns:
+			if !ok {
+				return
+			}
+			returned[r.MessageId] = true
+		default:
+			return
+		}
+	}
+}
+
+func (r *Relay) unsent(ctx context.Context) ([]Row, error) {
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
+	return r.outbox.UnsentEvents(ctx, r.cfg.BatchSize)
+}
+
+// markSent marks rows sent and counts them. It runs also when ctx was
+// cancelled during the batch: those events are at the broker.
+func (r *Relay) markSent(ctx context.Context, rows []Row) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
+	defer cancel()
+	seqs := make([]int64, len(rows))
+	for i, row := range rows {
+		seqs[i] = row.Seq
+	}
+	if err := r.outbox.MarkEventsSent(ctx, seqs); err != nil {
+		return err
+	}
+	for _, row := range rows {
+		r.m.published.WithLabelValues(typeLabel(row.RoutingKey)).Inc()
+	}
+	return nil
+}
+
+// purge deletes sent events past the retention, every purgeEvery, or at
+// once again while there is more than a purge's bound to delete. A failure
+// is left to the next read of the outbox to report.
+func (r *Relay) purge(ctx context.Context) {
+	if !r.purgeMore && time.Since(r.lastPurge) < purgeEvery {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
+	n, err := r.outbox.PurgeSentEvents(ctx, r.cfg.Retention)
+	r.lastPurge = time.Now()
+	r.purgeMore = err == nil && n >= PurgeBatch
+}
+
+// Depth samples the outbox depth into the metrics and returns it.
+func (r *Relay) Depth(ctx context.Context) (unsent int64, oldest time.Duration, err error) {
+	unsent, oldest, err = r.outbox.OutboxDepth(ctx)
+	if err != nil {
+		return 0, 0, err
+	}
+	r.m.unsent.Set(float64(unsent))
+	r.m.oldest.Set(oldest.Seconds())
+	return unsent, oldest, nil
+}
+
+// watchDepth samples the depth every DepthInterval until ctx is done.
+func (r *Relay) watchDepth(ctx context.Context) {
+	ticker := time.NewTicker(r.cfg.DepthInterval)
+	defer ticker.Stop()
+	var failures quiet
+	for {
+		depthCtx, cancel := context.WithTimeout(ctx, storeTimeout)
+		_, _, err := r.Depth(depthCtx)
+		cancel()
+		if err != nil && ctx.Err() == nil {
+			if missed, ok := failures.allow(); ok {
+				r.log.Warn("outbox depth not read", "failures_not_logged", missed, "err", err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		}
+	}
+}
+
+// quiet lets a failure that repeats be logged once per quietFor; the log
+// says how many were not.
+type quiet struct {
+	last   time.Time
+	missed int
+}
+
+// allow says whether to log a failure now, and how many were not logged
+// since the last that was.
+func (q *quiet) allow() (missed int, ok bool) {
+	if now := time.Now(); q.last.IsZero() || now.Sub(q.last) >= quietFor {
+		missed, q.missed, q.last = q.missed, 0, now
+		return missed, true
+	}
+	q.missed++
+	return 0, false
+}
+
+// reset forgets the failures, so that the next one is logged at once, and
+// says how many were not logged.
+func (q *quiet) reset() (missed int) {
+	missed = q.missed
+	*q = quiet{}
+	return missed
+}

@@ -1,0 +1,115 @@
+package store
+
+import (
+	"context"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/claim-process/claim-process/internal/events"
+)
+
+var _ events.Outbox = (*Store)(nil)
+
+// relayLockKey is the advisory lock that lets one instance at a time relay
+// the outbox to the broker; reconcileLockKey's neighbour.
+const relayLockKey int64 = 0x636c61696d65 // "claime"
+
+// TryRelayLock takes the outbox relay's lock if no other instance holds it.
+// Like TryReconcileLock, the lock lives in a Postgres session held until
+// release is called, or until the connection dies.
+func (s *Store) TryRelayLock(ctx context.Context) (release func(), ok bool, err error) {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return nil, false, wrap("relay lock", err)
+	}
+	if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", relayLockKey).Scan(&ok); err != nil {
+		conn.Release()
+		return nil, false, wrap("relay lock", err)
+	}
+	if !ok {
+		conn.Release()
+		return nil, false, nil
+	}
+	return func() {
+		_, err := conn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", relayLockKey)
+		if err != nil {
+			// The lock must not outlive us in a pooled session.
+			_ = conn.Conn().Close(context.WithoutCancel(ctx))
+		}
+		conn.Release()
+	}, true, nil
+}
+
+// unsentEventsSQL reads the oldest unsent events through the partial index
+// outbox_unsent. There is no high-water mark: seq is taken at INSERT, and a
+// transaction that took a lower seq may commit after one that took a
+// higher; reading from the lowest unsent row each time picks it up then.
+const unsentEventsSQL = `
+SELECT seq, event_id::text, routing_key, body FROM outbox
+WHERE sent_at IS NULL ORDER BY seq LIMIT $1`
+
+// UnsentEvents returns up to limit events not yet confirmed by the broker,
+// in seq order.
+func (s *Store) UnsentEvents(ctx context.Context, limit int) ([]events.Row, error) {
+	rows, err := s.pool.Query(ctx, unsentEventsSQL, limit)
+	if err != nil {
+		return nil, wrap("read unsent events", err)
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (events.Row, error) {
+		var r events.Row
+		err := row.Scan(&r.Seq, &r.EventID, &r.RoutingKey, &r.Body)
+		return r, err
+	})
+	return out, wrap("read unsent events", err)
+}
+
+const markEventsSentSQL = `UPDATE outbox SET sent_at = now() WHERE seq = ANY($1)`
+
+// MarkEventsSent records that the broker confirmed the events seqs.
+func (s *Store) MarkEventsSent(ctx context.Context, seqs []int64) error {
+	if len(seqs) == 0 {
+		return nil
+	}
+	_, err := s.pool.Exec(ctx, markEventsSentSQL, seqs)
+	return wrap("mark events sent", err)
+}
+
+// purgeSentEventsSQL looks only at the events.PurgeBatch lowest seqs, in the
+// primary key's order: the outbox is appended to in (roughly) seq order, so
+// those are the oldest rows, and the cost of a call stays bounded whether
+// there is much to purge or nothing (a filter on sent_at alone would read
+// the whole table to find nothing). An unsent row among them stays; it is
+// purged in a later call, once sent and old enough.
+const purgeSentEventsSQL = `
+DELETE FROM outbox WHERE seq IN (
+    SELECT seq FROM (SELECT seq, sent_at FROM outbox ORDER BY seq LIMIT $2) oldest
+    WHERE sent_at < now() - $1::float8 * interval '1 second')`
+
+// PurgeSentEvents deletes events sent more than olderThan ago, at most
+// events.PurgeBatch of them, and says how many it deleted: as many means
+// there may be more.
+func (s *Store) PurgeSentEvents(ctx context.Context, olderThan time.Duration) (int64, error) {
+	tag, err := s.pool.Exec(ctx, purgeSentEventsSQL, olderThan.Seconds(), events.PurgeBatch)
+	if err != nil {
+		return 0, wrap("purge sent events", err)
+	}
+	return tag.RowsAffected(), nil
+}
+
+// outboxDepthSQL counts the unsent events, reading the partial index
+// outbox_unsent (and the heap for created_at): cheap while the relay keeps
+// up, proportional to the backlog while the broker is away.
+const outboxDepthSQL = `
+SELECT count(*), coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8
+FROM outbox WHERE sent_at IS NULL`
+
+// OutboxDepth says how many events wait to be sent and how long the oldest
+// of them has waited (zero when none).
+func (s *Store) OutboxDepth(ctx context.Context) (unsent int64, oldest time.Duration, err error) {
+	var seconds float64
+	if err := s.pool.QueryRow(ctx, outboxDepthSQL).Scan(&unsent, &seconds); err != nil {
+		return 0, 0, wrap("read outbox depth", err)
+	}
+	return unsent, time.Duration(max(seconds, 0) * float64(time.Second)), nil
+}

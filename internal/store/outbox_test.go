@@ -1,0 +1,147 @@
+package store_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+
+	"github.com/claim-process/claim-process/internal/events"
+	"github.com/claim-process/claim-process/internal/testenv"
+)
+
+// mustOutboxRows writes n events straight into the outbox and returns them
+// with their seqs, in seq order.
+func mustOutboxRows(t *testing.T, db *pgx.Conn, n int) []events.Row {
+	t.Helper()
+	rows := make([]events.Row, n)
+	for i := range rows {
+		rows[i] = events.Row{EventID: uuid.NewString(), RoutingKey: events.TypeStored, Body: fmt.Appendf(nil, `{"n":%d}`, i)}
+		require.NoError(t, db.QueryRow(context.Background(),
+			"INSERT INTO outbox (event_id, routing_key, body) VALUES ($1, $2, $3) RETURNING seq",
+			rows[i].EventID, rows[i].RoutingKey, rows[i].Body).Scan(&rows[i].Seq))
+	}
+	return rows
+}
+
+func mustConn(t *testing.T, url string) *pgx.Conn {
+	t.Helper()
+	db, err := pgx.Connect(context.Background(), url)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = db.Close(context.Background()) })
+	return db
+}
+
+func TestOutboxReadsUnsentInOrderAndMarksThemSent(t *testing.T) {
+	t.Parallel()
+	st, url := testenv.MustStore(t)
+	db := mustConn(t, url)
+	ctx := context.Background()
+
+	unsent, oldest, err := st.OutboxDepth(ctx)
+	require.NoError(t, err)
+	require.Zero(t, unsent)
+	require.Zero(t, oldest)
+	got, err := st.UnsentEvents(ctx, 10)
+	require.NoError(t, err)
+	require.Empty(t, got)
+
+	rows := mustOutboxRows(t, db, 5)
+	got, err = st.UnsentEvents(ctx, 3)
+	require.NoError(t, err)
+	require.Equal(t, rows[:3], got)
+
+	require.NoError(t, st.MarkEventsSent(ctx, []int64{rows[0].Seq, rows[2].Seq}))
+	got, err = st.UnsentEvents(ctx, 10)
+	require.NoError(t, err)
+	require.Equal(t, []events.Row{rows[1], rows[3], rows[4]}, got)
+	require.NoError(t, st.MarkEventsSent(ctx, nil))
+
+	// The oldest unsent is rows[1]: make it ten minutes old.
+	_, err = db.Exec(ctx, "UPDATE outbox SET created_at = now() - interval '10 minutes' WHERE seq = $1", rows[1].Seq)
+	require.NoError(t, err)
+	unsent, oldest, err = st.OutboxDepth(ctx)
+	require.NoError(t, err)
+	require.Equal(t, int64(3), unsent)
+	require.GreaterOrEqual(t, oldest, 10*time.Minute)
+	require.Less(t, oldest, 11*time.Minute)
+}
+
+func TestOutboxPurgesOnlyEventsSentLongEnoughAgo(t *testing.T) {
+	t.Parallel()
+	st, url := testenv.MustStore(t)
+	db := mustConn(t, url)
+	ctx := context.Background()
+
+	rows := mustOutboxRows(t, db, 4)
+	// rows[0] and rows[2] were sent two hours ago, rows[1] just now, rows[3]
+	// not at all.
+	_, err := db.Exec(ctx, "UPDATE outbox SET sent_at = now() - interval '2 hours' WHERE seq = ANY($1)",
+		[]int64{rows[0].Seq, rows[2].Seq})
+	require.NoError(t, err)
+	require.NoError(t, st.MarkEventsSent(ctx, []int64{rows[1].Seq}))
+
+	n, err := st.PurgeSentEvents(ctx, time.Hour)
+	require.NoError(t, err)
+	require.Equal(t, int64(2), n)
+	var left []int64
+	r, err := db.Query(ctx, "SELECT seq FROM outbox ORDER BY seq")
+	require.NoError(t, err)
+	left, err = pgx.CollectRows(r, pgx.RowTo[int64])
+	require.NoError(t, err)
+	require.Equal(t, []int64{rows[1].Seq, rows[3].Seq}, left)
+
+	n, err = st.PurgeSentEvents(ctx, time.Hour)
+	require.NoError(t, err)
+	require.Zero(t, n)
+	got, err := st.UnsentEvents(ctx, 10)
+	require.NoError(t, err)
+	require.Equal(t, rows[3:], got)
+}
+
+func TestOutboxPurgeIsBounded(t *testing.T) {
+	t.Parallel()
+	st, url := testenv.MustStore(t)
+	db := mustConn(t, url)
+	ctx := context.Background()
+
+	_, err := db.Exec(ctx, `
+INSERT INTO outbox (event_id, routing_key, body, sent_at)
+SELECT gen_random_uuid(), 'claim.stored', '{}', now() - interval '2 days' FROM generate_series(1, $1)`,
+		events.PurgeBatch+5)
+	require.NoError(t, err)
+	n, err := st.PurgeSentEvents(ctx, time.Hour)
+	require.NoError(t, err)
+	require.Equal(t, int64(events.PurgeBatch), n)
+	n, err = st.PurgeSentEvents(ctx, time.Hour)
+	require.NoError(t, err)
+	require.Equal(t, int64(5), n)
+}
+
+func TestRelayLockIsExclusiveAndNotTheReconcileLock(t *testing.T) {
+	t.Parallel()
+	st, _ := testenv.MustStore(t)
+	ctx := context.Background()
+
+	release, ok, err := st.TryRelayLock(ctx)
+	require.NoError(t, err)
+	require.True(t, ok)
+	_, ok, err = st.TryRelayLock(ctx)
+	require.NoError(t, err)
+	require.False(t, ok, "a second session must not take the relay lock")
+
+	releaseReconcile, ok, err := st.TryReconcileLock(ctx)
+	require.NoError(t, err)
+	require.True(t, ok, "the relay lock must not hold the reconcile lock")
+	releaseReconcile()
+
+	release()
+	release2, ok, err := st.TryRelayLock(ctx)
+	require.NoError(t, err)
+	require.True(t, ok)
+	release2()
+}
