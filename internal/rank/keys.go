@@ -59,7 +59,7 @@ func (s ShardKeys) Ranking() string { return s.base + "providers" }
 // Many small hashes rather than one big one: Redis keeps a hash of up to
 // 128 fields as a compact listpack, about a quarter of the memory of a hash
 // table (a rebuild picks digits for ~100 fields each). Absent, the
-// generation is "0" with 4 digits (NoGeneration).
+// generation is "0" with 1 digit (NoGeneration).
 func (s ShardKeys) Generation() string { return s.base + "gen" }
 
 // Versions names the versions hash of generation gen, of digits digits,
@@ -88,8 +88,10 @@ func (s ShardKeys) BuildRanking() string    { return s.base + "build" }
 func (s ShardKeys) BuildGeneration() string { return s.base + "build:gen" }
 
 // NoGeneration is the generation writes use while the Generation key is
-// absent (before the first rebuild, or after Redis lost its data).
-const NoGeneration = "0/4"
+// absent (before the first rebuild, or after Redis lost its data): ten
+// hashes, few to name when the first rebuild drops them, and too short-lived
+// for their encoding to matter.
+const NoGeneration = "0/1"
 
 // ParseGeneration reads the value of a Generation key: the generation's
 // name and how many NPI digits name its hashes. ok is false for a value
@@ -98,7 +100,7 @@ func ParseGeneration(v string) (gen string, digits int, ok bool) {
 	gen, d, _ := strings.Cut(v, "/")
 	digits, err := strconv.Atoi(d)
 	if err != nil || digits < 1 {
-		return "0", 4, false
+		return "0", 1, false
 	}
 	return gen, digits, true
 }

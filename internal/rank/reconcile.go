@@ -306,8 +306,9 @@ func (r *Reconciler) rebuild(ctx context.Context, epoch string) (Result, error) 
 		r.redis.abortBuild(context.WithoutCancel(ctx), b)
 		return res, err
 	}
-	if err := r.redis.dropOldVersions(ctx); err != nil {
-		// The new set is live; the old versions go with the next rebuild.
+	if err := r.redis.dropOldVersions(ctx); err != nil && ctx.Err() == nil {
+		// The new set is live; the old versions go with the next rebuild
+		// (also when shutting down cut this short).
 		r.log.Warn("old ranking versions not deleted", "err", err)
 	}
 	r.lastScan = scanned

@@ -55,7 +55,7 @@ func TestDropOldVersions(t *testing.T) {
 	require.NoError(t, client.SAdd(ctx, k.Generations(), "dead/2", NoGeneration).Err())
 	hashes := map[string]string{
 		"live": k.Versions("live", 1, "1000000005"), "build": k.Versions(b.token, 1, "1000000005"),
-		"dead": k.Versions("dead", 2, "1000000005"), "0": k.Versions("0", 4, "1000000005"),
+		"dead": k.Versions("dead", 2, "1000000005"), "0": k.Versions("0", 1, "1000000005"),
 		"legacy": prefix + "rank:providers:v:x:5",
 	}
 	for _, h := range hashes {
@@ -87,7 +87,7 @@ func TestWritesWithoutGenerationRecordIt(t *testing.T) {
 	gens, err := client.SMembers(ctx, k.Generations()).Result()
 	require.NoError(t, err)
 	require.Equal(t, []string{NoGeneration}, gens)
-	n, err := client.Exists(ctx, k.Versions("0", 4, "1000000005")).Result()
+	n, err := client.Exists(ctx, k.Versions("0", 1, "1000000005")).Result()
 	require.NoError(t, err)
 	require.Equal(t, int64(1), n)
 
