@@ -17,6 +17,20 @@ type Claim struct {
 	ExternalID string // the sender's own identifier, unique per sender when given; "" when not
 	ReceivedAt time.Time
 	Lines      []Line
+	// Replaces is the id of the claim this one corrects, reversed in the
+	// same transaction that stores this one; "" for a new claim. A claim
+	// names it by id or by external id (Input); stored, it is the id.
+	Replaces string
+	// Reversal is set once the claim is reversed; nil while it counts.
+	Reversal *Reversal
+}
+
+// Status is StatusStored, or StatusReversed once reversed.
+func (c Claim) Status() string {
+	if c.Reversal != nil {
+		return StatusReversed
+	}
+	return StatusStored
 }
 
 // Line is one service line of a claim, normalized: procedure and quadrant are

@@ -71,6 +71,11 @@ func DecodeJSONBytes(body []byte) (Input, error) {
 			case isExternalIDName(m.name):
 				v := jsonValue(m.raw)
 				in.ExternalID = &v
+			case fieldKey(m.name) == "replaces" && in.Replaces != nil:
+				in.Duplicates = append(in.Duplicates, "replaces")
+			case fieldKey(m.name) == "replaces":
+				v := jsonValue(m.raw)
+				in.Replaces = &v
 			default:
 				rest = append(rest, m)
 			}

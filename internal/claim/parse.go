@@ -44,6 +44,9 @@ type Input struct {
 	// ExternalID is the sender's own identifier of the claim ("claim_id" or
 	// "external_id"), nil when the claim has none.
 	ExternalID *Value
+	// Replaces names the claim this one corrects ("replaces": its id or its
+	// claim_id), nil for a new claim.
+	Replaces *Value
 	// Unknown lists claim-level names that are not part of a claim.
 	Unknown []string
 	// Duplicates lists claim-level names given again ("lines" twice, or both
@@ -99,6 +102,14 @@ func (in Input) ExternalIDText() string {
 	return strings.TrimSpace(in.ExternalID.Text)
 }
 
+// ReplacesText is the claim this one replaces, trimmed; "" when none.
+func (in Input) ReplacesText() string {
+	if in.Replaces == nil {
+		return ""
+	}
+	return strings.TrimSpace(in.Replaces.Text)
+}
+
 // isExternalIDName tells whether a claim-level name carries the sender's claim id.
 func isExternalIDName(name string) bool {
 	k := fieldKey(name)
@@ -123,13 +134,27 @@ func Parse(in Input, rules Rules) ([]Line, error) {
 				Detail: fmt.Sprintf("must be 1 to %d characters", MaxExternalIDLength)})
 		}
 	}
+	if v := in.Replaces; v != nil {
+		text := in.ReplacesText()
+		switch {
+		case v.Kind != KindString && v.Kind != KindNumber:
+			problems = append(problems, Problem{Line: -1, Field: "replaces", Rule: RuleValueType,
+				Detail: "must be a string: the id or claim_id of the claim this one corrects"})
+		case !validText(*v):
+			problems = append(problems, Problem{Line: -1, Field: "replaces", Rule: RuleText,
+				Detail: "must be UTF-8 text without NUL characters"})
+		case text == "" || len(text) > MaxExternalIDLength:
+			problems = append(problems, Problem{Line: -1, Field: "replaces", Rule: RuleExternalID,
+				Detail: fmt.Sprintf("must be 1 to %d characters", MaxExternalIDLength)})
+		}
+	}
 	for _, name := range in.Duplicates {
 		problems = append(problems, Problem{Line: -1, Field: shortName(name), Rule: RuleDuplicateField,
 			Detail: "is given more than once (under one spelling or another)"})
 	}
 	for _, name := range in.Unknown {
 		problems = append(problems, Problem{Line: -1, Field: shortName(name), Rule: RuleUnknownField,
-			Detail: fmt.Sprintf("unknown field %q; a claim has \"lines\" and optionally \"claim_id\"", shortName(name))})
+			Detail: fmt.Sprintf("unknown field %q; a claim has \"lines\" and optionally \"claim_id\" and \"replaces\"", shortName(name))})
 	}
 	switch {
 	case len(in.Lines) == 0:

@@ -17,8 +17,12 @@ type Stored struct {
 	// Err says why this claim was refused, with nothing of it written and the
 	// rest of the batch unaffected: ErrClaimIDReused when its external id is
 	// stored with other content, ErrKeyInFlight when its lease was lost to
-	// another request.
+	// another request; for a correction, Problems when it names no claim of
+	// its sender, *AlreadyReplaced when that claim is reversed already.
 	Err error
+	// Replaced is the id of the claim this correction reversed; "" for a
+	// new claim.
+	Replaced string
 }
 
 // StoredBatch is what storing a batch of pending claims did.

@@ -32,6 +32,11 @@ type ClaimStore interface {
 	// Claim reads a claim of the client scope; claim.ErrNotFound for an id
 	// never stored or another client's.
 	Claim(ctx context.Context, scope, id string) (claim.Claim, error)
+	// ReverseClaim reverses a claim of the client scope, named by its id or
+	// its external id, and returns it as it stands and the totals it changed
+	// (none when it was reversed already); claim.ErrNotFound when there is
+	// no such claim of the client.
+	ReverseClaim(ctx context.Context, scope, ref, reason, detail string) (claim.Claim, []claim.ProviderTotal, error)
 }
 
 // Ranking receives committed provider totals. Writes must be safe to repeat
@@ -142,6 +147,21 @@ func New(store ClaimStore, ranking Ranking, cfg Config, reg prometheus.Registere
 		keys:    newKeyCap(store, cfg.KeysPerClient)}
 }
 
+// Reverse reverses the client's claim ref (its id or its claim_id): stored
+// reversed in Postgres with its event, then its providers' new totals in
+// Redis. Reversing it again changes nothing and answers the same.
+func (s *Service) Reverse(ctx context.Context, client, ref, reason, detail string) (claim.Claim, error) {
+	c, totals, err := s.store.ReverseClaim(ctx, client, ref, reason, detail)
+	if err != nil {
+		return claim.Claim{}, err
+	}
+	s.batcher.rank(totals)
+	if len(totals) > 0 {
+		s.metrics.reversals.Inc()
+	}
+	return c, nil
+}
+
 // Close stops taking claims, and returns once every claim already taken is
 // stored (or refused) and its request answered.
 func (s *Service) Close() { s.batcher.close() }
@@ -248,6 +268,7 @@ func (s *Service) submit(ctx context.Context, req claim.Submission, mode string)
 		stored, err := s.store.Claim(ctx, req.Client, id)
 		return claim.Result{Claim: stored}, err
 	}
+	c.Replaces = out.stored.Replaced
 	return claim.Result{Claim: c, Created: true}, nil
 }
 
@@ -283,7 +304,7 @@ func (s *Service) Prepare(req claim.Submission) (claim.Claim, error) {
 		return claim.Claim{}, err
 	}
 	if req.ID != "" {
-		return claim.Claim{ID: req.ID, Sender: req.Client, ExternalID: req.Input.ExternalIDText(),
+		return claim.Claim{ID: req.ID, Sender: req.Client, ExternalID: req.Input.ExternalIDText(), Replaces: req.Input.ReplacesText(),
 			ReceivedAt: req.ReceivedAt.UTC().Truncate(time.Microsecond), Lines: lines}, nil
 	}
 	id, err := uuid.NewV7()
@@ -291,7 +312,7 @@ func (s *Service) Prepare(req claim.Submission) (claim.Claim, error) {
 		return claim.Claim{}, fmt.Errorf("claim id: %w", err)
 	}
 	// Postgres keeps microseconds; the answer shows what is stored.
-	return claim.Claim{ID: id.String(), Sender: req.Client, ExternalID: req.Input.ExternalIDText(),
+	return claim.Claim{ID: id.String(), Sender: req.Client, ExternalID: req.Input.ExternalIDText(), Replaces: req.Input.ReplacesText(),
 		ReceivedAt: time.Now().UTC().Truncate(time.Microsecond), Lines: lines}, nil
 }
 
@@ -383,6 +404,7 @@ type metrics struct {
 	duplicates         *prometheus.CounterVec
 	validationFailures *prometheus.CounterVec
 	rankingFailures    prometheus.Counter
+	reversals          prometheus.Counter
 	rankingRetries     prometheus.Counter
 	batchClaims        prometheus.Histogram
 	flushDuration      prometheus.Histogram
@@ -437,6 +459,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Namespace: ns, Name: "validation_failures_total",
 			Help: "Problems found in refused claims, by the rule that failed.",
 		}, []string{"rule"}),
+		reversals: f.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Name: "claims_reversed_total",
+			Help: "Claims reversed (voided, or replaced by a correction): their net fees left the totals.",
+		}),
 		rankingFailures: f.NewCounter(prometheus.CounterOpts{
 			Namespace: ns, Name: "redis_update_failures_total",
 			Help: "Committed batches of claims whose provider totals could not be written to Redis; reconciliation repairs them.",

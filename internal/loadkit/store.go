@@ -118,11 +118,12 @@ func ProviderTotals(ctx context.Context, q Querier, npis []string) (map[string]i
 	return out, nil
 }
 
-// LineSums is SUM(claim_lines.net_fee_cents) per provider: what
-// provider_totals must hold.
+// LineSums is SUM(claim_lines.net_fee_cents) per provider, a reversed
+// claim's lines counting 0: what provider_totals must hold.
 func LineSums(ctx context.Context, q Querier) (map[string]int64, error) {
 	out := map[string]int64{}
-	return out, scanTotals(ctx, q, out, `SELECT provider_npi, SUM(net_fee_cents)::bigint FROM claim_lines GROUP BY provider_npi`)
+	return out, scanTotals(ctx, q, out, `SELECT l.provider_npi, SUM(CASE WHEN c.status = 'reversed' THEN 0 ELSE l.net_fee_cents END)::bigint
+		FROM claim_lines l JOIN claims c ON c.id = l.claim_id GROUP BY l.provider_npi`)
 }
 
 // scanTotals adds the (NPI, cents) rows of sql to into.

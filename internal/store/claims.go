@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/claim-process/claim-process/internal/claim"
+	"github.com/claim-process/claim-process/internal/events"
 )
 
 // Claims go in with one statement per table per batch, whatever its size.
@@ -108,8 +109,26 @@ func (s *Store) InsertClaims(ctx context.Context, pending []claim.Pending) (clai
 		if err := insertLines(ctx, tx, pending, inserted); err != nil {
 			return err
 		}
-		if out.Totals, err = addToTotals(ctx, tx, pending, inserted); err != nil {
+		change, reversed, err := reverseReplaced(ctx, tx, pending, inserted, out.Claims)
+		if err != nil {
 			return err
+		}
+		if out.Totals, err = addToTotals(ctx, tx, pending, inserted, change); err != nil {
+			return err
+		}
+		if s.events.Load() {
+			rows := make([]events.Row, 0, len(inserted)+len(reversed))
+			for _, c := range reversed {
+				rows = append(rows, events.Reversed(c))
+			}
+			for _, i := range inserted {
+				c := pending[i].Claim
+				c.Replaces = out.Claims[i].Replaced
+				rows = append(rows, events.Stored(c))
+			}
+			if err := insertEvents(ctx, tx, rows); err != nil {
+				return err
+			}
 		}
 		return recordKeyOutcomes(ctx, tx, pending, live, out.Claims)
 	}
@@ -117,11 +136,17 @@ func (s *Store) InsertClaims(ctx context.Context, pending []claim.Pending) (clai
 	// Each retry refuses at least one more claim (see totalsOverflow.refuse); the
 	// bound on retries only guards against a mistake in that reasoning.
 	for range 8 {
-		var over *totalsOverflow
-		if !errors.As(err, &over) {
+		var (
+			over *totalsOverflow
+			rf   refusals
+		)
+		if errors.As(err, &over) {
+			maps.Copy(refused, over.refuse(pending, inserted))
+		} else if errors.As(err, &rf) {
+			maps.Copy(refused, rf)
+		} else {
 			break
 		}
-		maps.Copy(refused, over.refuse(pending, inserted))
 		err = s.withTx(ctx, attempt)
 	}
 	var commitErr *commitError
@@ -342,17 +367,27 @@ func insertLines(ctx context.Context, tx pgx.Tx, pending []claim.Pending, insert
 	return wrap("insert claim lines", err)
 }
 
-// addToTotals adds the inserted claims' net fees to their providers' totals,
+// addToTotals adds the inserted claims' net fees, and change (what the
+// claims they replace take away), to their providers' totals,
 // once per provider, in NPI order. When a total would leave claim.MaxTotal it
 // fails with a *totalsOverflow: the transaction must be rolled back, and
 // tried again without the claims it names.
-func addToTotals(ctx context.Context, tx pgx.Tx, pending []claim.Pending, inserted []int) ([]claim.ProviderTotal, error) {
-	sum := map[string]claim.Cents{}
+func addToTotals(ctx context.Context, tx pgx.Tx, pending []claim.Pending, inserted []int, change map[string]claim.Cents) ([]claim.ProviderTotal, error) {
+	sum := maps.Clone(change)
+	if sum == nil {
+		sum = map[string]claim.Cents{}
+	}
 	for _, i := range inserted {
 		for npi, fee := range pending[i].Claim.ProviderNetFees() {
 			sum[npi] += fee
 		}
 	}
+	return changeTotals(ctx, tx, sum)
+}
+
+// changeTotals adds each provider's change to its total, in NPI order (see
+// addToTotals).
+func changeTotals(ctx context.Context, tx pgx.Tx, sum map[string]claim.Cents) ([]claim.ProviderTotal, error) {
 	if len(sum) == 0 {
 		return nil, nil
 	}
@@ -499,27 +534,45 @@ func scanTotal(row pgx.CollectableRow) (claim.ProviderTotal, error) {
 }
 
 const claimSQL = `
-SELECT c.received_at, coalesce(c.external_id, ''), l.service_date, l.submitted_procedure,
+SELECT c.received_at, coalesce(c.external_id, ''), c.status, c.reversed_at, coalesce(c.reversal_reason, ''),
+       coalesce(c.reversal_detail, ''), coalesce(c.replaced_by::text, ''), coalesce(c.replaces::text, ''),
+       l.service_date, l.submitted_procedure,
        coalesce(l.quadrant, ''), l.plan_group, l.subscriber, l.provider_npi, l.provider_fees_cents,
        l.allowed_fees_cents, l.member_coinsurance_cents, l.member_copay_cents
 FROM claims c JOIN claim_lines l ON l.claim_id = c.id
 WHERE c.id = $1 AND c.client_scope = $2
 ORDER BY l.line_no`
 
-// Claim reads a stored claim of the client scope; claim.ErrNotFound when
-// there is none with that id, or it is another client's.
+// Claim reads a stored claim of the client scope, reversed or not;
+// claim.ErrNotFound when there is none with that id, or it is another
+// client's.
 func (s *Store) Claim(ctx context.Context, scope, id string) (claim.Claim, error) {
 	uid, err := uuid.Parse(id)
 	if err != nil {
 		return claim.Claim{}, claim.ErrNotFound
 	}
-	rows, err := s.pool.Query(ctx, claimSQL, uid, scope)
+	return readClaim(ctx, s.pool, scope, uid)
+}
+
+// querier is a pool or a transaction.
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+func readClaim(ctx context.Context, q querier, scope string, uid uuid.UUID) (claim.Claim, error) {
+	rows, err := q.Query(ctx, claimSQL, uid, scope)
 	if err != nil {
 		return claim.Claim{}, wrap("read claim", err)
 	}
 	c := claim.Claim{ID: uid.String(), Sender: scope}
-	var l claim.Line
-	_, err = pgx.ForEachRow(rows, []any{&c.ReceivedAt, &c.ExternalID, &l.ServiceDate, &l.SubmittedProcedure,
+	var (
+		l          claim.Line
+		status     string
+		reversedAt *time.Time
+		r          claim.Reversal
+	)
+	_, err = pgx.ForEachRow(rows, []any{&c.ReceivedAt, &c.ExternalID, &status, &reversedAt, &r.Reason, &r.Detail,
+		&r.ReplacedBy, &c.Replaces, &l.ServiceDate, &l.SubmittedProcedure,
 		&l.Quadrant, &l.PlanGroup, &l.Subscriber, &l.ProviderNPI, &l.ProviderFees, &l.AllowedFees,
 		&l.MemberCoinsurance, &l.MemberCopay}, func() error {
 		c.Lines = append(c.Lines, l)
@@ -530,6 +583,10 @@ func (s *Store) Claim(ctx context.Context, scope, id string) (claim.Claim, error
 	}
 	if len(c.Lines) == 0 {
 		return claim.Claim{}, claim.ErrNotFound
+	}
+	if status == claim.StatusReversed && reversedAt != nil {
+		r.At = *reversedAt
+		c.Reversal = &r
 	}
 	return c, nil
 }

@@ -100,8 +100,10 @@ type AuditDifference struct {
 const auditSQL = `
 SELECT provider_npi, t.total_net_fee_cents, l.total
 FROM provider_totals t
-FULL JOIN (SELECT provider_npi, sum(net_fee_cents)::bigint AS total
-           FROM claim_lines GROUP BY provider_npi) l USING (provider_npi)
+FULL JOIN (SELECT l.provider_npi,
+                  sum(CASE WHEN c.status = 'reversed' THEN 0 ELSE l.net_fee_cents END)::bigint AS total
+           FROM claim_lines l JOIN claims c ON c.id = l.claim_id
+           GROUP BY l.provider_npi) l USING (provider_npi)
 WHERE t.total_net_fee_cents IS DISTINCT FROM l.total
 ORDER BY provider_npi`
 

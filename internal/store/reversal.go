@@ -1,0 +1,181 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/claim-process/claim-process/internal/claim"
+	"github.com/claim-process/claim-process/internal/events"
+)
+
+// WriteEvents makes every stored or reversed claim write its event to the
+// outbox, in the same transaction (EVENTS_EXCHANGE set). Call it before use.
+func (s *Store) WriteEvents(on bool) { s.events.Store(on) }
+
+const insertEventsSQL = `
+INSERT INTO outbox (event_id, routing_key, body)
+SELECT e.id, e.key, e.body FROM unnest($1::uuid[], $2::text[], $3::bytea[]) WITH ORDINALITY AS e(id, key, body, ord)
+ORDER BY e.ord`
+
+// insertEvents writes events to the outbox with one statement, in order.
+func insertEvents(ctx context.Context, tx pgx.Tx, rows []events.Row) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	ids, keys, bodies := make([]string, len(rows)), make([]string, len(rows)), make([][]byte, len(rows))
+	for i, r := range rows {
+		ids[i], keys[i], bodies[i] = r.EventID, r.RoutingKey, r.Body
+	}
+	_, err := tx.Exec(ctx, insertEventsSQL, ids, keys, bodies)
+	return wrap("write events", err)
+}
+
+// findClaimSQL locks a claim of a client, named by its id or its external
+// id, for a reversal.
+// $4 is a claim that does not count: a correction never replaces itself.
+const findClaimSQL = `
+SELECT id FROM claims
+WHERE client_scope = $1 AND (id = $2 OR external_id = $3) AND id <> $4
+ORDER BY id = $2 DESC
+LIMIT 1
+FOR UPDATE`
+
+// ReverseClaim reverses a claim of the client scope, named by its id or its
+// external id, in one transaction: its status becomes reversed (the claim
+// and its lines are kept), each line's net fee leaves its provider's total,
+// and its event goes to the outbox. It returns the claim as it now stands
+// and the totals it changed, for Redis. Reversing a reversed claim changes
+// nothing and returns it as it stands, with no totals.
+// claim.ErrNotFound when the client has no such claim.
+func (s *Store) ReverseClaim(ctx context.Context, scope, ref, reason, detail string) (claim.Claim, []claim.ProviderTotal, error) {
+	var (
+		c      claim.Claim
+		totals []claim.ProviderTotal
+	)
+	err := s.withTx(ctx, func(tx pgx.Tx) error {
+		var err error
+		c, totals, err = reverseIn(ctx, tx, scope, ref, claim.Reversal{At: now(), Reason: reason, Detail: detail}, s.events.Load())
+		return err
+	})
+	if err != nil {
+		return claim.Claim{}, nil, err
+	}
+	return c, totals, nil
+}
+
+// now is the time a reversal records, at Postgres's precision, so that the
+// answer, the event and a later read agree.
+func now() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }
+
+// reverseIn reverses the claim ref of scope in tx (see ReverseClaim).
+func reverseIn(ctx context.Context, tx pgx.Tx, scope, ref string, r claim.Reversal, writeEvent bool) (claim.Claim, []claim.ProviderTotal, error) {
+	c, done, err := markReversed(ctx, tx, scope, ref, uuid.Nil, r)
+	if err != nil || !done { // not found, or reversed before
+		return c, nil, err
+	}
+	change := map[string]claim.Cents{}
+	for npi, fee := range c.ProviderNetFees() {
+		change[npi] = -fee
+	}
+	totals, err := changeTotals(ctx, tx, change)
+	if err != nil {
+		return claim.Claim{}, nil, err
+	}
+	if writeEvent {
+		if err := insertEvents(ctx, tx, []events.Row{events.Reversed(c)}); err != nil {
+			return claim.Claim{}, nil, err
+		}
+	}
+	return c, totals, nil
+}
+
+// markReversed finds the claim ref of scope (other than self), locks it and,
+// unless it is reversed already, records r against it. It returns the claim
+// as it now stands, and whether this call reversed it.
+func markReversed(ctx context.Context, tx pgx.Tx, scope, ref string, self uuid.UUID, r claim.Reversal) (claim.Claim, bool, error) {
+	uid, _ := uuid.Parse(ref) // the nil uuid matches no claim
+	var id uuid.UUID
+	err := tx.QueryRow(ctx, findClaimSQL, scope, uid, ref, self).Scan(&id)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return claim.Claim{}, false, claim.ErrNotFound
+	}
+	if err != nil {
+		return claim.Claim{}, false, wrap("find claim", err)
+	}
+	c, err := readClaim(ctx, tx, scope, id)
+	if err != nil || c.Reversal != nil {
+		return c, false, err
+	}
+	_, err = tx.Exec(ctx, `UPDATE claims SET status = 'reversed', reversed_at = $2, reversal_reason = $3,
+		reversal_detail = NULLIF($4, ''), replaced_by = NULLIF($5, '')::uuid WHERE id = $1`,
+		id, r.At, r.Reason, r.Detail, r.ReplacedBy)
+	if err != nil {
+		return claim.Claim{}, false, wrap("reverse claim", err)
+	}
+	c.Reversal = &r
+	return c, true, nil
+}
+
+// refusals are the claims of a batch that cannot be stored, by index, found
+// by an attempt that must be rolled back: the batch is tried again without
+// them.
+type refusals map[int]error
+
+func (r refusals) Error() string { return fmt.Sprintf("%d claims of the batch refused", len(r)) }
+
+// reverseReplaced reverses, in tx, the claims the batch's inserted
+// corrections replace, and records on each correction which claim it
+// replaced. A correction whose claim is none of its sender's, or is
+// reversed already, fails the attempt with refusals. It returns what the
+// reversals take from each provider's total, and the reversed claims.
+func reverseReplaced(ctx context.Context, tx pgx.Tx, pending []claim.Pending, inserted []int, stored []claim.Stored) (map[string]claim.Cents, []claim.Claim, error) {
+	var (
+		change   map[string]claim.Cents
+		reversed []claim.Claim
+		refused  = refusals{}
+	)
+	at := now()
+	for _, i := range inserted {
+		c := pending[i].Claim
+		if c.Replaces == "" {
+			continue
+		}
+		self, err := uuid.Parse(c.ID)
+		if err != nil {
+			return nil, nil, wrap("replace claim", err)
+		}
+		r := claim.Reversal{At: at, Reason: claim.ReasonReplaced, ReplacedBy: c.ID}
+		old, done, err := markReversed(ctx, tx, c.Sender, c.Replaces, self, r)
+		switch {
+		case errors.Is(err, claim.ErrNotFound):
+			refused[i] = claim.Problems{{Line: -1, Field: "replaces", Rule: "replaces",
+				Detail: "names no claim of yours: give the id or claim_id of a claim you sent"}}
+			continue
+		case err != nil:
+			return nil, nil, err
+		case !done:
+			refused[i] = &claim.AlreadyReplaced{ID: old.ID, ReplacedBy: old.Reversal.ReplacedBy, Reason: old.Reversal.Reason}
+			continue
+		}
+		if _, err := tx.Exec(ctx, `UPDATE claims SET replaces = $2 WHERE id = $1`, self, old.ID); err != nil {
+			return nil, nil, wrap("replace claim", err)
+		}
+		if change == nil {
+			change = map[string]claim.Cents{}
+		}
+		for npi, fee := range old.ProviderNetFees() {
+			change[npi] -= fee
+		}
+		stored[i].Replaced = old.ID
+		reversed = append(reversed, old)
+	}
+	if len(refused) > 0 {
+		return nil, nil, refused
+	}
+	return change, reversed, nil
+}
