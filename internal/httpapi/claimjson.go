@@ -53,7 +53,25 @@ func appendClaim(b []byte, c claim.Claim) []byte {
 		b = appendString(b, c.ExternalID)
 	}
 	b = append(b, `,"status":`...)
-	b = appendString(b, claim.StatusStored)
+	b = appendString(b, c.Status())
+	if r := c.Reversal; r != nil {
+		b = append(b, `,"reversed_at":"`...)
+		b = r.At.AppendFormat(b, time.RFC3339Nano)
+		b = append(b, `","reason":`...)
+		b = appendString(b, r.Reason)
+		if r.Detail != "" {
+			b = append(b, `,"detail":`...)
+			b = appendString(b, r.Detail)
+		}
+		if r.ReplacedBy != "" {
+			b = append(b, `,"replaced_by":`...)
+			b = appendString(b, r.ReplacedBy)
+		}
+	}
+	if c.Replaces != "" {
+		b = append(b, `,"replaces":`...)
+		b = appendString(b, c.Replaces)
+	}
 	b = append(b, `,"net_fee":`...)
 	b = append(b, c.NetFee().String()...)
 	b = append(b, `,"received_at":"`...)

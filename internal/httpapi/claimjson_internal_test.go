@@ -18,7 +18,12 @@ import (
 type claimResponse struct {
 	ID         string         `json:"id"`
 	ClaimID    string         `json:"claim_id,omitempty"` // the sender's own id, when it gave one
-	Status     string         `json:"status"`             // stored
+	Status     string         `json:"status"`             // stored or reversed
+	ReversedAt *time.Time     `json:"reversed_at,omitempty"`
+	Reason     string         `json:"reason,omitempty"`
+	Detail     string         `json:"detail,omitempty"`
+	ReplacedBy string         `json:"replaced_by,omitempty"`
+	Replaces   string         `json:"replaces,omitempty"`
 	NetFee     money          `json:"net_fee"`
 	ReceivedAt time.Time      `json:"received_at"`
 	Lines      []lineResponse `json:"lines"`
@@ -30,7 +35,12 @@ type lineResponse struct {
 }
 
 func toClaimResponse(c claim.Claim) claimResponse {
-	out := claimResponse{ID: c.ID, ClaimID: c.ExternalID, Status: claim.StatusStored, NetFee: money(c.NetFee()), ReceivedAt: c.ReceivedAt, Lines: make([]lineResponse, len(c.Lines))}
+	out := claimResponse{ID: c.ID, ClaimID: c.ExternalID, Status: c.Status(), Replaces: c.Replaces,
+		NetFee: money(c.NetFee()), ReceivedAt: c.ReceivedAt, Lines: make([]lineResponse, len(c.Lines))}
+	if r := c.Reversal; r != nil {
+		at := r.At
+		out.ReversedAt, out.Reason, out.Detail, out.ReplacedBy = &at, r.Reason, r.Detail, r.ReplacedBy
+	}
 	for i, l := range c.Lines {
 		var quadrant *string
 		if l.Quadrant != "" {
@@ -71,6 +81,11 @@ func TestAppendClaimWritesWhatEncodingJSONWrites(t *testing.T) {
 		l.ProviderFees, l.AllowedFees, l.MemberCoinsurance, l.MemberCopay = claim.Cents(i*101), claim.Cents(i*7), claim.Cents(i), 5
 		claims = append(claims, claim.Claim{ID: "id-" + s, ExternalID: s, ReceivedAt: at.Add(time.Duration(i) * time.Hour),
 			Lines: []claim.Line{l, line}})
+		// Reversed, voided or replaced, and a correction.
+		claims = append(claims, claim.Claim{ID: "id-r-" + s, ExternalID: s, ReceivedAt: at, Lines: []claim.Line{l},
+			Reversal: &claim.Reversal{At: at.Add(time.Duration(i) * time.Minute), Reason: claim.ReasonPaymentFailed, Detail: s}},
+			claim.Claim{ID: "id-c-" + s, ReceivedAt: at, Lines: []claim.Line{l}, Replaces: "id-r-" + s,
+				Reversal: &claim.Reversal{At: at, Reason: claim.ReasonReplaced, ReplacedBy: "id-n-" + s}})
 	}
 	for _, c := range claims {
 		var want bytes.Buffer

@@ -38,6 +38,9 @@ type problemItem struct {
 
 const invalidClaimType = "urn:claim-process:problem:invalid-claim"
 
+// invalidReversalType is the problem type of a reversal with bad fields.
+const invalidReversalType = "urn:claim-process:problem:invalid-reversal"
+
 // statusClientClosedRequest is the de-facto status (nginx's) for a request
 // whose client hung up before the answer.
 const statusClientClosedRequest = 499
@@ -68,6 +71,7 @@ func errorProblem(err error) (problem, bool) {
 	var (
 		problems claim.Problems
 		tooLarge *http.MaxBytesError
+		replaced *claim.AlreadyReplaced
 	)
 	switch {
 	case errors.As(err, &problems):
@@ -82,6 +86,12 @@ func errorProblem(err error) (problem, bool) {
 		return problemFor(http.StatusBadRequest, err.Error()), false
 	case errors.Is(err, claim.ErrNotFound):
 		return problemFor(http.StatusNotFound, "no claim with this id"), false
+	case errors.As(err, &replaced):
+		return problemFor(http.StatusConflict, replaced.Error()+"; nothing was stored: correct the claim that replaced it"), false
+	case errors.Is(err, claim.ErrStillQueued):
+		p := problemFor(http.StatusConflict, err.Error()+"; retry once a worker has stored it")
+		p.retryAfter = retryAfterSeconds(err, 1)
+		return p, false
 	case errors.Is(err, claim.ErrKeyInFlight):
 		p := problemFor(http.StatusConflict, err.Error()+"; retry after it finishes")
 		p.retryAfter = retryAfterSeconds(err, 1)

@@ -61,6 +61,8 @@ func routes(d Deps, m *metrics) http.Handler {
 		r.With(noStore, d.APIKeys.require).Post("/claims", handlePostClaim(d))
 		r.With(noStore, d.APIKeys.require, d.APIKeys.allowReads(d.AllowAnonymousReads)).
 			Get("/claims/{id}", handleGetClaim(d))
+		r.With(noStore, d.APIKeys.require, d.APIKeys.allowReads(d.AllowAnonymousReads)).
+			Post("/claims/{id}/reversal", handleReverseClaim(d))
 	})
 	// A lookup's reads carry their own deadlines (Redis's short one, then
 	// Postgres's): no request-wide timer is needed on the busiest route.

@@ -24,6 +24,9 @@ type ClaimSubmitter interface {
 	AdmitKey(ctx context.Context, client string) error
 	Submit(ctx context.Context, req claim.Submission) (claim.Result, error)
 	SubmitBatch(ctx context.Context, client string, inputs iter.Seq2[claim.Input, error], report func(int, claim.Result, error))
+	// Reverse reverses the client's claim ref (its id or claim_id) and
+	// returns it as it stands; claim.ErrNotFound when the client has none.
+	Reverse(ctx context.Context, client, ref, reason, detail string) (claim.Claim, error)
 }
 
 // ClaimStatusReader tells one client what became of a claim it sent: stored
