@@ -61,6 +61,7 @@ func newApp(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
 	if err != nil {
 		return nil, err
 	}
+	st.WriteEvents(cfg.Events.Exchange != "")
 	a := &app{cfg: cfg, log: log, store: st, redis: rdb, reg: prometheus.NewRegistry()}
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	buildInfo(a.reg)

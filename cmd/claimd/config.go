@@ -12,6 +12,7 @@ import (
 	"github.com/go-redis/redis_rate/v10"
 
 	"github.com/claim-process/claim-process/internal/claim"
+	"github.com/claim-process/claim-process/internal/events"
 	"github.com/claim-process/claim-process/internal/httpapi"
 	"github.com/claim-process/claim-process/internal/ingest"
 	"github.com/claim-process/claim-process/internal/queue"
@@ -51,6 +52,8 @@ var settings = []setting{
 	{"INGEST_MODE", "sync", "sync: POST /claims stores the claim, 201; async: it queues it on RabbitMQ, 202, and `claimd worker` stores it"},
 	{"RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/", "RabbitMQ URL, or a cluster's nodes' URLs comma-separated: claimd connects to the first that answers and moves on when its node dies (async mode, claimd worker, claimd dlq)"},
 	{"RABBITMQ_QUEUE_REPLICAS", "0", "nodes a new queue is replicated on (x-quorum-initial-group-size); 0: 3 when RABBITMQ_URL lists several nodes, unset with one; -1: unset with several too (a queue created while one node was listed)"},
+	{"EVENTS_EXCHANGE", events.DefaultExchange, "topic exchange on RABBITMQ_URL that stored and reversed claims' events (claim.stored, claim.reversed) go to, through the outbox; set empty (or off): events off, none written nor published"},
+	{"EVENTS_QUEUE", events.DefaultQueue, "durable quorum queue bound to EVENTS_EXCHANGE (claim.#) where events wait for the payments consumer"},
 	{"RABBITMQ_QUEUE", queue.DefaultQueue, "the durable quorum queue of claims; its dead letters go to <queue>.dead"},
 	{"QUEUE_DELIVERY_LIMIT", strconv.Itoa(queue.DefaultDeliveryLimit), "returns of a failing message to the queue before the broker dead-letters it (fixed when the queue is first declared)"},
 	{"PUBLISH_CONFIRM_TIMEOUT", shortDuration(queue.DefaultConfirmTimeout), "async mode: longest wait for the broker's confirm before POST /claims answers 503"},
@@ -90,6 +93,7 @@ type config struct {
 
 	Async     bool // INGEST_MODE=async
 	Queue     queue.Config
+	Events    events.RelayConfig // Exchange "": events off
 	Publisher queue.PublisherConfig
 	Status    queue.StatusConfig
 	Worker    queue.WorkerConfig
@@ -108,6 +112,24 @@ func shortDuration(d time.Duration) string {
 }
 
 // loadConfig reads the configuration through getenv, so tests can pass their own.
+// settingOff is what a setting whose empty value means "off"
+// (emptyMeansOff) reads as when set empty: getenv returns "" alike for
+// unset (the default) and empty.
+const settingOff = "off"
+
+// emptyMeansOff names the settings that an empty value turns off.
+var emptyMeansOff = map[string]bool{"EVENTS_EXCHANGE": true}
+
+// osGetenv is os.Getenv, but a setting of emptyMeansOff set empty reads as
+// settingOff.
+func osGetenv(name string) string {
+	v, set := os.LookupEnv(name)
+	if set && strings.TrimSpace(v) == "" && emptyMeansOff[name] {
+		return settingOff
+	}
+	return v
+}
+
 func loadConfig(getenv func(string) string) (config, error) {
 	get := func(name string) string {
 		if v := strings.TrimSpace(getenv(name)); v != "" {
@@ -211,6 +233,10 @@ func loadConfig(getenv func(string) string) (config, error) {
 	cfg.Queue = queue.Config{URL: get("RABBITMQ_URL"), Queue: get("RABBITMQ_QUEUE"), DeliveryLimit: positive("QUEUE_DELIVERY_LIMIT"),
 		Replicas: integer("RABBITMQ_QUEUE_REPLICAS")}
 	cfg.Publisher = queue.PublisherConfig{Config: cfg.Queue, ConfirmTimeout: duration("PUBLISH_CONFIRM_TIMEOUT")}
+	cfg.Events = events.RelayConfig{URL: get("RABBITMQ_URL"), Exchange: get("EVENTS_EXCHANGE"), Queue: get("EVENTS_QUEUE")}
+	if cfg.Events.Exchange == settingOff {
+		cfg.Events.Exchange = ""
+	}
 	cfg.Status = queue.StatusConfig{TTL: duration("QUEUED_STATUS_TTL"), PerClient: int64(positive("QUEUED_PER_CLIENT"))}
 	cfg.WorkerAddr = get("WORKER_ADDR")
 	cfg.Worker = queue.WorkerConfig{Config: cfg.Queue, Consumers: positive("WORKER_CONSUMERS"),

@@ -59,7 +59,7 @@ func TestLibraryLogsAreJSON(t *testing.T) {
 	cmd.Env = append(os.Environ(), runMainEnv+"=serve",
 		"DATABASE_URL="+testenv.MustDatabase(t),
 		fmt.Sprintf("REDIS_URL=redis://127.0.0.1:%d/0", testenv.FreePort(t)), // nothing listens there
-		"HTTP_ADDR="+addr, "LOG_LEVEL=info")
+		"HTTP_ADDR="+addr, "LOG_LEVEL=info", "EVENTS_EXCHANGE=")
 	stderr := &syncBuffer{}
 	cmd.Stderr = stderr
 	require.NoError(t, cmd.Start())

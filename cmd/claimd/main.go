@@ -19,7 +19,7 @@ func main() {
 	defer stop()
 	routeLibraries = true
 	stderr := newLogBuffer(os.Stderr)
-	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, stderr)
+	err := run(ctx, os.Args[1:], osGetenv, os.Stdout, stderr)
 	_ = stderr.Close()
 	if err != nil {
 		if !errors.Is(err, flag.ErrHelp) {

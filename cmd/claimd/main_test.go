@@ -38,6 +38,9 @@ func mustRunLogged(t *testing.T, env map[string]string) (baseURL string, stop fu
 	t.Helper()
 	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	env["HTTP_ADDR"] = addr
+	if _, set := env["EVENTS_EXCHANGE"]; !set {
+		env["EVENTS_EXCHANGE"] = settingOff // a test that wants events names its own exchange
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var (
 		exited = make(chan struct{})

@@ -122,7 +122,10 @@ func mustStartAsyncWithTraffic(t *testing.T) asyncClaimd {
 	t.Helper()
 	redisServer := testenv.MustRedisServer(t)
 	workerAddr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	exchange, eventsQueue := testenv.MustEventsExchange(t)
 	env := map[string]string{
+		"EVENTS_EXCHANGE":          exchange,
+		"EVENTS_QUEUE":             eventsQueue,
 		"DATABASE_URL":             testenv.MustDatabase(t),
 		"REDIS_URL":                redisServer.URL(),
 		"RECONCILE_INTERVAL":       "1s",

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/claim-process/claim-process/internal/claim"
+	"github.com/claim-process/claim-process/internal/events"
 	"github.com/claim-process/claim-process/internal/httpapi"
 	"github.com/claim-process/claim-process/internal/queue"
 	"github.com/claim-process/claim-process/internal/rank"
@@ -61,6 +62,11 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 		publisher := queue.NewPublisher(cfg.Publisher, a.status, queue.NewMetrics(a.reg), log)
 		deps.Queue = publisher
 		loops = append(loops, publisher)
+	}
+	if cfg.Events.Exchange != "" {
+		// One relay at a time publishes, across instances (a Postgres lock);
+		// every instance exports the outbox's depth.
+		loops = append(loops, events.NewRelay(a.store, cfg.Events, events.NewMetrics(a.reg), log))
 	}
 	loops = append(loops, newDependencyWatch(a.reg, 5*time.Second, httpapi.Readiness(deps)))
 	handler := httpapi.NewServer(deps)

@@ -20,6 +20,7 @@ import (
 // win. keyPrefix "" keeps claimd's default REDIS_KEY_PREFIX.
 func Environ(databaseURL, redisURL, keyPrefix string, settings ...string) []string {
 	env := append(os.Environ(),
+		"EVENTS_EXCHANGE=", // events off unless settings name an exchange of the run's own
 		"DATABASE_URL="+databaseURL,
 		"REDIS_URL="+redisURL,
 		"TOP_PROVIDERS_RATE_LIMIT=0",

@@ -40,3 +40,24 @@ func MustQueueName(t testing.TB) string {
 	})
 	return name
 }
+
+// MustEventsExchange returns an events exchange and queue (EVENTS_EXCHANGE,
+// EVENTS_QUEUE) no other test uses on the shared RabbitMQ; both are deleted
+// when the test ends.
+func MustEventsExchange(t testing.TB) (exchange, queue string) {
+	t.Helper()
+	conn, err := amqp.Dial(SharedRabbitMQURL())
+	require.NoError(t, err, "RabbitMQ must run at %s (see README)", SharedRabbitMQURL())
+	name := fmt.Sprintf("claimd-test.%d.%d.events", os.Getpid(), time.Now().UnixNano())
+	t.Cleanup(func() {
+		defer conn.Close()
+		ch, err := conn.Channel()
+		if err != nil {
+			return
+		}
+		defer ch.Close()
+		_, _ = ch.QueueDelete(name, false, false, false)
+		_ = ch.ExchangeDelete(name, false, false)
+	})
+	return name, name
+}
