@@ -24,8 +24,9 @@ const (
 )
 
 type messageBody struct {
-	ClaimID string        `json:"claim_id,omitempty"`
-	Lines   []messageLine `json:"lines"`
+	ClaimID  string        `json:"claim_id,omitempty"`
+	Replaces string        `json:"replaces,omitempty"` // a correction: the claim it replaces, as the sender named it
+	Lines    []messageLine `json:"lines"`
 }
 
 type messageLine struct {
@@ -43,7 +44,7 @@ type messageLine struct {
 
 // encodeClaim is the message body of c.
 func encodeClaim(c claim.Claim) ([]byte, error) {
-	body := messageBody{ClaimID: c.ExternalID, Lines: make([]messageLine, len(c.Lines))}
+	body := messageBody{ClaimID: c.ExternalID, Replaces: c.Replaces, Lines: make([]messageLine, len(c.Lines))}
 	for i, l := range c.Lines {
 		body.Lines[i] = messageLine{
 			ServiceDate:        l.ServiceDate.Format(time.DateOnly),
