@@ -27,11 +27,13 @@ import (
 const dashboardPath = "../../grafana/provisioning/dashboards/claimd.json"
 
 // The Grafana dashboard works against the real thing: Debian's Prometheus
-// (2.42, classic histograms only) scrapes claimd serve in async mode and a
+// (2.42, classic histograms only) scrapes claimd serve in async mode, with
+// events to payments on (an exchange and queue of the test's own), and a
 // worker every second, as prometheus/prometheus.yml configures it (its job
 // names and metrics paths), while a short load runs: 300 claims accepted
-// and stored, 30 invalid ones refused, lookups of /top-providers under a
-// (generous) rate limit. Then every query of every panel of the dashboard,
+// and stored, each one's claim.stored event published, 30 invalid ones
+// refused, lookups of /top-providers under a (generous) rate limit. Then
+// every query of every panel of the dashboard,
 // read from its JSON with Grafana's variables expanded ($__rate_interval and
 // $__range as 1m, $job and $instance as "All"), is evaluated through
 // Prometheus's HTTP API and must return at least one sample that is a number
@@ -47,6 +49,9 @@ func TestPrometheusScrapesDashboard(t *testing.T) {
 	queue := testenv.MustQueueName(t)
 	cfg, _ := asyncSetup(t, testenv.SharedRabbitMQURL(), queue)
 	cfg.Env = append(cfg.Env, "TOP_PROVIDERS_RATE_LIMIT=1000/s") // counted in claimd_rate_limit_decisions_total
+	// Events on: the outbox and relay metrics exist only while serve relays.
+	exchange, eventsQueue := testenv.MustEventsExchange(t)
+	cfg.Env = append(cfg.Env, "EVENTS_EXCHANGE="+exchange, "EVENTS_QUEUE="+eventsQueue)
 	serve := StartClaimd(t, "serve", cfg)
 	worker := StartWorker(t, "worker", cfg)
 	jobs := scrapeJobs(t, map[string]*Claimd{"claimd": serve, "claimd-worker": worker})
@@ -91,6 +96,10 @@ func TestPrometheusScrapesDashboard(t *testing.T) {
 	require.Positive(t, lookups[http.StatusOK], "/top-providers answered: %v", lookups)
 	// Prometheus has scraped the worker after it stored every claim.
 	waitQuery(t, prom, "every claim stored, as scraped", `sum(claimd_claims_ingested_total)`, float64(len(load.Claims)))
+	// ... and serve has relayed their events (at least once: a batch may be
+	// published again after a failure).
+	waitQuery(t, prom, "every claim's event published, as scraped",
+		fmt.Sprintf(`sum(claimd_events_published_total{type="claim.stored"}) >= bool %d`, len(load.Claims)), 1)
 	t.Logf("load: %d claims accepted in %s, %d refused, /top-providers answers %v; %s since the test began",
 		len(load.Claims), load.Elapsed.Round(time.Millisecond), len(invalid), lookups, time.Since(begin).Round(time.Millisecond))
 
