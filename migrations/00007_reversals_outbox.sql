@@ -12,18 +12,18 @@ ALTER TABLE claims
     ADD COLUMN replaced_by     uuid;
 
 -- The transactional outbox: every stored or reversed claim writes its event
--- here in its own transaction; the relay publishes the unsent ones in seq
--- order, with publisher confirms, and marks them sent only after the
--- confirm. body is the event's JSON (docs/events.md).
+-- here in its own transaction; the relay publishes them in seq order, with
+-- publisher confirms, and deletes each only after the broker confirmed it,
+-- so the table holds just what waits. body is the event's JSON
+-- (docs/events.md). One index, the primary key: each event costs one heap
+-- tuple and one index entry to write, and one delete.
 CREATE TABLE outbox (
     seq         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    event_id    uuid        NOT NULL UNIQUE,
+    event_id    uuid        NOT NULL,
     routing_key text        NOT NULL,
     body        bytea       NOT NULL,
-    created_at  timestamptz NOT NULL DEFAULT now(),
-    sent_at     timestamptz
+    created_at  timestamptz NOT NULL DEFAULT now()
 );
-CREATE INDEX outbox_unsent ON outbox (seq) WHERE sent_at IS NULL;
 
 -- +goose Down
 DROP TABLE outbox;

@@ -22,9 +22,6 @@ type Outbox interface {
 	UnsentEvents(ctx context.Context, limit int) ([]Row, error)
 	// MarkEventsSent records that the broker confirmed the events seqs.
 	MarkEventsSent(ctx context.Context, seqs []int64) error
-	// PurgeSentEvents deletes events sent more than olderThan ago, at most
-	// PurgeBatch of them, and says how many.
-	PurgeSentEvents(ctx context.Context, olderThan time.Duration) (int64, error)
 	// OutboxDepth says how many events are unsent and how long the oldest
 	// of them has waited.
 	OutboxDepth(ctx context.Context) (unsent int64, oldest time.Duration, err error)
@@ -52,10 +49,6 @@ type RelayConfig struct {
 	// publish. Past it the unconfirmed events stay unsent and the relay
 	// reconnects. Default DefaultConfirmTimeout.
 	ConfirmTimeout time.Duration
-	// Retention is how long sent events stay in the outbox (to look into,
-	// or to publish again by hand) before they are purged. Default
-	// DefaultRetention.
-	Retention time.Duration
 	// LockRetry is how often an instance that does not relay (another holds
 	// the lock) tries to take over. Default DefaultLockRetry.
 	LockRetry time.Duration
@@ -71,22 +64,14 @@ const (
 	DefaultBatchSize      = 500
 	DefaultIdle           = 50 * time.Millisecond
 	DefaultConfirmTimeout = 5 * time.Second
-	DefaultRetention      = 24 * time.Hour
 	DefaultLockRetry      = 2 * time.Second
 	DefaultDepthInterval  = 5 * time.Second
 )
-
-// PurgeBatch is the most sent events one Outbox.PurgeSentEvents deletes: a
-// purge that deleted as many is followed by another at once.
-const PurgeBatch = 10_000
 
 // BindingKey binds Queue to Exchange: every event type.
 const BindingKey = "claim.#"
 
 const (
-	// purgeEvery is how often the active relay purges sent events, unless a
-	// purge hit its bound: then it purges again at once.
-	purgeEvery = time.Minute
 	// storeTimeout bounds each call to the outbox: a Postgres that stopped
 	// answering must not hang the relay (it lets go of the lock and retries).
 	storeTimeout = 30 * time.Second
@@ -111,9 +96,6 @@ func (c RelayConfig) withDefaults() RelayConfig {
 	}
 	if c.ConfirmTimeout <= 0 {
 		c.ConfirmTimeout = DefaultConfirmTimeout
-	}
-	if c.Retention <= 0 {
-		c.Retention = DefaultRetention
 	}
 	if c.LockRetry <= 0 {
 		c.LockRetry = DefaultLockRetry
@@ -147,10 +129,8 @@ type Relay struct {
 	m      *Metrics
 	log    *slog.Logger
 
-	next      int          // the index in urls(cfg.URL) of the node dialed first; only Run uses it
-	standbys  atomic.Int64 // lock attempts that found another instance relaying (for tests)
-	lastPurge time.Time    // only Run uses it
-	purgeMore bool         // the last purge hit its bound
+	next     int          // the index in urls(cfg.URL) of the node dialed first; only Run uses it
+	standbys atomic.Int64 // lock attempts that found another instance relaying (for tests)
 }
 
 // NewRelay returns a relay of outbox; Run starts it.
@@ -273,7 +253,6 @@ func (r *Relay) relay(ctx context.Context, failures *quiet) (progressed bool, er
 		"failures_not_logged", missed)
 
 	for {
-		r.purge(ctx)
 		rows, err := r.unsent(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -433,20 +412,6 @@ func (r *Relay) markSent(ctx context.Context, rows []Row) error {
 		r.m.published.WithLabelValues(typeLabel(row.RoutingKey)).Inc()
 	}
 	return nil
-}
-
-// purge deletes sent events past the retention, every purgeEvery, or at
-// once again while there is more than a purge's bound to delete. A failure
-// is left to the next read of the outbox to report.
-func (r *Relay) purge(ctx context.Context) {
-	if !r.purgeMore && time.Since(r.lastPurge) < purgeEvery {
-		return
-	}
-	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
-	defer cancel()
-	n, err := r.outbox.PurgeSentEvents(ctx, r.cfg.Retention)
-	r.lastPurge = time.Now()
-	r.purgeMore = err == nil && n >= PurgeBatch
 }
 
 // Depth samples the outbox depth into the metrics and returns it.

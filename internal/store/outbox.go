@@ -41,13 +41,13 @@ func (s *Store) TryRelayLock(ctx context.Context) (release func(), ok bool, err 
 	}, true, nil
 }
 
-// unsentEventsSQL reads the oldest unsent events through the partial index
-// outbox_unsent. There is no high-water mark: seq is taken at INSERT, and a
+// unsentEventsSQL reads the oldest events through the primary key (every
+// row waits: a confirmed one is deleted). There is no high-water mark: seq is taken at INSERT, and a
 // transaction that took a lower seq may commit after one that took a
 // higher; reading from the lowest unsent row each time picks it up then.
 const unsentEventsSQL = `
 SELECT seq, event_id::text, routing_key, body FROM outbox
-WHERE sent_at IS NULL ORDER BY seq LIMIT $1`
+ORDER BY seq LIMIT $1`
 
 // UnsentEvents returns up to limit events not yet confirmed by the broker,
 // in seq order.
@@ -64,9 +64,12 @@ func (s *Store) UnsentEvents(ctx context.Context, limit int) ([]events.Row, erro
 	return out, wrap("read unsent events", err)
 }
 
-const markEventsSentSQL = `UPDATE outbox SET sent_at = now() WHERE seq = ANY($1)`
+// A confirmed event is deleted rather than marked: an UPDATE would write
+// the row again (and every index), a DELETE only marks it dead.
+const markEventsSentSQL = `DELETE FROM outbox WHERE seq = ANY($1)`
 
-// MarkEventsSent records that the broker confirmed the events seqs.
+// MarkEventsSent records that the broker confirmed the events seqs: they
+// leave the outbox.
 func (s *Store) MarkEventsSent(ctx context.Context, seqs []int64) error {
 	if len(seqs) == 0 {
 		return nil
@@ -75,34 +78,11 @@ func (s *Store) MarkEventsSent(ctx context.Context, seqs []int64) error {
 	return wrap("mark events sent", err)
 }
 
-// purgeSentEventsSQL looks only at the events.PurgeBatch lowest seqs, in the
-// primary key's order: the outbox is appended to in (roughly) seq order, so
-// those are the oldest rows, and the cost of a call stays bounded whether
-// there is much to purge or nothing (a filter on sent_at alone would read
-// the whole table to find nothing). An unsent row among them stays; it is
-// purged in a later call, once sent and old enough.
-const purgeSentEventsSQL = `
-DELETE FROM outbox WHERE seq IN (
-    SELECT seq FROM (SELECT seq, sent_at FROM outbox ORDER BY seq LIMIT $2) oldest
-    WHERE sent_at < now() - $1::float8 * interval '1 second')`
-
-// PurgeSentEvents deletes events sent more than olderThan ago, at most
-// events.PurgeBatch of them, and says how many it deleted: as many means
-// there may be more.
-func (s *Store) PurgeSentEvents(ctx context.Context, olderThan time.Duration) (int64, error) {
-	tag, err := s.pool.Exec(ctx, purgeSentEventsSQL, olderThan.Seconds(), events.PurgeBatch)
-	if err != nil {
-		return 0, wrap("purge sent events", err)
-	}
-	return tag.RowsAffected(), nil
-}
-
-// outboxDepthSQL counts the unsent events, reading the partial index
-// outbox_unsent (and the heap for created_at): cheap while the relay keeps
-// up, proportional to the backlog while the broker is away.
+// outboxDepthSQL counts the waiting events: cheap while the relay keeps up,
+// proportional to the backlog while the broker is away.
 const outboxDepthSQL = `
 SELECT count(*), coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8
-FROM outbox WHERE sent_at IS NULL`
+FROM outbox`
 
 // OutboxDepth says how many events wait to be sent and how long the oldest
 // of them has waited (zero when none).

@@ -71,57 +71,6 @@ func TestOutboxReadsUnsentInOrderAndMarksThemSent(t *testing.T) {
 	require.Less(t, oldest, 11*time.Minute)
 }
 
-func TestOutboxPurgesOnlyEventsSentLongEnoughAgo(t *testing.T) {
-	t.Parallel()
-	st, url := testenv.MustStore(t)
-	db := mustConn(t, url)
-	ctx := context.Background()
-
-	rows := mustOutboxRows(t, db, 4)
-	// rows[0] and rows[2] were sent two hours ago, rows[1] just now, rows[3]
-	// not at all.
-	_, err := db.Exec(ctx, "UPDATE outbox SET sent_at = now() - interval '2 hours' WHERE seq = ANY($1)",
-		[]int64{rows[0].Seq, rows[2].Seq})
-	require.NoError(t, err)
-	require.NoError(t, st.MarkEventsSent(ctx, []int64{rows[1].Seq}))
-
-	n, err := st.PurgeSentEvents(ctx, time.Hour)
-	require.NoError(t, err)
-	require.Equal(t, int64(2), n)
-	var left []int64
-	r, err := db.Query(ctx, "SELECT seq FROM outbox ORDER BY seq")
-	require.NoError(t, err)
-	left, err = pgx.CollectRows(r, pgx.RowTo[int64])
-	require.NoError(t, err)
-	require.Equal(t, []int64{rows[1].Seq, rows[3].Seq}, left)
-
-	n, err = st.PurgeSentEvents(ctx, time.Hour)
-	require.NoError(t, err)
-	require.Zero(t, n)
-	got, err := st.UnsentEvents(ctx, 10)
-	require.NoError(t, err)
-	require.Equal(t, rows[3:], got)
-}
-
-func TestOutboxPurgeIsBounded(t *testing.T) {
-	t.Parallel()
-	st, url := testenv.MustStore(t)
-	db := mustConn(t, url)
-	ctx := context.Background()
-
-	_, err := db.Exec(ctx, `
-INSERT INTO outbox (event_id, routing_key, body, sent_at)
-SELECT gen_random_uuid(), 'claim.stored', '{}', now() - interval '2 days' FROM generate_series(1, $1)`,
-		events.PurgeBatch+5)
-	require.NoError(t, err)
-	n, err := st.PurgeSentEvents(ctx, time.Hour)
-	require.NoError(t, err)
-	require.Equal(t, int64(events.PurgeBatch), n)
-	n, err = st.PurgeSentEvents(ctx, time.Hour)
-	require.NoError(t, err)
-	require.Equal(t, int64(5), n)
-}
-
 func TestRelayLockIsExclusiveAndNotTheReconcileLock(t *testing.T) {
 	t.Parallel()
 	st, _ := testenv.MustStore(t)
