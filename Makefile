@@ -100,6 +100,8 @@ bench: services
 	$(GO) build -o bin/claimd ./cmd/claimd
 	$(GO) build -o bin/claimbench ./cmd/claimbench
 	./bin/claimbench suite -scale $(BENCH_SCALE) -claimd bin/claimd -out bin/bench.md
+	@printf '\n## Events to payments: single ingest with events off and on\n\n' >> bin/bench.md
+	scripts/bench-events.sh bin/claimd bin/claimbench | tee -a bin/bench.md
 
 check: vet fmt
 

@@ -61,14 +61,23 @@ CLUSTER_PIDS=$(cat "$WORK"/node-*/pid | tr '\n' ' ')
 STANDALONE_PIDS=$(pgrep -f "redis-server ${REDIS_HOSTPORT}" | tr '\n' ' ' || true)
 
 ticks() { local s=0 p; for p in "$@"; do [ -r "/proc/$p/stat" ] && s=$((s + $(awk '{print $14+$15}' "/proc/$p/stat"))); done; echo "$s"; }
+# Postgres: the server's postmaster with the backends it reaped (cutime, cstime), and those
+# still running; other postgres servers on the machine (tests' own) are not counted.
+PGDATA_DIR=${PGDATA_DIR:-$(psql -At -h "$PGHOST" -U "${PGUSER:-root}" -d postgres -c "SHOW data_directory" 2>/dev/null)}
+POSTMASTER=$(head -1 "$PGDATA_DIR/postmaster.pid" 2>/dev/null || pgrep -o -x postgres)
+pg_ticks() {
+  local s=$(awk '{print $14+$15+$16+$17}' "/proc/$POSTMASTER/stat") p
+  for p in $(pgrep -P "$POSTMASTER"); do [ -r "/proc/$p/stat" ] && s=$((s + $(awk '{print $14+$15}' "/proc/$p/stat"))); done
+  echo "$s"
+}
 
 measure() { # name mode claimbench-args...: one load, one line of figures
   local name=$1 mode=$2; shift 2
   local c0 r0 p0 c1 r1 p1
-  c0=$(ticks "$CLAIMD_PID"); r0=$(ticks $REDIS_PIDS); p0=$(ticks $(pgrep -x postgres))
+  c0=$(ticks "$CLAIMD_PID"); r0=$(ticks $REDIS_PIDS); p0=$(pg_ticks)
   "$CLAIMBENCH" -url "http://$ADDR" -mode "$mode" -verify=false -progress=false -json -duration "$DURATION" "$@" \
     >"$WORK/$name-$mode.json"
-  c1=$(ticks "$CLAIMD_PID"); r1=$(ticks $REDIS_PIDS); p1=$(ticks $(pgrep -x postgres))
+  c1=$(ticks "$CLAIMD_PID"); r1=$(ticks $REDIS_PIDS); p1=$(pg_ticks)
   python3 - "$WORK/$name-$mode.json" "$name" "$mode" $((c1 - c0)) $((p1 - p0)) $((r1 - r0)) "$(getconf CLK_TCK)" <<'PY'
 import json, sys
 path, name, mode, c, p, r, hz = sys.argv[1], sys.argv[2], sys.argv[3], *map(int, sys.argv[4:])
