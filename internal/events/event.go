@@ -6,8 +6,9 @@ package events
 
 import (
 	"encoding/json"
-	"maps"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -29,33 +30,6 @@ type Row struct {
 	Body       []byte // the event's JSON
 }
 
-// event is the body of every event. No subscriber number, nor anything of
-// a line but its provider and net fee, is ever in it.
-type event struct {
-	EventID    string          `json:"event_id"`
-	Type       string          `json:"type"`
-	OccurredAt time.Time       `json:"occurred_at"`
-	ID         string          `json:"id"`
-	ClaimID    string          `json:"claim_id,omitempty"`
-	Status     string          `json:"status"`
-	NetFee     json.RawMessage `json:"net_fee"`
-	NetFeeCent int64           `json:"net_fee_cents"`
-	ReceivedAt time.Time       `json:"received_at"`
-	Providers  []providerFee   `json:"providers"`
-	Replaces   string          `json:"replaces,omitempty"`
-	Reason     string          `json:"reason,omitempty"`
-	Detail     string          `json:"detail,omitempty"`
-	ReplacedBy string          `json:"replaced_by,omitempty"`
-}
-
-// providerFee is what a claim adds to one provider's total (a reversal
-// takes it away again).
-type providerFee struct {
-	ProviderNPI string          `json:"provider_npi"`
-	NetFee      json.RawMessage `json:"net_fee"`
-	NetFeeCents int64           `json:"net_fee_cents"`
-}
-
 // Stored is the event of c stored, at when it was committed.
 func Stored(c claim.Claim) Row {
 	return newRow(TypeStored, c, c.ReceivedAt)
@@ -66,21 +40,101 @@ func Reversed(c claim.Claim) Row {
 	return newRow(TypeReversed, c, c.Reversal.At)
 }
 
+// newRow writes the event by hand, into one buffer: it is built for every
+// claim stored, inside the group commit. The same bytes as encoding/json of
+// the event struct in event_internal_test.go (tested there), which is the
+// form of every field.
 func newRow(typ string, c claim.Claim, at time.Time) Row {
-	e := event{EventID: uuid.NewString(), Type: typ, OccurredAt: at.UTC(), ID: c.ID, ClaimID: c.ExternalID,
-		Status: c.Status(), NetFee: json.RawMessage(c.NetFee().String()), NetFeeCent: int64(c.NetFee()),
-		ReceivedAt: c.ReceivedAt.UTC(), Replaces: c.Replaces}
+	id := uuid.NewString()
+	b := make([]byte, 0, 320+80*len(c.Lines))
+	b = append(b, `{"event_id":"`...)
+	b = append(b, id...)
+	b = append(b, `","type":"`...)
+	b = append(b, typ...)
+	b = append(b, `","occurred_at":"`...)
+	b = at.UTC().AppendFormat(b, time.RFC3339Nano)
+	b = append(b, `","id":`...)
+	b = appendString(b, c.ID)
+	if c.ExternalID != "" {
+		b = append(b, `,"claim_id":`...)
+		b = appendString(b, c.ExternalID)
+	}
+	b = append(b, `,"status":"`...)
+	b = append(b, c.Status()...)
+	b = append(b, `","net_fee":`...)
+	b = append(b, c.NetFee().String()...)
+	b = append(b, `,"net_fee_cents":`...)
+	b = strconv.AppendInt(b, int64(c.NetFee()), 10)
+	b = append(b, `,"received_at":"`...)
+	b = c.ReceivedAt.UTC().AppendFormat(b, time.RFC3339Nano)
+	b = append(b, `","providers":[`...)
+	for i, p := range providerFees(c) {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"provider_npi":`...)
+		b = appendString(b, p.npi)
+		b = append(b, `,"net_fee":`...)
+		b = append(b, p.fee.String()...)
+		b = append(b, `,"net_fee_cents":`...)
+		b = strconv.AppendInt(b, int64(p.fee), 10)
+		b = append(b, '}')
+	}
+	b = append(b, ']')
+	if c.Replaces != "" {
+		b = append(b, `,"replaces":`...)
+		b = appendString(b, c.Replaces)
+	}
 	if r := c.Reversal; r != nil && typ == TypeReversed {
-		e.Reason, e.Detail, e.ReplacedBy = r.Reason, r.Detail, r.ReplacedBy
+		b = append(b, `,"reason":`...)
+		b = appendString(b, r.Reason)
+		if r.Detail != "" {
+			b = append(b, `,"detail":`...)
+			b = appendString(b, r.Detail)
+		}
+		if r.ReplacedBy != "" {
+			b = append(b, `,"replaced_by":`...)
+			b = appendString(b, r.ReplacedBy)
+		}
 	}
-	fees := c.ProviderNetFees()
-	for _, npi := range slices.Sorted(maps.Keys(fees)) {
-		e.Providers = append(e.Providers, providerFee{ProviderNPI: npi,
-			NetFee: json.RawMessage(fees[npi].String()), NetFeeCents: int64(fees[npi])})
+	b = append(b, '}')
+	return Row{EventID: id, RoutingKey: typ, Body: b}
+}
+
+// providerFee is what a claim adds to one provider's total.
+type providerFee struct {
+	npi string
+	fee claim.Cents
+}
+
+// providerFees sums the claim's net fees per provider, sorted by NPI: a
+// claim has a few lines, so a sorted slice beats a map.
+func providerFees(c claim.Claim) []providerFee {
+	out := make([]providerFee, 0, len(c.Lines))
+	for _, l := range c.Lines {
+		i, found := slices.BinarySearchFunc(out, l.ProviderNPI, func(p providerFee, npi string) int {
+			return strings.Compare(p.npi, npi)
+		})
+		if found {
+			out[i].fee += l.NetFee()
+			continue
+		}
+		out = slices.Insert(out, i, providerFee{npi: l.ProviderNPI, fee: l.NetFee()})
 	}
-	body, err := json.Marshal(e)
-	if err != nil {
-		panic(err) // strings, numbers and times only
+	return out
+}
+
+// appendString appends s as encoding/json writes a string: printable ASCII
+// other than '"', '\\', '<', '>' and '&' as it is, anything else through
+// encoding/json.
+func appendString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s)
+			return append(b, q...)
+		}
 	}
-	return Row{EventID: e.EventID, RoutingKey: typ, Body: body}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }
