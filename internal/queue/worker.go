@@ -352,10 +352,15 @@ func (w *Worker) settle(err error) bool {
 // refusalReason says, for the claim's sender, why the pipeline refused it:
 // the text of the refusal, which is the service's own (never a database's).
 func refusalReason(err error) string {
-	var problems claim.Problems
+	var (
+		problems claim.Problems
+		replaced *claim.AlreadyReplaced
+	)
 	switch {
 	case errors.As(err, &problems):
 		return problems.Error()
+	case errors.As(err, &replaced):
+		return replaced.Error()
 	case errors.Is(err, claim.ErrClaimIDReused):
 		return claim.ErrClaimIDReused.Error()
 	case errors.Is(err, claim.ErrKeyReused):
@@ -364,10 +369,15 @@ func refusalReason(err error) string {
 	return "refused"
 }
 
-// permanent tells whether err means no delivery can store the claim.
+// permanent tells whether err means no delivery can store the claim: a
+// correction of a claim already replaced is one.
 func permanent(err error) bool {
-	var problems claim.Problems
-	return errors.As(err, &problems) || errors.Is(err, claim.ErrClaimIDReused) || errors.Is(err, claim.ErrKeyReused)
+	var (
+		problems claim.Problems
+		replaced *claim.AlreadyReplaced
+	)
+	return errors.As(err, &problems) || errors.As(err, &replaced) ||
+		errors.Is(err, claim.ErrClaimIDReused) || errors.Is(err, claim.ErrKeyReused)
 }
 
 // transient tells whether err means storage is unavailable for now.
