@@ -49,6 +49,9 @@ type Claim struct {
 	refusedAs string          // its body, for the failure message
 	problems  []string        // answers that break the API contract
 	history   []string        // every answer in order: "201", "409", "no answer", ...
+
+	reversalSent bool // a POST /claims/{id}/reversal was sent for it (see Reversals)
+	reversed     bool // one of them was answered 200 with the claim reversed
 }
 
 // Outcome reports the claim's outcome. A claim both acknowledged and refused
@@ -398,6 +401,15 @@ func (c *Claim) recordAck(body []byte, replayed bool) {
 func (c *Claim) AckedAs(id string) {
 	// net_fee as a JSON number with two decimals, the way the API writes it.
 	c.recordAck(fmt.Appendf(nil, `{"id":%q,"net_fee":%s}`, id, loadkit.FormatCents(c.NetFee())), false)
+}
+
+// Reversal says whether a reversal of the claim was sent, and whether one
+// was acknowledged (200, the claim reversed): then its lines must count 0.
+// A reversal sent but never acknowledged may or may not have happened.
+func (c *Claim) Reversal() (sent, acked bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.reversalSent, c.reversed
 }
 
 // AckedIDs lists the claim ids the acknowledgements named.

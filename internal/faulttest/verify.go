@@ -124,7 +124,7 @@ func check(sys System, load *Load) ([]string, Report) {
 
 	// (a), (b): each claim is stored as its outcome requires, and whole.
 	ours := map[string]bool{}
-	expected := map[string]int64{} // NPI -> cents, from the generated lines of the stored claims
+	expected := map[string]int64{} // NPI -> cents, from the generated lines of the stored claims, reversed ones 0
 	report := Report{}
 	for _, c := range load.Claims {
 		ours[c.ExternalID] = true
@@ -159,8 +159,22 @@ func check(sys System, load *Load) ([]string, Report) {
 			bad("(a) claim %s is stored as %d lines %v (net %d, line_count %d), sent %d lines %v (net %d)",
 				c.ExternalID, len(got), got, row.netFee, row.lineCount, len(want), storedLines(want), c.NetFee())
 		}
+		// (f) a claim is reversed exactly when a reversal of it was
+		// acknowledged; one sent without a final answer may be either. A
+		// reversed claim's lines count 0, its providers still listed.
+		reversalSent, reversed := c.Reversal()
+		switch {
+		case reversed && row.status != "reversed":
+			bad("(f) claim %s: its reversal was acknowledged, but its status is %q", c.ExternalID, row.status)
+		case !reversalSent && row.status != "stored":
+			bad("(f) claim %s was never reversed, but its status is %q", c.ExternalID, row.status)
+		}
 		for _, l := range c.Lines {
-			expected[l.NPI] += l.NetFee()
+			fee := l.NetFee()
+			if row.status == "reversed" {
+				fee = 0
+			}
+			expected[l.NPI] += fee
 		}
 	}
 	for ext, rows := range pg.claims {
@@ -191,6 +205,7 @@ type storedClaim struct {
 	id        string
 	netFee    int64
 	lineCount int
+	status    string // stored or reversed
 }
 
 type storedLine struct {
@@ -473,14 +488,14 @@ func readPostgres(url string) (*pgState, error) {
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // read-only
 
 	st := &pgState{claims: map[string][]storedClaim{}, lines: map[string][]storedLine{}}
-	rows, err := tx.Query(ctx, `SELECT id::text, COALESCE(external_id, ''), net_fee_cents, line_count FROM claims`)
+	rows, err := tx.Query(ctx, `SELECT id::text, COALESCE(external_id, ''), net_fee_cents, line_count, status FROM claims`)
 	if err != nil {
 		return nil, err
 	}
 	for rows.Next() {
 		var ext string
 		var c storedClaim
-		if err := rows.Scan(&c.id, &ext, &c.netFee, &c.lineCount); err != nil {
+		if err := rows.Scan(&c.id, &ext, &c.netFee, &c.lineCount, &c.status); err != nil {
 			return nil, err
 		}
 		st.claims[ext] = append(st.claims[ext], c)
