@@ -650,10 +650,9 @@ type eventsClaim struct {
 	status     string
 }
 
-// outboxUnsentSQL counts the events waiting in the outbox. Whether the
-// outbox keeps a confirmed event (with sent_at set) or deletes it, a row
-// waiting has no sent_at.
-const outboxUnsentSQL = `SELECT count(*) FROM outbox o WHERE to_jsonb(o) ->> 'sent_at' IS NULL`
+// outboxUnsentSQL counts the events waiting in the outbox: the relay
+// deletes an event once the broker confirmed it.
+const outboxUnsentSQL = `SELECT count(*) FROM outbox`
 
 // readEventsState reads the claims, the outbox and the totals in one
 // repeatable-read snapshot.
