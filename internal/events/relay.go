@@ -10,6 +10,8 @@ import (
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/claim-process/claim-process/internal/queue"
 )
 
 // Outbox is where the relay reads the events to publish: the Postgres store.
@@ -129,7 +131,7 @@ type Relay struct {
 	m      *Metrics
 	log    *slog.Logger
 
-	next     int          // the index in urls(cfg.URL) of the node dialed first; only Run uses it
+	next     int          // the index in queue.Nodes(cfg.URL) of the node dialed first; only Run uses it
 	standbys atomic.Int64 // lock attempts that found another instance relaying (for tests)
 }
 
@@ -225,8 +227,8 @@ func (r *Relay) Run(ctx context.Context) {
 // is done (nil) or something fails. progressed says whether it got as far
 // as publishing a batch or finding nothing to publish.
 func (r *Relay) relay(ctx context.Context, failures *quiet) (progressed bool, err error) {
-	nodes := urls(r.cfg.URL)
-	conn, k, err := dial(nodes, r.next, amqp.Config{
+	nodes := queue.Nodes(r.cfg.URL)
+	conn, k, err := queue.Dial(nodes, r.next, amqp.Config{
 		Heartbeat:  5 * time.Second,
 		Locale:     "en_US",
 		Dial:       amqp.DefaultDial(2 * time.Second),
@@ -238,7 +240,7 @@ func (r *Relay) relay(ctx context.Context, failures *quiet) (progressed bool, er
 	defer func() { _ = conn.Close() }()
 	// Next time, the node after this one: most likely this one has died.
 	r.next = (k + 1) % len(nodes)
-	node := nodeName(nodes, k)
+	node := queue.NodeName(nodes, k)
 	ch, err := r.setup(conn)
 	if err != nil {
 		return false, &failure{reasonBrokerDown, fmt.Errorf("%s: %w", node, err)}

@@ -39,7 +39,7 @@ type DeadLetter struct {
 // answers) and declares the queues.
 func OpenDeadLetters(cfg Config, status *Status) (*DeadLetters, error) {
 	cfg = cfg.withDefaults()
-	conn, _, err := dial(urls(cfg.URL), 0, amqp.Config{Dial: amqp.DefaultDial(5 * time.Second),
+	conn, _, err := Dial(Nodes(cfg.URL), 0, amqp.Config{Dial: amqp.DefaultDial(5 * time.Second),
 		Properties: amqp.Table{"connection_name": "claimd dlq"}})
 	if err != nil {
 		return nil, fmt.Errorf("connect to the message broker: %w", err)

@@ -25,13 +25,13 @@ func MessageOf(c claim.Claim, idempotencyKey string) (amqp.Delivery, error) {
 
 var Decode = decodeMessage
 
-var URLs = urls
+var URLs = Nodes
 
 func WithDefaults(c Config) Config { return c.withDefaults() }
 
 // DialError is the error of dialing every node of list (nil once one answers).
 func DialError(list string) error {
-	conn, _, err := dial(urls(list), 0, amqp.Config{Dial: amqp.DefaultDial(time.Second)})
+	conn, _, err := Dial(Nodes(list), 0, amqp.Config{Dial: amqp.DefaultDial(time.Second)})
 	if conn != nil {
 		_ = conn.Close()
 	}

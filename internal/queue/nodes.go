@@ -11,10 +11,11 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 )
 
-// urls splits Config.URL into the broker's nodes: one amqp:// URL, or those
-// of a cluster's nodes, comma-separated (a comma inside a URL, e.g. in a
-// password, is written %2C).
-func urls(list string) []string {
+// Nodes splits a RABBITMQ_URL into the broker's nodes: one amqp:// URL, or
+// those of a cluster's nodes, comma-separated (a comma inside a URL, e.g. in
+// a password, is written %2C). The queue's links and the events relay dial
+// them alike.
+func Nodes(list string) []string {
 	var out []string
 	for u := range strings.SplitSeq(list, ",") {
 		if u = strings.TrimSpace(u); u != "" {
@@ -27,11 +28,11 @@ func urls(list string) []string {
 	return out
 }
 
-// dial connects to the first of nodes that answers, trying them in turn
+// Dial connects to the first of nodes that answers, trying them in turn
 // from nodes[start], and returns the connection and its node's index. Each
 // dial is bounded by cfg.Dial's timeout, so a dead node costs at most that
 // (a refused connection, nothing).
-func dial(nodes []string, start int, cfg amqp.Config) (*amqp.Connection, int, error) {
+func Dial(nodes []string, start int, cfg amqp.Config) (*amqp.Connection, int, error) {
 	var errs []error
 	for i := range nodes {
 		k := (start + i) % len(nodes)
@@ -39,14 +40,14 @@ func dial(nodes []string, start int, cfg amqp.Config) (*amqp.Connection, int, er
 		if err == nil {
 			return conn, k, nil
 		}
-		errs = append(errs, fmt.Errorf("%s: %w", nodeName(nodes, k), withoutURL(err)))
+		errs = append(errs, fmt.Errorf("%s: %w", NodeName(nodes, k), withoutURL(err)))
 	}
 	return nil, -1, errors.Join(errs...)
 }
 
-// nodeName names nodes[k] for logs and errors by its host and port: never
+// NodeName names nodes[k] for logs and errors by its host and port: never
 // the whole URL, which holds the password.
-func nodeName(nodes []string, k int) string {
+func NodeName(nodes []string, k int) string {
 	u, err := amqp.ParseURI(nodes[k])
 	if err != nil {
 		return fmt.Sprintf("RABBITMQ_URL node %d of %d", k+1, len(nodes))

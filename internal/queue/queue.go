@@ -74,7 +74,7 @@ func (c Config) withDefaults() Config {
 	if c.DeliveryLimit <= 0 {
 		c.DeliveryLimit = DefaultDeliveryLimit
 	}
-	if c.Replicas == 0 && len(urls(c.URL)) > 1 {
+	if c.Replicas == 0 && len(Nodes(c.URL)) > 1 {
 		c.Replicas = DefaultReplicas
 	}
 	return c
@@ -134,7 +134,7 @@ type link struct {
 	setup func(*amqp.Connection) error // channels on a new connection; an error redials
 	down  func()                       // the connection is gone: forget its channels
 
-	next int // the index in urls(url) of the node dialed first; only run uses it
+	next int // the index in Nodes(url) of the node dialed first; only run uses it
 
 	mu   sync.Mutex
 	conn *amqp.Connection // nil while down
@@ -176,8 +176,8 @@ func (l *link) run(ctx context.Context) {
 // connect dials a node and sets the connection up; it returns the node's
 // name (host:port) for the logs.
 func (l *link) connect() (*amqp.Connection, string, error) {
-	nodes := urls(l.url)
-	conn, k, err := dial(nodes, l.next, amqp.Config{
+	nodes := Nodes(l.url)
+	conn, k, err := Dial(nodes, l.next, amqp.Config{
 		Heartbeat: 5 * time.Second,
 		Locale:    "en_US",
 		Dial:      amqp.DefaultDial(2 * time.Second),
@@ -191,7 +191,7 @@ func (l *link) connect() (*amqp.Connection, string, error) {
 	// Next time, the node after this one: also when setup fails here (say,
 	// a node cut off from the others, which cannot declare the queue).
 	l.next = (k + 1) % len(nodes)
-	node := nodeName(nodes, k)
+	node := NodeName(nodes, k)
 	if err := l.setup(conn); err != nil {
 		_ = conn.Close()
 		return nil, "", fmt.Errorf("%s: %w", node, err)
