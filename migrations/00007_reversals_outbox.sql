@@ -11,18 +11,19 @@ ALTER TABLE claims
     ADD COLUMN replaces        uuid,
     ADD COLUMN replaced_by     uuid;
 
--- The transactional outbox: every stored or reversed claim writes its event
--- here in its own transaction; the relay publishes them in seq order, with
--- publisher confirms, and deletes each only after the broker confirmed it,
--- so the table holds just what waits. body is the event's JSON
--- (docs/events.md). One index, the primary key: each event costs one heap
--- tuple and one index entry to write, and one delete.
+-- The transactional outbox: every transaction that stores or reverses
+-- claims writes their events here as one row, in the same transaction (a
+-- group commit of 28 claims writes one row, not 28); the relay publishes the
+-- rows in seq order, each event its own message, with publisher confirms,
+-- and deletes a row only after the broker confirmed all its events, so the
+-- table holds just what waits. bodies are the events' JSON
+-- (docs/events.md), event_ids and routing_keys theirs, in order.
 CREATE TABLE outbox (
-    seq         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    event_id    uuid        NOT NULL,
-    routing_key text        NOT NULL,
-    body        bytea       NOT NULL,
-    created_at  timestamptz NOT NULL DEFAULT now()
+    seq          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    event_ids    uuid[]      NOT NULL,
+    routing_keys text[]      NOT NULL,
+    bodies       bytea[]     NOT NULL,
+    created_at   timestamptz NOT NULL DEFAULT now()
 );
 
 -- +goose Down

@@ -282,7 +282,7 @@ func (r *Relay) relay(ctx context.Context, failures *quiet) (progressed bool, er
 		}
 		n, err := r.publish(ctx, ch, returns, rows)
 		if n > 0 {
-			if err := r.markSent(ctx, rows[:n]); err != nil {
+			if err := r.markSent(ctx, rows, n); err != nil {
 				// Confirmed but not marked: published again later.
 				return progressed, &failure{err: err}
 			}
@@ -398,22 +398,36 @@ func (r *Relay) unsent(ctx context.Context) ([]Row, error) {
 	return r.outbox.UnsentEvents(ctx, r.cfg.BatchSize)
 }
 
-// markSent marks rows sent and counts them. It runs also when ctx was
-// cancelled during the batch: those events are at the broker.
-func (r *Relay) markSent(ctx context.Context, rows []Row) error {
+// markSent marks sent the outbox rows whose events are all among the first
+// n of rows, and counts those n. It runs also when ctx was cancelled during
+// the batch: those events are at the broker.
+func (r *Relay) markSent(ctx context.Context, rows []Row, n int) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
 	defer cancel()
-	seqs := make([]int64, len(rows))
-	for i, row := range rows {
-		seqs[i] = row.Seq
-	}
-	if err := r.outbox.MarkEventsSent(ctx, seqs); err != nil {
+	if err := r.outbox.MarkEventsSent(ctx, whole(rows, n)); err != nil {
 		return err
 	}
-	for _, row := range rows {
+	for _, row := range rows[:n] {
 		r.m.published.WithLabelValues(typeLabel(row.RoutingKey)).Inc()
 	}
 	return nil
+}
+
+// whole returns the outbox rows (seqs) all of whose events are among the
+// first n of events, which come row after row: the row of events[n], if
+// any, had some unconfirmed, and is published again whole.
+func whole(events []Row, n int) []int64 {
+	cut := int64(-1)
+	if n < len(events) {
+		cut = events[n].Seq
+	}
+	var seqs []int64
+	for _, e := range events[:n] {
+		if e.Seq != cut && (len(seqs) == 0 || seqs[len(seqs)-1] != e.Seq) {
+			seqs = append(seqs, e.Seq)
+		}
+	}
+	return seqs
 }
 
 // Depth samples the outbox depth into the metrics and returns it.

@@ -58,7 +58,7 @@ func (o *outbox) mustWrite(n int) []events.Row {
 			rows[i] = events.Reversed(c)
 		}
 		require.NoError(o.t, o.db.QueryRow(context.Background(),
-			"INSERT INTO outbox (event_id, routing_key, body) VALUES ($1, $2, $3) RETURNING seq",
+			"INSERT INTO outbox (event_ids, routing_keys, bodies) VALUES (ARRAY[$1::uuid], ARRAY[$2::text], ARRAY[$3::bytea]) RETURNING seq",
 			rows[i].EventID, rows[i].RoutingKey, rows[i].Body).Scan(&rows[i].Seq))
 	}
 	return rows
@@ -68,7 +68,7 @@ func (o *outbox) mustWrite(n int) []events.Row {
 func (o *outbox) unsent() int {
 	o.t.Helper()
 	var n int
-	require.NoError(o.t, o.db.QueryRow(context.Background(), "SELECT count(*) FROM outbox").Scan(&n))
+	require.NoError(o.t, o.db.QueryRow(context.Background(), "SELECT coalesce(sum(cardinality(event_ids)), 0) FROM outbox").Scan(&n))
 	return n
 }
 

@@ -652,7 +652,7 @@ type eventsClaim struct {
 
 // outboxUnsentSQL counts the events waiting in the outbox: the relay
 // deletes an event once the broker confirmed it.
-const outboxUnsentSQL = `SELECT count(*) FROM outbox`
+const outboxUnsentSQL = `SELECT coalesce(sum(cardinality(event_ids)), 0) FROM outbox`
 
 // readEventsState reads the claims, the outbox and the totals in one
 // repeatable-read snapshot.

@@ -133,7 +133,7 @@ func holdOutboxRows(t *testing.T, db string) (eventIDs []string, release func())
 		if tx, err = conn.Begin(t.Context()); err != nil {
 			return proc.Stop(err)
 		}
-		rows, err := tx.Query(t.Context(), `SELECT event_id::text FROM outbox ORDER BY seq FOR UPDATE`)
+		rows, err := tx.Query(t.Context(), `SELECT e::text FROM (SELECT seq, event_ids FROM outbox ORDER BY seq FOR UPDATE) o, unnest(o.event_ids) e ORDER BY o.seq`)
 		if err != nil {
 			return proc.Stop(err)
 		}

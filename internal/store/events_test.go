@@ -28,7 +28,7 @@ func readOutbox(t *testing.T, dbURL string) []outboxEvent {
 	conn, err := pgx.Connect(ctx, dbURL)
 	require.NoError(t, err)
 	defer conn.Close(ctx)
-	rows, err := conn.Query(ctx, `SELECT routing_key, body FROM outbox ORDER BY seq`)
+	rows, err := conn.Query(ctx, `SELECT u.k, u.b FROM outbox o, unnest(o.routing_keys, o.bodies) WITH ORDINALITY AS u(k, b, n) ORDER BY o.seq, u.n`)
 	require.NoError(t, err)
 	var out []outboxEvent
 	var (

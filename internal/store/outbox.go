@@ -2,9 +2,8 @@ package store
 
 import (
 	"context"
+	"fmt"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 
 	"github.com/claim-process/claim-process/internal/events"
 )
@@ -41,35 +40,55 @@ func (s *Store) TryRelayLock(ctx context.Context) (release func(), ok bool, err 
 	}, true, nil
 }
 
-// unsentEventsSQL reads the oldest events through the primary key (every
-// row waits: a confirmed one is deleted). There is no high-water mark: seq is taken at INSERT, and a
+// unsentEventsSQL reads the oldest rows through the primary key (every row
+// waits: a confirmed one is deleted). There is no high-water mark: seq is taken at INSERT, and a
 // transaction that took a lower seq may commit after one that took a
 // higher; reading from the lowest unsent row each time picks it up then.
 const unsentEventsSQL = `
-SELECT seq, event_id::text, routing_key, body FROM outbox
-ORDER BY seq LIMIT $1`
+SELECT seq, event_ids::text[], routing_keys, bodies FROM (
+    SELECT seq, event_ids, routing_keys, bodies, sum(cardinality(event_ids)) OVER (ORDER BY seq) AS upto
+    FROM outbox ORDER BY seq LIMIT $1) o
+WHERE upto - cardinality(event_ids) < $1
+ORDER BY seq`
 
 // UnsentEvents returns up to limit events not yet confirmed by the broker,
 // in seq order.
 func (s *Store) UnsentEvents(ctx context.Context, limit int) ([]events.Row, error) {
+	// A row holds a transaction's events (a group commit's: tens); rows are
+	// read whole, until they hold limit events (the last may pass it).
 	rows, err := s.pool.Query(ctx, unsentEventsSQL, limit)
 	if err != nil {
 		return nil, wrap("read unsent events", err)
 	}
-	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (events.Row, error) {
-		var r events.Row
-		err := row.Scan(&r.Seq, &r.EventID, &r.RoutingKey, &r.Body)
-		return r, err
-	})
-	return out, wrap("read unsent events", err)
+	defer rows.Close()
+	var (
+		out    []events.Row
+		seq    int64
+		ids    []string
+		keys   []string
+		bodies [][]byte
+	)
+	for rows.Next() {
+		if err := rows.Scan(&seq, &ids, &keys, &bodies); err != nil {
+			return nil, wrap("read unsent events", err)
+		}
+		if len(ids) != len(keys) || len(ids) != len(bodies) {
+			return nil, fmt.Errorf("outbox row %d holds %d ids, %d routing keys and %d bodies", seq, len(ids), len(keys), len(bodies))
+		}
+		for i := range ids {
+			out = append(out, events.Row{Seq: seq, EventID: ids[i], RoutingKey: keys[i], Body: bodies[i]})
+		}
+	}
+	return out, wrap("read unsent events", rows.Err())
 }
 
-// A confirmed event is deleted rather than marked: an UPDATE would write
-// the row again (and every index), a DELETE only marks it dead.
+// A row whose events were all confirmed is deleted rather than marked: an
+// UPDATE would write the row again (and its index), a DELETE only marks it
+// dead.
 const markEventsSentSQL = `DELETE FROM outbox WHERE seq = ANY($1)`
 
-// MarkEventsSent records that the broker confirmed the events seqs: they
-// leave the outbox.
+// MarkEventsSent records that the broker confirmed every event of the rows
+// seqs: they leave the outbox.
 func (s *Store) MarkEventsSent(ctx context.Context, seqs []int64) error {
 	if len(seqs) == 0 {
 		return nil
@@ -81,7 +100,7 @@ func (s *Store) MarkEventsSent(ctx context.Context, seqs []int64) error {
 // outboxDepthSQL counts the waiting events: cheap while the relay keeps up,
 // proportional to the backlog while the broker is away.
 const outboxDepthSQL = `
-SELECT count(*), coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8
+SELECT coalesce(sum(cardinality(event_ids)), 0), coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8
 FROM outbox`
 
 // OutboxDepth says how many events wait to be sent and how long the oldest

@@ -22,7 +22,7 @@ func mustOutboxRows(t *testing.T, db *pgx.Conn, n int) []events.Row {
 	for i := range rows {
 		rows[i] = events.Row{EventID: uuid.NewString(), RoutingKey: events.TypeStored, Body: fmt.Appendf(nil, `{"n":%d}`, i)}
 		require.NoError(t, db.QueryRow(context.Background(),
-			"INSERT INTO outbox (event_id, routing_key, body) VALUES ($1, $2, $3) RETURNING seq",
+			"INSERT INTO outbox (event_ids, routing_keys, bodies) VALUES (ARRAY[$1::uuid], ARRAY[$2::text], ARRAY[$3::bytea]) RETURNING seq",
 			rows[i].EventID, rows[i].RoutingKey, rows[i].Body).Scan(&rows[i].Seq))
 	}
 	return rows
@@ -93,4 +93,40 @@ func TestRelayLockIsExclusiveAndNotTheReconcileLock(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, ok)
 	release2()
+}
+
+// A transaction's events are one row: read whole, in order, until the rows
+// read hold the limit; a row leaves only as a whole.
+func TestOutboxRowsHoldATransactionsEvents(t *testing.T) {
+	t.Parallel()
+	st, url := testenv.MustStore(t)
+	db := mustConn(t, url)
+	ctx := context.Background()
+	var want []events.Row
+	for _, n := range []int{3, 2} {
+		var ids, keys []string
+		var bodies [][]byte
+		for i := range n {
+			ids, keys = append(ids, uuid.NewString()), append(keys, events.TypeReversed)
+			bodies = append(bodies, fmt.Appendf(nil, `{"i":%d}`, i))
+		}
+		var seq int64
+		require.NoError(t, db.QueryRow(ctx, `INSERT INTO outbox (event_ids, routing_keys, bodies) VALUES ($1::uuid[], $2, $3) RETURNING seq`,
+			ids, keys, bodies).Scan(&seq))
+		for i := range ids {
+			want = append(want, events.Row{Seq: seq, EventID: ids[i], RoutingKey: keys[i], Body: bodies[i]})
+		}
+	}
+	for limit, n := range map[int]int{1: 3, 3: 3, 4: 5, 100: 5} {
+		got, err := st.UnsentEvents(ctx, limit)
+		require.NoError(t, err)
+		require.Equal(t, want[:n], got, "limit %d", limit)
+	}
+	unsent, _, err := st.OutboxDepth(ctx)
+	require.NoError(t, err)
+	require.Equal(t, int64(5), unsent, "events, not rows")
+	require.NoError(t, st.MarkEventsSent(ctx, []int64{want[0].Seq}))
+	got, err := st.UnsentEvents(ctx, 100)
+	require.NoError(t, err)
+	require.Equal(t, want[3:], got)
 }
