@@ -398,19 +398,19 @@ func (r *Relay) unsent(ctx context.Context) ([]Row, error) {
 	return r.outbox.UnsentEvents(ctx, r.cfg.BatchSize)
 }
 
-// markSent marks sent the outbox rows whose events are all among the first
-// n of rows, and counts those n. It runs also when ctx was cancelled during
+// markSent counts the first n of rows published, and marks sent the outbox
+// rows whose events are all among them. It runs also when ctx was cancelled during
 // the batch: those events are at the broker.
 func (r *Relay) markSent(ctx context.Context, rows []Row, n int) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
 	defer cancel()
-	if err := r.outbox.MarkEventsSent(ctx, whole(rows, n)); err != nil {
-		return err
-	}
+	// Counted first: they are confirmed whether or not the mark succeeds
+	// (then they are published again, and counted again: at least once),
+	// and whoever sees the outbox empty sees them counted.
 	for _, row := range rows[:n] {
 		r.m.published.WithLabelValues(typeLabel(row.RoutingKey)).Inc()
 	}
-	return nil
+	return r.outbox.MarkEventsSent(ctx, whole(rows, n))
 }
 
 // whole returns the outbox rows (seqs) all of whose events are among the
