@@ -43,7 +43,8 @@ func TestAgainstRealClaimd(t *testing.T) {
 	cmd := exec.Command(bin, "serve")
 	cmd.Env = append(os.Environ(),
 		"HTTP_ADDR="+addr, "DATABASE_URL="+dbURL, "REDIS_URL="+rds.URL(),
-		"TOP_PROVIDERS_RATE_LIMIT=0", "ALLOW_ANONYMOUS_READS=true", "LOG_LEVEL=warn")
+		"TOP_PROVIDERS_RATE_LIMIT=0", "ALLOW_ANONYMOUS_READS=true", "LOG_LEVEL=warn",
+		"EVENTS_EXCHANGE=") // no events on the shared broker
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // dies with the test binary
 	require.NoError(t, cmd.Start())
