@@ -131,3 +131,22 @@ func TestCountKeys(t *testing.T) {
 		require.Equal(t, tc.expect, n, "%s up to %d", tc.scope, tc.upTo)
 	}
 }
+
+// A reversal that would take a provider's total past the bound is refused
+// as a problem (a 422), and changes nothing.
+func TestReversalPastTheBoundIsRefused(t *testing.T) {
+	t.Parallel()
+	st, dbURL := testenv.MustStore(t)
+	ctx := context.Background()
+	c := newClaim(t, line("1000000001", 5000))
+	_, err := insertOne(ctx, st, c, nil)
+	require.NoError(t, err)
+	setTotal(t, dbURL, "1000000001", -claim.MaxTotal+1)
+	_, _, err = st.ReverseClaim(ctx, "", c.ID, claim.ReasonOther, "")
+	var problems claim.Problems
+	require.ErrorAs(t, err, &problems)
+	require.Equal(t, claim.RuleProviderTotal, problems[0].Rule)
+	got, err := st.Claim(ctx, "", c.ID)
+	require.NoError(t, err)
+	require.Equal(t, claim.StatusStored, got.Status())
+}

@@ -82,6 +82,12 @@ func reverseIn(ctx context.Context, tx pgx.Tx, scope, ref string, r claim.Revers
 		change[npi] = -fee
 	}
 	totals, err := changeTotals(ctx, tx, change)
+	var over *totalsOverflow
+	if errors.As(err, &over) {
+		// As for a claim that would pass the bound: refused, nothing changed.
+		return claim.Claim{}, nil, claim.Problems{{Line: -1, Field: string(claim.FieldProviderNPI),
+			Rule: claim.RuleProviderTotal, Detail: "reversing this claim would take a provider's total past the bound"}}
+	}
 	if err != nil {
 		return claim.Claim{}, nil, err
 	}
