@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,17 +17,27 @@ import (
 
 // Outbox is where the relay reads the events to publish: the Postgres store.
 type Outbox interface {
-	// TryRelayLock takes the lock that lets one instance at a time relay;
-	// ok is false when another instance holds it.
-	TryRelayLock(ctx context.Context) (release func(), ok bool, err error)
-	// UnsentEvents returns up to limit events not yet marked sent, in seq
-	// order.
-	UnsentEvents(ctx context.Context, limit int) ([]Row, error)
-	// MarkEventsSent records that the broker confirmed the events seqs.
-	MarkEventsSent(ctx context.Context, seqs []int64) error
+	// TryRelayLock takes the lock that lets one instance at a time relay, on
+	// a database session of its own, and returns that session: the relay
+	// reads and marks events through it alone, so that an instance whose
+	// session ended, and with it the lock, can mark nothing. ok is false
+	// when another instance holds the lock.
+	TryRelayLock(ctx context.Context) (s OutboxSession, ok bool, err error)
 	// OutboxDepth says how many events are unsent and how long the oldest
 	// of them has waited.
 	OutboxDepth(ctx context.Context) (unsent int64, oldest time.Duration, err error)
+}
+
+// OutboxSession is the session that holds the relay's lock.
+type OutboxSession interface {
+	// UnsentEvents returns up to limit events not yet marked sent, in seq
+	// order.
+	UnsentEvents(ctx context.Context, limit int) ([]Row, error)
+	// MarkEventsSent records that the broker confirmed every event of the
+	// outbox rows seqs.
+	MarkEventsSent(ctx context.Context, seqs []int64) error
+	// Close ends the session, and with it the lock.
+	Close()
 }
 
 // RelayConfig tunes a Relay. Zero values take the defaults.
@@ -174,7 +185,7 @@ func (r *Relay) Run(ctx context.Context) {
 	for ctx.Err() == nil {
 		wait := r.cfg.LockRetry
 		lockCtx, cancel := context.WithTimeout(ctx, storeTimeout)
-		release, ok, err := r.outbox.TryRelayLock(lockCtx)
+		session, ok, err := r.outbox.TryRelayLock(lockCtx)
 		cancel()
 		switch {
 		case ctx.Err() != nil:
@@ -193,8 +204,8 @@ func (r *Relay) Run(ctx context.Context) {
 		default:
 			standby = false
 			r.m.active.Set(1)
-			progressed, err := r.relay(ctx, &failures)
-			release()
+			progressed, err := r.relay(ctx, session, &failures)
+			session.Close()
 			r.m.active.Set(0)
 			if ctx.Err() != nil {
 				return
@@ -226,12 +237,21 @@ func (r *Relay) Run(ctx context.Context) {
 // relay is one run with the lock held: it connects and publishes until ctx
 // is done (nil) or something fails. progressed says whether it got as far
 // as publishing a batch or finding nothing to publish.
-func (r *Relay) relay(ctx context.Context, failures *quiet) (progressed bool, err error) {
+func (r *Relay) relay(ctx context.Context, session OutboxSession, failures *quiet) (progressed bool, err error) {
 	nodes := queue.Nodes(r.cfg.URL)
+	var sock *corkedConn // the last dialed, which is the connection's when Dial succeeds
+	dial := amqp.DefaultDial(2 * time.Second)
 	conn, k, err := queue.Dial(nodes, r.next, amqp.Config{
-		Heartbeat:  5 * time.Second,
-		Locale:     "en_US",
-		Dial:       amqp.DefaultDial(2 * time.Second),
+		Heartbeat: 5 * time.Second,
+		Locale:    "en_US",
+		Dial: func(network, addr string) (net.Conn, error) {
+			c, err := dial(network, addr)
+			if err != nil {
+				return nil, err
+			}
+			sock = &corkedConn{Conn: c}
+			return sock, nil
+		},
 		Properties: amqp.Table{"connection_name": "claimd events relay"},
 	})
 	if err != nil {
@@ -255,41 +275,45 @@ func (r *Relay) relay(ctx context.Context, failures *quiet) (progressed bool, er
 		"failures_not_logged", missed)
 
 	for {
-		rows, err := r.unsent(ctx)
+		rows, err := r.unsent(ctx, session)
 		if err != nil {
 			if ctx.Err() != nil {
 				return progressed, nil
 			}
 			return progressed, &failure{err: err}
 		}
-		if len(rows) == 0 {
-			progressed = true
-			// Polling the empty partial index costs a fraction of a
-			// millisecond of one backend, 1/Idle times a second, on the one
-			// active relay, and bounds the delay an event adds to Idle.
-			// LISTEN/NOTIFY would wake the relay sooner, but a NOTIFY takes
-			// a database-wide lock at commit: it would serialize the claim
-			// transactions that the group commit runs side by side, a cost
-			// on every claim for a gain of a few milliseconds.
-			select {
-			case <-ctx.Done():
-				return progressed, nil
-			case err := <-closed:
-				return progressed, &failure{reasonBrokerDown, fmt.Errorf("%s: connection closed: %w", node, err)}
-			case <-time.After(r.cfg.Idle):
+		if len(rows) > 0 {
+			n, err := r.publish(ctx, ch, sock, returns, rows)
+			if n > 0 {
+				if err := r.markSent(ctx, session, rows, n); err != nil {
+					// Confirmed but not marked: published again later.
+					return progressed, &failure{err: err}
+				}
 			}
-			continue
-		}
-		n, err := r.publish(ctx, ch, returns, rows)
-		if n > 0 {
-			if err := r.markSent(ctx, rows, n); err != nil {
-				// Confirmed but not marked: published again later.
-				return progressed, &failure{err: err}
+			if err != nil || ctx.Err() != nil {
+				return progressed || n > 0, err
 			}
-			progressed = true
 		}
-		if err != nil || ctx.Err() != nil {
-			return progressed, err
+		progressed = true
+		if len(rows) >= r.cfg.BatchSize {
+			continue // a backlog: on at once
+		}
+		// Caught up: wait Idle before reading again, so that each round of
+		// reading, publishing, waiting for the confirms and deleting
+		// carries Idle's worth of events rather than a group commit's
+		// (its fixed costs, in Postgres and in the broker, are most of
+		// the relay's), and an idle relay's polling of the outbox's
+		// primary key costs next to nothing. An event waits at most about
+		// Idle more. LISTEN/NOTIFY would wake the relay sooner, but a
+		// NOTIFY takes a database-wide lock at commit: it would serialize
+		// the claim transactions that the group commit runs side by side,
+		// a cost on every claim for a gain of a few milliseconds.
+		select {
+		case <-ctx.Done():
+			return progressed, nil
+		case err := <-closed:
+			return progressed, &failure{reasonBrokerDown, fmt.Errorf("%s: connection closed: %w", node, err)}
+		case <-time.After(r.cfg.Idle):
 		}
 	}
 }
@@ -327,9 +351,13 @@ func (r *Relay) setup(conn *amqp.Connection) (*amqp.Channel, error) {
 // prefix, even if later ones were confirmed. Once publishing began, ctx only
 // stops further publishes: the confirms of those sent are still awaited
 // (up to ConfirmTimeout), so that a clean stop does not publish them twice.
-func (r *Relay) publish(ctx context.Context, ch *amqp.Channel, returns <-chan amqp.Return, rows []Row) (int, error) {
+//
+// The batch's publishes leave in a few writes rather than one each: sock is
+// corked while they are framed.
+func (r *Relay) publish(ctx context.Context, ch *amqp.Channel, sock *corkedConn, returns <-chan amqp.Return, rows []Row) (int, error) {
 	pending := make([]*amqp.DeferredConfirmation, 0, len(rows))
 	var publishErr error
+	sock.cork()
 	for _, row := range rows {
 		dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, r.cfg.Exchange, row.RoutingKey, true, false, amqp.Publishing{
 			DeliveryMode: amqp.Persistent,
@@ -344,6 +372,10 @@ func (r *Relay) publish(ctx context.Context, ch *amqp.Channel, returns <-chan am
 			break
 		}
 		pending = append(pending, dc)
+	}
+	if err := sock.uncork(); err != nil && publishErr == nil {
+		// The connection is closed: what was held is nacked below.
+		publishErr = err
 	}
 	deadline := time.NewTimer(r.cfg.ConfirmTimeout)
 	defer deadline.Stop()
@@ -392,16 +424,16 @@ func drain(returns <-chan amqp.Return, returned map[string]bool) {
 	}
 }
 
-func (r *Relay) unsent(ctx context.Context) ([]Row, error) {
+func (r *Relay) unsent(ctx context.Context, session OutboxSession) ([]Row, error) {
 	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
-	return r.outbox.UnsentEvents(ctx, r.cfg.BatchSize)
+	return session.UnsentEvents(ctx, r.cfg.BatchSize)
 }
 
 // markSent counts the first n of rows published, and marks sent the outbox
 // rows whose events are all among them. It runs also when ctx was cancelled during
 // the batch: those events are at the broker.
-func (r *Relay) markSent(ctx context.Context, rows []Row, n int) error {
+func (r *Relay) markSent(ctx context.Context, session OutboxSession, rows []Row, n int) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
 	defer cancel()
 	// Counted first: they are confirmed whether or not the mark succeeds
@@ -410,7 +442,7 @@ func (r *Relay) markSent(ctx context.Context, rows []Row, n int) error {
 	for _, row := range rows[:n] {
 		r.m.published.WithLabelValues(typeLabel(row.RoutingKey)).Inc()
 	}
-	return r.outbox.MarkEventsSent(ctx, whole(rows, n))
+	return session.MarkEventsSent(ctx, whole(rows, n))
 }
 
 // whole returns the outbox rows (seqs) all of whose events are among the

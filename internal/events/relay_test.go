@@ -58,7 +58,7 @@ func (o *outbox) mustWrite(n int) []events.Row {
 			rows[i] = events.Reversed(c)
 		}
 		require.NoError(o.t, o.db.QueryRow(context.Background(),
-			"INSERT INTO outbox (event_ids, routing_keys, bodies) VALUES (ARRAY[$1::uuid], ARRAY[$2::text], ARRAY[$3::bytea]) RETURNING seq",
+			"INSERT INTO outbox (event_ids, routing_keys, body) VALUES (ARRAY[$1::uuid], ARRAY[$2::text], $3) RETURNING seq",
 			rows[i].EventID, rows[i].RoutingKey, rows[i].Body).Scan(&rows[i].Seq))
 	}
 	return rows

@@ -113,22 +113,20 @@ func (s *Store) InsertClaims(ctx context.Context, pending []claim.Pending) (clai
 		if err != nil {
 			return err
 		}
-		if out.Totals, err = addToTotals(ctx, tx, pending, inserted, change); err != nil {
-			return err
-		}
+		var evs []events.Row
 		if s.events.Load() {
-			rows := make([]events.Row, 0, len(inserted)+len(reversed))
+			evs = make([]events.Row, 0, len(inserted)+len(reversed))
 			for _, c := range reversed {
-				rows = append(rows, events.Reversed(c))
+				evs = append(evs, events.Reversed(c))
 			}
 			for _, i := range inserted {
 				c := pending[i].Claim
 				c.Replaces = out.Claims[i].Replaced
-				rows = append(rows, events.Stored(c))
+				evs = append(evs, events.Stored(c))
 			}
-			if err := insertEvents(ctx, tx, rows); err != nil {
-				return err
-			}
+		}
+		if out.Totals, err = addToTotals(ctx, tx, pending, inserted, change, evs); err != nil {
+			return err
 		}
 		return recordKeyOutcomes(ctx, tx, pending, live, out.Claims)
 	}
@@ -369,10 +367,11 @@ func insertLines(ctx context.Context, tx pgx.Tx, pending []claim.Pending, insert
 
 // addToTotals adds the inserted claims' net fees, and change (what the
 // claims they replace take away), to their providers' totals,
-// once per provider, in NPI order. When a total would leave claim.MaxTotal it
+// once per provider, in NPI order, and writes evs to the outbox (see
+// changeTotals). When a total would leave claim.MaxTotal it
 // fails with a *totalsOverflow: the transaction must be rolled back, and
 // tried again without the claims it names.
-func addToTotals(ctx context.Context, tx pgx.Tx, pending []claim.Pending, inserted []int, change map[string]claim.Cents) ([]claim.ProviderTotal, error) {
+func addToTotals(ctx context.Context, tx pgx.Tx, pending []claim.Pending, inserted []int, change map[string]claim.Cents, evs []events.Row) ([]claim.ProviderTotal, error) {
 	sum := maps.Clone(change)
 	if sum == nil {
 		sum = map[string]claim.Cents{}
@@ -382,27 +381,41 @@ func addToTotals(ctx context.Context, tx pgx.Tx, pending []claim.Pending, insert
 			sum[npi] += fee
 		}
 	}
-	return changeTotals(ctx, tx, sum)
+	return changeTotals(ctx, tx, sum, evs)
 }
 
 // changeTotals adds each provider's change to its total, in NPI order (see
-// addToTotals).
-func changeTotals(ctx context.Context, tx pgx.Tx, sum map[string]claim.Cents) ([]claim.ProviderTotal, error) {
+// addToTotals), and writes the transaction's events, evs, to the outbox in
+// the same round trip to Postgres: the two statements are sent together.
+func changeTotals(ctx context.Context, tx pgx.Tx, sum map[string]claim.Cents, evs []events.Row) ([]claim.ProviderTotal, error) {
 	if len(sum) == 0 {
-		return nil, nil
+		return nil, insertEvents(ctx, tx, evs)
 	}
 	npis := slices.Sorted(maps.Keys(sum))
 	fees := make([]int64, len(npis))
 	for i, npi := range npis {
 		fees[i] = int64(sum[npi])
 	}
-	rows, err := tx.Query(ctx, upsertTotalsSQL, npis, fees, int64(claim.MaxTotal))
-	if err != nil {
-		return nil, wrap("update provider totals", err)
+	batch := &pgx.Batch{}
+	batch.Queue(upsertTotalsSQL, npis, fees, int64(claim.MaxTotal))
+	if len(evs) > 0 {
+		ids, keys, body, err := outboxRow(evs)
+		if err != nil {
+			return nil, err
+		}
+		batch.Queue(insertEventsSQL, ids, keys, body)
 	}
-	totals, err := pgx.CollectRows(rows, scanTotal)
+	results := tx.SendBatch(ctx, batch)
+	totals, err := readTotals(results)
+	if err == nil && len(evs) > 0 {
+		_, err = results.Exec()
+		err = wrap("write events", err)
+	}
+	if cerr := results.Close(); err == nil && cerr != nil {
+		err = wrap("update provider totals", cerr)
+	}
 	if err != nil || len(totals) == len(npis) {
-		return totals, wrap("update provider totals", err)
+		return totals, err
 	}
 	written := make(map[string]bool, len(totals))
 	for _, t := range totals {
@@ -416,7 +429,7 @@ func changeTotals(ctx context.Context, tx pgx.Tx, sum map[string]claim.Cents) ([
 			left = append(left, npi)
 		}
 	}
-	rows, err = tx.Query(ctx, totalsOfSQL, left)
+	rows, err := tx.Query(ctx, totalsOfSQL, left)
 	if err != nil {
 		return nil, wrap("read provider totals", err)
 	}
@@ -431,6 +444,16 @@ func changeTotals(ctx context.Context, tx pgx.Tx, sum map[string]claim.Cents) ([
 		return nil, wrap("read provider totals", err)
 	}
 	return nil, over
+}
+
+// readTotals reads the totals the upsert wrote, the first of results.
+func readTotals(results pgx.BatchResults) ([]claim.ProviderTotal, error) {
+	rows, err := results.Query()
+	if err != nil {
+		return nil, wrap("update provider totals", err)
+	}
+	totals, err := pgx.CollectRows(rows, scanTotal)
+	return totals, wrap("update provider totals", err)
 }
 
 // totalsOverflow fails a batch in which some providers' totals would leave

@@ -5,11 +5,11 @@ import (
 	"encoding/json"
 	"testing"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/claim-process/claim-process/internal/claim"
 	"github.com/claim-process/claim-process/internal/events"
+	"github.com/claim-process/claim-process/internal/store"
 	"github.com/claim-process/claim-process/internal/testenv"
 )
 
@@ -20,30 +20,27 @@ type outboxEvent struct {
 	Reason   string `json:"reason"`
 }
 
-// readOutbox returns the outbox's events in seq order, each checked against
-// its schema.
+// readOutbox returns the outbox's events in seq order, as the relay reads
+// them, each checked against its schema.
 func readOutbox(t *testing.T, dbURL string) []outboxEvent {
 	t.Helper()
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, dbURL)
+	st, err := store.Open(context.Background(), dbURL)
 	require.NoError(t, err)
-	defer conn.Close(ctx)
-	rows, err := conn.Query(ctx, `SELECT u.k, u.b FROM outbox o, unnest(o.routing_keys, o.bodies) WITH ORDINALITY AS u(k, b, n) ORDER BY o.seq, u.n`)
+	defer st.Close()
+	session, ok, err := st.TryRelayLock(context.Background())
+	require.NoError(t, err)
+	require.True(t, ok)
+	defer session.Close()
+	rows, err := session.UnsentEvents(context.Background(), 1<<20)
 	require.NoError(t, err)
 	var out []outboxEvent
-	var (
-		key  string
-		body []byte
-	)
-	_, err = pgx.ForEachRow(rows, []any{&key, &body}, func() error {
-		require.NoError(t, events.Validate(body), string(body))
+	for _, row := range rows {
+		require.NoError(t, events.Validate(row.Body), string(row.Body))
 		var e outboxEvent
-		require.NoError(t, json.Unmarshal(body, &e))
-		require.Equal(t, key, e.Type)
+		require.NoError(t, json.Unmarshal(row.Body, &e))
+		require.Equal(t, row.RoutingKey, e.Type)
 		out = append(out, e)
-		return nil
-	})
-	require.NoError(t, err)
+	}
 	return out
 }
 

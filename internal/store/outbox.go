@@ -1,9 +1,12 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/claim-process/claim-process/internal/events"
 )
@@ -14,30 +17,47 @@ var _ events.Outbox = (*Store)(nil)
 // the outbox to the broker; reconcileLockKey's neighbour.
 const relayLockKey int64 = 0x636c61696d65 // "claime"
 
-// TryRelayLock takes the outbox relay's lock if no other instance holds it.
-// Like TryReconcileLock, the lock lives in a Postgres session held until
-// release is called, or until the connection dies.
-func (s *Store) TryRelayLock(ctx context.Context) (release func(), ok bool, err error) {
-	conn, err := s.pool.Acquire(ctx)
+// TryRelayLock takes the outbox relay's lock if no other instance holds it,
+// and returns the Postgres session that holds it, taken out of the pool: the
+// relay reads and deletes events through that session alone, so that if the
+// session ends (and the lock with it: another instance may take over) the
+// relay can delete nothing more. Closing the session lets the lock go.
+//
+// The session does not wait for its commits to reach the disk: a delete lost
+// in a crash only publishes its events again (delivery is at least once),
+// and waiting would cost a disk flush for every batch the relay sends.
+func (s *Store) TryRelayLock(ctx context.Context) (session events.OutboxSession, ok bool, err error) {
+	c, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return nil, false, wrap("relay lock", err)
 	}
-	if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", relayLockKey).Scan(&ok); err != nil {
-		conn.Release()
+	if err := c.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", relayLockKey).Scan(&ok); err != nil {
+		c.Release()
 		return nil, false, wrap("relay lock", err)
 	}
 	if !ok {
-		conn.Release()
+		c.Release()
 		return nil, false, nil
 	}
-	return func() {
-		_, err := conn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", relayLockKey)
-		if err != nil {
-			// The lock must not outlive us in a pooled session.
-			_ = conn.Conn().Close(context.WithoutCancel(ctx))
-		}
-		conn.Release()
-	}, true, nil
+	conn := c.Hijack()
+	r := &relaySession{conn: conn}
+	if _, err := conn.Exec(ctx, "SET synchronous_commit TO off"); err != nil {
+		r.Close()
+		return nil, false, wrap("relay lock", err)
+	}
+	return r, true, nil
+}
+
+// relaySession is the session that holds the relay lock (TryRelayLock).
+type relaySession struct {
+	conn *pgx.Conn
+}
+
+// Close ends the session, which lets the lock go.
+func (r *relaySession) Close() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = r.conn.Close(ctx)
 }
 
 // unsentEventsSQL reads the oldest rows through the primary key (every row
@@ -45,39 +65,42 @@ func (s *Store) TryRelayLock(ctx context.Context) (release func(), ok bool, err 
 // transaction that took a lower seq may commit after one that took a
 // higher; reading from the lowest unsent row each time picks it up then.
 const unsentEventsSQL = `
-SELECT seq, event_ids::text[], routing_keys, bodies FROM (
-    SELECT seq, event_ids, routing_keys, bodies, sum(cardinality(event_ids)) OVER (ORDER BY seq) AS upto
+SELECT seq, event_ids::text[], routing_keys, body FROM (
+    SELECT seq, event_ids, routing_keys, body, sum(cardinality(event_ids)) OVER (ORDER BY seq) AS upto
     FROM outbox ORDER BY seq LIMIT $1) o
 WHERE upto - cardinality(event_ids) < $1
 ORDER BY seq`
 
 // UnsentEvents returns up to limit events not yet confirmed by the broker,
 // in seq order.
-func (s *Store) UnsentEvents(ctx context.Context, limit int) ([]events.Row, error) {
+func (r *relaySession) UnsentEvents(ctx context.Context, limit int) ([]events.Row, error) {
 	// A row holds a transaction's events (a group commit's: tens); rows are
 	// read whole, until they hold limit events (the last may pass it).
-	rows, err := s.pool.Query(ctx, unsentEventsSQL, limit)
+	rows, err := r.conn.Query(ctx, unsentEventsSQL, limit)
 	if err != nil {
 		return nil, wrap("read unsent events", err)
 	}
 	defer rows.Close()
 	var (
-		out    []events.Row
-		seq    int64
-		ids    []string
-		keys   []string
-		bodies [][]byte
+		out  []events.Row
+		seq  int64
+		ids  []string
+		keys []string
+		body []byte
 	)
 	for rows.Next() {
-		if err := rows.Scan(&seq, &ids, &keys, &bodies); err != nil {
+		if err := rows.Scan(&seq, &ids, &keys, &body); err != nil {
 			return nil, wrap("read unsent events", err)
 		}
-		if len(ids) != len(keys) || len(ids) != len(bodies) {
-			return nil, fmt.Errorf("outbox row %d holds %d ids, %d routing keys and %d bodies", seq, len(ids), len(keys), len(bodies))
+		// body is the scan's own copy: the events' bodies are slices of it.
+		lines := bytes.Split(body, []byte{'\n'})
+		if len(ids) != len(keys) || len(ids) != len(lines) {
+			return nil, fmt.Errorf("outbox row %d holds %d ids, %d routing keys and %d bodies", seq, len(ids), len(keys), len(lines))
 		}
 		for i := range ids {
-			out = append(out, events.Row{Seq: seq, EventID: ids[i], RoutingKey: keys[i], Body: bodies[i]})
+			out = append(out, events.Row{Seq: seq, EventID: ids[i], RoutingKey: keys[i], Body: lines[i]})
 		}
+		body = nil
 	}
 	return out, wrap("read unsent events", rows.Err())
 }
@@ -89,11 +112,11 @@ const markEventsSentSQL = `DELETE FROM outbox WHERE seq = ANY($1)`
 
 // MarkEventsSent records that the broker confirmed every event of the rows
 // seqs: they leave the outbox.
-func (s *Store) MarkEventsSent(ctx context.Context, seqs []int64) error {
+func (r *relaySession) MarkEventsSent(ctx context.Context, seqs []int64) error {
 	if len(seqs) == 0 {
 		return nil
 	}
-	_, err := s.pool.Exec(ctx, markEventsSentSQL, seqs)
+	_, err := r.conn.Exec(ctx, markEventsSentSQL, seqs)
 	return wrap("mark events sent", err)
 }
 

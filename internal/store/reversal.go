@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -17,21 +18,44 @@ import (
 // outbox, in the same transaction (EVENTS_EXCHANGE set). Call it before use.
 func (s *Store) WriteEvents(on bool) { s.events.Store(on) }
 
-const insertEventsSQL = `INSERT INTO outbox (event_ids, routing_keys, bodies) VALUES ($1::uuid[], $2::text[], $3::bytea[])`
+const insertEventsSQL = `INSERT INTO outbox (event_ids, routing_keys, body) VALUES ($1, $2, $3)`
 
-// insertEvents writes the transaction's events to the outbox as one row, in
-// order: a row costs a heap tuple, an index entry, a read and a delete
-// whatever it holds.
-func insertEvents(ctx context.Context, tx pgx.Tx, rows []events.Row) error {
-	if len(rows) == 0 {
+// insertEvents writes the transaction's events to the outbox as one row (see
+// outboxRow).
+func insertEvents(ctx context.Context, tx pgx.Tx, evs []events.Row) error {
+	if len(evs) == 0 {
 		return nil
 	}
-	ids, keys, bodies := make([]string, len(rows)), make([]string, len(rows)), make([][]byte, len(rows))
-	for i, r := range rows {
-		ids[i], keys[i], bodies[i] = r.EventID, r.RoutingKey, r.Body
+	ids, keys, body, err := outboxRow(evs)
+	if err != nil {
+		return err
 	}
-	_, err := tx.Exec(ctx, insertEventsSQL, ids, keys, bodies)
+	_, err = tx.Exec(ctx, insertEventsSQL, ids, keys, body)
 	return wrap("write events", err)
+}
+
+// outboxRow is the outbox row of a transaction's events, in order: a row
+// costs a heap tuple, an index entry, a read and a delete whatever it
+// holds. Their bodies are one value, a line each.
+func outboxRow(evs []events.Row) (ids [][16]byte, keys []string, body []byte, err error) {
+	ids, keys = make([][16]byte, len(evs)), make([]string, len(evs))
+	size := 0
+	for _, e := range evs {
+		size += len(e.Body) + 1
+	}
+	body = make([]byte, 0, size)
+	for i, e := range evs {
+		id, err := uuid.Parse(e.EventID)
+		if err != nil || bytes.IndexByte(e.Body, '\n') >= 0 {
+			return nil, nil, nil, fmt.Errorf("write events: event %q is not a UUID and a line of JSON", e.EventID)
+		}
+		ids[i], keys[i] = id, e.RoutingKey
+		if i > 0 {
+			body = append(body, '\n')
+		}
+		body = append(body, e.Body...)
+	}
+	return ids, keys, body, nil
 }
 
 // findClaimSQL locks a claim of a client, named by its id or its external
@@ -81,7 +105,11 @@ func reverseIn(ctx context.Context, tx pgx.Tx, scope, ref string, r claim.Revers
 	for npi, fee := range c.ProviderNetFees() {
 		change[npi] = -fee
 	}
-	totals, err := changeTotals(ctx, tx, change)
+	var evs []events.Row
+	if writeEvent {
+		evs = []events.Row{events.Reversed(c)}
+	}
+	totals, err := changeTotals(ctx, tx, change, evs)
 	var over *totalsOverflow
 	if errors.As(err, &over) {
 		// As for a claim that would pass the bound: refused, nothing changed.
@@ -90,11 +118,6 @@ func reverseIn(ctx context.Context, tx pgx.Tx, scope, ref string, r claim.Revers
 	}
 	if err != nil {
 		return claim.Claim{}, nil, err
-	}
-	if writeEvent {
-		if err := insertEvents(ctx, tx, []events.Row{events.Reversed(c)}); err != nil {
-			return claim.Claim{}, nil, err
-		}
 	}
 	return c, totals, nil
 }
