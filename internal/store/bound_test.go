@@ -150,3 +150,34 @@ func TestReversalPastTheBoundIsRefused(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, claim.StatusStored, got.Status())
 }
+
+// A correction whose reversal of the claim it replaces would take a
+// provider's total past the bound is refused on its own, naming its field
+// replaces: the rest of its batch is stored, and the replaced claim stays
+// stored.
+func TestCorrectionPastTheBoundIsRefused(t *testing.T) {
+	t.Parallel()
+	st, dbURL := testenv.MustStore(t)
+	ctx := context.Background()
+	a := newClaim(t, line("1000000001", 5000))
+	_, err := insertOne(ctx, st, a, nil)
+	require.NoError(t, err)
+	setTotal(t, dbURL, "1000000001", -claim.MaxTotal+1)
+
+	fix := newClaim(t, line("1000000002", 5000)) // another provider: the reversal alone moves 1000000001
+	fix.Replaces = a.ID
+	other := newClaim(t, line("1000000003", 1500))
+	b, err := st.InsertClaims(ctx, []claim.Pending{{Claim: fix}, {Claim: other}})
+	require.NoError(t, err)
+	var problems claim.Problems
+	require.ErrorAs(t, b.Claims[0].Err, &problems)
+	require.Len(t, problems, 1)
+	require.Equal(t, "replaces", problems[0].Field)
+	require.Equal(t, claim.RuleProviderTotal, problems[0].Rule)
+	require.Equal(t, claim.Stored{}, b.Claims[1], "the rest of the batch is stored")
+	got, err := st.Claim(ctx, "", a.ID)
+	require.NoError(t, err)
+	require.Equal(t, claim.StatusStored, got.Status(), "the replaced claim stays stored")
+	_, err = st.Claim(ctx, "", fix.ID)
+	require.ErrorIs(t, err, claim.ErrNotFound)
+}

@@ -83,13 +83,14 @@ SELECT provider_npi, total_net_fee_cents FROM provider_totals WHERE provider_npi
 func (s *Store) InsertClaims(ctx context.Context, pending []claim.Pending) (claim.StoredBatch, error) {
 	out := claim.StoredBatch{Claims: make([]claim.Stored, len(pending))}
 	var (
-		inserted []int // indexes of the claims this batch stores
+		inserted []int         // indexes of the claims this batch stores
+		replaced []claim.Claim // the claims its corrections reverse
 		// refused holds the claims that would take a provider's total past
 		// claim.MaxTotal, found by an attempt that was rolled back.
 		refused = map[int]error{}
 	)
 	attempt := func(tx pgx.Tx) error {
-		inserted = inserted[:0]
+		inserted, replaced = inserted[:0], nil
 		clear(out.Claims)
 		live, err := lockLeases(ctx, tx, pending, out.Claims)
 		if err != nil {
@@ -113,6 +114,7 @@ func (s *Store) InsertClaims(ctx context.Context, pending []claim.Pending) (clai
 		if err != nil {
 			return err
 		}
+		replaced = reversed
 		var evs []events.Row
 		if s.events.Load() {
 			evs = make([]events.Row, 0, len(inserted)+len(reversed))
@@ -139,7 +141,7 @@ func (s *Store) InsertClaims(ctx context.Context, pending []claim.Pending) (clai
 			rf   refusals
 		)
 		if errors.As(err, &over) {
-			maps.Copy(refused, over.refuse(pending, inserted))
+			maps.Copy(refused, over.refuse(pending, inserted, replaced))
 		} else if errors.As(err, &rf) {
 			maps.Copy(refused, rf)
 		} else {
@@ -468,25 +470,46 @@ func (e *totalsOverflow) Error() string {
 
 // refuse names the claims to refuse so that no total leaves the bound:
 // walking the inserted claims in order, each claim that would take one of
-// the providers past it. At least one claim is named: if every claim kept
-// the running totals in bounds, the batch as a whole would have too.
-func (e *totalsOverflow) refuse(pending []claim.Pending, inserted []int) map[int]error {
+// the providers past it, by its own lines or by reversing the claim it
+// replaces (one of replaced). At least one claim is named: if every claim
+// kept the running totals in bounds, the batch as a whole would have too.
+func (e *totalsOverflow) refuse(pending []claim.Pending, inserted []int, replaced []claim.Claim) map[int]error {
+	undo := make(map[string]map[string]claim.Cents, len(replaced)) // by the id of the correction
+	for _, old := range replaced {
+		fees := old.ProviderNetFees()
+		for npi, fee := range fees {
+			fees[npi] = -fee
+		}
+		undo[old.Reversal.ReplacedBy] = fees
+	}
 	out := map[int]error{}
 	running := maps.Clone(e.totals)
 	for _, i := range inserted {
 		c := pending[i].Claim
+		change := c.ProviderNetFees()
+		for npi, fee := range undo[c.ID] {
+			change[npi] += fee
+		}
 		var problems claim.Problems
-		fees := c.ProviderNetFees()
-		for npi, fee := range fees {
-			if total, watched := running[npi]; watched && (total+fee > claim.MaxTotal || total+fee < -claim.MaxTotal) {
-				for n, l := range c.Lines {
-					if l.ProviderNPI == npi {
-						problems = append(problems, claim.Problem{Line: n, Field: string(claim.FieldProviderNPI),
-							Rule: claim.RuleProviderTotal, Detail: fmt.Sprintf(
-								"this claim would take the provider's total net fee past %s (or below -%[1]s), the most the ranking holds exactly",
-								claim.MaxTotal)})
-					}
+		for npi, fee := range change {
+			total, watched := running[npi]
+			if !watched || (total+fee <= claim.MaxTotal && total+fee >= -claim.MaxTotal) {
+				continue
+			}
+			lines := 0
+			for n, l := range c.Lines {
+				if l.ProviderNPI == npi {
+					lines++
+					problems = append(problems, claim.Problem{Line: n, Field: string(claim.FieldProviderNPI),
+						Rule: claim.RuleProviderTotal, Detail: fmt.Sprintf(
+							"this claim would take the provider's total net fee past %s (or below -%[1]s), the most the ranking holds exactly",
+							claim.MaxTotal)})
 				}
+			}
+			if lines == 0 { // a provider of the replaced claim alone
+				problems = append(problems, claim.Problem{Line: -1, Field: "replaces", Rule: claim.RuleProviderTotal,
+					Detail: fmt.Sprintf("reversing the claim this one replaces would take provider %s's total net fee past %s (or below -%[2]s)",
+						npi, claim.MaxTotal)})
 			}
 		}
 		if len(problems) > 0 {
@@ -494,7 +517,7 @@ func (e *totalsOverflow) refuse(pending []claim.Pending, inserted []int) map[int
 			out[i] = problems
 			continue
 		}
-		for npi, fee := range fees {
+		for npi, fee := range change {
 			if _, watched := running[npi]; watched {
 				running[npi] += fee
 			}
