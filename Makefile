@@ -94,13 +94,14 @@ bench-shards: services
 ## Redis (alone and under ingest) and from the Postgres fallback, a full rebuild under lookups,
 ## claimd RSS, Redis bytes per provider, then the go test micro-benchmarks (BENCH_LINES,
 ## BENCH_PROVIDERS; raw output in bin/bench.txt). Fresh database claims_bench_<time> and Redis
-## prefix bench:<time>:, both removed at the end. Prints the table, also in bin/bench.md.
+## prefix bench:<time>:, both removed at the end. Prints the table, also in bin/bench.md. Then
+## scripts/bench-events.sh (about 2 minutes): single ingest with events off and on, side by side.
 bench: services
 	@mkdir -p bin
 	$(GO) build -o bin/claimd ./cmd/claimd
 	$(GO) build -o bin/claimbench ./cmd/claimbench
 	./bin/claimbench suite -scale $(BENCH_SCALE) -claimd bin/claimd -out bin/bench.md
-	@printf '\n## Events to payments: single ingest with events off and on\n\n' >> bin/bench.md
+	@printf '\n## Events to payments: single ingest with events off and on, side by side\n\n' >> bin/bench.md
 	scripts/bench-events.sh bin/claimd bin/claimbench | tee -a bin/bench.md
 
 check: vet fmt
