@@ -53,10 +53,14 @@ type relaySession struct {
 	conn *pgx.Conn
 }
 
-// Close ends the session, which lets the lock go.
+// Close lets the lock go and ends the session. The unlock is explicit: a
+// closed connection's backend lets its locks go only once it has exited,
+// a moment later, and an instance waiting to take over should not wait for
+// that (it does when the session died, which unlocks as it ends).
 func (r *relaySession) Close() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	_, _ = r.conn.Exec(ctx, "SELECT pg_advisory_unlock($1)", relayLockKey)
 	_ = r.conn.Close(ctx)
 }
 

@@ -124,7 +124,13 @@ WHERE locktype = 'advisory' AND granted AND database = (SELECT oid FROM pg_datab
 	require.True(t, ended)
 	require.Error(t, session2.MarkEventsSent(ctx, []int64{rows[0].Seq}))
 	session2.Close()
-	session3 := mustRelaySession(t, st)
+	var session3 events.OutboxSession
+	require.Eventually(t, func() bool { // the ended backend lets its lock go as it exits
+		session3, ok, err = st.TryRelayLock(ctx)
+		require.NoError(t, err)
+		return ok
+	}, 10*time.Second, 10*time.Millisecond)
+	defer session3.Close()
 	got, err := session3.UnsentEvents(ctx, 10)
 	require.NoError(t, err)
 	require.Equal(t, rows, got, "the event is still unsent")
