@@ -43,6 +43,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	deps := httpapi.Deps{
 		Claims:              a.claims,
 		Statuses:            queue.NewStatusReader(a.store, a.status, !cfg.Async),
+		Finder:              a.store,
 		APIKeys:             httpapi.NewAPIKeys(cfg.APIKeys),
 		AllowAnonymousReads: cfg.AnonymousReads,
 		LookupLogSample:     cfg.LookupLogSample,

@@ -50,7 +50,7 @@ var NPIFormat = Rule{
 	Name: "npi_format",
 	Check: func(l Line) (Field, string, bool) {
 		return FieldProviderNPI, "must be exactly 10 digits",
-			len(l.ProviderNPI) == 10 && allDigits(l.ProviderNPI)
+			ValidNPIFormat(l.ProviderNPI)
 	},
 }
 

@@ -46,6 +46,12 @@ func decodeJSONClaim(body io.Reader) (claim.Input, error) {
 // appendClaim appends c as claimResponse encodes it, with encodeJSON's
 // trailing newline.
 func appendClaim(b []byte, c claim.Claim) []byte {
+	return append(appendClaimObject(b, c, true), '\n')
+}
+
+// appendClaimObject appends c as claimResponse encodes it; without
+// subscribers, its lines leave out their subscriber numbers (the list form).
+func appendClaimObject(b []byte, c claim.Claim, subscribers bool) []byte {
 	b = append(b, `{"id":`...)
 	b = appendString(b, c.ID)
 	if c.ExternalID != "" {
@@ -93,8 +99,10 @@ func appendClaim(b []byte, c claim.Claim) []byte {
 		}
 		b = append(b, `,"plan_group":`...)
 		b = appendString(b, l.PlanGroup)
-		b = append(b, `,"subscriber":`...)
-		b = appendString(b, l.Subscriber)
+		if subscribers {
+			b = append(b, `,"subscriber":`...)
+			b = appendString(b, l.Subscriber)
+		}
 		b = append(b, `,"provider_npi":`...)
 		b = appendString(b, l.ProviderNPI)
 		for _, m := range [...]struct {
@@ -110,7 +118,7 @@ func appendClaim(b []byte, c claim.Claim) []byte {
 		}
 		b = append(b, '}')
 	}
-	return append(b, "]}\n"...)
+	return append(b, "]}"...)
 }
 
 // appendString appends s as a JSON string the way encodeJSON writes it.

@@ -92,6 +92,7 @@ func mustStackWith(tb testing.TB, o stackOptions) stack {
 	deps := httpapi.Deps{
 		Claims:              claims,
 		Statuses:            queue.NewStatusReader(st, status, true),
+		Finder:              st,
 		Top:                 rank.NewFallback(ranking, st, rank.FallbackConfig{}, rm, log),
 		RateLimiter:         httpapi.NewRateLimiter(cmp.Or(o.limiterRedis, rdb), o.limit, keys.RateLimit),
 		APIKeys:             httpapi.NewAPIKeys(o.apiKeys),
@@ -441,7 +442,7 @@ func TestMethodNotAllowedSaysWhatIs(t *testing.T) {
 	s := mustStack(t, redis_rate.Limit{})
 	res := mustDo(t, http.MethodDelete, s.url+"/claims", "", nil)
 	require.Equal(t, http.StatusMethodNotAllowed, res.status)
-	require.Equal(t, "POST", res.header.Get("Allow"))
+	require.Equal(t, "GET, POST", res.header.Get("Allow"))
 	res = mustDo(t, http.MethodPost, s.url+"/top-providers", "application/json", nil)
 	require.Equal(t, http.StatusMethodNotAllowed, res.status)
 	require.Equal(t, "GET", res.header.Get("Allow"))

@@ -41,6 +41,18 @@ const invalidClaimType = "urn:claim-process:problem:invalid-claim"
 // invalidReversalType is the problem type of a reversal with bad fields.
 const invalidReversalType = "urn:claim-process:problem:invalid-reversal"
 
+// invalidParameterType is the problem type of a query parameter that is
+// wrong: its one error names the parameter.
+const invalidParameterType = "urn:claim-process:problem:invalid-parameter"
+
+// paramProblem is the 400 of a wrong query parameter, naming it.
+func paramProblem(param, detail string) problem {
+	p := problemFor(http.StatusBadRequest, param+": "+detail)
+	p.Type, p.Title = invalidParameterType, "Invalid parameter"
+	p.Errors = []problemItem{{Field: param, Rule: "query_parameter", Detail: detail}}
+	return p
+}
+
 // statusClientClosedRequest is the de-facto status (nginx's) for a request
 // whose client hung up before the answer.
 const statusClientClosedRequest = 499

@@ -60,6 +60,8 @@ func routes(d Deps, m *metrics) http.Handler {
 		r.Use(deadline(requestTimeout))
 		r.With(noStore, d.APIKeys.require).Post("/claims", handlePostClaim(d))
 		r.With(noStore, d.APIKeys.require, d.APIKeys.allowReads(d.AllowAnonymousReads)).
+			Get("/claims", handleFindClaims(d))
+		r.With(noStore, d.APIKeys.require, d.APIKeys.allowReads(d.AllowAnonymousReads)).
 			Get("/claims/{id}", handleGetClaim(d))
 		r.With(noStore, d.APIKeys.require, d.APIKeys.allowReads(d.AllowAnonymousReads)).
 			Post("/claims/{id}/reversal", handleReverseClaim(d))

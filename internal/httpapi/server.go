@@ -58,7 +58,9 @@ type Deps struct {
 	// Queue, when set (INGEST_MODE=async), takes POST /claims: the claim is
 	// validated, published, and answered 202 once the broker confirmed it.
 	Queue ClaimQueue
-	Top   TopProviders
+	// Finder answers GET /claims.
+	Finder ClaimFinder
+	Top    TopProviders
 	// BatchTimeout bounds a POST /claims/batch request, reading its body and
 	// storing its claims. Default 2 minutes.
 	BatchTimeout time.Duration

@@ -579,12 +579,15 @@ func scanTotal(row pgx.CollectableRow) (claim.ProviderTotal, error) {
 	return t, err
 }
 
-const claimSQL = `
-SELECT c.received_at, coalesce(c.external_id, ''), c.status, c.reversed_at, coalesce(c.reversal_reason, ''),
-       coalesce(c.reversal_detail, ''), coalesce(c.replaced_by::text, ''), coalesce(c.replaces::text, ''),
-       l.service_date, l.submitted_procedure,
-       coalesce(l.quadrant, ''), l.plan_group, l.subscriber, l.provider_npi, l.provider_fees_cents,
-       l.allowed_fees_cents, l.member_coinsurance_cents, l.member_copay_cents
+// claimColumns are a claim's, one row per line, for scanClaims.
+const claimColumns = `
+c.id, c.received_at, coalesce(c.external_id, ''), c.status, c.reversed_at, coalesce(c.reversal_reason, ''),
+coalesce(c.reversal_detail, ''), coalesce(c.replaced_by::text, ''), coalesce(c.replaces::text, ''),
+l.service_date, l.submitted_procedure,
+coalesce(l.quadrant, ''), l.plan_group, l.subscriber, l.provider_npi, l.provider_fees_cents,
+l.allowed_fees_cents, l.member_coinsurance_cents, l.member_copay_cents`
+
+const claimSQL = `SELECT ` + claimColumns + `
 FROM claims c JOIN claim_lines l ON l.claim_id = c.id
 WHERE c.id = $1 AND c.client_scope = $2
 ORDER BY l.line_no`
@@ -610,29 +613,94 @@ func readClaim(ctx context.Context, q querier, scope string, uid uuid.UUID) (cla
 	if err != nil {
 		return claim.Claim{}, wrap("read claim", err)
 	}
-	c := claim.Claim{ID: uid.String(), Sender: scope}
+	cs, err := scanClaims(rows, scope)
+	if err != nil {
+		return claim.Claim{}, wrap("read claim", err)
+	}
+	if len(cs) == 0 {
+		return claim.Claim{}, claim.ErrNotFound
+	}
+	return cs[0], nil
+}
+
+// scanClaims reads rows of claimColumns, each claim's lines together and in
+// order, into claims of scope.
+func scanClaims(rows pgx.Rows, scope string) ([]claim.Claim, error) {
 	var (
+		out        []claim.Claim
+		id         uuid.UUID
+		c          claim.Claim
 		l          claim.Line
 		status     string
 		reversedAt *time.Time
 		r          claim.Reversal
 	)
-	_, err = pgx.ForEachRow(rows, []any{&c.ReceivedAt, &c.ExternalID, &status, &reversedAt, &r.Reason, &r.Detail,
+	_, err := pgx.ForEachRow(rows, []any{&id, &c.ReceivedAt, &c.ExternalID, &status, &reversedAt, &r.Reason, &r.Detail,
 		&r.ReplacedBy, &c.Replaces, &l.ServiceDate, &l.SubmittedProcedure,
 		&l.Quadrant, &l.PlanGroup, &l.Subscriber, &l.ProviderNPI, &l.ProviderFees, &l.AllowedFees,
 		&l.MemberCoinsurance, &l.MemberCopay}, func() error {
-		c.Lines = append(c.Lines, l)
+		if n := len(out); n == 0 || out[n-1].ID != id.String() {
+			next := claim.Claim{ID: id.String(), Sender: scope, ReceivedAt: c.ReceivedAt, ExternalID: c.ExternalID, Replaces: c.Replaces}
+			if status == claim.StatusReversed && reversedAt != nil {
+				rev := r
+				rev.At = *reversedAt
+				next.Reversal = &rev
+			}
+			out = append(out, next)
+		}
+		last := &out[len(out)-1]
+		last.Lines = append(last.Lines, l)
 		return nil
 	})
+	return out, err
+}
+
+// findByExternalIDSQL and findByProviderSQL are FindClaims's: the first by
+// the client's unique (client_scope, external_id) index, the second a range
+// of claim_lines_provider_claim, newest first.
+const (
+	findByExternalIDSQL = `SELECT ` + claimColumns + `
+FROM claims c JOIN claim_lines l ON l.claim_id = c.id
+WHERE c.client_scope = $1 AND c.external_id = $2
+ORDER BY l.line_no`
+	findByProviderSQL = `
+WITH picked AS (
+    SELECT DISTINCT l.claim_id FROM claim_lines l JOIN claims c ON c.id = l.claim_id
+    WHERE l.provider_npi = $2 AND l.claim_id < $5 AND l.service_date BETWEEN $3 AND $4 AND c.client_scope = $1
+    ORDER BY l.claim_id DESC LIMIT $6)
+SELECT ` + claimColumns + `
+FROM picked p JOIN claims c ON c.id = p.claim_id JOIN claim_lines l ON l.claim_id = c.id
+ORDER BY c.id DESC, l.line_no`
+)
+
+// FindClaims lists the client scope's stored claims that q asks for (see
+// claim.Query), reversed or not, newest first.
+func (s *Store) FindClaims(ctx context.Context, scope string, q claim.Query) ([]claim.Claim, error) {
+	var (
+		rows pgx.Rows
+		err  error
+	)
+	if q.ExternalID != "" {
+		rows, err = s.pool.Query(ctx, findByExternalIDSQL, scope, q.ExternalID)
+	} else {
+		before := uuid.Max
+		if q.Before != "" {
+			if before, err = uuid.Parse(q.Before); err != nil {
+				return nil, fmt.Errorf("find claims: cursor %q is not a claim id", q.Before)
+			}
+		}
+		from, to := q.From, q.To
+		if from.IsZero() {
+			from = time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC)
+		}
+		if to.IsZero() {
+			to = time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC)
+		}
+		rows, err = s.pool.Query(ctx, findByProviderSQL, scope, q.ProviderNPI, from, to, before, q.Limit)
+	}
 	if err != nil {
-		return claim.Claim{}, wrap("read claim", err)
+		return nil, wrap("find claims", err)
 	}
-	if len(c.Lines) == 0 {
-		return claim.Claim{}, claim.ErrNotFound
-	}
-	if status == claim.StatusReversed && reversedAt != nil {
-		r.At = *reversedAt
-		c.Reversal = &r
-	}
-	return c, nil
+	out, err := scanClaims(rows, scope)
+	return out, wrap("find claims", err)
 }
