@@ -31,7 +31,7 @@ var (
 	_ httpapi.ClaimSubmitter    = (*ingest.Service)(nil)
 	_ httpapi.ClaimStatusReader = (*queue.StatusReader)(nil)
 	_ httpapi.ClaimQueue        = (*queue.Publisher)(nil)
-	_ httpapi.TopProviders      = (*rank.Fallback)(nil)
+	_ httpapi.Ranking           = (*rank.Fallback)(nil)
 	_ queue.Submitter           = (*ingest.Service)(nil)
 )
 

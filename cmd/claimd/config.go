@@ -34,7 +34,7 @@ var settings = []setting{
 	{"REDIS_KEY_PREFIX", rank.DefaultPrefix, "prefix of every Redis key the service uses"},
 	{"RANK_SHARDS", "1", "sorted sets the ranking is split into (by NPI hash), 1-256; on a cluster they spread over the masters"},
 	{"RECONCILE_INTERVAL", shortDuration(rank.DefaultReconcileInterval), "how often Redis is reconciled with Postgres"},
-	{"TOP_PROVIDERS_RATE_LIMIT", "10/min", "requests per client to /top-providers: N/s, N/min, N/h, or 0 for no limit"},
+	{"TOP_PROVIDERS_RATE_LIMIT", "10/min", "requests per client to /top-providers, and apart to /providers/{npi}: N/s, N/min, N/h, or 0 for no limit"},
 	{"IDEMPOTENCY_TTL", shortDuration(ingest.DefaultKeyTTL), "how long Idempotency-Key outcomes are remembered"},
 	{"API_KEYS", "", "comma-separated API keys; when set (or API_KEYS_FILE is), posting and reading claims needs Authorization: Bearer <key>"},
 	{"API_KEYS_FILE", "", "file with one API key per line (# comments allowed)"},

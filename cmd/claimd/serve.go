@@ -169,6 +169,8 @@ func reconcileOnce(ctx context.Context, cfg config, log *slog.Logger, full, audi
 			ProviderNPI string       `json:"provider_npi"`
 			Totals      *claim.Cents `json:"provider_totals_cents"`
 			Lines       *claim.Cents `json:"claim_lines_cents"`
+			Claims      *int64       `json:"provider_totals_claims"`
+			LinesClaims *int64       `json:"claim_lines_claims"`
 		}
 		report := struct {
 			Checked     int64        `json:"providers_checked"`
@@ -181,7 +183,7 @@ func reconcileOnce(ctx context.Context, cfg config, log *slog.Logger, full, audi
 			return err
 		}
 		if len(diffs) > 0 {
-			return fmt.Errorf("audit: %d providers' totals differ from their claim lines", len(diffs))
+			return fmt.Errorf("audit: %d providers' totals or claim counts differ from their claim lines", len(diffs))
 		}
 		return nil
 	}

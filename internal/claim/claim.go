@@ -80,6 +80,17 @@ type ProviderTotal struct {
 	ProviderNPI string
 	NetFee      Cents
 	Version     int64
+	Claims      int64 // the stored claims with a line of the provider (reversed ones leave)
+}
+
+// Standing is a provider's place in the ranking: its total, its rank
+// (1-based, in the order the ranking lists providers: highest total first,
+// equal totals by NPI descending) and its count of stored claims.
+type Standing struct {
+	ProviderNPI string
+	NetFee      Cents
+	Rank        int64
+	Claims      int64
 }
 
 // Fingerprint identifies a claim's content: its external id and normalized

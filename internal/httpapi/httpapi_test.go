@@ -276,7 +276,7 @@ func TestPostClaimErrors(t *testing.T) {
 	body := io.MultiReader(strings.NewReader(`[`), strings.NewReader(strings.Repeat(" ", 2<<20)))
 	require.Equal(t, http.StatusRequestEntityTooLarge, mustPostChunked(t, s.url+"/claims", "application/json", body))
 
-	top, err := s.store.TopProviders(context.Background(), 10)
+	top, err := s.store.TopProviders(context.Background(), 0, 10)
 	require.NoError(t, err)
 	require.Empty(t, top, "no refused claim left anything behind")
 }
@@ -320,7 +320,7 @@ func TestInvalidClaimNamesLineAndFieldAndStoresNothing(t *testing.T) {
 		{3, "provider_npi", "npi_format"},
 	}, got)
 
-	top, err := s.store.TopProviders(context.Background(), 10)
+	top, err := s.store.TopProviders(context.Background(), 0, 10)
 	require.NoError(t, err)
 	require.Empty(t, top, "a claim is stored whole or not at all")
 

@@ -25,7 +25,7 @@ func mustPostWith(t *testing.T, url, body string, header map[string]string) resp
 
 func mustTotals(t *testing.T, s stack) map[string]claim.Cents {
 	t.Helper()
-	top, err := s.store.TopProviders(context.Background(), 100)
+	top, err := s.store.TopProviders(context.Background(), 0, 100)
 	require.NoError(t, err)
 	out := map[string]claim.Cents{}
 	for _, p := range top {

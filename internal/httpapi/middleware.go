@@ -98,7 +98,7 @@ func instrument(m *metrics, log *slog.Logger, lookupSample int) func(http.Handle
 			switch {
 			case route == "/metrics" || route == "/healthz" || route == "/readyz":
 				return
-			case route == "/top-providers" && status < 400 && !sampled(&lookups, lookupSample):
+			case (route == "/top-providers" || route == "/providers/{npi}") && status < 400 && !sampled(&lookups, lookupSample):
 				return
 			}
 			log.LogAttrs(r.Context(), slog.LevelInfo, "request",

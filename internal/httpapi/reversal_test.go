@@ -84,7 +84,7 @@ func TestReversalTakesTheClaimOutOfTheTotals(t *testing.T) {
 	require.Equal(t, map[string]string{"1000000001": "160", "1000000002": "0"}, totals)
 
 	// Postgres answers the same.
-	pg, err := s.store.TopProviders(context.Background(), 10)
+	pg, err := s.store.TopProviders(context.Background(), 0, 10)
 	require.NoError(t, err)
 	require.Len(t, pg, 2)
 	require.Equal(t, "1000000001", pg[0].ProviderNPI)

@@ -70,6 +70,8 @@ func routes(d Deps, m *metrics) http.Handler {
 	// Postgres's): no request-wide timer is needed on the busiest route.
 	r.With(d.RateLimiter.middleware(m, "top-providers", d.Log)).
 		Get("/top-providers", handleTopProviders(d))
+	r.With(d.RateLimiter.middleware(m, "providers", d.Log)).
+		Get("/providers/{npi}", handleProvider(d))
 	return r
 }
 

@@ -45,9 +45,12 @@ type ClaimQueue interface {
 	Ready(ctx context.Context) error
 }
 
-// TopProviders answers the ranking and says where the answer came from.
-type TopProviders interface {
-	TopProviders(ctx context.Context, limit int) ([]claim.ProviderTotal, claim.Source, error)
+// Ranking answers a page of the ranking (limit providers from the
+// offset-th, from 0), or one provider's standing (claim.ErrNotFound when it
+// has none), and says where the answer came from.
+type Ranking interface {
+	TopProviders(ctx context.Context, offset, limit int) ([]claim.ProviderTotal, claim.Source, error)
+	ProviderRank(ctx context.Context, npi string) (claim.Standing, claim.Source, error)
 }
 
 // Deps is everything the HTTP layer needs.
@@ -60,7 +63,7 @@ type Deps struct {
 	Queue ClaimQueue
 	// Finder answers GET /claims.
 	Finder ClaimFinder
-	Top    TopProviders
+	Top    Ranking
 	// BatchTimeout bounds a POST /claims/batch request, reading its body and
 	// storing its claims. Default 2 minutes.
 	BatchTimeout time.Duration

@@ -2,11 +2,14 @@ package httpapi
 
 import (
 	"bytes"
+	"errors"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/go-chi/chi/v5"
 
 	"github.com/claim-process/claim-process/internal/claim"
 )
@@ -14,6 +17,9 @@ import (
 const (
 	defaultTopLimit = 10
 	maxTopLimit     = 100
+	// maxTopOffset bounds how deep a page starts: with shards each reads
+	// offset+limit members, and Postgres walks as many index entries.
+	maxTopOffset = 10_000
 )
 
 type topProvidersResponse struct {
@@ -85,12 +91,21 @@ func handleTopProviders(d Deps) http.HandlerFunc {
 		if s := queryParam(r.URL, "limit"); s != "" {
 			n, err := strconv.Atoi(s)
 			if err != nil || n < 1 || n > maxTopLimit {
-				writeProblem(w, problemFor(http.StatusBadRequest, "limit must be a whole number from 1 to 100"))
+				writeProblem(w, paramProblem("limit", "must be a whole number from 1 to 100"))
 				return
 			}
 			limit = n
 		}
-		top, source, err := d.Top.TopProviders(r.Context(), limit)
+		offset := 0
+		if s := queryParam(r.URL, "offset"); s != "" {
+			n, err := strconv.Atoi(s)
+			if err != nil || n < 0 || n > maxTopOffset {
+				writeProblem(w, paramProblem("offset", "must be a whole number from 0 to 10000"))
+				return
+			}
+			offset = n
+		}
+		top, source, err := d.Top.TopProviders(r.Context(), offset, limit)
 		if err != nil {
 			fail(w, r, d.Log, err)
 			return
@@ -117,4 +132,37 @@ func queryParam(u *url.URL, key string) string {
 		}
 	}
 	return ""
+}
+
+// providerResponse is GET /providers/{npi}'s answer.
+type providerResponse struct {
+	ProviderNPI string `json:"provider_npi"`
+	TotalNetFee money  `json:"total_net_fee"`
+	Rank        int64  `json:"rank"`
+	Claims      int64  `json:"claims"`
+	Source      string `json:"source"`
+}
+
+// handleProvider answers a provider's total, its rank in the order
+// /top-providers lists, and its count of stored claims; 404 when it has no
+// claims.
+func handleProvider(d Deps) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		npi := chi.URLParam(r, "npi")
+		if !claim.ValidNPIFormat(npi) {
+			writeProblem(w, paramProblem("npi", "must be exactly 10 digits"))
+			return
+		}
+		st, source, err := d.Top.ProviderRank(r.Context(), npi)
+		if errors.Is(err, claim.ErrNotFound) {
+			writeProblem(w, problemFor(http.StatusNotFound, "no claims of provider "+npi))
+			return
+		}
+		if err != nil {
+			fail(w, r, d.Log, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, providerResponse{ProviderNPI: st.ProviderNPI, TotalNetFee: money(st.NetFee),
+			Rank: st.Rank, Claims: st.Claims, Source: string(source)})
+	}
 }

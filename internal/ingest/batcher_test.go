@@ -138,7 +138,7 @@ func TestGroupCommitOneBadClaimFailsAlone(t *testing.T) {
 		}
 		require.NoError(t, err)
 	}
-	top, err := st.TopProviders(context.Background(), 10)
+	top, err := st.TopProviders(context.Background(), 0, 10)
 	require.NoError(t, err)
 	require.Equal(t, claim.Cents(4*12000), top[0].NetFee)
 	require.Equal(t, 1.0, metricValue(t, reg, "claimd_ingest_batch_fallbacks_total"))
@@ -233,7 +233,7 @@ func TestGroupCommitQueueBounds(t *testing.T) {
 
 	_, err = svc.Submit(context.Background(), claimFor(t, "late", "1000000001", 100))
 	require.ErrorIs(t, err, claim.ErrUnavailable, "closed")
-	top, err := st.TopProviders(context.Background(), 10)
+	top, err := st.TopProviders(context.Background(), 0, 10)
 	require.NoError(t, err)
 	require.Equal(t, claim.Cents(2*12000), top[0].NetFee, "first and second only")
 }

@@ -49,7 +49,7 @@ func TestStalledBatchesHoldNoRoom(t *testing.T) {
 	}
 	// Each stalled sender's claims are stored without waiting for the rest.
 	require.Eventually(t, func() bool {
-		top, err := st.TopProviders(context.Background(), 1)
+		top, err := st.TopProviders(context.Background(), 0, 1)
 		return err == nil && len(top) == 1 && top[0].NetFee == 16*12000
 	}, 10*time.Second, 10*time.Millisecond)
 

@@ -7,6 +7,7 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/jackc/pgx/v5"
@@ -168,7 +169,8 @@ func RankVersions(ctx context.Context, rdb redis.UniversalClient, keys rank.Keys
 				return nil, err
 			}
 			for npi, s := range fields {
-				n, err := strconv.ParseInt(s, 10, 64)
+				version, _, _ := strings.Cut(s, ":") // "<version>:<claims>"
+				n, err := strconv.ParseInt(version, 10, 64)
 				if err != nil {
 					return nil, fmt.Errorf("version of %s: %w", npi, err)
 				}

@@ -130,7 +130,7 @@ func (h *harness) waitStored(n int) {
 // net fees the test expects per provider.
 func (h *harness) requireTotals(want map[string]claim.Cents) {
 	h.t.Helper()
-	top, err := h.st.TopProviders(context.Background(), 1000)
+	top, err := h.st.TopProviders(context.Background(), 0, 1000)
 	require.NoError(h.t, err)
 	got := map[string]claim.Cents{}
 	for _, p := range top {

@@ -80,7 +80,7 @@ func BenchmarkTopProviders(b *testing.B) {
 
 	b.Run("redis_zrevrange", func(b *testing.B) {
 		for b.Loop() {
-			top, err := redisRank.TopProviders(ctx, 10)
+			top, err := redisRank.TopProviders(ctx, 0, 10)
 			if err != nil || len(top) != 10 {
 				b.Fatal(err, len(top))
 			}
@@ -88,14 +88,14 @@ func BenchmarkTopProviders(b *testing.B) {
 	})
 	b.Run("fallback_decorator_redis", func(b *testing.B) {
 		for b.Loop() {
-			if _, src, err := fallback.TopProviders(ctx, 10); err != nil || src != claim.SourceRedis {
+			if _, src, err := fallback.TopProviders(ctx, 0, 10); err != nil || src != claim.SourceRedis {
 				b.Fatal(err, src)
 			}
 		}
 	})
 	b.Run("postgres_totals_index", func(b *testing.B) {
 		for b.Loop() {
-			top, err := st.TopProviders(ctx, 10)
+			top, err := st.TopProviders(ctx, 0, 10)
 			if err != nil || len(top) != 10 {
 				b.Fatal(err, len(top))
 			}

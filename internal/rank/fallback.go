@@ -12,10 +12,23 @@ import (
 	"github.com/claim-process/claim-process/internal/claim"
 )
 
-// TopReader answers the limit providers with the highest totals, highest first.
+// TopReader answers limit providers from the offset-th (from 0) in the
+// ranking's order: highest total first, equal totals by NPI descending.
 // Both *Redis and the Postgres store are TopReaders.
 type TopReader interface {
-	TopProviders(ctx context.Context, limit int) ([]claim.ProviderTotal, error)
+	TopProviders(ctx context.Context, offset, limit int) ([]claim.ProviderTotal, error)
+}
+
+// RankReader answers a provider's standing; claim.ErrNotFound when it has
+// none. Both *Redis and the Postgres store are RankReaders.
+type RankReader interface {
+	ProviderRank(ctx context.Context, npi string) (claim.Standing, error)
+}
+
+// Reader is a TopReader and a RankReader.
+type Reader interface {
+	TopReader
+	RankReader
 }
 
 // Fallback reads the ranking from Redis with a short deadline and answers from
@@ -23,10 +36,11 @@ type TopReader interface {
 // stops it from waiting on a dead Redis at every request.
 type Fallback struct {
 	redis     TopReader
-	postgres  TopReader
+	ranks     RankReader // Redis's, uncoalesced
+	postgres  Reader
 	timeout   time.Duration
 	pgTimeout time.Duration
-	breaker   *gobreaker.CircuitBreaker[[]claim.ProviderTotal]
+	breaker   *gobreaker.CircuitBreaker[any]
 	metrics   *Metrics
 	log       *slog.Logger
 	// The answers' counters, resolved once: every lookup counts one.
@@ -48,7 +62,7 @@ type FallbackConfig struct {
 }
 
 // NewFallback returns a reader that prefers redis and falls back to postgres.
-func NewFallback(redis, postgres TopReader, cfg FallbackConfig, m *Metrics, log *slog.Logger) *Fallback {
+func NewFallback(redis, postgres Reader, cfg FallbackConfig, m *Metrics, log *slog.Logger) *Fallback {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -74,18 +88,21 @@ func NewFallback(redis, postgres TopReader, cfg FallbackConfig, m *Metrics, log 
 	}
 	// Concurrent lookups share Redis reads (see coalesced for the rule that
 	// keeps every answer as fresh as its own read would be).
-	f := &Fallback{redis: newCoalesced(redis, cfg.RedisTimeout), postgres: postgres, timeout: cfg.RedisTimeout,
+	f := &Fallback{redis: newCoalesced(redis, cfg.RedisTimeout), ranks: redis, postgres: postgres, timeout: cfg.RedisTimeout,
 		pgTimeout: cfg.PostgresTimeout, metrics: m, log: log,
 		fromRedis:    m.answers.WithLabelValues(string(claim.SourceRedis)),
 		fromPostgres: m.answers.WithLabelValues(string(claim.SourcePostgres))}
 	m.breakerState.Set(float64(gobreaker.StateClosed))
-	f.breaker = gobreaker.NewCircuitBreaker[[]claim.ProviderTotal](gobreaker.Settings{
+	f.breaker = gobreaker.NewCircuitBreaker[any](gobreaker.Settings{
 		Name:        "redis-ranking",
 		MaxRequests: 1,
 		Timeout:     cfg.BreakerOpenFor,
 		ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= cfg.BreakerFailures },
-		// A set that is incomplete is Redis answering correctly: not a failure.
-		IsSuccessful: func(err error) bool { return err == nil || errors.Is(err, ErrIncomplete) },
+		// A set that is incomplete, or a provider it does not hold, is Redis
+		// answering correctly: not a failure.
+		IsSuccessful: func(err error) bool {
+			return err == nil || errors.Is(err, ErrIncomplete) || errors.Is(err, claim.ErrNotFound)
+		},
 		// A caller that gave up says nothing about Redis.
 		IsExcluded: func(err error) bool { return errors.Is(err, context.Canceled) },
 		OnStateChange: func(_ string, from, to gobreaker.State) {
@@ -98,25 +115,56 @@ func NewFallback(redis, postgres TopReader, cfg FallbackConfig, m *Metrics, log 
 
 // TopProviders answers from Redis when it can, else from Postgres, and says
 // which. Each read has a deadline of its own, so the caller needs none.
-func (f *Fallback) TopProviders(ctx context.Context, limit int) ([]claim.ProviderTotal, claim.Source, error) {
-	top, err := f.breaker.Execute(func() ([]claim.ProviderTotal, error) {
+func (f *Fallback) TopProviders(ctx context.Context, offset, limit int) ([]claim.ProviderTotal, claim.Source, error) {
+	v, err := f.breaker.Execute(func() (any, error) {
 		ctx, cancel := context.WithTimeout(ctx, f.timeout)
 		defer cancel()
-		return f.redis.TopProviders(ctx, limit)
+		return f.redis.TopProviders(ctx, offset, limit)
 	})
 	if err == nil {
 		f.fromRedis.Inc()
+		top, _ := v.([]claim.ProviderTotal)
 		return top, claim.SourceRedis, nil
 	}
 	f.metrics.fallbacks.WithLabelValues(fallbackReason(err)).Inc()
 	ctx, cancel := context.WithTimeout(ctx, f.pgTimeout)
 	defer cancel()
-	top, err = f.postgres.TopProviders(ctx, limit)
+	top, err := f.postgres.TopProviders(ctx, offset, limit)
 	if err != nil {
 		return nil, "", err
 	}
 	f.fromPostgres.Inc()
 	return top, claim.SourcePostgres, nil
+}
+
+// ProviderRank answers npi's standing from Redis when it can, else from
+// Postgres, and says which; claim.ErrNotFound (from Redis, which holds every
+// provider when it answers) when npi has none. The same breaker and
+// deadlines as TopProviders; its answers are counted with theirs.
+func (f *Fallback) ProviderRank(ctx context.Context, npi string) (claim.Standing, claim.Source, error) {
+	v, err := f.breaker.Execute(func() (any, error) {
+		ctx, cancel := context.WithTimeout(ctx, f.timeout)
+		defer cancel()
+		return f.ranks.ProviderRank(ctx, npi)
+	})
+	switch {
+	case err == nil:
+		f.fromRedis.Inc()
+		st, _ := v.(claim.Standing)
+		return st, claim.SourceRedis, nil
+	case errors.Is(err, claim.ErrNotFound):
+		f.fromRedis.Inc()
+		return claim.Standing{}, claim.SourceRedis, err
+	}
+	f.metrics.fallbacks.WithLabelValues(fallbackReason(err)).Inc()
+	ctx, cancel := context.WithTimeout(ctx, f.pgTimeout)
+	defer cancel()
+	st, err := f.postgres.ProviderRank(ctx, npi)
+	if err != nil && !errors.Is(err, claim.ErrNotFound) {
+		return claim.Standing{}, "", err
+	}
+	f.fromPostgres.Inc()
+	return st, claim.SourcePostgres, err
 }
 
 func fallbackReason(err error) string {

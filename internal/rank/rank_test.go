@@ -154,11 +154,11 @@ func TestTopProvidersNeedsCompleteSet(t *testing.T) {
 		ctx := context.Background()
 		_, err := r.Apply(ctx, []claim.ProviderTotal{{ProviderNPI: "1000000001", NetFee: 100, Version: 1}})
 		require.NoError(t, err)
-		_, err = r.TopProviders(ctx, 10)
+		_, err = r.TopProviders(ctx, 0, 10)
 		require.ErrorIs(t, err, rank.ErrIncomplete, "a set without its marker may be missing providers")
 
 		markComplete(t, client, keys, "1")
-		top, err := r.TopProviders(ctx, 10)
+		top, err := r.TopProviders(ctx, 0, 10)
 		require.NoError(t, err)
 		require.Equal(t, []claim.ProviderTotal{{ProviderNPI: "1000000001", NetFee: 100}}, top)
 	})
@@ -184,7 +184,7 @@ func TestTopProvidersMergesShardsExactly(t *testing.T) {
 		require.NoError(t, err)
 		markComplete(t, client, keys, "1")
 		for _, limit := range []int{1, 3, 10, 61, 100, 300, 301} {
-			top, err := r.TopProviders(ctx, limit)
+			top, err := r.TopProviders(ctx, 0, limit)
 			require.NoError(t, err)
 			require.Equal(t, sortedTop(want, limit), top, "limit %d", limit)
 		}
@@ -361,7 +361,7 @@ func TestRebuildOfEmptyTruthMarksComplete(t *testing.T) {
 		res, err := newReconciler(st, r, 10).RunOnce(context.Background(), rank.Auto)
 		require.NoError(t, err)
 		require.True(t, res.Rebuilt)
-		top, err := r.TopProviders(context.Background(), 10)
+		top, err := r.TopProviders(context.Background(), 0, 10)
 		require.NoError(t, err)
 		require.Empty(t, top)
 	})
@@ -421,14 +421,14 @@ func TestFallbackAnswersFromPostgresWhenRedisIsDown(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	fb := rank.NewFallback(r, st, rank.FallbackConfig{BreakerFailures: 3, BreakerOpenFor: 200 * time.Millisecond},
 		rank.NewMetrics(reg), testenv.Logger(t))
-	top, source, err := fb.TopProviders(ctx, 20)
+	top, source, err := fb.TopProviders(ctx, 0, 20)
 	require.NoError(t, err)
 	require.Equal(t, claim.SourceRedis, source)
 	require.Equal(t, sortedTop(want, 20), top)
 
 	server.Stop()
 	for i := 0; i < 6; i++ { // past the breaker's threshold: it opens, answers keep coming
-		top, source, err = fb.TopProviders(ctx, 20)
+		top, source, err = fb.TopProviders(ctx, 0, 20)
 		require.NoError(t, err)
 		require.Equal(t, claim.SourcePostgres, source)
 		require.Equal(t, sortedTop(want, 20), withoutVersions(top))
@@ -437,12 +437,12 @@ func TestFallbackAnswersFromPostgresWhenRedisIsDown(t *testing.T) {
 
 	server.Start() // back, but empty: still Postgres until a rebuild
 	time.Sleep(250 * time.Millisecond)
-	_, source, err = fb.TopProviders(ctx, 20)
+	_, source, err = fb.TopProviders(ctx, 0, 20)
 	require.NoError(t, err)
 	require.Equal(t, claim.SourcePostgres, source)
 	_, err = newReconciler(st, r, 100).RunOnce(ctx, rank.Auto)
 	require.NoError(t, err)
-	top, source, err = fb.TopProviders(ctx, 20)
+	top, source, err = fb.TopProviders(ctx, 0, 20)
 	require.NoError(t, err)
 	require.Equal(t, claim.SourceRedis, source)
 	require.Equal(t, sortedTop(want, 20), top)
@@ -526,7 +526,7 @@ func TestRankingFromAnotherDatabaseIsRebuilt(t *testing.T) {
 		epoch, err := current.RankingEpoch(ctx)
 		require.NoError(t, err)
 		r.ExpectEpoch(epoch)
-		_, err = r.TopProviders(ctx, 10)
+		_, err = r.TopProviders(ctx, 0, 10)
 		require.ErrorIs(t, err, rank.ErrIncomplete, "readers do not trust another database's ranking")
 		res, err := newReconciler(current, r, 100).RunOnce(ctx, rank.Auto)
 		require.NoError(t, err)
@@ -605,10 +605,10 @@ func TestRankingExactUpToTheBound(t *testing.T) {
 			{ProviderNPI: "1000000004", NetFee: -claim.MaxTotal + 1},
 			{ProviderNPI: "1000000003", NetFee: -claim.MaxTotal},
 		}
-		top, err := r.TopProviders(ctx, 10)
+		top, err := r.TopProviders(ctx, 0, 10)
 		require.NoError(t, err)
 		require.Equal(t, want, top, "Redis")
-		fromPostgres, err := st.TopProviders(ctx, 10)
+		fromPostgres, err := st.TopProviders(ctx, 0, 10)
 		require.NoError(t, err)
 		for i := range fromPostgres {
 			fromPostgres[i].Version = 0
@@ -622,7 +622,7 @@ func TestRankingExactUpToTheBound(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, 2, res.Repaired)
 		require.Equal(t, claim.Cents(2), res.Drift, "a cent, and a fraction of one counted as a cent")
-		top, err = r.TopProviders(ctx, 10)
+		top, err = r.TopProviders(ctx, 0, 10)
 		require.NoError(t, err)
 		require.Equal(t, want, top, "repaired")
 
@@ -631,5 +631,96 @@ func TestRankingExactUpToTheBound(t *testing.T) {
 		res, err = rec.RunOnce(ctx, rank.Rebuild)
 		require.NoError(t, err)
 		require.Equal(t, claim.Cents(1), res.Drift)
+	})
+}
+
+// Pages and a provider's rank follow the ranking's one order (total, ties by
+// NPI, both descending) exactly, over shards and on a cluster: a page is the
+// slice of the whole list, a provider's rank its place in it.
+func TestPagesAndProviderRankFollowTheOrder(t *testing.T) {
+	t.Parallel()
+	forEachRedis(t, func(t *testing.T, r *rank.Redis, client redis.UniversalClient, keys rank.Keys) {
+		ctx := context.Background()
+		want := map[string]claim.Cents{}
+		var totals []claim.ProviderTotal
+		for i, npi := range npiList(120) {
+			c := claim.Cents(i%4-1) * 100 // four totals, thirty providers on each
+			totals = append(totals, claim.ProviderTotal{ProviderNPI: npi, NetFee: c, Version: 1, Claims: int64(1 + i%3)})
+			want[npi] = c
+		}
+		_, err := r.Apply(ctx, totals)
+		require.NoError(t, err)
+		_, err = r.ProviderRank(ctx, totals[0].ProviderNPI)
+		require.ErrorIs(t, err, rank.ErrIncomplete)
+		markComplete(t, client, keys, "1")
+
+		whole := sortedTop(want, len(want))
+		for _, page := range []struct{ offset, limit int }{{0, 10}, {10, 10}, {29, 3}, {100, 100}, {119, 5}, {120, 5}, {500, 1}} {
+			got, err := r.TopProviders(ctx, page.offset, page.limit)
+			require.NoError(t, err)
+			end := min(page.offset+page.limit, len(whole))
+			require.Equal(t, whole[min(page.offset, len(whole)):end], got, "page %+v", page)
+		}
+		claims := map[string]int64{}
+		for _, t := range totals {
+			claims[t.ProviderNPI] = t.Claims
+		}
+		for i, p := range whole {
+			got, err := r.ProviderRank(ctx, p.ProviderNPI)
+			require.NoError(t, err)
+			require.Equal(t, claim.Standing{ProviderNPI: p.ProviderNPI, NetFee: p.NetFee, Rank: int64(i + 1),
+				Claims: claims[p.ProviderNPI]}, got)
+		}
+		_, err = r.ProviderRank(ctx, "1999999999")
+		require.ErrorIs(t, err, claim.ErrNotFound, "a provider the ranking does not hold")
+		_, err = r.Apply(ctx, []claim.ProviderTotal{{ProviderNPI: whole[0].ProviderNPI, NetFee: 0, Version: 2}})
+		require.NoError(t, err)
+		_, err = r.ProviderRank(ctx, whole[0].ProviderNPI)
+		require.ErrorIs(t, err, claim.ErrNotFound, "a provider whose claims were all reversed")
+	})
+}
+
+// Postgres answers the same pages and ranks as Redis after a rebuild, with
+// the same claim counts, computed here independently of the store.
+func TestPostgresPagesAndRanksEqualRedis(t *testing.T) {
+	t.Parallel()
+	forEachRedis(t, func(t *testing.T, r *rank.Redis, client redis.UniversalClient, keys rank.Keys) {
+		ctx := context.Background()
+		st, _ := testenv.MustStore(t)
+		npis := npiList(25)
+		want := map[string]claim.Cents{}
+		claims := map[string]int64{}
+		for range 80 {
+			c, owed := randomClaim(npis)
+			require.NoError(t, insertClaim(st, nil, c))
+			for npi, v := range owed {
+				want[npi] += v
+				claims[npi]++
+			}
+		}
+		_, err := newReconciler(st, r, 7).RunOnce(ctx, rank.Compare)
+		require.NoError(t, err)
+
+		whole := sortedTop(want, len(want))
+		for _, page := range []struct{ offset, limit int }{{0, 100}, {0, 7}, {7, 7}, {20, 10}} {
+			fromPG, err := st.TopProviders(ctx, page.offset, page.limit)
+			require.NoError(t, err)
+			fromRedis, err := r.TopProviders(ctx, page.offset, page.limit)
+			require.NoError(t, err)
+			end := min(page.offset+page.limit, len(whole))
+			require.Equal(t, whole[page.offset:end], withoutVersions(fromPG), "postgres page %+v", page)
+			require.Equal(t, whole[page.offset:end], fromRedis, "redis page %+v", page)
+		}
+		for i, p := range whole {
+			wantSt := claim.Standing{ProviderNPI: p.ProviderNPI, NetFee: p.NetFee, Rank: int64(i + 1), Claims: claims[p.ProviderNPI]}
+			fromPG, err := st.ProviderRank(ctx, p.ProviderNPI)
+			require.NoError(t, err)
+			require.Equal(t, wantSt, fromPG)
+			fromRedis, err := r.ProviderRank(ctx, p.ProviderNPI)
+			require.NoError(t, err)
+			require.Equal(t, wantSt, fromRedis)
+		}
+		_, err = st.ProviderRank(ctx, "1999999999")
+		require.ErrorIs(t, err, claim.ErrNotFound)
 	})
 }

@@ -61,8 +61,9 @@ const maxStaleRetries = 5
 // ARGV[1] the generation value the caller saw ("" absent), ARGV[2] the build
 // generation value ("" absent), ARGV[3] "1" to measure drift
 // (reconciliation) or "0" (a commit's totals), then per provider: NPI,
-// total in cents, version, the KEYS index of its live versions hash, and of
-// its build versions hash (0 while no build runs).
+// total in cents, version, the versions hash's value for it
+// ("<version>:<claims>", see stamp), the KEYS index of its live versions
+// hash, and of its build versions hash (0 while no build runs).
 // Returns {changed, drift}: how many providers' score or version changed in
 // KEYS[1], and, when measured, the sum of |old score - new score| over them,
 // in cents, each rounded up (a missing member counts its whole new score; a
@@ -81,8 +82,9 @@ local build = redis.call('GET', KEYS[4]) or ''
 if live ~= ARGV[1] or build ~= ARGV[2] then return {-1, 0, live, build} end
 if live == '' then redis.call('SADD', KEYS[5], '` + NoGeneration + `') end
 local measure = ARGV[3] == '1'
-local function apply(zkey, vkey, npi, cents, version)
-  local held = tonumber(redis.call('HGET', vkey, npi))
+local function apply(zkey, vkey, npi, cents, version, stamp)
+  local held = redis.call('HGET', vkey, npi)
+  if held then held = tonumber(string.match(held, '^[^:]+')) end
   if held and held > tonumber(version) then return 0, 0 end
   local score
   if measure or held == tonumber(version) then
@@ -90,20 +92,37 @@ local function apply(zkey, vkey, npi, cents, version)
     if held == tonumber(version) and score == tonumber(cents) then return 0, 0 end
   end
   redis.call('ZADD', zkey, cents, npi)
-  redis.call('HSET', vkey, npi, version)
+  redis.call('HSET', vkey, npi, stamp)
   if not measure then return 1, 0 end
   return 1, math.ceil(math.abs(tonumber(cents) - (score or 0)))
 end
 local changed, drift = 0, 0
-for i = 4, #ARGV, 5 do
-  local npi, cents, version = ARGV[i], ARGV[i+1], ARGV[i+2]
-  local c, d = apply(KEYS[1], KEYS[tonumber(ARGV[i+3])], npi, cents, version)
+for i = 4, #ARGV, 6 do
+  local npi, cents, version, stamp = ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3]
+  local c, d = apply(KEYS[1], KEYS[tonumber(ARGV[i+4])], npi, cents, version, stamp)
   changed, drift = changed + c, drift + d
-  local b = tonumber(ARGV[i+4])
-  if b > 0 then apply(KEYS[3], KEYS[b], npi, cents, version) end
+  local b = tonumber(ARGV[i+5])
+  if b > 0 then apply(KEYS[3], KEYS[b], npi, cents, version, stamp) end
 end
 return {changed, drift}
 `)
+
+// stamp is what a provider's field in its versions hash holds:
+// "<version>:<claims>", its total's version and its count of claims (read
+// by ProviderRank). The scripts compare the part before the colon; a
+// field of the layout before counts holds the version alone.
+func stamp(t claim.ProviderTotal) string {
+	return strconv.FormatInt(t.Version, 10) + ":" + strconv.FormatInt(t.Claims, 10)
+}
+
+// parseStamp reads a versions hash field's value; ok is false when it holds
+// no count.
+func parseStamp(v string) (version, claims int64, ok bool) {
+	ver, count, found := strings.Cut(v, ":")
+	version, err1 := strconv.ParseInt(ver, 10, 64)
+	claims, err2 := strconv.ParseInt(count, 10, 64)
+	return version, claims, found && err1 == nil && err2 == nil
+}
 
 // Redis is the ranking as kept in Redis: one sorted set per shard.
 type Redis struct {
@@ -236,14 +255,14 @@ func (r *Redis) applyCall(s *shard, totals []claim.ProviderTotal, measureDrift b
 	if measureDrift {
 		measure = "1"
 	}
-	args := make([]any, 0, 3+5*len(totals))
+	args := make([]any, 0, 3+6*len(totals))
 	args = append(args, seen.live, seen.build, measure)
 	for _, t := range totals {
 		b := 0
 		if building {
 			b = slot(k.Versions(build, bdigits, t.ProviderNPI))
 		}
-		args = append(args, t.ProviderNPI, int64(t.NetFee), t.Version, slot(k.Versions(live, digits, t.ProviderNPI)), b)
+		args = append(args, t.ProviderNPI, int64(t.NetFee), t.Version, stamp(t), slot(k.Versions(live, digits, t.ProviderNPI)), b)
 	}
 	return scriptCall{keys: keys, args: args}
 }
@@ -295,8 +314,8 @@ func firstErr[C redis.Cmder](cmds []C) error {
 //
 // KEYS[1] build zset, KEYS[2] build generation, KEYS[3...] versions hashes.
 // ARGV[1] this build's generation value ("<token>/<digits>"), then per
-// provider: NPI, total in cents, version, the KEYS index of its versions
-// hash (at most 2000 providers).
+// provider: NPI, total in cents, version, its stamp, the KEYS index of its
+// versions hash (at most 2000 providers).
 // Returns how many providers were written, or an error when the build is not
 // this one.
 var buildScript = redis.NewScript(`
@@ -304,14 +323,14 @@ if redis.call('GET', KEYS[2]) ~= ARGV[1] then
   return redis.error_reply('ranking build is not ours: expired, aborted or replaced')
 end
 local z = {}
-for i = 2, #ARGV, 4 do
-  local npi, cents, version = ARGV[i], ARGV[i+1], ARGV[i+2]
-  local key = KEYS[tonumber(ARGV[i+3])]
-  local write = redis.call('HSETNX', key, npi, version) == 1
+for i = 2, #ARGV, 5 do
+  local npi, cents, version, stamp = ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3]
+  local key = KEYS[tonumber(ARGV[i+4])]
+  local write = redis.call('HSETNX', key, npi, stamp) == 1
   if not write then
-    local held = tonumber(redis.call('HGET', key, npi))
+    local held = tonumber(string.match(redis.call('HGET', key, npi), '^[^:]+'))
     if held <= tonumber(version) then
-      redis.call('HSET', key, npi, version)
+      redis.call('HSET', key, npi, stamp)
       write = true
     end
   end
@@ -357,7 +376,7 @@ func (r *Redis) buildBatch(ctx context.Context, b build, totals []claim.Provider
 				keys := []string{k.BuildRanking(), k.BuildGeneration()}
 				index := map[string]int{}
 				members := make([]string, len(g))
-				args := make([]any, 0, 1+4*len(g))
+				args := make([]any, 0, 1+5*len(g))
 				args = append(args, b.gens[i])
 				for j, t := range g {
 					members[j] = t.ProviderNPI
@@ -368,7 +387,7 @@ func (r *Redis) buildBatch(ctx context.Context, b build, totals []claim.Provider
 						slot = len(keys)
 						index[name] = slot
 					}
-					args = append(args, t.ProviderNPI, int64(t.NetFee), t.Version, slot)
+					args = append(args, t.ProviderNPI, int64(t.NetFee), t.Version, stamp(t), slot)
 				}
 				reads = append(reads, shardRead{totals: g,
 					scores: p.ZMScore(ctx, k.Ranking(), members...),
@@ -390,18 +409,23 @@ func (r *Redis) buildBatch(ctx context.Context, b build, totals []claim.Provider
 	return drift, nil
 }
 
-// TopProviders returns the limit providers with the highest totals, as
-// ZREVRANGE orders them: by total, ties by NPI, both descending. Each shard
-// gives its own top limit in one pipelined round, merged here exactly. It
-// fails with ErrIncomplete when a shard is not known complete.
-func (r *Redis) TopProviders(ctx context.Context, limit int) ([]claim.ProviderTotal, error) {
+// TopProviders returns limit providers from the offset-th (from 0) in the
+// order of ZREVRANGE: by total, ties by NPI, both descending. Each shard
+// gives its own first offset+limit in one pipelined round, merged here
+// exactly (one shard gives just the page). It fails with ErrIncomplete when
+// a shard is not known complete.
+func (r *Redis) TopProviders(ctx context.Context, offset, limit int) ([]claim.ProviderTotal, error) {
 	complete := make([]*redis.StringCmd, len(r.shards))
 	tops := make([]*redis.ZSliceCmd, len(r.shards))
+	first := 0 // of each shard's range
+	if len(r.shards) == 1 {
+		first = offset
+	}
 	_, err := r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i := range r.shards {
 			k := r.shards[i].keys
 			complete[i] = p.Get(ctx, k.Complete())
-			tops[i] = p.ZRevRangeWithScores(ctx, k.Ranking(), 0, int64(limit-1))
+			tops[i] = p.ZRevRangeWithScores(ctx, k.Ranking(), int64(first), int64(offset+limit-1))
 		}
 		return nil
 	})
@@ -431,9 +455,119 @@ func (r *Redis) TopProviders(ctx context.Context, limit int) ([]claim.ProviderTo
 		slices.SortFunc(out, func(a, b claim.ProviderTotal) int {
 			return cmp.Or(cmp.Compare(b.NetFee, a.NetFee), strings.Compare(b.ProviderNPI, a.ProviderNPI))
 		})
-		out = out[:min(len(out), limit)]
+		out = out[min(len(out), offset):min(len(out), offset+limit)]
 	}
 	return out, nil
+}
+
+// ProviderRank answers npi's standing: its total and count from its shard,
+// its rank from where its total places it in every shard (with one shard,
+// ZREVRANK; with more, a second round counts the other shards' members
+// above it). claim.ErrNotFound when the ranking holds no total of npi, or
+// its claims were all reversed; ErrIncomplete when a shard is not known
+// complete, or npi's count predates counts (a rebuild writes it).
+func (r *Redis) ProviderRank(ctx context.Context, npi string) (claim.Standing, error) {
+	home := &r.shards[r.keys.ShardOf(npi)]
+	for attempt := 0; ; attempt++ {
+		seen := home.seen.Load()
+		live, digits, _ := ParseGeneration(cmp.Or(seen.live, NoGeneration))
+		complete := make([]*redis.StringCmd, len(r.shards))
+		var (
+			score *redis.FloatCmd
+			rank  *redis.IntCmd
+			field *redis.StringCmd
+			gen   *redis.StringCmd
+		)
+		_, err := r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i := range r.shards {
+				complete[i] = p.Get(ctx, r.shards[i].keys.Complete())
+			}
+			k := home.keys
+			score = p.ZScore(ctx, k.Ranking(), npi)
+			rank = p.ZRevRank(ctx, k.Ranking(), npi)
+			field = p.HGet(ctx, k.Versions(live, digits, npi), npi)
+			gen = p.Get(ctx, k.Generation())
+			return nil
+		})
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return claim.Standing{}, fmt.Errorf("read provider rank from redis: %w", err)
+		}
+		if err := r.checkComplete(complete); err != nil {
+			return claim.Standing{}, err
+		}
+		if gen.Val() != seen.live { // a rebuild moved the versions: name them anew
+			home.seen.Store(&generations{live: gen.Val(), build: seen.build})
+			if attempt < maxStaleRetries {
+				continue
+			}
+			return claim.Standing{}, errors.New("read provider rank from redis: the ranking's generations keep moving")
+		}
+		if errors.Is(score.Err(), redis.Nil) {
+			return claim.Standing{}, claim.ErrNotFound
+		}
+		_, claims, ok := parseStamp(field.Val())
+		if !ok {
+			return claim.Standing{}, ErrIncomplete
+		}
+		if claims == 0 {
+			return claim.Standing{}, claim.ErrNotFound
+		}
+		st := claim.Standing{ProviderNPI: npi, NetFee: claim.Cents(score.Val()), Rank: 1 + rank.Val(), Claims: claims}
+		if len(r.shards) > 1 {
+			above, err := r.aboveInOtherShards(ctx, home, npi, score.Val())
+			if err != nil {
+				return claim.Standing{}, err
+			}
+			st.Rank += above
+		}
+		return st, nil
+	}
+}
+
+// aboveInOtherShards counts the members of every shard but home that the
+// ranking lists before (score, npi): a higher score, or the same score and a
+// higher NPI.
+func (r *Redis) aboveInOtherShards(ctx context.Context, home *shard, npi string, score float64) (int64, error) {
+	s := strconv.FormatFloat(score, 'f', -1, 64)
+	higher := make([]*redis.IntCmd, 0, len(r.shards))
+	tied := make([]*redis.StringSliceCmd, 0, len(r.shards))
+	_, err := r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i := range r.shards {
+			if &r.shards[i] == home {
+				continue
+			}
+			k := r.shards[i].keys
+			higher = append(higher, p.ZCount(ctx, k.Ranking(), "("+s, "+inf"))
+			tied = append(tied, p.ZRangeByScore(ctx, k.Ranking(), &redis.ZRangeBy{Min: s, Max: s}))
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("read provider rank from redis: %w", err)
+	}
+	var above int64
+	for i := range higher {
+		above += higher[i].Val()
+		for _, m := range tied[i].Val() {
+			if m > npi {
+				above++
+			}
+		}
+	}
+	return above, nil
+}
+
+// checkComplete fails with ErrIncomplete unless every shard's marker (the
+// replies of GET Complete) names the database this ranking serves.
+func (r *Redis) checkComplete(markers []*redis.StringCmd) error {
+	want := r.epoch.Load()
+	for _, m := range markers {
+		builtFrom := m.Val()
+		if builtFrom == "" || (want != nil && *want != builtFrom) {
+			return ErrIncomplete
+		}
+	}
+	return nil
 }
 
 // completeEpoch returns the epoch of the database every shard was last

@@ -64,8 +64,8 @@ func TestInsertClaimsBatchOutcomes(t *testing.T) {
 
 	// Net fee of a line here is provider fees - 500 coinsurance.
 	require.Equal(t, []claim.ProviderTotal{
-		{ProviderNPI: "1000000001", NetFee: 9500 + 2500, Version: 1},
-		{ProviderNPI: "1000000002", NetFee: 1500 + 200, Version: 1},
+		{ProviderNPI: "1000000001", NetFee: 9500 + 2500, Version: 1, Claims: 2},
+		{ProviderNPI: "1000000002", NetFee: 1500 + 200, Version: 1, Claims: 2},
 	}, b.Totals, "once per provider, in NPI order; nothing for refused or known claims")
 
 	for _, c := range []claim.Claim{plain, keyed, first} {
@@ -81,12 +81,12 @@ func TestInsertClaimsBatchOutcomes(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, &claim.KeyOutcome{ClaimID: keyed.ID, Created: true}, outcome, "recorded in the batch")
 
-	top, err := st.TopProviders(ctx, 10)
+	top, err := st.TopProviders(ctx, 0, 10)
 	require.NoError(t, err)
 	require.Equal(t, []claim.ProviderTotal{
-		{ProviderNPI: "1000000001", NetFee: 12000, Version: 1},
-		{ProviderNPI: "1000000003", NetFee: 8500, Version: 1},
-		{ProviderNPI: "1000000002", NetFee: 1700, Version: 1},
+		{ProviderNPI: "1000000001", NetFee: 12000, Version: 1, Claims: 2},
+		{ProviderNPI: "1000000003", NetFee: 8500, Version: 1, Claims: 1},
+		{ProviderNPI: "1000000002", NetFee: 1700, Version: 1, Claims: 2},
 	}, top)
 }
 
@@ -102,7 +102,7 @@ func TestInsertClaimsBatchAllOrNothing(t *testing.T) {
 	require.Error(t, err)
 	_, err = st.Claim(ctx, "", good.ID)
 	require.ErrorIs(t, err, claim.ErrNotFound)
-	top, err := st.TopProviders(ctx, 10)
+	top, err := st.TopProviders(ctx, 0, 10)
 	require.NoError(t, err)
 	require.Empty(t, top)
 }
@@ -127,7 +127,7 @@ func TestInsertClaimsOppositeOrdersDoNotDeadlock(t *testing.T) {
 		require.NoError(t, errs[0], "round %d", round)
 		require.NoError(t, errs[1], "round %d", round)
 	}
-	top, err := st.TopProviders(ctx, 10)
+	top, err := st.TopProviders(ctx, 0, 10)
 	require.NoError(t, err)
 	require.Len(t, top, 2)
 	for _, p := range top {
@@ -158,16 +158,16 @@ func TestInsertClaimsSameIDAgainIsNoOp(t *testing.T) {
 	require.Equal(t, claim.Stored{ExistingID: bare.ID}, b.Claims[2])
 	require.ElementsMatch(t, []claim.Stored{{}, {ExistingID: twice.ID}}, b.Claims[3:], "one of the two copies is stored")
 	require.Equal(t, []claim.ProviderTotal{
-		{ProviderNPI: "1000000003", NetFee: 1000, Version: 1},
-		{ProviderNPI: "1000000004", NetFee: 500, Version: 1},
+		{ProviderNPI: "1000000003", NetFee: 1000, Version: 1, Claims: 1},
+		{ProviderNPI: "1000000004", NetFee: 500, Version: 1, Claims: 1},
 	}, b.Totals, "only the new claims move totals")
 
-	top, err := st.TopProviders(ctx, 10)
+	top, err := st.TopProviders(ctx, 0, 10)
 	require.NoError(t, err)
 	require.Equal(t, []claim.ProviderTotal{
-		{ProviderNPI: "1000000002", NetFee: 6500, Version: 1},
-		{ProviderNPI: "1000000001", NetFee: 4500, Version: 1},
-		{ProviderNPI: "1000000003", NetFee: 1000, Version: 1},
-		{ProviderNPI: "1000000004", NetFee: 500, Version: 1},
+		{ProviderNPI: "1000000002", NetFee: 6500, Version: 1, Claims: 1},
+		{ProviderNPI: "1000000001", NetFee: 4500, Version: 1, Claims: 1},
+		{ProviderNPI: "1000000003", NetFee: 1000, Version: 1, Claims: 1},
+		{ProviderNPI: "1000000004", NetFee: 500, Version: 1, Claims: 1},
 	}, top)
 }

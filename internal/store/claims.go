@@ -55,16 +55,41 @@ FROM unnest($1::uuid[], $2::int[], $3::date[], $4::text[], $5::text[], $6::text[
 // total that would leave claim.MaxTotal ($3), up or down, is not written, and its
 // provider is missing from what the statement returns.
 const upsertTotalsSQL = `
-INSERT INTO provider_totals AS t (provider_npi, total_net_fee_cents, version)
-SELECT npi, fee, 1 FROM unnest($1::text[], $2::bigint[]) WITH ORDINALITY AS d(npi, fee, ord)
+INSERT INTO provider_totals AS t (provider_npi, total_net_fee_cents, claims, version)
+SELECT npi, fee, n, 1 FROM unnest($1::text[], $2::bigint[], $4::bigint[]) WITH ORDINALITY AS d(npi, fee, n, ord)
 WHERE abs(fee) <= $3
 ORDER BY ord
 ON CONFLICT (provider_npi) DO UPDATE
 SET total_net_fee_cents = t.total_net_fee_cents + excluded.total_net_fee_cents,
+    claims = t.claims + excluded.claims,
     version = t.version + 1,
     updated_at = now()
 WHERE abs(t.total_net_fee_cents + excluded.total_net_fee_cents) <= $3
-RETURNING provider_npi, total_net_fee_cents, version`
+RETURNING ` + totalColumns
+
+// totalColumns are a provider_totals row's, for scanTotal.
+const totalColumns = `provider_npi, total_net_fee_cents, version, claims`
+
+// delta is what a transaction changes in one provider's total: its net fee,
+// and how many claims with a line of it it stores (+) or reverses (-).
+type delta struct {
+	fee    claim.Cents
+	claims int64
+}
+
+// deltas are a transaction's changes, by provider NPI.
+type deltas map[string]delta
+
+// add adds what claim c changes: sign +1 for c stored (its net fees, one
+// claim for each of its providers), -1 for c reversed (taken away).
+func (d deltas) add(c claim.Claim, sign int64) {
+	for npi, fee := range c.ProviderNetFees() {
+		x := d[npi]
+		x.fee += claim.Cents(sign) * fee
+		x.claims += sign
+		d[npi] = x
+	}
+}
 
 // The totals of providers a batch could not add to, as they stand (their
 // rows locked by the upsert that left them alone).
@@ -373,15 +398,13 @@ func insertLines(ctx context.Context, tx pgx.Tx, pending []claim.Pending, insert
 // changeTotals). When a total would leave claim.MaxTotal it
 // fails with a *totalsOverflow: the transaction must be rolled back, and
 // tried again without the claims it names.
-func addToTotals(ctx context.Context, tx pgx.Tx, pending []claim.Pending, inserted []int, change map[string]claim.Cents, evs []events.Row) ([]claim.ProviderTotal, error) {
+func addToTotals(ctx context.Context, tx pgx.Tx, pending []claim.Pending, inserted []int, change deltas, evs []events.Row) ([]claim.ProviderTotal, error) {
 	sum := maps.Clone(change)
 	if sum == nil {
-		sum = map[string]claim.Cents{}
+		sum = deltas{}
 	}
 	for _, i := range inserted {
-		for npi, fee := range pending[i].Claim.ProviderNetFees() {
-			sum[npi] += fee
-		}
+		sum.add(pending[i].Claim, +1)
 	}
 	return changeTotals(ctx, tx, sum, evs)
 }
@@ -389,17 +412,17 @@ func addToTotals(ctx context.Context, tx pgx.Tx, pending []claim.Pending, insert
 // changeTotals adds each provider's change to its total, in NPI order (see
 // addToTotals), and writes the transaction's events, evs, to the outbox in
 // the same round trip to Postgres: the two statements are sent together.
-func changeTotals(ctx context.Context, tx pgx.Tx, sum map[string]claim.Cents, evs []events.Row) ([]claim.ProviderTotal, error) {
+func changeTotals(ctx context.Context, tx pgx.Tx, sum deltas, evs []events.Row) ([]claim.ProviderTotal, error) {
 	if len(sum) == 0 {
 		return nil, insertEvents(ctx, tx, evs)
 	}
 	npis := slices.Sorted(maps.Keys(sum))
-	fees := make([]int64, len(npis))
+	fees, counts := make([]int64, len(npis)), make([]int64, len(npis))
 	for i, npi := range npis {
-		fees[i] = int64(sum[npi])
+		fees[i], counts[i] = int64(sum[npi].fee), sum[npi].claims
 	}
 	batch := &pgx.Batch{}
-	batch.Queue(upsertTotalsSQL, npis, fees, int64(claim.MaxTotal))
+	batch.Queue(upsertTotalsSQL, npis, fees, int64(claim.MaxTotal), counts)
 	if len(evs) > 0 {
 		ids, keys, body, err := outboxRow(evs)
 		if err != nil {
@@ -573,9 +596,10 @@ func (s *Store) claimExists(ctx context.Context, id string) bool {
 	return err == nil && exists
 }
 
+// scanTotal reads a row of totalColumns.
 func scanTotal(row pgx.CollectableRow) (claim.ProviderTotal, error) {
 	var t claim.ProviderTotal
-	err := row.Scan(&t.ProviderNPI, &t.NetFee, &t.Version)
+	err := row.Scan(&t.ProviderNPI, &t.NetFee, &t.Version, &t.Claims)
 	return t, err
 }
 

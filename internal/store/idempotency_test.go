@@ -62,7 +62,7 @@ func TestIdempotencyLeaseExpires(t *testing.T) {
 
 	_, err = insertOne(ctx, st, newClaim(t, line("1000000001", 5000)), dead)
 	require.ErrorIs(t, err, claim.ErrKeyInFlight)
-	top, err := st.TopProviders(ctx, 10)
+	top, err := st.TopProviders(ctx, 0, 10)
 	require.NoError(t, err)
 	require.Empty(t, top, "the dead request's claim was rolled back whole")
 
@@ -132,7 +132,7 @@ func TestExternalIDStoredOnce(t *testing.T) {
 	got, err := st.Claim(ctx, "", first.ID)
 	require.NoError(t, err)
 	require.Equal(t, "PAY-1", got.ExternalID)
-	top, err := st.TopProviders(ctx, 10)
+	top, err := st.TopProviders(ctx, 0, 10)
 	require.NoError(t, err)
 	require.Equal(t, claim.Cents(4500), top[0].NetFee, "counted once")
 }

@@ -101,10 +101,8 @@ func reverseIn(ctx context.Context, tx pgx.Tx, scope, ref string, r claim.Revers
 	if err != nil || !done { // not found, or reversed before
 		return c, nil, err
 	}
-	change := map[string]claim.Cents{}
-	for npi, fee := range c.ProviderNetFees() {
-		change[npi] = -fee
-	}
+	change := deltas{}
+	change.add(c, -1)
 	var evs []events.Row
 	if writeEvent {
 		evs = []events.Row{events.Reversed(c)}
@@ -161,9 +159,9 @@ func (r refusals) Error() string { return fmt.Sprintf("%d claims of the batch re
 // replaced. A correction whose claim is none of its sender's, or is
 // reversed already, fails the attempt with refusals. It returns what the
 // reversals take from each provider's total, and the reversed claims.
-func reverseReplaced(ctx context.Context, tx pgx.Tx, pending []claim.Pending, inserted []int, stored []claim.Stored) (map[string]claim.Cents, []claim.Claim, error) {
+func reverseReplaced(ctx context.Context, tx pgx.Tx, pending []claim.Pending, inserted []int, stored []claim.Stored) (deltas, []claim.Claim, error) {
 	var (
-		change   map[string]claim.Cents
+		change   deltas
 		reversed []claim.Claim
 		refused  = refusals{}
 	)
@@ -194,11 +192,9 @@ func reverseReplaced(ctx context.Context, tx pgx.Tx, pending []claim.Pending, in
 			return nil, nil, wrap("replace claim", err)
 		}
 		if change == nil {
-			change = map[string]claim.Cents{}
+			change = deltas{}
 		}
-		for npi, fee := range old.ProviderNetFees() {
-			change[npi] -= fee
-		}
+		change.add(old, -1)
 		stored[i].Replaced = old.ID
 		reversed = append(reversed, old)
 	}

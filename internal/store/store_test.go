@@ -60,8 +60,8 @@ func TestInsertClaimRoundTripAndTotals(t *testing.T) {
 	ins, err := insertOne(ctx, st, c, nil)
 	require.NoError(t, err)
 	require.Equal(t, []claim.ProviderTotal{
-		{ProviderNPI: "1000000001", NetFee: (15000 - 500) + (1000 - 500), Version: 1},
-		{ProviderNPI: "1000000002", NetFee: 1500, Version: 1},
+		{ProviderNPI: "1000000001", NetFee: (15000 - 500) + (1000 - 500), Version: 1, Claims: 1}, // two lines, one claim
+		{ProviderNPI: "1000000002", NetFee: 1500, Version: 1, Claims: 1},
 	}, ins.Totals)
 
 	got, err := st.Claim(ctx, "", c.ID)
@@ -72,7 +72,7 @@ func TestInsertClaimRoundTripAndTotals(t *testing.T) {
 
 	ins, err = insertOne(ctx, st, newClaim(t, line("1000000002", 1500)), nil)
 	require.NoError(t, err)
-	require.Equal(t, []claim.ProviderTotal{{ProviderNPI: "1000000002", NetFee: 2500, Version: 2}}, ins.Totals)
+	require.Equal(t, []claim.ProviderTotal{{ProviderNPI: "1000000002", NetFee: 2500, Version: 2, Claims: 2}}, ins.Totals)
 }
 
 func TestClaimNotFound(t *testing.T) {
@@ -106,9 +106,9 @@ func TestInsertClaimAllOrNothing(t *testing.T) {
 	require.NoError(t, conn.QueryRow(ctx, "SELECT count(*) FROM claim_lines").Scan(&lines))
 	require.Equal(t, 1, claims)
 	require.Equal(t, 1, lines)
-	top, err := st.TopProviders(ctx, 10)
+	top, err := st.TopProviders(ctx, 0, 10)
 	require.NoError(t, err)
-	require.Equal(t, []claim.ProviderTotal{{ProviderNPI: "1000000001", NetFee: 4500, Version: 1}}, top)
+	require.Equal(t, []claim.ProviderTotal{{ProviderNPI: "1000000001", NetFee: 4500, Version: 1, Claims: 1}}, top)
 }
 
 // Claims naming the same providers in opposite orders, written at once, do not
@@ -145,7 +145,7 @@ func TestConcurrentInsertsKeepExactTotals(t *testing.T) {
 	for err := range errs {
 		require.NoError(t, err)
 	}
-	top, err := st.TopProviders(ctx, 10)
+	top, err := st.TopProviders(ctx, 0, 10)
 	require.NoError(t, err)
 	require.Len(t, top, len(npis))
 	for _, p := range top {
@@ -167,7 +167,7 @@ func TestTopProvidersOrder(t *testing.T) {
 		_, err := insertOne(ctx, st, newClaim(t, l), nil)
 		require.NoError(t, err)
 	}
-	top, err := st.TopProviders(ctx, 4)
+	top, err := st.TopProviders(ctx, 0, 4)
 	require.NoError(t, err)
 	var got []string
 	for _, p := range top {

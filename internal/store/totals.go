@@ -11,12 +11,13 @@ import (
 	"github.com/claim-process/claim-process/internal/claim"
 )
 
-// Walks provider_totals_rank from the top: O(limit), no aggregation.
+// Walks provider_totals_rank from the top: O(offset + limit), no
+// aggregation.
 const topProvidersSQL = `
-SELECT provider_npi, total_net_fee_cents, version
+SELECT ` + totalColumns + `
 FROM provider_totals
 ORDER BY total_net_fee_cents DESC, provider_npi DESC
-LIMIT $1`
+OFFSET $1 LIMIT $2`
 
 // CountProviders says how many providers have a total.
 func (s *Store) CountProviders(ctx context.Context) (int64, error) {
@@ -25,10 +26,11 @@ func (s *Store) CountProviders(ctx context.Context) (int64, error) {
 	return n, wrap("count providers", err)
 }
 
-// TopProviders returns the limit providers with the highest totals, highest
-// first, equal totals by NPI descending: the order of Redis's ZREVRANGE.
-func (s *Store) TopProviders(ctx context.Context, limit int) ([]claim.ProviderTotal, error) {
-	rows, err := s.pool.Query(ctx, topProvidersSQL, limit)
+// TopProviders returns limit providers from the offset-th (from 0), highest
+// total first, equal totals by NPI descending: the order of Redis's
+// ZREVRANGE.
+func (s *Store) TopProviders(ctx context.Context, offset, limit int) ([]claim.ProviderTotal, error) {
+	rows, err := s.pool.Query(ctx, topProvidersSQL, offset, limit)
 	if err != nil {
 		return nil, wrap("read top providers", err)
 	}
@@ -39,10 +41,35 @@ func (s *Store) TopProviders(ctx context.Context, limit int) ([]claim.ProviderTo
 	return totals, nil
 }
 
+// providerRankSQL counts the providers listed before this one through
+// provider_totals_rank: O(rank), an index-only range.
+const providerRankSQL = `
+SELECT t.total_net_fee_cents, t.claims,
+       1 + (SELECT count(*) FROM provider_totals o
+            WHERE (o.total_net_fee_cents, o.provider_npi) > (t.total_net_fee_cents, t.provider_npi))
+FROM provider_totals t WHERE t.provider_npi = $1`
+
+// ProviderRank answers npi's total, rank (1-based, in TopProviders's order)
+// and count of stored claims; claim.ErrNotFound when it has no total, or
+// its claims were all reversed.
+func (s *Store) ProviderRank(ctx context.Context, npi string) (claim.Standing, error) {
+	st := claim.Standing{ProviderNPI: npi}
+	err := s.pool.QueryRow(ctx, providerRankSQL, npi).Scan(&st.NetFee, &st.Claims, &st.Rank)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return claim.Standing{}, claim.ErrNotFound
+	case err != nil:
+		return claim.Standing{}, wrap("read provider rank", err)
+	case st.Claims == 0:
+		return claim.Standing{}, claim.ErrNotFound
+	}
+	return st, nil
+}
+
 // Highest first: Redis adds members to a sorted set about twice as fast in
 // score order as at random, and a rebuild is mostly those additions.
 const scanTotalsSQL = `
-SELECT provider_npi, total_net_fee_cents, version FROM provider_totals
+SELECT ` + totalColumns + ` FROM provider_totals
 WHERE $1::timestamptz IS NULL OR updated_at >= $1
 ORDER BY total_net_fee_cents DESC, provider_npi DESC`
 
@@ -67,7 +94,7 @@ func (s *Store) ScanTotals(ctx context.Context, since time.Time, batchSize int, 
 	batch := make([]claim.ProviderTotal, 0, batchSize)
 	for rows.Next() {
 		var t claim.ProviderTotal
-		if err := rows.Scan(&t.ProviderNPI, &t.NetFee, &t.Version); err != nil {
+		if err := rows.Scan(&t.ProviderNPI, &t.NetFee, &t.Version, &t.Claims); err != nil {
 			return time.Time{}, wrap("scan provider totals", err)
 		}
 		batch = append(batch, t)
@@ -89,22 +116,26 @@ func (s *Store) ScanTotals(ctx context.Context, since time.Time, batchSize int, 
 	return startedAt, nil
 }
 
-// AuditDifference is a provider whose stored total is not the sum of its
-// claim lines. A nil side means the provider is missing there.
+// AuditDifference is a provider whose stored total, or claim count, is not
+// what its claim lines give. A nil side means the provider is missing there.
 type AuditDifference struct {
 	ProviderNPI string
 	Totals      *claim.Cents // provider_totals
 	Lines       *claim.Cents // SUM of claim_lines
+	// Claims and LinesClaims are the counts of stored claims with a line of
+	// the provider: provider_totals's, and the lines'.
+	Claims, LinesClaims *int64
 }
 
 const auditSQL = `
-SELECT provider_npi, t.total_net_fee_cents, l.total
+SELECT provider_npi, t.total_net_fee_cents, l.total, t.claims, l.claims
 FROM provider_totals t
 FULL JOIN (SELECT l.provider_npi,
-                  sum(CASE WHEN c.status = 'reversed' THEN 0 ELSE l.net_fee_cents END)::bigint AS total
+                  sum(CASE WHEN c.status = 'reversed' THEN 0 ELSE l.net_fee_cents END)::bigint AS total,
+                  count(DISTINCT l.claim_id) FILTER (WHERE c.status <> 'reversed') AS claims
            FROM claim_lines l JOIN claims c ON c.id = l.claim_id
            GROUP BY l.provider_npi) l USING (provider_npi)
-WHERE t.total_net_fee_cents IS DISTINCT FROM l.total
+WHERE t.total_net_fee_cents IS DISTINCT FROM l.total OR t.claims IS DISTINCT FROM l.claims
 ORDER BY provider_npi`
 
 const auditCountSQL = `SELECT count(*) FROM provider_totals`
@@ -126,7 +157,7 @@ func (s *Store) Audit(ctx context.Context) (diffs []AuditDifference, checked int
 		}
 		diffs, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (AuditDifference, error) {
 			var d AuditDifference
-			err := row.Scan(&d.ProviderNPI, &d.Totals, &d.Lines)
+			err := row.Scan(&d.ProviderNPI, &d.Totals, &d.Lines, &d.Claims, &d.LinesClaims)
 			return d, err
 		})
 		return wrap("audit", err)
