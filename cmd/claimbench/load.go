@@ -25,6 +25,7 @@ const (
 	opPostClaim    = "post_claim"
 	opPostBatch    = "post_batch"
 	opTopProviders = "top_providers"
+	opProviderRank = "provider_rank"
 )
 
 // sentClaim is a claim and what the service answered about it.
@@ -323,6 +324,7 @@ func (l *loader) openLoop(issueCtx, reqCtx context.Context) {
 // loop all randomness comes from one goroutine.
 type prepared struct {
 	op     string
+	npi    string // opProviderRank
 	claim  *loadkit.Claim
 	claims []*loadkit.Claim // opPostBatch
 }
@@ -337,6 +339,9 @@ func (l *loader) prepare(gen *loadkit.Generator) prepared {
 	}
 	if top {
 		return prepared{op: opTopProviders}
+	}
+	if l.cfg.Mode == "rank" {
+		return prepared{op: opProviderRank, npi: gen.NPI()}
 	}
 	if l.cfg.Mode == "batch" {
 		claims := make([]*loadkit.Claim, l.cfg.BatchSize)
@@ -359,6 +364,12 @@ func (p prepared) send(ctx context.Context, l *loader, start time.Time) {
 	case opTopProviders:
 		status, body, err := l.do(ctx, http.MethodGet, fmt.Sprintf("/top-providers?limit=%d", l.cfg.TopLimit), nil)
 		l.rec.record(opTopProviders, time.Since(start), status, errClass(err), nil)
+		if status == http.StatusOK {
+			l.rec.source(answerSource(body))
+		}
+	case opProviderRank:
+		status, body, err := l.do(ctx, http.MethodGet, "/providers/"+p.npi, nil)
+		l.rec.record(opProviderRank, time.Since(start), status, errClass(err), nil)
 		if status == http.StatusOK {
 			l.rec.source(answerSource(body))
 		}

@@ -61,6 +61,7 @@ Modes:
   mix     both; each request is a lookup with probability -mix-top-ratio
   batch   POST /claims/batch, -batch-size claims per request as a JSON array; every
           item's answer is checked, and items answered 503 (or not read) are resent
+  rank    GET /providers/{npi}, the provider drawn as claims draw theirs (Zipf)
 
 Notes:
   * /top-providers is rate limited by claimd by default (TOP_PROVIDERS_RATE_LIMIT=10/min).
@@ -176,9 +177,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 func (c *config) validate() error {
 	var bad []string
 	switch c.Mode {
-	case "single", "top", "mix", "batch":
+	case "single", "top", "mix", "batch", "rank":
 	default:
-		bad = append(bad, fmt.Sprintf("-mode %q: want single, top, mix or batch", c.Mode))
+		bad = append(bad, fmt.Sprintf("-mode %q: want single, top, mix, batch or rank", c.Mode))
 	}
 	u, err := url.Parse(c.URL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -270,7 +271,7 @@ func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, hooks
 
 	// The baseline must be read before the first claim is sent.
 	var v *verifier
-	if cfg.Verify && cfg.Mode != "top" {
+	if cfg.Verify && cfg.Mode != "top" && cfg.Mode != "rank" {
 		v, err = newVerifier(ctx, cfg, client, stderr)
 		if err != nil {
 			return fmt.Errorf("verification baseline: %w", err)

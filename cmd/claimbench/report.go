@@ -164,8 +164,8 @@ func buildReport(cfg config, res *loadResult, vr *VerifyReport) Report {
 	switch {
 	case !cfg.Verify:
 		rep.VerifySkipped = "-verify=false"
-	case cfg.Mode == "top":
-		rep.VerifySkipped = "top mode sends no claims"
+	case cfg.Mode == "top", cfg.Mode == "rank":
+		rep.VerifySkipped = cfg.Mode + " mode sends no claims"
 	}
 	for _, op := range slices.Sorted(maps.Keys(res.Ops)) {
 		s := res.Ops[op]

@@ -233,6 +233,9 @@ func (g *Generator) NPIIndex() int {
 	return int(g.zipf.Uint64())
 }
 
+// NPI draws a provider as NPIIndex does.
+func (g *Generator) NPI() string { return g.npis[g.NPIIndex()] }
+
 // Claim makes one claim of 1..maxLines lines (or the fixed count) with the given identifier. One
 // claim stays with one subscriber and plan, and mostly one provider, as real
 // claims do; now and then a line is billed by another provider.
