@@ -101,7 +101,13 @@ func (s *suite) lookups(ctx context.Context, p *claimdProc, st *stageResult) err
 	}
 	st.Lookup = rep
 	st.LookupSource = s.checkAnswer(ctx, p, "redis")
-	return nil
+
+	s.logf("/providers/{npi} from Redis: %d clients, %s", s.sc.LookupConc, s.sc.LookupDur)
+	hooks = s.cpuHooks(p.c.Pid(), &st.RankCPU, (*loadResult).total)
+	st.Rank, err = s.benchHooked(ctx, st.label()+" provider rank (redis)", hooks, "-url", p.url, "-mode", "rank",
+		"-npis", strconv.Itoa(s.sc.NPIs), "-concurrency", strconv.Itoa(s.sc.LookupConc),
+		"-duration", s.sc.LookupDur.String(), "-verify=false")
+	return err
 }
 
 // checkAnswer reads top-10 once and compares it with Postgres: "" when the

@@ -75,6 +75,8 @@ type stageResult struct {
 	Lookup         *Report
 	LookupSource   string   // "" when an answer came from Redis and was right
 	LookupCPU      *cpuCost // per lookup
+	Rank           *Report  // GET /providers/{npi}, right after Lookup
+	RankCPU        *cpuCost // per lookup
 	Single         *Report
 	SingleCPU      *cpuCost // per claim
 	HalfRate       float64
@@ -343,6 +345,17 @@ func (r *suiteResult) rows() []row {
 			v += "; check: " + st.LookupSource
 		}
 		return v, either(goal{true, 30_000}.verdict(o.PerSec), goal{true, 0.4 * st.RedisRaw.PerSec}.verdict(o.PerSec))
+	})
+	add(fmt.Sprintf("/providers/{npi} from Redis, %d clients (providers drawn as the claims drew them): requests/s (p50 / p99), vs. /top-providers in the same run; CPU per lookup claimd / Redis / load generator", r.Scale.LookupConc), "≥ /top-providers's rate (issue 17)", func(st *stageResult) (string, string) {
+		o, top := op(st.Rank, opProviderRank), op(st.Lookup, opTopProviders)
+		if o == nil || top == nil {
+			return "n/a", "n/a"
+		}
+		v := fmt.Sprintf("%s (%.2f / %.2f ms), ×%.2f the rate", num(o.PerSec), o.Latency.P50, o.Latency.P99, o.PerSec/top.PerSec)
+		if cc := st.RankCPU; cc != nil {
+			v += fmt.Sprintf("; %.0f / %.0f / %.0f µs", cc.Claimd, cc.Redis, cc.Generator)
+		}
+		return v, goal{true, top.PerSec}.verdict(o.PerSec)
 	})
 	add("/top-providers from Redis, CPU per lookup (/proc): claimd / Redis / load generator", "claimd ≤ 25 µs", func(st *stageResult) (string, string) {
 		cc := st.LookupCPU

@@ -44,6 +44,7 @@ func TestSuiteTiny(t *testing.T) {
 	for _, want := range []string{
 		"Postgres alone, set-based insert", "Postgres alone, one claim per transaction",
 		"Redis alone, ZREVRANGE", "Single-claim ingest", "Batch ingest", "/top-providers from Redis",
+		"/providers/{npi} from Redis", "the rate;", // measured, not n/a
 		"while single ingest runs at half its maximum", "Postgres fallback", "Full Redis rebuild",
 		"claimd peak RSS", "Redis memory per provider", "verification after each load",
 		"CPU per 4-line claim", "CPU per lookup", "Bare net/http server", "vs. the bare server",
