@@ -3,6 +3,7 @@ package httpapi
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -87,23 +88,13 @@ func sameTop(a, b []claim.ProviderTotal) bool {
 func handleTopProviders(d Deps) http.HandlerFunc {
 	var answers encodedTop
 	return func(w http.ResponseWriter, r *http.Request) {
-		limit := defaultTopLimit
-		if s := queryParam(r.URL, "limit"); s != "" {
-			n, err := strconv.Atoi(s)
-			if err != nil || n < 1 || n > maxTopLimit {
-				writeProblem(w, paramProblem("limit", "must be a whole number from 1 to 100"))
-				return
-			}
-			limit = n
+		limit, ok := wholeParam(w, r, "limit", 1, maxTopLimit, defaultTopLimit)
+		if !ok {
+			return
 		}
-		offset := 0
-		if s := queryParam(r.URL, "offset"); s != "" {
-			n, err := strconv.Atoi(s)
-			if err != nil || n < 0 || n > maxTopOffset {
-				writeProblem(w, paramProblem("offset", "must be a whole number from 0 to 10000"))
-				return
-			}
-			offset = n
+		offset, ok := wholeParam(w, r, "offset", 0, maxTopOffset, 0)
+		if !ok {
+			return
 		}
 		top, source, err := d.Top.TopProviders(r.Context(), offset, limit)
 		if err != nil {
@@ -114,6 +105,21 @@ func handleTopProviders(d Deps) http.HandlerFunc {
 		w.WriteHeader(http.StatusOK)
 		_, _ = w.Write(answers.encode(top, source))
 	}
+}
+
+// wholeParam reads the query parameter name, a whole number from lo to hi,
+// def when absent; otherwise it answers the 400 naming it, and ok is false.
+func wholeParam(w http.ResponseWriter, r *http.Request, name string, lo, hi, def int) (n int, ok bool) {
+	s := queryParam(r.URL, name)
+	if s == "" {
+		return def, true
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < lo || n > hi {
+		writeProblem(w, paramProblem(name, fmt.Sprintf("must be a whole number from %d to %d", lo, hi)))
+		return 0, false
+	}
+	return n, true
 }
 
 // queryParam is u.Query().Get(key) without building the whole map, for a
