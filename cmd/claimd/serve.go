@@ -166,6 +166,7 @@ func reconcileOnce(ctx context.Context, cfg config, log *slog.Logger, full, audi
 			return err
 		}
 		type difference struct {
+			Board       string       `json:"board,omitempty"`
 			ProviderNPI string       `json:"provider_npi"`
 			Totals      *claim.Cents `json:"provider_totals_cents"`
 			Lines       *claim.Cents `json:"claim_lines_cents"`
@@ -173,7 +174,7 @@ func reconcileOnce(ctx context.Context, cfg config, log *slog.Logger, full, audi
 			LinesClaims *int64       `json:"claim_lines_claims"`
 		}
 		report := struct {
-			Checked     int64        `json:"providers_checked"`
+			Checked     int64        `json:"totals_checked"`
 			Differences []difference `json:"differences"`
 		}{Checked: checked, Differences: []difference{}}
 		for _, d := range diffs {

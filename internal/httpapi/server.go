@@ -51,6 +51,10 @@ type ClaimQueue interface {
 type Ranking interface {
 	TopProviders(ctx context.Context, offset, limit int) ([]claim.ProviderTotal, claim.Source, error)
 	ProviderRank(ctx context.Context, npi string) (claim.Standing, claim.Source, error)
+	// BoardTop and BoardRank are the same for a board other than
+	// claim.AllTime.
+	BoardTop(ctx context.Context, b claim.Board, offset, limit int) ([]claim.ProviderTotal, claim.Source, error)
+	BoardRank(ctx context.Context, b claim.Board, npi string) (claim.Standing, claim.Source, error)
 }
 
 // Deps is everything the HTTP layer needs.

@@ -6,9 +6,12 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"time"
+	"unicode/utf8"
 
 	"github.com/go-chi/chi/v5"
 
@@ -96,6 +99,19 @@ func handleTopProviders(d Deps) http.HandlerFunc {
 		if !ok {
 			return
 		}
+		board, ok := boardParams(w, r)
+		if !ok {
+			return
+		}
+		if !board.IsAllTime() {
+			top, source, err := d.Top.BoardTop(r.Context(), board, offset, limit)
+			if err != nil {
+				fail(w, r, d.Log, err)
+				return
+			}
+			writeJSON(w, http.StatusOK, toTopProvidersResponse(top, string(source)))
+			return
+		}
 		top, source, err := d.Top.TopProviders(r.Context(), offset, limit)
 		if err != nil {
 			fail(w, r, d.Log, err)
@@ -105,6 +121,43 @@ func handleTopProviders(d Deps) http.HandlerFunc {
 		w.WriteHeader(http.StatusOK)
 		_, _ = w.Write(answers.encode(top, source))
 	}
+}
+
+// boardParams reads the board a lookup asks for: window (all, day, week,
+// month or year; default all), period (of the window, in its form; the
+// current one, UTC, when omitted) and plan_group (for the all and month
+// windows). A wrong one is answered with the 400 naming it, and ok is false.
+func boardParams(w http.ResponseWriter, r *http.Request) (b claim.Board, ok bool) {
+	bad := func(param, detail string) (claim.Board, bool) {
+		writeProblem(w, paramProblem(param, detail))
+		return claim.Board{}, false
+	}
+	window, period, plan := queryParam(r.URL, "window"), queryParam(r.URL, "period"), queryParam(r.URL, "plan_group")
+	b.Window = claim.WindowAll
+	if window != "" {
+		b.Window = claim.Window(window)
+		if !slices.Contains(claim.Windows, b.Window) {
+			return bad("window", "must be all, day, week, month or year")
+		}
+	}
+	if b.Window == claim.WindowAll && period != "" {
+		return bad("period", "the all window has no periods")
+	}
+	p, err := claim.ParsePeriod(b.Window, period, time.Now())
+	if err != nil {
+		return bad("period", err.Error())
+	}
+	b.Period = p
+	if plan != "" {
+		if !slices.Contains(claim.SegmentWindows, b.Window) {
+			return bad("plan_group", "plans have all and month boards only")
+		}
+		if utf8.RuneCountInString(plan) > claim.MaxPlanGroupLength {
+			return bad("plan_group", "is longer than a plan_group can be")
+		}
+		b.PlanGroup = plan
+	}
+	return b, true
 }
 
 // wholeParam reads the query parameter name, a whole number from lo to hi,
@@ -159,9 +212,22 @@ func handleProvider(d Deps) http.HandlerFunc {
 			writeProblem(w, paramProblem("npi", "must be exactly 10 digits"))
 			return
 		}
-		st, source, err := d.Top.ProviderRank(r.Context(), npi)
+		board, ok := boardParams(w, r)
+		if !ok {
+			return
+		}
+		var (
+			st     claim.Standing
+			source claim.Source
+			err    error
+		)
+		if board.IsAllTime() {
+			st, source, err = d.Top.ProviderRank(r.Context(), npi)
+		} else {
+			st, source, err = d.Top.BoardRank(r.Context(), board, npi)
+		}
 		if errors.Is(err, claim.ErrNotFound) {
-			writeProblem(w, problemFor(http.StatusNotFound, "no claims of provider "+npi))
+			writeProblem(w, problemFor(http.StatusNotFound, "no claims of provider "+npi+" in this board"))
 			return
 		}
 		if err != nil {

@@ -31,6 +31,13 @@ type Reader interface {
 	RankReader
 }
 
+// BoardReader answers the boards other than the all-time ranking of every
+// plan: the Postgres store.
+type BoardReader interface {
+	BoardTop(ctx context.Context, b claim.Board, offset, limit int) ([]claim.ProviderTotal, error)
+	BoardRank(ctx context.Context, b claim.Board, npi string) (claim.Standing, error)
+}
+
 // Fallback reads the ranking from Redis with a short deadline and answers from
 // Postgres when Redis fails, is slow, or has lost the set. A circuit breaker
 // stops it from waiting on a dead Redis at every request.
@@ -38,6 +45,7 @@ type Fallback struct {
 	redis     TopReader
 	ranks     RankReader // Redis's, uncoalesced
 	postgres  Reader
+	boards    BoardReader // postgres's, when it reads boards
 	timeout   time.Duration
 	pgTimeout time.Duration
 	breaker   *gobreaker.CircuitBreaker[any]
@@ -92,6 +100,12 @@ func NewFallback(redis, postgres Reader, cfg FallbackConfig, m *Metrics, log *sl
 		pgTimeout: cfg.PostgresTimeout, metrics: m, log: log,
 		fromRedis:    m.answers.WithLabelValues(string(claim.SourceRedis)),
 		fromPostgres: m.answers.WithLabelValues(string(claim.SourcePostgres))}
+	f.boards, _ = postgres.(BoardReader)
+	for _, w := range claim.Windows {
+		for _, source := range []claim.Source{claim.SourceRedis, claim.SourcePostgres} {
+			m.boardAnswers.WithLabelValues(string(w), string(source))
+		}
+	}
 	m.breakerState.Set(float64(gobreaker.StateClosed))
 	f.breaker = gobreaker.NewCircuitBreaker[any](gobreaker.Settings{
 		Name:        "redis-ranking",
@@ -178,4 +192,39 @@ func fallbackReason(err error) string {
 	default:
 		return "error"
 	}
+}
+
+// errNoBoards is the error of a board lookup where Postgres reads none.
+var errNoBoards = errors.New("this store answers no boards but the all-time one")
+
+// BoardTop answers a page of board b (any but claim.AllTime). The boards
+// other than the all-time one are kept in Postgres, which answers them.
+func (f *Fallback) BoardTop(ctx context.Context, b claim.Board, offset, limit int) ([]claim.ProviderTotal, claim.Source, error) {
+	if f.boards == nil {
+		return nil, "", errNoBoards
+	}
+	ctx, cancel := context.WithTimeout(ctx, f.pgTimeout)
+	defer cancel()
+	top, err := f.boards.BoardTop(ctx, b, offset, limit)
+	if err != nil {
+		return nil, "", err
+	}
+	f.metrics.boardAnswers.WithLabelValues(string(b.Window), string(claim.SourcePostgres)).Inc()
+	return top, claim.SourcePostgres, nil
+}
+
+// BoardRank answers npi's standing in board b (see BoardTop);
+// claim.ErrNotFound when it has no claims there.
+func (f *Fallback) BoardRank(ctx context.Context, b claim.Board, npi string) (claim.Standing, claim.Source, error) {
+	if f.boards == nil {
+		return claim.Standing{}, "", errNoBoards
+	}
+	ctx, cancel := context.WithTimeout(ctx, f.pgTimeout)
+	defer cancel()
+	st, err := f.boards.BoardRank(ctx, b, npi)
+	if err != nil && !errors.Is(err, claim.ErrNotFound) {
+		return claim.Standing{}, "", err
+	}
+	f.metrics.boardAnswers.WithLabelValues(string(b.Window), string(claim.SourcePostgres)).Inc()
+	return st, claim.SourcePostgres, err
 }

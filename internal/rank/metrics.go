@@ -8,6 +8,7 @@ import (
 // Metrics are the ranking's Prometheus metrics.
 type Metrics struct {
 	answers           *prometheus.CounterVec
+	boardAnswers      *prometheus.CounterVec
 	fallbacks         *prometheus.CounterVec
 	breakerState      prometheus.Gauge
 	reconcileRuns     *prometheus.CounterVec
@@ -24,6 +25,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	f := promauto.With(reg)
 	const ns = "claimd"
 	return &Metrics{
+		boardAnswers: f.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Name: "board_lookups_total",
+			Help: "Lookups of a board other than the all-time ranking of every plan (/top-providers and /providers/{npi} with window, period or plan_group), by window and the source that answered.",
+		}, []string{"window", "source"}),
 		answers: f.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Name: "top_providers_answers_total",
 			Help: "Top-providers answers, by the source that answered (redis or postgres).",

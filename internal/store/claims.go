@@ -2,11 +2,13 @@ package store
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -80,6 +82,60 @@ type delta struct {
 // deltas are a transaction's changes, by provider NPI.
 type deltas map[string]delta
 
+// boardDeltas are a transaction's changes to the boards other than the
+// all-time one (board_totals), by board key and provider NPI.
+type boardDeltas map[boardNPI]delta
+
+type boardNPI struct{ board, npi string }
+
+// add adds what claim c changes in the boards its lines count toward (see
+// claim.BoardsOf): sign +1 for c stored, -1 for c reversed. A claim counts
+// once in each board and provider its lines share.
+func (d boardDeltas) add(c claim.Claim, sign int64) {
+	counted := map[boardNPI]bool{}
+	for _, l := range c.Lines {
+		for _, b := range claim.BoardsOf(l.ServiceDate, l.PlanGroup) {
+			k := boardNPI{b.Key(), l.ProviderNPI}
+			x := d[k]
+			x.fee += claim.Cents(sign) * l.NetFee()
+			if !counted[k] {
+				counted[k] = true
+				x.claims += sign
+			}
+			d[k] = x
+		}
+	}
+}
+
+// upsertBoardsSQL adds a transaction's changes to board_totals, in (board,
+// NPI) order, as upsertTotalsSQL does provider_totals.
+const upsertBoardsSQL = `
+INSERT INTO board_totals AS t (board, provider_npi, total_net_fee_cents, claims, version)
+SELECT b, npi, fee, n, 1 FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[]) WITH ORDINALITY AS d(b, npi, fee, n, ord)
+ORDER BY ord
+ON CONFLICT (board, provider_npi) DO UPDATE
+SET total_net_fee_cents = t.total_net_fee_cents + excluded.total_net_fee_cents,
+    claims = t.claims + excluded.claims,
+    version = t.version + 1,
+    updated_at = now()`
+
+// queue queues d's upsert in batch, in (board, NPI) order, so that
+// transactions lock board rows in one order and cannot deadlock.
+func (d boardDeltas) queue(batch *pgx.Batch) {
+	if len(d) == 0 {
+		return
+	}
+	keys := slices.SortedFunc(maps.Keys(d), func(a, b boardNPI) int {
+		return cmp.Or(strings.Compare(a.board, b.board), strings.Compare(a.npi, b.npi))
+	})
+	boards, npis := make([]string, len(keys)), make([]string, len(keys))
+	fees, counts := make([]int64, len(keys)), make([]int64, len(keys))
+	for i, k := range keys {
+		boards[i], npis[i], fees[i], counts[i] = k.board, k.npi, int64(d[k].fee), d[k].claims
+	}
+	batch.Queue(upsertBoardsSQL, boards, npis, fees, counts)
+}
+
 // add adds what claim c changes: sign +1 for c stored (its net fees, one
 // claim for each of its providers), -1 for c reversed (taken away).
 func (d deltas) add(c claim.Claim, sign int64) {
@@ -152,7 +208,7 @@ func (s *Store) InsertClaims(ctx context.Context, pending []claim.Pending) (clai
 				evs = append(evs, events.Stored(c))
 			}
 		}
-		if out.Totals, err = addToTotals(ctx, tx, pending, inserted, change, evs); err != nil {
+		if out.Totals, err = addToTotals(ctx, tx, pending, inserted, change, reversed, evs); err != nil {
 			return err
 		}
 		return recordKeyOutcomes(ctx, tx, pending, live, out.Claims)
@@ -398,21 +454,26 @@ func insertLines(ctx context.Context, tx pgx.Tx, pending []claim.Pending, insert
 // changeTotals). When a total would leave claim.MaxTotal it
 // fails with a *totalsOverflow: the transaction must be rolled back, and
 // tried again without the claims it names.
-func addToTotals(ctx context.Context, tx pgx.Tx, pending []claim.Pending, inserted []int, change deltas, evs []events.Row) ([]claim.ProviderTotal, error) {
+func addToTotals(ctx context.Context, tx pgx.Tx, pending []claim.Pending, inserted []int, change deltas, replaced []claim.Claim, evs []events.Row) ([]claim.ProviderTotal, error) {
 	sum := maps.Clone(change)
 	if sum == nil {
 		sum = deltas{}
 	}
+	boards := boardDeltas{}
+	for _, c := range replaced {
+		boards.add(c, -1)
+	}
 	for _, i := range inserted {
 		sum.add(pending[i].Claim, +1)
+		boards.add(pending[i].Claim, +1)
 	}
-	return changeTotals(ctx, tx, sum, evs)
+	return changeTotals(ctx, tx, sum, boards, evs)
 }
 
 // changeTotals adds each provider's change to its total, in NPI order (see
 // addToTotals), and writes the transaction's events, evs, to the outbox in
 // the same round trip to Postgres: the two statements are sent together.
-func changeTotals(ctx context.Context, tx pgx.Tx, sum deltas, evs []events.Row) ([]claim.ProviderTotal, error) {
+func changeTotals(ctx context.Context, tx pgx.Tx, sum deltas, boards boardDeltas, evs []events.Row) ([]claim.ProviderTotal, error) {
 	if len(sum) == 0 {
 		return nil, insertEvents(ctx, tx, evs)
 	}
@@ -423,6 +484,7 @@ func changeTotals(ctx context.Context, tx pgx.Tx, sum deltas, evs []events.Row) 
 	}
 	batch := &pgx.Batch{}
 	batch.Queue(upsertTotalsSQL, npis, fees, int64(claim.MaxTotal), counts)
+	boards.queue(batch)
 	if len(evs) > 0 {
 		ids, keys, body, err := outboxRow(evs)
 		if err != nil {
@@ -432,6 +494,10 @@ func changeTotals(ctx context.Context, tx pgx.Tx, sum deltas, evs []events.Row) 
 	}
 	results := tx.SendBatch(ctx, batch)
 	totals, err := readTotals(results)
+	if err == nil && len(boards) > 0 {
+		_, err = results.Exec()
+		err = wrap("update board totals", err)
+	}
 	if err == nil && len(evs) > 0 {
 		_, err = results.Exec()
 		err = wrap("write events", err)

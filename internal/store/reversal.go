@@ -101,13 +101,14 @@ func reverseIn(ctx context.Context, tx pgx.Tx, scope, ref string, r claim.Revers
 	if err != nil || !done { // not found, or reversed before
 		return c, nil, err
 	}
-	change := deltas{}
+	change, boards := deltas{}, boardDeltas{}
 	change.add(c, -1)
+	boards.add(c, -1)
 	var evs []events.Row
 	if writeEvent {
 		evs = []events.Row{events.Reversed(c)}
 	}
-	totals, err := changeTotals(ctx, tx, change, evs)
+	totals, err := changeTotals(ctx, tx, change, boards, evs)
 	var over *totalsOverflow
 	if errors.As(err, &over) {
 		// As for a claim that would pass the bound: refused, nothing changed.

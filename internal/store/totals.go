@@ -66,6 +66,46 @@ func (s *Store) ProviderRank(ctx context.Context, npi string) (claim.Standing, e
 	return st, nil
 }
 
+// boardTopSQL and boardRankSQL are topProvidersSQL and providerRankSQL for a
+// board of board_totals, through board_totals_rank.
+const (
+	boardTopSQL = `
+SELECT provider_npi, total_net_fee_cents, version, claims
+FROM board_totals WHERE board = $1
+ORDER BY total_net_fee_cents DESC, provider_npi DESC
+OFFSET $2 LIMIT $3`
+	boardRankSQL = `
+SELECT t.total_net_fee_cents, t.claims,
+       1 + (SELECT count(*) FROM board_totals o WHERE o.board = t.board
+            AND (o.total_net_fee_cents, o.provider_npi) > (t.total_net_fee_cents, t.provider_npi))
+FROM board_totals t WHERE t.board = $1 AND t.provider_npi = $2`
+)
+
+// BoardTop is TopProviders of board b (any but claim.AllTime).
+func (s *Store) BoardTop(ctx context.Context, b claim.Board, offset, limit int) ([]claim.ProviderTotal, error) {
+	rows, err := s.pool.Query(ctx, boardTopSQL, b.Key(), offset, limit)
+	if err != nil {
+		return nil, wrap("read board", err)
+	}
+	totals, err := pgx.CollectRows(rows, scanTotal)
+	return totals, wrap("read board", err)
+}
+
+// BoardRank is ProviderRank in board b (any but claim.AllTime).
+func (s *Store) BoardRank(ctx context.Context, b claim.Board, npi string) (claim.Standing, error) {
+	st := claim.Standing{ProviderNPI: npi}
+	err := s.pool.QueryRow(ctx, boardRankSQL, b.Key(), npi).Scan(&st.NetFee, &st.Claims, &st.Rank)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return claim.Standing{}, claim.ErrNotFound
+	case err != nil:
+		return claim.Standing{}, wrap("read board rank", err)
+	case st.Claims == 0:
+		return claim.Standing{}, claim.ErrNotFound
+	}
+	return st, nil
+}
+
 // Highest first: Redis adds members to a sorted set about twice as fast in
 // score order as at random, and a rebuild is mostly those additions.
 const scanTotalsSQL = `
@@ -119,6 +159,7 @@ func (s *Store) ScanTotals(ctx context.Context, since time.Time, batchSize int, 
 // AuditDifference is a provider whose stored total, or claim count, is not
 // what its claim lines give. A nil side means the provider is missing there.
 type AuditDifference struct {
+	Board       string // claim.Board.Key; "" for the all-time board (provider_totals)
 	ProviderNPI string
 	Totals      *claim.Cents // provider_totals
 	Lines       *claim.Cents // SUM of claim_lines
@@ -138,11 +179,26 @@ FULL JOIN (SELECT l.provider_npi,
 WHERE t.total_net_fee_cents IS DISTINCT FROM l.total OR t.claims IS DISTINCT FROM l.claims
 ORDER BY provider_npi`
 
-const auditCountSQL = `SELECT count(*) FROM provider_totals`
+// auditBoardsSQL is auditSQL for board_totals, the boards computed from the
+// lines by line_boards (migration 00011), as Go's claim.BoardsOf does.
+const auditBoardsSQL = `
+SELECT board, provider_npi, t.total_net_fee_cents, l.total, t.claims, l.claims
+FROM board_totals t
+FULL JOIN (SELECT b.board, l.provider_npi,
+                  sum(CASE WHEN c.status = 'reversed' THEN 0 ELSE l.net_fee_cents END)::bigint AS total,
+                  count(DISTINCT l.claim_id) FILTER (WHERE c.status <> 'reversed') AS claims
+           FROM claim_lines l JOIN claims c ON c.id = l.claim_id
+           CROSS JOIN LATERAL unnest(line_boards(l.service_date, l.plan_group)) AS b (board)
+           GROUP BY b.board, l.provider_npi) l USING (board, provider_npi)
+WHERE t.total_net_fee_cents IS DISTINCT FROM l.total OR t.claims IS DISTINCT FROM l.claims
+ORDER BY board, provider_npi`
 
-// Audit compares the totals table with the sum of the claim lines, in one
-// snapshot, and returns every provider where they differ and how many
-// providers were checked. It reads every line: an operator's tool, not a hot path.
+const auditCountSQL = `SELECT (SELECT count(*) FROM provider_totals) + (SELECT count(*) FROM board_totals)`
+
+// Audit compares the totals of every board (provider_totals, board_totals)
+// with the sums of the claim lines, in one snapshot, and returns every
+// board and provider where they differ and how many totals were checked.
+// It reads every line: an operator's tool, not a hot path.
 func (s *Store) Audit(ctx context.Context) (diffs []AuditDifference, checked int64, err error) {
 	err = s.withTx(ctx, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY"); err != nil {
@@ -160,6 +216,19 @@ func (s *Store) Audit(ctx context.Context) (diffs []AuditDifference, checked int
 			err := row.Scan(&d.ProviderNPI, &d.Totals, &d.Lines, &d.Claims, &d.LinesClaims)
 			return d, err
 		})
+		if err != nil {
+			return wrap("audit", err)
+		}
+		rows, err = tx.Query(ctx, auditBoardsSQL)
+		if err != nil {
+			return wrap("audit", err)
+		}
+		boards, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (AuditDifference, error) {
+			var d AuditDifference
+			err := row.Scan(&d.Board, &d.ProviderNPI, &d.Totals, &d.Lines, &d.Claims, &d.LinesClaims)
+			return d, err
+		})
+		diffs = append(diffs, boards...)
 		return wrap("audit", err)
 	})
 	return diffs, checked, err
