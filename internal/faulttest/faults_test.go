@@ -493,12 +493,17 @@ func TestVerifyCatchesCorruption(t *testing.T) {
 	_, err = conn.Exec(t.Context(), `UPDATE provider_totals SET total_net_fee_cents = total_net_fee_cents + 1
 		WHERE provider_npi = (SELECT min(provider_npi) FROM provider_totals)`)
 	require.NoError(t, err)
+	_, err = conn.Exec(t.Context(), `UPDATE board_totals SET claims = claims + 1
+		WHERE (board, provider_npi) = (SELECT board, provider_npi FROM board_totals ORDER BY board DESC, provider_npi LIMIT 1)`)
+	require.NoError(t, err)
 
 	sys.API = "http://127.0.0.1:1" // claimd is gone; (e) reports that too
 	problems, report := check(sys, load)
 	text := strings.Join(problems, "\n")
 	assert.Contains(t, text, "(a) acknowledged claim "+victim.ExternalID+" is stored 0 times")
 	assert.Contains(t, text, "(c) provider_totals vs SUM(claim_lines)")
+	assert.Contains(t, text, "(g) board_totals vs generated lines", "the deleted claim's lines are still counted in its boards")
+	assert.Contains(t, text, "(g) board_totals claims vs claims sent")
 	assert.Contains(t, text, "(d) Redis score vs provider_totals")
 	assert.Contains(t, text, "GET /top-providers")
 	assert.Positive(t, report.Drift)

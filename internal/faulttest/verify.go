@@ -125,6 +125,8 @@ func check(sys System, load *Load) ([]string, Report) {
 	// (a), (b): each claim is stored as its outcome requires, and whole.
 	ours := map[string]bool{}
 	expected := map[string]int64{} // NPI -> cents, from the generated lines of the stored claims, reversed ones 0
+	// board and NPI -> cents and claims, likewise, for every board but the all-time one
+	expectedBoards, expectedBoardClaims := map[string]int64{}, map[string]int64{}
 	report := Report{}
 	for _, c := range load.Claims {
 		ours[c.ExternalID] = true
@@ -169,12 +171,24 @@ func check(sys System, load *Load) ([]string, Report) {
 		case !reversalSent && row.status != "stored":
 			bad("(f) claim %s was never reversed, but its status is %q", c.ExternalID, row.status)
 		}
+		counted := map[string]bool{}
 		for _, l := range c.Lines {
 			fee := l.NetFee()
 			if row.status == "reversed" {
 				fee = 0
 			}
 			expected[l.NPI] += fee
+			for _, b := range boardKeys(l.ServiceDate, l.PlanGroup) {
+				k := b + " " + l.NPI
+				expectedBoards[k] += fee
+				if !counted[k] {
+					counted[k] = true
+					expectedBoardClaims[k] += 0
+					if row.status != "reversed" {
+						expectedBoardClaims[k]++
+					}
+				}
+			}
 		}
 	}
 	for ext, rows := range pg.claims {
@@ -183,8 +197,11 @@ func check(sys System, load *Load) ([]string, Report) {
 		}
 	}
 
-	// (c) totals = sum of lines; (d) Redis = totals; (e) API = our own sums.
+	// (c) totals = sum of lines; (d) Redis = totals; (e) API = our own sums;
+	// (g) every other board = our own sums and counts, from what was sent.
 	report.Drift += diffTotals("(c) provider_totals vs SUM(claim_lines)", pg.totals, pg.lineSums, bad)
+	report.Drift += diffTotals("(g) board_totals vs generated lines", pg.boards, expectedBoards, bad)
+	diffTotals("(g) board_totals claims vs claims sent", pg.boardClaims, expectedBoardClaims, bad)
 	if zset != nil {
 		report.Drift += diffTotals("(d) Redis score vs provider_totals", zset, pg.totals, bad)
 	}
@@ -218,6 +235,23 @@ type pgState struct {
 	lines    map[string][]storedLine  // claims.id -> lines in line_no order
 	totals   map[string]int64         // provider_totals
 	lineSums map[string]int64         // SUM(claim_lines.net_fee_cents) GROUP BY provider_npi
+	// boards and boardClaims are board_totals's totals and claim counts, by
+	// "<board> <NPI>".
+	boards, boardClaims map[string]int64
+}
+
+// boardKeys names the boards other than the all-time one that a line of
+// plan/group plan served on date (YYYY-MM-DD) counts toward, as the service
+// names them (claim.Board.Key), worked out here from the line as sent: its
+// day, ISO week, month and year, and its plan/group's all-time and month.
+func boardKeys(date, plan string) []string {
+	d, err := time.Parse(time.DateOnly, date)
+	if err != nil {
+		return nil
+	}
+	year, week := d.ISOWeek()
+	return []string{"d:" + date, fmt.Sprintf("w:%04d-W%02d", year, week), "m:" + date[:7], "y:" + date[:4],
+		"a|g:" + plan, "m:" + date[:7] + "|g:" + plan}
 }
 
 // resolvesTo checks, in async mode, that GET /claims/{acked} answers with
@@ -519,6 +553,22 @@ func readPostgres(url string) (*pgState, error) {
 		return nil, err
 	}
 	if st.totals, err = loadkit.ProviderTotals(ctx, tx, nil); err != nil {
+		return nil, err
+	}
+	st.boards, st.boardClaims = map[string]int64{}, map[string]int64{}
+	rows, err = tx.Query(ctx, `SELECT board || ' ' || provider_npi, total_net_fee_cents, claims FROM board_totals`)
+	if err != nil {
+		return nil, err
+	}
+	for rows.Next() {
+		var k string
+		var total, claims int64
+		if err := rows.Scan(&k, &total, &claims); err != nil {
+			return nil, err
+		}
+		st.boards[k], st.boardClaims[k] = total, claims
+	}
+	if err := rows.Err(); err != nil {
 		return nil, err
 	}
 	st.lineSums, err = loadkit.LineSums(ctx, tx)
