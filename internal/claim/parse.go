@@ -87,10 +87,14 @@ func shortName(name string) string {
 	return string([]rune(name)[:maxNameLength]) + "…"
 }
 
+// StorableText tells whether s can be stored, or looked up, as text: UTF-8
+// without NUL characters (Postgres refuses both).
+func StorableText(s string) bool { return utf8.ValidString(s) && !strings.ContainsRune(s, 0) }
+
 // validText tells whether a value's text can be stored: UTF-8 without NUL
 // characters (Postgres refuses both).
 func validText(v Value) bool {
-	return !v.NotUnicode && utf8.ValidString(v.Text) && !strings.ContainsRune(v.Text, 0)
+	return !v.NotUnicode && StorableText(v.Text)
 }
 
 // ExternalIDText is the sender's claim identifier, trimmed; "" when absent.

@@ -127,6 +127,7 @@ func check(sys System, load *Load) ([]string, Report) {
 	expected := map[string]int64{} // NPI -> cents, from the generated lines of the stored claims, reversed ones 0
 	// board and NPI -> cents and claims, likewise, for every board but the all-time one
 	expectedBoards, expectedBoardClaims := map[string]int64{}, map[string]int64{}
+	expectedClaims := map[string]int64{} // NPI -> stored claims with a line of it, reversed ones not counted
 	report := Report{}
 	for _, c := range load.Claims {
 		ours[c.ExternalID] = true
@@ -173,6 +174,13 @@ func check(sys System, load *Load) ([]string, Report) {
 		}
 		counted := map[string]bool{}
 		for _, l := range c.Lines {
+			if !counted[l.NPI] {
+				counted[l.NPI] = true
+				expectedClaims[l.NPI] += 0
+				if row.status != "reversed" {
+					expectedClaims[l.NPI]++
+				}
+			}
 			fee := l.NetFee()
 			if row.status == "reversed" {
 				fee = 0
@@ -202,6 +210,7 @@ func check(sys System, load *Load) ([]string, Report) {
 	report.Drift += diffTotals("(c) provider_totals vs SUM(claim_lines)", pg.totals, pg.lineSums, bad)
 	report.Drift += diffTotals("(g) board_totals vs generated lines", pg.boards, expectedBoards, bad)
 	diffTotals("(g) board_totals claims vs claims sent", pg.boardClaims, expectedBoardClaims, bad)
+	diffTotals("(c) provider_totals claims vs claims sent", pg.providerClaims, expectedClaims, bad)
 	if zset != nil {
 		report.Drift += diffTotals("(d) Redis score vs provider_totals", zset, pg.totals, bad)
 	}
@@ -238,6 +247,7 @@ type pgState struct {
 	// boards and boardClaims are board_totals's totals and claim counts, by
 	// "<board> <NPI>".
 	boards, boardClaims map[string]int64
+	providerClaims      map[string]int64 // provider_totals.claims
 }
 
 // boardKeys names the boards other than the all-time one that a line of
@@ -555,7 +565,22 @@ func readPostgres(url string) (*pgState, error) {
 	if st.totals, err = loadkit.ProviderTotals(ctx, tx, nil); err != nil {
 		return nil, err
 	}
-	st.boards, st.boardClaims = map[string]int64{}, map[string]int64{}
+	st.boards, st.boardClaims, st.providerClaims = map[string]int64{}, map[string]int64{}, map[string]int64{}
+	rows, err = tx.Query(ctx, `SELECT provider_npi, claims FROM provider_totals`)
+	if err != nil {
+		return nil, err
+	}
+	for rows.Next() {
+		var npi string
+		var claims int64
+		if err := rows.Scan(&npi, &claims); err != nil {
+			return nil, err
+		}
+		st.providerClaims[npi] = claims
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
 	rows, err = tx.Query(ctx, `SELECT board || ' ' || provider_npi, total_net_fee_cents, claims FROM board_totals`)
 	if err != nil {
 		return nil, err

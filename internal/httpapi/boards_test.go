@@ -83,6 +83,8 @@ func TestBoardLookups(t *testing.T) {
 		"period=2026":                          "period",
 		"window=day&plan_group=G2":             "plan_group",
 		"window=year&period=2026&plan_group=X": "plan_group",
+		"plan_group=%FF":                       "plan_group",
+		"plan_group=a%00b":                     "plan_group",
 	} {
 		for _, path := range []string{"/top-providers?", "/providers/" + npis[0] + "?"} {
 			res := mustDo(t, http.MethodGet, s.url+path+query, "", nil)

@@ -70,8 +70,8 @@ func parseClaimQuery(v url.Values) (claim.Query, *problem) {
 				return bad(other, "goes with provider_npi; claim_id finds one claim")
 			}
 		}
-		if q.ExternalID == "" || len(q.ExternalID) > claim.MaxExternalIDLength {
-			return bad("claim_id", "must be your claim's id, 1 to "+strconv.Itoa(claim.MaxExternalIDLength)+" bytes")
+		if q.ExternalID == "" || len(q.ExternalID) > claim.MaxExternalIDLength || !claim.StorableText(q.ExternalID) {
+			return bad("claim_id", "must be your claim's id: 1 to "+strconv.Itoa(claim.MaxExternalIDLength)+" bytes of UTF-8 text without NUL")
 		}
 		return q, nil
 	case !v.Has("provider_npi"):

@@ -102,6 +102,8 @@ func TestFindClaimsBadParameters(t *testing.T) {
 		"claim_id=PAY-1&provider_npi=1497775530":                "claim_id",
 		"claim_id=PAY-1&limit=5":                                "limit",
 		"claim_id=":                                             "claim_id",
+		"claim_id=%00":                                          "claim_id",
+		"claim_id=%FF":                                          "claim_id",
 	} {
 		r := mustDo(t, http.MethodGet, s.url+"/claims?"+query, "", nil)
 		require.Equal(t, http.StatusBadRequest, r.status, query)
@@ -109,5 +111,18 @@ func TestFindClaimsBadParameters(t *testing.T) {
 		body := r.json(t)
 		require.Equal(t, "urn:claim-process:problem:invalid-parameter", body["type"], query)
 		require.Equal(t, param, body["errors"].([]any)[0].(map[string]any)["field"], query)
+	}
+}
+
+// An id that is not storable text (a NUL, bytes that are not UTF-8) names
+// no claim: 404, never a 500 from Postgres refusing it.
+func TestClaimIDsThatAreNotText(t *testing.T) {
+	t.Parallel()
+	s := mustStackWith(t, stackOptions{})
+	for _, id := range []string{"%00", "a%00b", "%FF", "%C3%28"} {
+		res := mustPost(t, s.url+"/claims/"+id+"/reversal", "application/json", `{}`)
+		require.Equal(t, http.StatusNotFound, res.status, "%s: %s", id, res.body)
+		res = mustDo(t, http.MethodGet, s.url+"/claims/"+id, "", nil)
+		require.Equal(t, http.StatusNotFound, res.status, "%s: %s", id, res.body)
 	}
 }

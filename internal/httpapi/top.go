@@ -152,8 +152,8 @@ func boardParams(w http.ResponseWriter, r *http.Request) (b claim.Board, ok bool
 		if !slices.Contains(claim.SegmentWindows, b.Window) {
 			return bad("plan_group", "plans have all and month boards only")
 		}
-		if utf8.RuneCountInString(plan) > claim.MaxPlanGroupLength {
-			return bad("plan_group", "is longer than a plan_group can be")
+		if utf8.RuneCountInString(plan) > claim.MaxPlanGroupLength || !claim.StorableText(plan) {
+			return bad("plan_group", "must be a plan/group: at most 64 characters of UTF-8 text without NUL")
 		}
 		b.PlanGroup = plan
 	}

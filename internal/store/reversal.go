@@ -125,6 +125,9 @@ func reverseIn(ctx context.Context, tx pgx.Tx, scope, ref string, r claim.Revers
 // unless it is reversed already, records r against it. It returns the claim
 // as it now stands, and whether this call reversed it.
 func markReversed(ctx context.Context, tx pgx.Tx, scope, ref string, self uuid.UUID, r claim.Reversal) (claim.Claim, bool, error) {
+	if !claim.StorableText(ref) { // Postgres would refuse it; it names no claim
+		return claim.Claim{}, false, claim.ErrNotFound
+	}
 	uid, _ := uuid.Parse(ref) // the nil uuid matches no claim
 	var id uuid.UUID
 	err := tx.QueryRow(ctx, findClaimSQL, scope, uid, ref, self).Scan(&id)
