@@ -14,7 +14,9 @@ import (
 
 // ClaimFinder lists one client's stored claims (GET /claims).
 type ClaimFinder interface {
-	FindClaims(ctx context.Context, client string, q claim.Query) ([]claim.Claim, error)
+	// FindClaims answers a page and the cursor of the next ("" when there
+	// is none).
+	FindClaims(ctx context.Context, client string, q claim.Query) (found []claim.Claim, next string, err error)
 }
 
 // handleFindClaims answers GET /claims: the calling client's claims by its
@@ -28,7 +30,7 @@ func handleFindClaims(d Deps) http.HandlerFunc {
 			writeProblem(w, *bad)
 			return
 		}
-		found, err := d.Finder.FindClaims(r.Context(), ownerScope(r, d.APIKeys), q)
+		found, next, err := d.Finder.FindClaims(r.Context(), ownerScope(r, d.APIKeys), q)
 		if err != nil {
 			fail(w, r, d.Log, err)
 			return
@@ -41,9 +43,9 @@ func handleFindClaims(d Deps) http.HandlerFunc {
 			b = appendClaimObject(b, c, false)
 		}
 		b = append(b, ']')
-		if q.ExternalID == "" && len(found) == q.Limit {
+		if next != "" {
 			b = append(b, `,"next_cursor":`...)
-			b = appendString(b, found[len(found)-1].ID)
+			b = appendString(b, next)
 		}
 		b = append(b, "}\n"...)
 		w.Header().Set("Content-Type", "application/json")

@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/claim-process/claim-process/internal/claim"
+	"github.com/claim-process/claim-process/internal/store"
 	"github.com/claim-process/claim-process/internal/testenv"
 )
 
@@ -94,4 +95,49 @@ func withoutVersions(ps []claim.ProviderTotal) []claim.ProviderTotal {
 		out[i] = claim.ProviderTotal{ProviderNPI: p.ProviderNPI, NetFee: p.NetFee}
 	}
 	return out
+}
+
+// A page of a provider's claims looks at a bounded number of the provider's
+// lines, whoever's they are: a client with few claims at a busy provider
+// gets short pages with a cursor, and following it finds every claim once.
+//
+// Not parallel: it sets findScanMax, which the parallel tests wait out.
+func TestFindClaimsLooksAtABoundedRange(t *testing.T) {
+	restore := store.SetFindScanMax(5)
+	defer restore()
+	st, _ := testenv.MustStore(t)
+	ctx := context.Background()
+	const busy = "1000000001"
+	var mine []string
+	for i := range 12 {
+		c := newClaim(t, line(busy, 1000))
+		if i%4 == 0 { // claims 0, 4, 8 are the client's, among the others'
+			c.Sender = "key:mine"
+			mine = append([]string{c.ID}, mine...) // newest first
+		} else {
+			c.Sender = "key:other"
+		}
+		_, err := insertOne(ctx, st, c, nil)
+		require.NoError(t, err)
+	}
+	var (
+		got   []string
+		pages int
+	)
+	q := claim.Query{ProviderNPI: busy, Limit: 2}
+	for {
+		pages++
+		require.Less(t, pages, 10)
+		found, next, err := st.FindClaims(ctx, "key:mine", q)
+		require.NoError(t, err)
+		for _, c := range found {
+			got = append(got, c.ID)
+		}
+		if next == "" {
+			break
+		}
+		q.Before = next
+	}
+	require.Equal(t, mine, got, "every claim of the client once, newest first")
+	require.GreaterOrEqual(t, pages, 3, "12 lines, looked at 5 a page")
 }

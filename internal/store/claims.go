@@ -747,7 +747,7 @@ func scanClaims(rows pgx.Rows, scope string) ([]claim.Claim, error) {
 
 // findByExternalIDSQL and findByProviderSQL are FindClaims's: the first by
 // the client's unique (client_scope, external_id) index, the second a range
-// of claim_lines_provider_claim, newest first.
+// of claim_lines_provider_claim, newest first, from $5 down to $7.
 const (
 	findByExternalIDSQL = `SELECT ` + claimColumns + `
 FROM claims c JOIN claim_lines l ON l.claim_id = c.id
@@ -756,41 +756,78 @@ ORDER BY l.line_no`
 	findByProviderSQL = `
 WITH picked AS (
     SELECT DISTINCT l.claim_id FROM claim_lines l JOIN claims c ON c.id = l.claim_id
-    WHERE l.provider_npi = $2 AND l.claim_id < $5 AND l.service_date BETWEEN $3 AND $4 AND c.client_scope = $1
+    WHERE l.provider_npi = $2 AND l.claim_id < $5 AND l.claim_id >= $7
+      AND l.service_date BETWEEN $3 AND $4 AND c.client_scope = $1
     ORDER BY l.claim_id DESC LIMIT $6)
 SELECT ` + claimColumns + `
 FROM picked p JOIN claims c ON c.id = p.claim_id JOIN claim_lines l ON l.claim_id = c.id
 ORDER BY c.id DESC, l.line_no`
+	// findScanSQL finds how far down the provider's lines a page may look:
+	// the lowest claim id among the next $3 of them, and how many there are.
+	findScanSQL = `
+WITH s AS (
+    SELECT claim_id FROM claim_lines WHERE provider_npi = $1 AND claim_id < $2
+    ORDER BY claim_id DESC LIMIT $3)
+SELECT coalesce((SELECT claim_id FROM s ORDER BY claim_id LIMIT 1), '00000000-0000-0000-0000-000000000000'),
+       (SELECT count(*) FROM s)`
 )
 
+// findScanMax bounds the provider's lines one page of FindClaims looks at,
+// whoever's they are: a client with few claims at a busy provider gets
+// short (even empty) pages with a cursor to go on, not a scan of every
+// client's lines in one request.
+var findScanMax = 10_000
+
 // FindClaims lists the client scope's stored claims that q asks for (see
-// claim.Query), reversed or not, newest first.
-func (s *Store) FindClaims(ctx context.Context, scope string, q claim.Query) ([]claim.Claim, error) {
-	var (
-		rows pgx.Rows
-		err  error
-	)
+// claim.Query), reversed or not, newest first, and the cursor of the next
+// page ("" when there is none): the last claim's id when the page is full,
+// or where the page stopped looking (findScanMax).
+func (s *Store) FindClaims(ctx context.Context, scope string, q claim.Query) ([]claim.Claim, string, error) {
 	if q.ExternalID != "" {
-		rows, err = s.pool.Query(ctx, findByExternalIDSQL, scope, q.ExternalID)
-	} else {
-		before := uuid.Max
-		if q.Before != "" {
-			if before, err = uuid.Parse(q.Before); err != nil {
-				return nil, fmt.Errorf("find claims: cursor %q is not a claim id", q.Before)
-			}
+		rows, err := s.pool.Query(ctx, findByExternalIDSQL, scope, q.ExternalID)
+		if err != nil {
+			return nil, "", wrap("find claims", err)
 		}
-		from, to := q.From, q.To
-		if from.IsZero() {
-			from = time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC)
-		}
-		if to.IsZero() {
-			to = time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC)
-		}
-		rows, err = s.pool.Query(ctx, findByProviderSQL, scope, q.ProviderNPI, from, to, before, q.Limit)
+		out, err := scanClaims(rows, scope)
+		return out, "", wrap("find claims", err)
 	}
+	before := uuid.Max
+	if q.Before != "" {
+		var err error
+		if before, err = uuid.Parse(q.Before); err != nil {
+			return nil, "", fmt.Errorf("find claims: cursor %q is not a claim id", q.Before)
+		}
+	}
+	var (
+		floor   uuid.UUID
+		scanned int
+	)
+	if err := s.pool.QueryRow(ctx, findScanSQL, q.ProviderNPI, before, findScanMax).Scan(&floor, &scanned); err != nil {
+		return nil, "", wrap("find claims", err)
+	}
+	if scanned < findScanMax {
+		floor = uuid.Nil // the rest of the provider's lines: no floor
+	}
+	from, to := q.From, q.To
+	if from.IsZero() {
+		from = time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC)
+	}
+	if to.IsZero() {
+		to = time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC)
+	}
+	rows, err := s.pool.Query(ctx, findByProviderSQL, scope, q.ProviderNPI, from, to, before, q.Limit, floor)
 	if err != nil {
-		return nil, wrap("find claims", err)
+		return nil, "", wrap("find claims", err)
 	}
 	out, err := scanClaims(rows, scope)
-	return out, wrap("find claims", err)
+	if err != nil {
+		return nil, "", wrap("find claims", err)
+	}
+	switch {
+	case len(out) == q.Limit:
+		return out, out[len(out)-1].ID, nil
+	case floor != uuid.Nil:
+		return out, floor.String(), nil
+	}
+	return out, "", nil
 }
