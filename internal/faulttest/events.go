@@ -657,39 +657,28 @@ const outboxUnsentSQL = `SELECT coalesce(sum(cardinality(event_ids)), 0) FROM ou
 // readEventsState reads the claims, the outbox and the totals in one
 // repeatable-read snapshot.
 func readEventsState(url string) (*eventsState, error) {
-	ctx, cancel := withTimeout(10 * time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		return nil, err
-	}
-	defer conn.Close(context.WithoutCancel(ctx))
-	tx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
-	if err != nil {
-		return nil, err
-	}
-	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // read-only
-
 	st := &eventsState{claims: map[string]eventsClaim{}}
-	rows, err := tx.Query(ctx, `SELECT id::text, COALESCE(external_id, ''), net_fee_cents, status FROM claims`)
-	if err != nil {
-		return nil, err
-	}
-	for rows.Next() {
-		var id string
-		var c eventsClaim
-		if err := rows.Scan(&id, &c.externalID, &c.netFee, &c.status); err != nil {
-			return nil, err
+	err := inSnapshot(url, func(ctx context.Context, tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `SELECT id::text, COALESCE(external_id, ''), net_fee_cents, status FROM claims`)
+		if err != nil {
+			return err
 		}
-		st.claims[id] = c
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	if err := tx.QueryRow(ctx, outboxUnsentSQL).Scan(&st.unsent); err != nil {
-		return nil, err
-	}
-	st.totals, err = loadkit.ProviderTotals(ctx, tx, nil)
+		var (
+			id string
+			c  eventsClaim
+		)
+		if _, err := pgx.ForEachRow(rows, []any{&id, &c.externalID, &c.netFee, &c.status}, func() error {
+			st.claims[id] = c
+			return nil
+		}); err != nil {
+			return err
+		}
+		if err := tx.QueryRow(ctx, outboxUnsentSQL).Scan(&st.unsent); err != nil {
+			return err
+		}
+		st.totals, err = loadkit.ProviderTotals(ctx, tx, nil)
+		return err
+	})
 	return st, err
 }
 

@@ -515,88 +515,67 @@ func waitReconciled(t testing.TB, api string) {
 	}
 }
 
-// readPostgres reads everything in one repeatable-read snapshot, so the
-// tables are compared at one point in time.
-func readPostgres(url string) (*pgState, error) {
+// inSnapshot runs read in one repeatable-read, read-only transaction of the
+// database at url, so the tables it reads are seen at one point in time.
+func inSnapshot(url string, read func(ctx context.Context, tx pgx.Tx) error) error {
 	ctx, cancel := withTimeout(10 * time.Second)
 	defer cancel()
 	conn, err := pgx.Connect(ctx, url)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 	tx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // read-only
+	return read(ctx, tx)
+}
 
-	st := &pgState{claims: map[string][]storedClaim{}, lines: map[string][]storedLine{}}
-	rows, err := tx.Query(ctx, `SELECT id::text, COALESCE(external_id, ''), net_fee_cents, line_count, status FROM claims`)
-	if err != nil {
-		return nil, err
-	}
-	for rows.Next() {
-		var ext string
-		var c storedClaim
-		if err := rows.Scan(&c.id, &ext, &c.netFee, &c.lineCount, &c.status); err != nil {
-			return nil, err
+// readPostgres reads everything in one snapshot, so the tables are compared
+// at one point in time.
+func readPostgres(url string) (*pgState, error) {
+	st := &pgState{claims: map[string][]storedClaim{}, lines: map[string][]storedLine{}, totals: map[string]int64{},
+		providerClaims: map[string]int64{}, boards: map[string]int64{}, boardClaims: map[string]int64{}}
+	err := inSnapshot(url, func(ctx context.Context, tx pgx.Tx) error {
+		var (
+			ext, key      string
+			c             storedClaim
+			l             storedLine
+			total, claims int64
+		)
+		reads := []struct {
+			sql  string
+			scan []any
+			row  func()
+		}{
+			{`SELECT id::text, COALESCE(external_id, ''), net_fee_cents, line_count, status FROM claims`,
+				[]any{&c.id, &ext, &c.netFee, &c.lineCount, &c.status},
+				func() { st.claims[ext] = append(st.claims[ext], c) }},
+			{`SELECT claim_id::text, provider_npi, net_fee_cents FROM claim_lines ORDER BY claim_id, line_no`,
+				[]any{&key, &l.NPI, &l.NetFee},
+				func() { st.lines[key] = append(st.lines[key], l) }},
+			{`SELECT provider_npi, total_net_fee_cents, claims FROM provider_totals`,
+				[]any{&key, &total, &claims},
+				func() { st.totals[key], st.providerClaims[key] = total, claims }},
+			{`SELECT board || ' ' || provider_npi, total_net_fee_cents, claims FROM board_totals`,
+				[]any{&key, &total, &claims},
+				func() { st.boards[key], st.boardClaims[key] = total, claims }},
 		}
-		st.claims[ext] = append(st.claims[ext], c)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	rows, err = tx.Query(ctx, `SELECT claim_id::text, provider_npi, net_fee_cents FROM claim_lines ORDER BY claim_id, line_no`)
-	if err != nil {
-		return nil, err
-	}
-	for rows.Next() {
-		var id string
-		var l storedLine
-		if err := rows.Scan(&id, &l.NPI, &l.NetFee); err != nil {
-			return nil, err
+		for _, r := range reads {
+			rows, err := tx.Query(ctx, r.sql)
+			if err != nil {
+				return err
+			}
+			if _, err := pgx.ForEachRow(rows, r.scan, func() error { r.row(); return nil }); err != nil {
+				return err
+			}
 		}
-		st.lines[id] = append(st.lines[id], l)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	if st.totals, err = loadkit.ProviderTotals(ctx, tx, nil); err != nil {
-		return nil, err
-	}
-	st.boards, st.boardClaims, st.providerClaims = map[string]int64{}, map[string]int64{}, map[string]int64{}
-	rows, err = tx.Query(ctx, `SELECT provider_npi, claims FROM provider_totals`)
-	if err != nil {
-		return nil, err
-	}
-	for rows.Next() {
-		var npi string
-		var claims int64
-		if err := rows.Scan(&npi, &claims); err != nil {
-			return nil, err
-		}
-		st.providerClaims[npi] = claims
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	rows, err = tx.Query(ctx, `SELECT board || ' ' || provider_npi, total_net_fee_cents, claims FROM board_totals`)
-	if err != nil {
-		return nil, err
-	}
-	for rows.Next() {
-		var k string
-		var total, claims int64
-		if err := rows.Scan(&k, &total, &claims); err != nil {
-			return nil, err
-		}
-		st.boards[k], st.boardClaims[k] = total, claims
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	st.lineSums, err = loadkit.LineSums(ctx, tx)
+		var err error
+		st.lineSums, err = loadkit.LineSums(ctx, tx)
+		return err
+	})
 	return st, err
 }
 
