@@ -435,14 +435,12 @@ func (r *Redis) TopProviders(ctx context.Context, offset, limit int) ([]claim.Pr
 	if err := firstErr(tops); err != nil {
 		return nil, fmt.Errorf("read top providers from redis: %w", err)
 	}
-	want := r.epoch.Load()
+	if err := r.checkComplete(complete); err != nil {
+		return nil, err
+	}
 	n := 0
-	for i := range r.shards {
-		builtFrom := complete[i].Val()
-		if builtFrom == "" || (want != nil && *want != builtFrom) {
-			return nil, ErrIncomplete
-		}
-		n += len(tops[i].Val())
+	for _, top := range tops {
+		n += len(top.Val())
 	}
 	out := make([]claim.ProviderTotal, 0, n)
 	for _, top := range tops {

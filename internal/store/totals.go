@@ -53,13 +53,19 @@ FROM provider_totals t WHERE t.provider_npi = $1`
 // and count of stored claims; claim.ErrNotFound when it has no total, or
 // its claims were all reversed.
 func (s *Store) ProviderRank(ctx context.Context, npi string) (claim.Standing, error) {
+	return scanStanding(s.pool.QueryRow(ctx, providerRankSQL, npi), npi, "read provider rank")
+}
+
+// scanStanding reads npi's standing from row (total, claims, rank):
+// claim.ErrNotFound when there is none, or no claims.
+func scanStanding(row pgx.Row, npi, what string) (claim.Standing, error) {
 	st := claim.Standing{ProviderNPI: npi}
-	err := s.pool.QueryRow(ctx, providerRankSQL, npi).Scan(&st.NetFee, &st.Claims, &st.Rank)
+	err := row.Scan(&st.NetFee, &st.Claims, &st.Rank)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 		return claim.Standing{}, claim.ErrNotFound
 	case err != nil:
-		return claim.Standing{}, wrap("read provider rank", err)
+		return claim.Standing{}, wrap(what, err)
 	case st.Claims == 0:
 		return claim.Standing{}, claim.ErrNotFound
 	}
@@ -93,17 +99,7 @@ func (s *Store) BoardTop(ctx context.Context, b claim.Board, offset, limit int) 
 
 // BoardRank is ProviderRank in board b (any but claim.AllTime).
 func (s *Store) BoardRank(ctx context.Context, b claim.Board, npi string) (claim.Standing, error) {
-	st := claim.Standing{ProviderNPI: npi}
-	err := s.pool.QueryRow(ctx, boardRankSQL, b.Key(), npi).Scan(&st.NetFee, &st.Claims, &st.Rank)
-	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-		return claim.Standing{}, claim.ErrNotFound
-	case err != nil:
-		return claim.Standing{}, wrap("read board rank", err)
-	case st.Claims == 0:
-		return claim.Standing{}, claim.ErrNotFound
-	}
-	return st, nil
+	return scanStanding(s.pool.QueryRow(ctx, boardRankSQL, b.Key(), npi), npi, "read board rank")
 }
 
 // Highest first: Redis adds members to a sorted set about twice as fast in
