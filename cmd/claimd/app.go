@@ -66,7 +66,7 @@ func newApp(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	buildInfo(a.reg)
 	registerPools(a.reg, st, rdb)
-	a.ranking = rank.NewRedis(rdb, cfg.Keys)
+	a.ranking = rank.NewRedis(rdb, cfg.Keys).Keeping(cfg.Retention)
 	epoch, err := st.RankingEpoch(ctx)
 	if err != nil {
 		a.closeConnections()

@@ -33,6 +33,7 @@ var settings = []setting{
 	{"REDIS_CLUSTER_URL", "", "Redis Cluster nodes, redis://host:port?addr=host:port&addr=...; when set, used instead of REDIS_URL"},
 	{"REDIS_KEY_PREFIX", rank.DefaultPrefix, "prefix of every Redis key the service uses"},
 	{"RANK_SHARDS", "1", "sorted sets the ranking is split into (by NPI hash), 1-256; on a cluster they spread over the masters"},
+	{"RANK_RETENTION", claim.DefaultRetention.String(), "periods of each window Redis keeps, the current one included (window=count, comma-separated); older boards leave Redis on their own and are answered from Postgres"},
 	{"RECONCILE_INTERVAL", shortDuration(rank.DefaultReconcileInterval), "how often Redis is reconciled with Postgres"},
 	{"TOP_PROVIDERS_RATE_LIMIT", "10/min", "requests per client to /top-providers, and apart to /providers/{npi}: N/s, N/min, N/h, or 0 for no limit"},
 	{"IDEMPOTENCY_TTL", shortDuration(ingest.DefaultKeyTTL), "how long Idempotency-Key outcomes are remembered"},
@@ -78,6 +79,7 @@ type config struct {
 	RedisURL        string
 	RedisClusterURL string
 	Keys            rank.Keys // REDIS_KEY_PREFIX
+	Retention       claim.Retention
 	MigrateOnStart  bool
 	ShutdownTimeout time.Duration
 	LogLevel        slog.Level
@@ -199,6 +201,11 @@ func loadConfig(getenv func(string) string) (config, error) {
 	if cfg.Keys.Shards > rank.MaxShards {
 		bad("RANK_SHARDS", fmt.Errorf("at most %d: every lookup reads every shard", rank.MaxShards))
 	}
+	retention, err := claim.ParseRetention(get("RANK_RETENTION"))
+	if err != nil {
+		bad("RANK_RETENTION", err)
+	}
+	cfg.Retention = retention
 	cfg.Reconcile = rank.ReconcilerConfig{Interval: duration("RECONCILE_INTERVAL")}
 	cfg.ShutdownTimeout = duration("SHUTDOWN_TIMEOUT")
 	keyTTL := duration("IDEMPOTENCY_TTL")

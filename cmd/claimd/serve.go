@@ -192,7 +192,7 @@ func reconcileOnce(ctx context.Context, cfg config, log *slog.Logger, full, audi
 	if full {
 		mode = rank.Rebuild
 	}
-	rec := rank.NewReconciler(st, rank.NewRedis(rdb, cfg.Keys), cfg.Reconcile, rank.NewMetrics(prometheus.NewRegistry()), log)
+	rec := rank.NewReconciler(st, rank.NewRedis(rdb, cfg.Keys).Keeping(cfg.Retention), cfg.Reconcile, rank.NewMetrics(prometheus.NewRegistry()), log)
 	res, err := rec.RunOnce(ctx, mode)
 	if err != nil {
 		return err

@@ -2,7 +2,9 @@ package claim
 
 import (
 	"fmt"
+	"maps"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -145,3 +147,144 @@ func BoardsOf(date time.Time, plan string) []Board {
 
 // SegmentWindows are the windows a plan/group has boards of.
 var SegmentWindows = []Window{WindowAll, WindowMonth}
+
+// ParseBoardKey reads a key written by Board.Key; ok is false for one it
+// does not write.
+func ParseBoardKey(key string) (b Board, ok bool) {
+	key, plan, segment := strings.Cut(key, "|g:")
+	if segment {
+		if plan == "" {
+			return Board{}, false
+		}
+		b.PlanGroup = plan
+	}
+	if key == "a" {
+		b.Window = WindowAll
+		return b, true
+	}
+	prefix, period, found := strings.Cut(key, ":")
+	if !found {
+		return Board{}, false
+	}
+	for w, p := range windowPrefix {
+		if p == prefix {
+			b.Window = w
+		}
+	}
+	if b.Window == "" || b.Window == WindowAll {
+		return Board{}, false
+	}
+	if _, err := ParsePeriod(b.Window, period, time.Time{}); err != nil || period == "" {
+		return Board{}, false
+	}
+	b.Period = period
+	return b, true
+}
+
+// windowPrefix is how Key begins each window's boards.
+var windowPrefix = map[Window]string{WindowAll: "a", WindowDay: "d", WindowWeek: "w", WindowMonth: "m", WindowYear: "y"}
+
+// Retention says how many periods of each window, the current one included,
+// the live ranking (Redis) keeps; older boards are answered from Postgres
+// alone. The all-time boards are always kept. A count of 0 keeps none.
+type Retention map[Window]int
+
+// DefaultRetention keeps five weeks of days, fifteen weeks, thirteen months
+// and three years.
+var DefaultRetention = Retention{WindowDay: 35, WindowWeek: 15, WindowMonth: 13, WindowYear: 3}
+
+// PeriodStart is the first instant (UTC) of b's period; zero for all time.
+func (b Board) PeriodStart() time.Time {
+	var t time.Time
+	switch b.Window {
+	case WindowDay:
+		t, _ = time.Parse(time.DateOnly, b.Period)
+	case WindowWeek:
+		t, _ = parseISOWeek(b.Period)
+	case WindowMonth:
+		t, _ = time.Parse("2006-01", b.Period)
+	case WindowYear:
+		t, _ = time.Parse("2006", b.Period)
+	}
+	return t
+}
+
+// addPeriods moves t, the start of a period of w, n periods on.
+func addPeriods(w Window, t time.Time, n int) time.Time {
+	switch w {
+	case WindowDay:
+		return t.AddDate(0, 0, n)
+	case WindowWeek:
+		return t.AddDate(0, 0, 7*n)
+	case WindowMonth:
+		return t.AddDate(0, n, 0)
+	case WindowYear:
+		return t.AddDate(n, 0, 0)
+	}
+	return t
+}
+
+// Until is when board b leaves the live ranking: when its period is no
+// longer among the last r[window] ones. Zero for a board kept for good (all
+// time).
+func (r Retention) Until(b Board) time.Time {
+	if b.Window == WindowAll {
+		return time.Time{}
+	}
+	return addPeriods(b.Window, b.PeriodStart(), r[b.Window])
+}
+
+// Keeps says whether the live ranking holds board b at now.
+func (r Retention) Keeps(b Board, now time.Time) bool {
+	until := r.Until(b)
+	return until.IsZero() || now.Before(until)
+}
+
+// Oldest is, per window, the key of the oldest board the live ranking keeps
+// at now: board keys of one window sort as their periods do, so the boards
+// kept are those of keys from it up to the window's end. A window that keeps
+// none gives a key past every board of it.
+func (r Retention) Oldest(now time.Time) map[Window]string {
+	out := make(map[Window]string, 4)
+	for _, w := range Windows[1:] {
+		p := windowPrefix[w] + ":"
+		if r[w] <= 0 {
+			out[w] = p + "~"
+			continue
+		}
+		start := Board{Window: w, Period: PeriodOf(w, now)}.PeriodStart()
+		out[w] = p + PeriodOf(w, addPeriods(w, start, 1-r[w]))
+	}
+	return out
+}
+
+// String writes r as ParseRetention reads it.
+func (r Retention) String() string {
+	var b strings.Builder
+	for _, w := range Windows[1:] {
+		if b.Len() > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(string(w) + "=" + strconv.Itoa(r[w]))
+	}
+	return b.String()
+}
+
+// ParseRetention reads "day=35,week=15,month=13,year=3" (any of them; the
+// others keep their defaults).
+func ParseRetention(s string) (Retention, error) {
+	r := maps.Clone(DefaultRetention)
+	for part := range strings.SplitSeq(s, ",") {
+		if part = strings.TrimSpace(part); part == "" {
+			continue
+		}
+		name, count, _ := strings.Cut(part, "=")
+		w := Window(strings.TrimSpace(name))
+		n, err := strconv.Atoi(strings.TrimSpace(count))
+		if _, known := r[w]; !known || err != nil || n < 0 || n > 10000 {
+			return nil, fmt.Errorf("%q: want window=periods, the window day, week, month or year, the periods 0-10000", part)
+		}
+		r[w] = n
+	}
+	return r, nil
+}

@@ -88,3 +88,61 @@ func TestBoardKeys(t *testing.T) {
 	}
 	require.Equal(t, []string{"d:2027-01-01", "w:2026-W53", "m:2027-01", "y:2027", "a|g:GRP-1", "m:2027-01|g:GRP-1"}, keys)
 }
+
+// Every key Board.Key writes reads back as its board; other keys do not.
+func TestParseBoardKey(t *testing.T) {
+	t.Parallel()
+	date := time.Date(2026, 12, 31, 0, 0, 0, 0, time.UTC)
+	for _, b := range append(claim.BoardsOf(date, "GRP:1|x"), claim.AllTime) {
+		got, ok := claim.ParseBoardKey(b.Key())
+		require.True(t, ok, b.Key())
+		require.Equal(t, b, got)
+	}
+	for _, key := range []string{"", "d:", "d:2026-13-01", "w:2025-W53", "q:2026", "m:2026-11|g:", "a|g:", "x"} {
+		_, ok := claim.ParseBoardKey(key)
+		require.False(t, ok, key)
+	}
+}
+
+// A board stays in the live ranking for its window's count of periods,
+// the current one included, and leaves when the next period starts: at
+// month, year and ISO-week boundaries (2026 has 53 weeks).
+func TestRetention(t *testing.T) {
+	t.Parallel()
+	keep := claim.Retention{claim.WindowDay: 2, claim.WindowWeek: 2, claim.WindowMonth: 2, claim.WindowYear: 1}
+	jan1 := time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, c := range []struct {
+		board claim.Board
+		until time.Time
+	}{
+		{claim.Board{Window: claim.WindowDay, Period: "2026-12-31"}, time.Date(2027, 1, 2, 0, 0, 0, 0, time.UTC)},
+		{claim.Board{Window: claim.WindowWeek, Period: "2026-W53"}, time.Date(2027, 1, 11, 0, 0, 0, 0, time.UTC)},
+		{claim.Board{Window: claim.WindowMonth, Period: "2026-12", PlanGroup: "G"}, time.Date(2027, 2, 1, 0, 0, 0, 0, time.UTC)},
+		{claim.Board{Window: claim.WindowYear, Period: "2026"}, jan1},
+		{claim.Board{Window: claim.WindowAll, PlanGroup: "G"}, time.Time{}},
+	} {
+		require.Equal(t, c.until, keep.Until(c.board), c.board.Key())
+		if !c.until.IsZero() {
+			require.True(t, keep.Keeps(c.board, c.until.Add(-time.Nanosecond)), c.board.Key())
+			require.False(t, keep.Keeps(c.board, c.until), c.board.Key())
+		}
+	}
+	require.True(t, keep.Keeps(claim.Board{Window: claim.WindowAll, PlanGroup: "G"}, jan1.AddDate(50, 0, 0)))
+
+	// Oldest bounds the same boards: a key of a window is kept exactly when
+	// it sorts at or after its window's oldest.
+	require.Equal(t, map[claim.Window]string{claim.WindowDay: "d:2026-12-31", claim.WindowWeek: "w:2026-W52", claim.WindowMonth: "m:2026-12",
+		claim.WindowYear: "y:2027"}, keep.Oldest(jan1))
+	none := claim.Retention{}.Oldest(jan1)
+	require.Greater(t, "d:9999-12-31", "d:2026-12-31")
+	require.Greater(t, none[claim.WindowDay], "d:9999-12-31", "a window keeping none sorts past all its boards")
+
+	r, err := claim.ParseRetention(" day=7, year=10 ")
+	require.NoError(t, err)
+	require.Equal(t, claim.Retention{claim.WindowDay: 7, claim.WindowWeek: 15, claim.WindowMonth: 13, claim.WindowYear: 10}, r)
+	require.Equal(t, "day=7,week=15,month=13,year=10", r.String())
+	for _, bad := range []string{"all=3", "day=-1", "day", "week=x", "day=10001"} {
+		_, err := claim.ParseRetention(bad)
+		require.Error(t, err, bad)
+	}
+}

@@ -77,6 +77,9 @@ func (c Claim) ProviderNetFees() map[string]Cents {
 // version grows by one with every change to the total, so of two totals for
 // the same provider the one with the higher version is the newer.
 type ProviderTotal struct {
+	// Board is the key of the board the total is of (Board.Key); "" for
+	// the all-time board of every plan, provider_totals.
+	Board       string
 	ProviderNPI string
 	NetFee      Cents
 	Version     int64

@@ -30,6 +30,7 @@ type StoredBatch struct {
 	// Claims has one entry per pending claim, in order.
 	Claims []Stored
 	// Totals are the new totals, as committed, of every provider the batch
-	// changed, with their new versions.
-	Totals []ProviderTotal
+	// changed, with their new versions, in the all-time board; Boards are
+	// those of the other boards it changed (Board set).
+	Totals, Boards []ProviderTotal
 }

@@ -18,6 +18,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/claim-process/claim-process/internal/claim"
 	"github.com/claim-process/claim-process/internal/loadkit"
 	"github.com/claim-process/claim-process/internal/rank"
 )
@@ -214,6 +215,7 @@ func check(sys System, load *Load) ([]string, Report) {
 	if zset != nil {
 		report.Drift += diffTotals("(d) Redis score vs provider_totals", zset, pg.totals, bad)
 	}
+	report.Drift += checkRedisBoards(sys, expectedBoards, bad)
 	if api != nil {
 		if source != "redis" {
 			bad("(e) /top-providers answered from %q, want redis once reconciled", source)
@@ -225,6 +227,59 @@ func check(sys System, load *Load) ([]string, Report) {
 		}
 	}
 	return problems, report
+}
+
+// checkRedisBoards is check (h): every board Redis keeps (by the default
+// RANK_RETENTION, today) holds exactly the totals worked out from what was
+// sent (expected, by "<board> <NPI>"), every provider at its place; and
+// /top-providers answers the year 2025 board (the loads' dates) from Redis
+// in that order. It returns the drift found.
+func checkRedisBoards(sys System, expected map[string]int64, bad func(string, ...any)) int64 {
+	keep := map[string]bool{}
+	want := map[string]int64{}
+	byBoard := map[string]map[string]int64{}
+	for k, cents := range expected {
+		board, npi, _ := strings.Cut(k, " ")
+		b, ok := claim.ParseBoardKey(board)
+		if !ok {
+			bad("(h) the service names no board %q", board)
+			continue
+		}
+		if keep[board] = claim.DefaultRetention.Keeps(b, time.Now()); keep[board] {
+			want[k] = cents
+			if byBoard[board] == nil {
+				byBoard[board] = map[string]int64{}
+			}
+			byBoard[board][npi] = cents
+		}
+	}
+	ctx, cancel := withTimeout(30 * time.Second)
+	defer cancel()
+	keys := rank.Keys{Prefix: cmp.Or(sys.KeyPrefix, rank.DefaultPrefix), Shards: sys.RankShards}
+	boards, err := loadkit.BoardRankings(ctx, sys.Redis, keys, slices.Sorted(maps.Keys(byBoard)))
+	if err != nil {
+		bad("(h) read redis boards: %v", err)
+		return 0
+	}
+	got := map[string]int64{}
+	for board, members := range boards {
+		for npi, cents := range members {
+			got[board+" "+npi] = cents
+		}
+	}
+	drift := diffTotals("(h) Redis boards vs generated lines", got, want, bad)
+	if year := byBoard["y:2025"]; len(year) > 0 {
+		api, source, err := loadkit.GetBoardTop(ctx, &http.Client{}, sys.API, "", "window=year&period=2025", loadkit.TopListMax)
+		switch {
+		case err != nil:
+			bad("(h) GET /top-providers?window=year&period=2025: %v", err)
+		case source != "redis":
+			bad("(h) the year 2025 board answered from %q, want redis", source)
+		case !slices.Equal(api, loadkit.TopN(year, loadkit.TopListMax)):
+			bad("(h) the year 2025 board's order:\n got  %v\n want %v", api, loadkit.TopN(year, loadkit.TopListMax))
+		}
+	}
+	return drift
 }
 
 type storedClaim struct {

@@ -236,7 +236,7 @@ func (c *batcher) flush(batch []*waiting) {
 		return
 	}
 	c.count(live, b.Claims)
-	c.rank(b.Totals)
+	c.rank(append(b.Totals, b.Boards...))
 	for i, q := range live {
 		q.done <- outcome{stored: b.Claims[i]}
 	}
@@ -257,7 +257,7 @@ func (c *batcher) flushOneByOne(live []*waiting) {
 		}
 		outcomes[i].stored = b.Claims[0]
 		c.count([]*waiting{q}, b.Claims)
-		totals = append(totals, b.Totals...) // versions order repeated providers
+		totals = append(append(totals, b.Totals...), b.Boards...) // versions order repeated providers
 	}
 	c.rank(totals)
 	for i, q := range live {

@@ -68,6 +68,43 @@ func Ranking(ctx context.Context, rdb redis.UniversalClient, keys rank.Keys) (ma
 	return out, nil
 }
 
+// BoardRankings reads boards (claim.Board.Key) whole from the ranking,
+// every shard, in pipelined rounds: board to provider NPI to score in
+// cents. A provider in a shard not its own is an error.
+func BoardRankings(ctx context.Context, rdb redis.UniversalClient, keys rank.Keys, boards []string) (map[string]map[string]int64, error) {
+	out := map[string]map[string]int64{}
+	for chunk := range slices.Chunk(boards, 500) {
+		cmds := make([][]*redis.ZSliceCmd, len(chunk))
+		_, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for j, board := range chunk {
+				for i := range keys.ShardCount() {
+					cmds[j] = append(cmds[j], p.ZRangeWithScores(ctx, keys.Shard(i).Board(board), 0, -1))
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("read redis boards: %w", err)
+		}
+		for j, board := range chunk {
+			out[board] = map[string]int64{}
+			for i, cmd := range cmds[j] {
+				for _, z := range cmd.Val() {
+					npi, _ := z.Member.(string)
+					if err := wholeCents(npi, z.Score); err != nil {
+						return nil, err
+					}
+					if keys.ShardOf(npi) != i {
+						return nil, fmt.Errorf("provider %s is in board %s shard %d, not its own %d", npi, board, i, keys.ShardOf(npi))
+					}
+					out[board][npi] = int64(z.Score)
+				}
+			}
+		}
+	}
+	return out, nil
+}
+
 // ScanKeys lists the keys matching pattern: on every master of a cluster,
 // or on the one server.
 func ScanKeys(ctx context.Context, rdb redis.UniversalClient, pattern string) ([]string, error) {
@@ -148,9 +185,15 @@ func scanTotals(ctx context.Context, q Querier, into map[string]int64, sql strin
 	return nil
 }
 
-// RankVersions reads the version of every provider's total the live ranking
-// holds, in every shard (see rank.ShardKeys.Generation).
+// RankVersions reads the version of every provider's total the live
+// all-time ranking holds, in every shard (see rank.ShardKeys.Generation).
 func RankVersions(ctx context.Context, rdb redis.UniversalClient, keys rank.Keys) (map[string]int64, error) {
+	return BoardVersions(ctx, rdb, keys, "")
+}
+
+// BoardVersions is RankVersions of the board of key board ("" the all-time
+// one).
+func BoardVersions(ctx context.Context, rdb redis.UniversalClient, keys rank.Keys, board string) (map[string]int64, error) {
 	out := map[string]int64{}
 	for i := range keys.ShardCount() {
 		k := keys.Shard(i)
@@ -163,7 +206,18 @@ func RankVersions(ctx context.Context, rdb redis.UniversalClient, keys rank.Keys
 		if err != nil {
 			return nil, err
 		}
+		prefix := strings.TrimSuffix(k.VersionsPattern(gen), "*")
 		for _, name := range names {
+			rest := strings.TrimPrefix(name, prefix)
+			if board != "" {
+				if !strings.HasPrefix(rest, board+":") {
+					continue
+				}
+				rest = rest[len(board)+1:]
+			}
+			if strings.Trim(rest, "0123456789") != "" {
+				continue // another board's
+			}
 			fields, err := rdb.HGetAll(ctx, name).Result()
 			if err != nil {
 				return nil, err

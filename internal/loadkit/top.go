@@ -38,7 +38,15 @@ func (e *StatusError) Error() string {
 // came from ("redis" or "postgres"). Another status than 200 is a
 // *StatusError. apiKey, when not "", is sent as a bearer key.
 func GetTop(ctx context.Context, client *http.Client, base, apiKey string, n int) ([]ProviderTotal, string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s/top-providers?limit=%d", base, n), nil)
+	return GetBoardTop(ctx, client, base, apiKey, "", n)
+}
+
+// GetBoardTop is GetTop of the board that query names ("window=year&period=2025"; "" all time).
+func GetBoardTop(ctx context.Context, client *http.Client, base, apiKey, query string, n int) ([]ProviderTotal, string, error) {
+	if query != "" {
+		query = "&" + query
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s/top-providers?limit=%d%s", base, n, query), nil)
 	if err != nil {
 		return nil, "", err
 	}

@@ -28,8 +28,11 @@ type coalesced struct {
 	pages map[page]*readState
 }
 
-// page is a lookup's offset and limit.
-type page struct{ offset, limit int }
+// page is a lookup's board, offset and limit.
+type page struct {
+	board         claim.Board
+	offset, limit int
+}
 
 type readState struct {
 	running bool
@@ -46,9 +49,9 @@ func newCoalesced(reader TopReader, timeout time.Duration) *coalesced {
 	return &coalesced{reader: reader, timeout: timeout, pages: map[page]*readState{}}
 }
 
-// TopProviders answers from a read that began after the call.
-func (c *coalesced) TopProviders(ctx context.Context, offset, limit int) ([]claim.ProviderTotal, error) {
-	pg := page{offset, limit}
+// BoardTop answers from a read that began after the call.
+func (c *coalesced) BoardTop(ctx context.Context, b claim.Board, offset, limit int) ([]claim.ProviderTotal, error) {
+	pg := page{b, offset, limit}
 	c.mu.Lock()
 	st := c.pages[pg]
 	if st == nil {
@@ -81,7 +84,7 @@ func (c *coalesced) TopProviders(ctx context.Context, offset, limit int) ([]clai
 func (c *coalesced) run(pg page, r *read) {
 	for r != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
-		r.top, r.err = c.reader.TopProviders(ctx, pg.offset, pg.limit)
+		r.top, r.err = c.reader.BoardTop(ctx, pg.board, pg.offset, pg.limit)
 		cancel()
 		close(r.done)
 		c.mu.Lock()

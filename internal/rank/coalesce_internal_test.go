@@ -24,7 +24,7 @@ type slowReader struct {
 
 var errBoom = errors.New("redis is down")
 
-func (r *slowReader) TopProviders(ctx context.Context, offset, limit int) ([]claim.ProviderTotal, error) {
+func (r *slowReader) BoardTop(ctx context.Context, _ claim.Board, offset, limit int) ([]claim.ProviderTotal, error) {
 	n := r.started.Add(1)
 	time.Sleep(r.pause)
 	if r.failing.Load() {
@@ -45,7 +45,7 @@ func TestCoalescedReadsAreFreshAndShared(t *testing.T) {
 		wg.Go(func() {
 			time.Sleep(time.Duration(i%30) * time.Millisecond) // arrivals spread over reads
 			before := fake.started.Load()                      // reads begun before this lookup
-			top, err := c.TopProviders(context.Background(), 0, 10)
+			top, err := c.BoardTop(context.Background(), claim.AllTime, 0, 10)
 			if !(err == nil && len(top) == 1) {
 				t.Errorf("lookup %d: %v %v", i, top, err)
 				return
@@ -62,7 +62,7 @@ func TestCoalescedReadsAreFreshAndShared(t *testing.T) {
 	require.Positive(t, reads)
 
 	// Another limit is another read.
-	top, err := c.TopProviders(context.Background(), 0, 5)
+	top, err := c.BoardTop(context.Background(), claim.AllTime, 0, 5)
 	require.NoError(t, err)
 	require.Equal(t, int64(5), top[0].Version)
 }
@@ -77,7 +77,7 @@ func TestCoalescedErrorsAndCancels(t *testing.T) {
 	var wg sync.WaitGroup
 	for range 10 {
 		wg.Go(func() {
-			_, err := c.TopProviders(context.Background(), 0, 10)
+			_, err := c.BoardTop(context.Background(), claim.AllTime, 0, 10)
 			if !errors.Is(err, errBoom) {
 				t.Errorf("got %v", err)
 			}
@@ -85,14 +85,14 @@ func TestCoalescedErrorsAndCancels(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
 	defer cancel()
-	_, err := c.TopProviders(ctx, 0, 10)
+	_, err := c.BoardTop(ctx, claim.AllTime, 0, 10)
 	require.ErrorIs(t, err, context.DeadlineExceeded, "the caller that gave up is not held until the read ends")
 	wg.Wait()
 
 	fake.failing.Store(false)
 	before := fake.started.Load()
 	require.Eventually(t, func() bool {
-		top, err := c.TopProviders(context.Background(), 0, 10)
+		top, err := c.BoardTop(context.Background(), claim.AllTime, 0, 10)
 		return err == nil && len(top) == 1
 	}, time.Second, 10*time.Millisecond)
 	require.Greater(t, fake.started.Load(), before)
@@ -109,7 +109,7 @@ func TestCoalescedPagesApartAndForgotten(t *testing.T) {
 	for i := range 200 {
 		wg.Go(func() {
 			offset, limit := 10*(i%7), 1+i%3
-			top, err := c.TopProviders(context.Background(), offset, limit)
+			top, err := c.BoardTop(context.Background(), claim.AllTime, offset, limit)
 			if err != nil || len(top) != 1 || top[0].Version != int64(1000*offset+limit) {
 				t.Errorf("lookup of page (%d, %d) got %v %v", offset, limit, top, err)
 			}

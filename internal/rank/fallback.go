@@ -12,17 +12,17 @@ import (
 	"github.com/claim-process/claim-process/internal/claim"
 )
 
-// TopReader answers limit providers from the offset-th (from 0) in the
-// ranking's order: highest total first, equal totals by NPI descending.
-// Both *Redis and the Postgres store are TopReaders.
+// TopReader answers limit providers of a board from the offset-th (from 0)
+// in the ranking's order: highest total first, equal totals by NPI
+// descending. Both *Redis and the Postgres store are TopReaders.
 type TopReader interface {
-	TopProviders(ctx context.Context, offset, limit int) ([]claim.ProviderTotal, error)
+	BoardTop(ctx context.Context, b claim.Board, offset, limit int) ([]claim.ProviderTotal, error)
 }
 
-// RankReader answers a provider's standing; claim.ErrNotFound when it has
-// none. Both *Redis and the Postgres store are RankReaders.
+// RankReader answers a provider's standing in a board; claim.ErrNotFound
+// when it has none. Both *Redis and the Postgres store are RankReaders.
 type RankReader interface {
-	ProviderRank(ctx context.Context, npi string) (claim.Standing, error)
+	BoardRank(ctx context.Context, b claim.Board, npi string) (claim.Standing, error)
 }
 
 // Reader is a TopReader and a RankReader.
@@ -31,12 +31,9 @@ type Reader interface {
 	RankReader
 }
 
-// BoardReader answers the boards other than the all-time ranking of every
-// plan: the Postgres store.
-type BoardReader interface {
-	BoardTop(ctx context.Context, b claim.Board, offset, limit int) ([]claim.ProviderTotal, error)
-	BoardRank(ctx context.Context, b claim.Board, npi string) (claim.Standing, error)
-}
+// keeper is a Reader that holds some boards only (see claim.Retention):
+// *Redis.
+type keeper interface{ Keeps(claim.Board) bool }
 
 // Fallback reads the ranking from Redis with a short deadline and answers from
 // Postgres when Redis fails, is slow, or has lost the set. A circuit breaker
@@ -44,8 +41,8 @@ type BoardReader interface {
 type Fallback struct {
 	redis     TopReader
 	ranks     RankReader // Redis's, uncoalesced
+	keeps     func(claim.Board) bool
 	postgres  Reader
-	boards    BoardReader // postgres's, when it reads boards
 	timeout   time.Duration
 	pgTimeout time.Duration
 	breaker   *gobreaker.CircuitBreaker[any]
@@ -91,7 +88,7 @@ func NewFallback(redis, postgres Reader, cfg FallbackConfig, m *Metrics, log *sl
 	for _, source := range []claim.Source{claim.SourceRedis, claim.SourcePostgres} {
 		m.answers.WithLabelValues(string(source))
 	}
-	for _, reason := range []string{"incomplete", "breaker_open", "timeout", "error"} {
+	for _, reason := range []string{"incomplete", "breaker_open", "timeout", "error", "retention"} {
 		m.fallbacks.WithLabelValues(reason)
 	}
 	// Concurrent lookups share Redis reads (see coalesced for the rule that
@@ -100,7 +97,10 @@ func NewFallback(redis, postgres Reader, cfg FallbackConfig, m *Metrics, log *sl
 		pgTimeout: cfg.PostgresTimeout, metrics: m, log: log,
 		fromRedis:    m.answers.WithLabelValues(string(claim.SourceRedis)),
 		fromPostgres: m.answers.WithLabelValues(string(claim.SourcePostgres))}
-	f.boards, _ = postgres.(BoardReader)
+	f.keeps = func(claim.Board) bool { return true }
+	if k, ok := redis.(keeper); ok {
+		f.keeps = k.Keeps
+	}
 	for _, w := range claim.Windows {
 		for _, source := range []claim.Source{claim.SourceRedis, claim.SourcePostgres} {
 			m.boardAnswers.WithLabelValues(string(w), string(source))
@@ -127,62 +127,97 @@ func NewFallback(redis, postgres Reader, cfg FallbackConfig, m *Metrics, log *sl
 	return f
 }
 
-// TopProviders answers from Redis when it can, else from Postgres, and says
-// which. Each read has a deadline of its own, so the caller needs none.
+// TopProviders is BoardTop of the all-time board.
 func (f *Fallback) TopProviders(ctx context.Context, offset, limit int) ([]claim.ProviderTotal, claim.Source, error) {
-	v, err := f.breaker.Execute(func() (any, error) {
-		ctx, cancel := context.WithTimeout(ctx, f.timeout)
-		defer cancel()
-		return f.redis.TopProviders(ctx, offset, limit)
-	})
-	if err == nil {
-		f.fromRedis.Inc()
-		top, _ := v.([]claim.ProviderTotal)
-		return top, claim.SourceRedis, nil
+	return f.BoardTop(ctx, claim.AllTime, offset, limit)
+}
+
+// BoardTop answers a page of board b from Redis when it can, else from
+// Postgres, and says which. A board Redis no longer keeps (see
+// claim.Retention) is Postgres's alone. Each read has a deadline of its
+// own, so the caller needs none.
+func (f *Fallback) BoardTop(ctx context.Context, b claim.Board, offset, limit int) ([]claim.ProviderTotal, claim.Source, error) {
+	err := errNotKept
+	if f.keeps(b) {
+		var v any
+		v, err = f.breaker.Execute(func() (any, error) {
+			ctx, cancel := context.WithTimeout(ctx, f.timeout)
+			defer cancel()
+			return f.redis.BoardTop(ctx, b, offset, limit)
+		})
+		if err == nil {
+			f.answered(b, claim.SourceRedis)
+			top, _ := v.([]claim.ProviderTotal)
+			return top, claim.SourceRedis, nil
+		}
 	}
 	f.metrics.fallbacks.WithLabelValues(fallbackReason(err)).Inc()
 	ctx, cancel := context.WithTimeout(ctx, f.pgTimeout)
 	defer cancel()
-	top, err := f.postgres.TopProviders(ctx, offset, limit)
+	top, err := f.postgres.BoardTop(ctx, b, offset, limit)
 	if err != nil {
 		return nil, "", err
 	}
-	f.fromPostgres.Inc()
+	f.answered(b, claim.SourcePostgres)
 	return top, claim.SourcePostgres, nil
 }
 
-// ProviderRank answers npi's standing from Redis when it can, else from
-// Postgres, and says which; claim.ErrNotFound (from Redis, which holds every
-// provider when it answers) when npi has none. The same breaker and
-// deadlines as TopProviders; its answers are counted with theirs.
+// errNotKept is why a board Redis does not keep is read from Postgres.
+var errNotKept = errors.New("redis does not keep this board")
+
+// answered counts a lookup of board b answered from source.
+func (f *Fallback) answered(b claim.Board, source claim.Source) {
+	if source == claim.SourceRedis {
+		f.fromRedis.Inc()
+	} else {
+		f.fromPostgres.Inc()
+	}
+	f.metrics.boardAnswers.WithLabelValues(string(b.Window), string(source)).Inc()
+}
+
+// ProviderRank is BoardRank in the all-time board.
 func (f *Fallback) ProviderRank(ctx context.Context, npi string) (claim.Standing, claim.Source, error) {
-	v, err := f.breaker.Execute(func() (any, error) {
-		ctx, cancel := context.WithTimeout(ctx, f.timeout)
-		defer cancel()
-		return f.ranks.ProviderRank(ctx, npi)
-	})
-	switch {
-	case err == nil:
-		f.fromRedis.Inc()
-		st, _ := v.(claim.Standing)
-		return st, claim.SourceRedis, nil
-	case errors.Is(err, claim.ErrNotFound):
-		f.fromRedis.Inc()
-		return claim.Standing{}, claim.SourceRedis, err
+	return f.BoardRank(ctx, claim.AllTime, npi)
+}
+
+// BoardRank answers npi's standing in board b from Redis when it can, else
+// from Postgres, and says which; claim.ErrNotFound (from Redis, which holds
+// every provider when it answers) when npi has none. The same breaker,
+// deadlines and boards as BoardTop; its answers are counted with theirs.
+func (f *Fallback) BoardRank(ctx context.Context, b claim.Board, npi string) (claim.Standing, claim.Source, error) {
+	err := errNotKept
+	if f.keeps(b) {
+		var v any
+		v, err = f.breaker.Execute(func() (any, error) {
+			ctx, cancel := context.WithTimeout(ctx, f.timeout)
+			defer cancel()
+			return f.ranks.BoardRank(ctx, b, npi)
+		})
+		switch {
+		case err == nil:
+			f.answered(b, claim.SourceRedis)
+			st, _ := v.(claim.Standing)
+			return st, claim.SourceRedis, nil
+		case errors.Is(err, claim.ErrNotFound):
+			f.answered(b, claim.SourceRedis)
+			return claim.Standing{}, claim.SourceRedis, err
+		}
 	}
 	f.metrics.fallbacks.WithLabelValues(fallbackReason(err)).Inc()
 	ctx, cancel := context.WithTimeout(ctx, f.pgTimeout)
 	defer cancel()
-	st, err := f.postgres.ProviderRank(ctx, npi)
+	st, err := f.postgres.BoardRank(ctx, b, npi)
 	if err != nil && !errors.Is(err, claim.ErrNotFound) {
 		return claim.Standing{}, "", err
 	}
-	f.fromPostgres.Inc()
+	f.answered(b, claim.SourcePostgres)
 	return st, claim.SourcePostgres, err
 }
 
 func fallbackReason(err error) string {
 	switch {
+	case errors.Is(err, errNotKept):
+		return "retention"
 	case errors.Is(err, ErrIncomplete):
 		return "incomplete"
 	case errors.Is(err, gobreaker.ErrOpenState), errors.Is(err, gobreaker.ErrTooManyRequests):
@@ -192,39 +227,4 @@ func fallbackReason(err error) string {
 	default:
 		return "error"
 	}
-}
-
-// errNoBoards is the error of a board lookup where Postgres reads none.
-var errNoBoards = errors.New("this store answers no boards but the all-time one")
-
-// BoardTop answers a page of board b (any but claim.AllTime). The boards
-// other than the all-time one are kept in Postgres, which answers them.
-func (f *Fallback) BoardTop(ctx context.Context, b claim.Board, offset, limit int) ([]claim.ProviderTotal, claim.Source, error) {
-	if f.boards == nil {
-		return nil, "", errNoBoards
-	}
-	ctx, cancel := context.WithTimeout(ctx, f.pgTimeout)
-	defer cancel()
-	top, err := f.boards.BoardTop(ctx, b, offset, limit)
-	if err != nil {
-		return nil, "", err
-	}
-	f.metrics.boardAnswers.WithLabelValues(string(b.Window), string(claim.SourcePostgres)).Inc()
-	return top, claim.SourcePostgres, nil
-}
-
-// BoardRank answers npi's standing in board b (see BoardTop);
-// claim.ErrNotFound when it has no claims there.
-func (f *Fallback) BoardRank(ctx context.Context, b claim.Board, npi string) (claim.Standing, claim.Source, error) {
-	if f.boards == nil {
-		return claim.Standing{}, "", errNoBoards
-	}
-	ctx, cancel := context.WithTimeout(ctx, f.pgTimeout)
-	defer cancel()
-	st, err := f.boards.BoardRank(ctx, b, npi)
-	if err != nil && !errors.Is(err, claim.ErrNotFound) {
-		return claim.Standing{}, "", err
-	}
-	f.metrics.boardAnswers.WithLabelValues(string(b.Window), string(claim.SourcePostgres)).Inc()
-	return st, claim.SourcePostgres, err
 }

@@ -63,10 +63,45 @@ func (s ShardKeys) Ranking() string { return s.base + "providers" }
 func (s ShardKeys) Generation() string { return s.base + "gen" }
 
 // Versions names the versions hash of generation gen, of digits digits,
-// that holds npi's version: the hashes are named by the NPI's last digits.
+// that holds npi's version in the all-time ranking: the hashes are named by
+// the NPI's last digits.
 func (s ShardKeys) Versions(gen string, digits int, npi string) string {
 	return s.base + "v:" + gen + ":" + npi[max(len(npi)-digits, 0):]
 }
+
+// Board is the sorted set of the board of key board (claim.Board.Key) in
+// the shard; "" names the all-time ranking, Ranking.
+func (s ShardKeys) Board(board string) string {
+	if board == "" {
+		return s.Ranking()
+	}
+	return s.base + "b:" + board
+}
+
+// BuildBoard is the set a rebuild fills aside for board; "" names
+// BuildRanking.
+func (s ShardKeys) BuildBoard(board string) string {
+	if board == "" {
+		return s.BuildRanking()
+	}
+	return s.base + "build:b:" + board
+}
+
+// BoardVersions names the versions hash of generation gen (laid out as l)
+// holding npi's version in board ("" the all-time ranking): a board's
+// hashes are named by the board and the NPI's last digits, as many as
+// the generation gives the board's kind (none: one hash for the board).
+func (s ShardKeys) BoardVersions(gen string, l Layout, board, npi string) string {
+	if board == "" {
+		return s.Versions(gen, l.All, npi)
+	}
+	d := l.Boards[kindOf(board)]
+	return s.base + "v:" + gen + ":" + board + ":" + npi[max(len(npi)-d, 0):]
+}
+
+// BuildBoards is the set of the boards (keys) a rebuild holds aside, for
+// its swap to name them all.
+func (s ShardKeys) BuildBoards() string { return s.base + "build:boards" }
 
 // VersionsPattern matches every versions hash of generation gen.
 func (s ShardKeys) VersionsPattern(gen string) string { return s.base + "v:" + gen + ":*" }
@@ -89,20 +124,80 @@ func (s ShardKeys) BuildGeneration() string { return s.base + "build:gen" }
 
 // NoGeneration is the generation writes use while the Generation key is
 // absent (before the first rebuild, or after Redis lost its data): ten
-// hashes, few to name when the first rebuild drops them, and too short-lived
-// for their encoding to matter.
+// hashes per board, few to name when the first rebuild drops them, and too
+// short-lived for their encoding to matter.
 const NoGeneration = "0/1"
 
-// ParseGeneration reads the value of a Generation key: the generation's
-// name and how many NPI digits name its hashes. ok is false for a value
-// that is not one; the live generation is then NoGeneration's.
-func ParseGeneration(v string) (gen string, digits int, ok bool) {
-	gen, d, _ := strings.Cut(v, "/")
-	digits, err := strconv.Atoi(d)
-	if err != nil || digits < 1 {
-		return "0", 1, false
+// Board kinds, by how many providers their boards tend to hold: each kind's
+// versions hashes are named by as many NPI digits as its largest board
+// needs.
+const (
+	kindDay = iota
+	kindWeek
+	kindMonth
+	kindYear
+	kindPlan      // a plan/group's all-time board
+	kindPlanMonth // a plan/group's month board
+	numKinds
+)
+
+// kindOf is the kind of the board of key board (not "").
+func kindOf(board string) int {
+	segment := strings.Contains(board, "|g:")
+	switch {
+	case strings.HasPrefix(board, "a"):
+		return kindPlan
+	case strings.HasPrefix(board, "d:"):
+		return kindDay
+	case strings.HasPrefix(board, "w:"):
+		return kindWeek
+	case strings.HasPrefix(board, "y:"):
+		return kindYear
+	case segment:
+		return kindPlanMonth
 	}
-	return gen, digits, true
+	return kindMonth
+}
+
+// Layout is how many trailing NPI digits name a generation's versions
+// hashes: the all-time ranking's, and each kind of board's.
+type Layout struct {
+	All    int
+	Boards [numKinds]int
+}
+
+// String is the Layout as a Generation value writes it after the
+// generation's name: "<all>" then one digit per kind, "2/112211".
+func (l Layout) String() string {
+	b := []byte(strconv.Itoa(l.All) + "/")
+	for _, d := range l.Boards {
+		b = append(b, byte('0'+d))
+	}
+	return string(b)
+}
+
+// ParseGeneration reads the value of a Generation key,
+// "<name>/<all digits>[/<a digit per kind>]": the generation's name and
+// layout. ok is false for a value that is not one; the live generation is
+// then NoGeneration's. Boards of a value without their digits take one.
+func ParseGeneration(v string) (gen string, l Layout, ok bool) {
+	gen, rest, _ := strings.Cut(v, "/")
+	all, kinds, _ := strings.Cut(rest, "/")
+	l = Layout{All: 1, Boards: [numKinds]int{1, 1, 1, 1, 1, 1}}
+	d, err := strconv.Atoi(all)
+	if err != nil || d < 1 || d > 9 {
+		return "0", l, false
+	}
+	l.All = d
+	if len(kinds) == numKinds {
+		for i := range numKinds {
+			if kinds[i] < '0' || kinds[i] > '9' {
+				return "0", Layout{All: 1, Boards: [numKinds]int{1, 1, 1, 1, 1, 1}}, false
+			}
+			l.Boards[i] = int(kinds[i] - '0')
+		}
+	}
+	return gen, l, true
 }
 
 // legacyPattern matches the ranking's keys of the layout before shards

@@ -213,7 +213,7 @@ func insertClaim(st *store.Store, ranking *rank.Redis, c claim.Claim) error {
 		err = b.Claims[0].Err
 	}
 	if err == nil && ranking != nil {
-		_, err = ranking.Apply(context.Background(), b.Totals)
+		_, err = ranking.Apply(context.Background(), append(b.Totals, b.Boards...))
 	}
 	return err
 }
@@ -256,12 +256,14 @@ func TestReconcileRebuildsLostSetAndRepairsDrift(t *testing.T) {
 		res, err := rec.RunOnce(ctx, rank.Auto)
 		require.NoError(t, err)
 		require.True(t, res.Rebuilt, "no marker: the set is rebuilt whole")
-		require.Equal(t, len(want), res.Providers)
+		// Every line is of today and one plan: each provider has the same
+		// total in the all-time board and six others (see claim.BoardsOf).
+		require.Equal(t, 7*len(want), res.Providers)
 		var lost claim.Cents
 		for _, c := range want {
 			lost += max(c, -c)
 		}
-		require.Equal(t, lost, res.Drift, "a lost set was off by every total")
+		require.Equal(t, 7*lost, res.Drift, "a lost set was off by every total, in every board")
 		require.Equal(t, want, mustScores(t, client, keys))
 
 		// Corrupt two scores and drop one member: a pass puts them back.
@@ -323,8 +325,11 @@ func TestRebuildKeepsConcurrentWrites(t *testing.T) {
 			want         = map[string]claim.Cents{}
 			wantVersions = map[string]int64{}
 		)
-		_, err := st.ScanTotals(ctx, time.Time{}, 1000, func(b []claim.ProviderTotal) error {
+		_, err := st.ScanTotals(ctx, time.Time{}, nil, 1000, func(b []claim.ProviderTotal) error {
 			for _, p := range b {
+				if p.Board != "" {
+					continue
+				}
 				want[p.ProviderNPI], wantVersions[p.ProviderNPI] = p.NetFee, p.Version
 			}
 			return nil
@@ -344,7 +349,11 @@ func TestRebuildKeepsConcurrentWrites(t *testing.T) {
 			require.NoError(t, err)
 			base := strings.TrimSuffix(k.VersionsPattern("*"), "*:*")
 			for _, key := range hashes {
-				generations[key[len(base):strings.LastIndexByte(key, ':')]] = true
+				gen, rest, _ := strings.Cut(key[len(base):], ":")
+				generations[gen] = true
+				if strings.Contains(rest, ":") {
+					continue // a period's board: it expires with its retention
+				}
 				ttl, err := client.TTL(ctx, key).Result()
 				require.NoError(t, err)
 				require.Equal(t, time.Duration(-1), ttl, "the live versions must not expire")
@@ -470,9 +479,9 @@ type interleavedTruth struct {
 	npis    []string
 }
 
-func (it interleavedTruth) ScanTotals(ctx context.Context, since time.Time, batch int, fn func([]claim.ProviderTotal) error) (time.Time, error) {
+func (it interleavedTruth) ScanTotals(ctx context.Context, since time.Time, oldest map[claim.Window]string, batch int, fn func([]claim.ProviderTotal) error) (time.Time, error) {
 	first := true
-	return it.Store.ScanTotals(ctx, since, batch, func(b []claim.ProviderTotal) error {
+	return it.Store.ScanTotals(ctx, since, oldest, batch, func(b []claim.ProviderTotal) error {
 		if first {
 			first = false
 			c, _ := randomClaim(it.npis)
@@ -498,8 +507,11 @@ func TestRebuildKeepsWritesCommittedAfterItsSnapshot(t *testing.T) {
 			require.True(t, res.Rebuilt)
 
 			want := map[string]claim.Cents{}
-			_, err = st.ScanTotals(ctx, time.Time{}, 1000, func(b []claim.ProviderTotal) error {
+			_, err = st.ScanTotals(ctx, time.Time{}, nil, 1000, func(b []claim.ProviderTotal) error {
 				for _, p := range b {
+					if p.Board != "" {
+						continue
+					}
 					want[p.ProviderNPI] = p.NetFee
 				}
 				return nil
@@ -548,7 +560,8 @@ func TestFullPassRebuildsWhenProvidersOutgrowTheVersions(t *testing.T) {
 		require.True(t, res.Rebuilt, "the first pass builds the set")
 		gen, err := client.Get(ctx, keys.Shard(0).Generation()).Result()
 		require.NoError(t, err)
-		require.True(t, strings.HasSuffix(gen, "/1"), "no providers: one digit, %q", gen)
+		_, layout, _ := rank.ParseGeneration(gen)
+		require.Equal(t, 1, layout.All, "no providers: one digit, %q", gen)
 
 		conn, err := pgx.Connect(ctx, dbURL)
 		require.NoError(t, err)
@@ -564,7 +577,8 @@ func TestFullPassRebuildsWhenProvidersOutgrowTheVersions(t *testing.T) {
 		require.True(t, res.Rebuilt, "1300 providers a shard do not fit 10 listpack hashes")
 		gen, err = client.Get(ctx, keys.Shard(0).Generation()).Result()
 		require.NoError(t, err)
-		require.True(t, strings.HasSuffix(gen, "/2"), "%q", gen)
+		_, layout, _ = rank.ParseGeneration(gen)
+		require.Equal(t, 2, layout.All, "%q", gen)
 		versions, err := loadkit.RankVersions(ctx, client, keys)
 		require.NoError(t, err)
 		require.Len(t, versions, providers)

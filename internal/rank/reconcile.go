@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -19,10 +20,13 @@ type Truth interface {
 	// reconcile; ok is false when another instance holds it.
 	TryReconcileLock(ctx context.Context) (release func(), ok bool, err error)
 	// ScanTotals streams the totals changed since since (all when zero) of
-	// one snapshot, in batches, and returns the truth's clock before the scan.
-	ScanTotals(ctx context.Context, since time.Time, batchSize int, fn func([]claim.ProviderTotal) error) (time.Time, error)
-	// CountProviders says how many provider totals there are.
-	CountProviders(ctx context.Context) (int64, error)
+	// one snapshot, in batches, and returns the truth's clock before the
+	// scan: those of the all-time board and of the boards from the oldest
+	// of each window kept (claim.Retention.Oldest).
+	ScanTotals(ctx context.Context, since time.Time, oldest map[claim.Window]string, batchSize int, fn func([]claim.ProviderTotal) error) (time.Time, error)
+	// BoardSizes says how many providers the all-time board ("") and each
+	// board kept hold.
+	BoardSizes(ctx context.Context, oldest map[claim.Window]string) (map[string]int64, error)
 	// RankingEpoch names the truth; a Redis ranking built from another
 	// truth (a database since recreated) must be rebuilt.
 	RankingEpoch(ctx context.Context) (string, error)
@@ -193,11 +197,12 @@ func (r *Reconciler) runOnce(ctx context.Context, mode Mode) (Result, error) {
 	defer release()
 
 	if mode != Rebuild {
-		builtFrom, err := r.redis.completeEpoch(ctx)
+		builtWith, err := r.redis.completeMarker(ctx)
 		if err != nil {
 			return Result{}, fmt.Errorf("check redis ranking: %w", err)
 		}
-		if builtFrom != epoch { // lost (""), or built from another database
+		// Lost (""), built from another database, or keeping other boards.
+		if builtWith != r.redis.marker(epoch) {
 			mode = Rebuild
 		}
 	}
@@ -205,16 +210,16 @@ func (r *Reconciler) runOnce(ctx context.Context, mode Mode) (Result, error) {
 	if mode != Rebuild && full {
 		// The versions hashes were sized for the providers of the last
 		// rebuild; grown past them, they lose their compact encoding.
-		providers, err := r.truth.CountProviders(ctx)
+		sizes, err := r.truth.BoardSizes(ctx, r.redis.keep.Oldest(time.Now()))
 		if err != nil {
 			return Result{}, err
 		}
-		outgrown, err := r.redis.versionsOutgrown(ctx, providers)
+		outgrown, err := r.redis.versionsOutgrown(ctx, sizes)
 		if err != nil {
 			return Result{}, fmt.Errorf("check redis ranking: %w", err)
 		}
 		if outgrown {
-			r.log.Info("rebuilding the redis ranking: its versions hashes are sized for fewer providers", "providers", providers)
+			r.log.Info("rebuilding the redis ranking: its versions hashes are sized for fewer providers", "providers", sizes[""])
 			mode = Rebuild
 		}
 	}
@@ -228,7 +233,7 @@ func (r *Reconciler) runOnce(ctx context.Context, mode Mode) (Result, error) {
 	if !res.Full {
 		since = r.lastScan.Add(-r.cfg.Overlap)
 	}
-	scanned, err := r.truth.ScanTotals(ctx, since, r.cfg.BatchSize, func(batch []claim.ProviderTotal) error {
+	scanned, err := r.truth.ScanTotals(ctx, since, r.redis.keep.Oldest(time.Now()), r.cfg.BatchSize, func(batch []claim.ProviderTotal) error {
 		res.Providers += len(batch)
 		a, err := r.redis.apply(ctx, batch, true)
 		res.Repaired += a.Changed
@@ -247,16 +252,18 @@ func (r *Reconciler) runOnce(ctx context.Context, mode Mode) (Result, error) {
 // committed after the snapshot reaches the build set through Apply.
 func (r *Reconciler) rebuild(ctx context.Context, epoch string) (Result, error) {
 	res := Result{Rebuilt: true, Full: true}
-	providers, err := r.truth.CountProviders(ctx)
+	oldest := r.redis.keep.Oldest(time.Now())
+	sizes, err := r.truth.BoardSizes(ctx, oldest)
 	if err != nil {
 		return res, err
 	}
+	boards := slices.Collect(maps.Keys(sizes))
 	// Versions of builds that died or were aborted, and of a swap whose
 	// clean-up failed, go before this build adds its own.
-	if err := r.redis.dropOldVersions(ctx); err != nil {
+	if err := r.redis.dropOldVersions(ctx, boards); err != nil {
 		return res, err
 	}
-	b, err := r.redis.beginBuild(ctx, providers)
+	b, err := r.redis.beginBuild(ctx, sizes)
 	if err != nil {
 		return res, err
 	}
@@ -284,7 +291,7 @@ func (r *Reconciler) rebuild(ctx context.Context, epoch string) (Result, error) 
 			}
 		})
 	}
-	scanned, err := r.truth.ScanTotals(writeCtx, time.Time{}, r.cfg.BatchSize, func(batch []claim.ProviderTotal) error {
+	scanned, err := r.truth.ScanTotals(writeCtx, time.Time{}, oldest, r.cfg.BatchSize, func(batch []claim.ProviderTotal) error {
 		res.Providers += len(batch)
 		select {
 		case batches <- slices.Clone(batch): // the scan reuses its slice
@@ -306,7 +313,7 @@ func (r *Reconciler) rebuild(ctx context.Context, epoch string) (Result, error) 
 		r.redis.abortBuild(context.WithoutCancel(ctx), b)
 		return res, err
 	}
-	if err := r.redis.dropOldVersions(ctx); err != nil && ctx.Err() == nil {
+	if err := r.redis.dropOldVersions(ctx, boards); err != nil && ctx.Err() == nil {
 		// The new set is live; the old versions go with the next rebuild
 		// (also when shutting down cut this short).
 		r.log.Warn("old ranking versions not deleted", "err", err)

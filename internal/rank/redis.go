@@ -18,6 +18,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -41,11 +42,12 @@ const (
 // rebuild moved under it; each rebuild moves them twice.
 const maxStaleRetries = 5
 
-// applyScript sets provider totals in one shard, each only when its version
-// is at least the version Redis holds, so writes are safe to repeat and to
-// reorder: an older total never overwrites a newer one. While a rebuild is
-// in progress (KEYS[4] exists) every write lands in the build set too, so
-// the rebuild cannot miss a total committed after it read its snapshot.
+// applyScript sets totals in one shard's boards, each only when its
+// version is at least the version Redis holds, so writes are safe to repeat
+// and to reorder: an older total never overwrites a newer one. While a
+// rebuild is in progress (KEYS[2] exists) every write lands in the build
+// sets too, so the rebuild cannot miss a total committed after it read its
+// snapshot.
 //
 // The caller names the versions hashes from the generations it last saw;
 // the script first checks that they are still the live and build ones, and
@@ -55,21 +57,23 @@ const maxStaleRetries = 5
 // Writes while no generation is live go to NoGeneration's hashes, which
 // are then recorded in the generations set, for a rebuild to drop.
 //
-// KEYS[1] ranking zset, KEYS[2] generation, KEYS[3] build zset,
-// KEYS[4] build generation, KEYS[5] generations set, KEYS[6...] versions
-// hashes.
+// KEYS[1] generation, KEYS[2] build generation, KEYS[3] generations set,
+// KEYS[4] the build's boards, KEYS[5...] sorted sets and versions hashes.
 // ARGV[1] the generation value the caller saw ("" absent), ARGV[2] the build
 // generation value ("" absent), ARGV[3] "1" to measure drift
-// (reconciliation) or "0" (a commit's totals), then per provider: NPI,
-// total in cents, version, the versions hash's value for it
-// ("<version>:<claims>", see stamp), the KEYS index of its live versions
-// hash, and of its build versions hash (0 while no build runs).
-// Returns {changed, drift}: how many providers' score or version changed in
-// KEYS[1], and, when measured, the sum of |old score - new score| over them,
-// in cents, each rounded up (a missing member counts its whole new score; a
-// score off by a fraction of a cent counts one). Without drift a newer
-// version is written without reading the old score: three calls per
-// provider instead of four, on the path every claim takes.
+// (reconciliation) or "0" (a commit's totals), ARGV[4] how many totals,
+// ARGV[5] how many expiries; then per total: NPI, total in cents, version,
+// the versions hash's value for it ("<version>:<claims>", see stamp), the
+// KEYS index of its sorted set and of its versions hash, and of its build
+// sorted set and build versions hash (0 while no build runs); then per
+// expiry: a KEYS index and the unix time in ms it expires at; then the
+// boards to add to the build's boards.
+// Returns {changed, drift}: how many totals' score or version changed in
+// the live sets, and, when measured, the sum of |old score - new score|
+// over them, in cents, each rounded up (a missing member counts its whole
+// new score; a score off by a fraction of a cent counts one). Without drift
+// a newer version is written without reading the old score: three calls per
+// total instead of four, on the path every claim takes.
 //
 // Totals stay within claim.MaxTotal (2^53-1 cents), where a double holds
 // every integer exactly: tonumber of a total and a score compare exactly,
@@ -77,10 +81,10 @@ const maxStaleRetries = 5
 // Scores and versions are written from the ARGV strings, never from Lua
 // numbers, which Lua would format with only 14 significant digits.
 var applyScript = redis.NewScript(`
-local live = redis.call('GET', KEYS[2]) or ''
-local build = redis.call('GET', KEYS[4]) or ''
+local live = redis.call('GET', KEYS[1]) or ''
+local build = redis.call('GET', KEYS[2]) or ''
 if live ~= ARGV[1] or build ~= ARGV[2] then return {-1, 0, live, build} end
-if live == '' then redis.call('SADD', KEYS[5], '` + NoGeneration + `') end
+if live == '' then redis.call('SADD', KEYS[3], '` + NoGeneration + `') end
 local measure = ARGV[3] == '1'
 local function apply(zkey, vkey, npi, cents, version, stamp)
   local held = redis.call('HGET', vkey, npi)
@@ -97,13 +101,17 @@ local function apply(zkey, vkey, npi, cents, version, stamp)
   return 1, math.ceil(math.abs(tonumber(cents) - (score or 0)))
 end
 local changed, drift = 0, 0
-for i = 4, #ARGV, 6 do
+local first = 6 + 8 * tonumber(ARGV[4])
+for i = 6, first - 1, 8 do
   local npi, cents, version, stamp = ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3]
-  local c, d = apply(KEYS[1], KEYS[tonumber(ARGV[i+4])], npi, cents, version, stamp)
+  local c, d = apply(KEYS[tonumber(ARGV[i+4])], KEYS[tonumber(ARGV[i+5])], npi, cents, version, stamp)
   changed, drift = changed + c, drift + d
-  local b = tonumber(ARGV[i+5])
-  if b > 0 then apply(KEYS[3], KEYS[b], npi, cents, version, stamp) end
+  local b = tonumber(ARGV[i+6])
+  if b > 0 then apply(KEYS[b], KEYS[tonumber(ARGV[i+7])], npi, cents, version, stamp) end
 end
+local boards = first + 2 * tonumber(ARGV[5])
+for i = first, boards - 1, 2 do redis.call('PEXPIREAT', KEYS[tonumber(ARGV[i])], ARGV[i+1]) end
+for i = boards, #ARGV do redis.call('SADD', KEYS[4], ARGV[i]) end
 return {changed, drift}
 `)
 
@@ -124,12 +132,15 @@ func parseStamp(v string) (version, claims int64, ok bool) {
 	return version, claims, found && err1 == nil && err2 == nil
 }
 
-// Redis is the ranking as kept in Redis: one sorted set per shard.
+// Redis is the ranking as kept in Redis: per shard, one sorted set per
+// board it keeps (see claim.Retention).
 type Redis struct {
 	client redis.UniversalClient
 	keys   Keys
 	shards []shard
-	epoch  atomic.Pointer[string] // the database's ranking epoch, once known
+	keep   claim.Retention
+	want   atomic.Pointer[string] // the marker of a complete shard, once the database's epoch is known
+	until  untilCache
 }
 
 // shard is one shard's keys and the generations last seen in it.
@@ -144,12 +155,21 @@ type generations struct{ live, build string }
 
 // ExpectEpoch tells the ranking which database it serves: a set rebuilt from
 // another one (since recreated) is then not answered from.
-func (r *Redis) ExpectEpoch(epoch string) { r.epoch.Store(&epoch) }
+func (r *Redis) ExpectEpoch(epoch string) {
+	m := r.marker(epoch)
+	r.want.Store(&m)
+}
 
-// NewRedis returns the ranking kept in client under keys: a standalone
-// Redis or a cluster client alike.
+// marker is what a rebuild from the database of epoch marks its shards
+// complete with: the epoch and the retention it kept, so that a ranking
+// kept for other periods is rebuilt rather than trusted.
+func (r *Redis) marker(epoch string) string { return epoch + " keep " + r.keep.String() }
+
+// NewRedis returns the ranking kept in client under keys, keeping the
+// boards of claim.DefaultRetention (see Keeping): a standalone Redis or a
+// cluster client alike.
 func NewRedis(client redis.UniversalClient, keys Keys) *Redis {
-	r := &Redis{client: client, keys: keys, shards: make([]shard, keys.ShardCount())}
+	r := &Redis{client: client, keys: keys, shards: make([]shard, keys.ShardCount()), keep: claim.DefaultRetention}
 	for i := range r.shards {
 		r.shards[i].keys = keys.Shard(i)
 		r.shards[i].seen.Store(&generations{})
@@ -157,28 +177,88 @@ func NewRedis(client redis.UniversalClient, keys Keys) *Redis {
 	return r
 }
 
+// Keeping makes the ranking keep the boards of keep (NewRedis keeps
+// claim.DefaultRetention's); call it before the ranking is used.
+func (r *Redis) Keeping(keep claim.Retention) *Redis {
+	r.keep = keep
+	return r
+}
+
+// Keeps says whether the ranking holds board b now; the others are
+// Postgres's alone.
+func (r *Redis) Keeps(b claim.Board) bool { return r.keep.Keeps(b, time.Now()) }
+
+// expiryGrace is how long a board's keys outlive its retention: lookups
+// stop reading it at the retention's end, by their own clock, before
+// Redis drops it by its clock.
+const expiryGrace = time.Hour
+
+// untilCache remembers when boards leave the ranking, by their period
+// (the key without its plan/group), for the write path: a board's key is
+// parsed once.
+type untilCache struct {
+	mu sync.Mutex
+	m  map[string]int64 // unix ms; 0 for a board kept for good; -1 not a board
+}
+
+// of is when board (a key, not "") leaves the ranking, in unix ms; 0 for
+// one kept for good, -1 for a key that names no board.
+func (c *untilCache) of(keep claim.Retention, board string) int64 {
+	period, _, _ := strings.Cut(board, "|g:")
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if ms, ok := c.m[period]; ok {
+		return ms
+	}
+	if c.m == nil || len(c.m) > 10000 {
+		c.m = map[string]int64{}
+	}
+	b, ok := claim.ParseBoardKey(board)
+	var ms int64 = -1
+	if ok {
+		ms = 0
+		if until := keep.Until(b); !until.IsZero() {
+			ms = until.UnixMilli()
+		}
+	}
+	c.m[period] = ms
+	return ms
+}
+
 // Applied says what a write of totals changed in the ranking.
 type Applied struct {
-	Changed int         // providers whose score or version moved
+	Changed int         // totals whose score or version moved
 	Drift   claim.Cents // sum of how far the changed scores were from the totals
 }
 
-// Apply records committed provider totals. Repeating it, or applying totals
-// out of order, leaves the same result. It returns how many providers changed.
+// Apply records committed totals, of the all-time ranking and of the boards
+// it keeps (the others are skipped). Repeating it, or applying totals out of
+// order, leaves the same result. It returns how many totals changed.
 func (r *Redis) Apply(ctx context.Context, totals []claim.ProviderTotal) (int, error) {
 	a, err := r.apply(ctx, totals, false)
 	return a.Changed, err
 }
 
-// byShard splits totals by shard; with one shard it is totals itself.
+// byShard splits totals by shard, leaving out those of boards the ranking
+// does not keep now; with one shard and all-time totals it is totals itself.
 func (r *Redis) byShard(totals []claim.ProviderTotal) [][]claim.ProviderTotal {
-	if len(r.shards) == 1 {
+	now := time.Now().UnixMilli()
+	keeps := func(t claim.ProviderTotal) bool {
+		if t.Board == "" {
+			return true
+		}
+		until := r.until.of(r.keep, t.Board)
+		return until == 0 || until > now
+	}
+	if len(r.shards) == 1 && !slices.ContainsFunc(totals, func(t claim.ProviderTotal) bool { return !keeps(t) }) {
 		return [][]claim.ProviderTotal{totals}
 	}
 	out := make([][]claim.ProviderTotal, len(r.shards))
 	for _, t := range totals {
-		i := r.keys.ShardOf(t.ProviderNPI)
-		out[i] = append(out[i], t)
+		if keeps(t) {
+			i := r.keys.ShardOf(t.ProviderNPI)
+			out[i] = append(out[i], t)
+		}
 	}
 	return out
 }
@@ -233,38 +313,85 @@ func (r *Redis) apply(ctx context.Context, totals []claim.ProviderTotal, measure
 	return out, nil
 }
 
+// keySlots names a script call's KEYS, each once: slot gives a key's
+// 1-based index, adding it on first use.
+type keySlots struct {
+	keys  []string
+	index map[string]int
+}
+
+func (k *keySlots) slot(name string) int {
+	i, ok := k.index[name]
+	if !ok {
+		k.keys = append(k.keys, name)
+		i = len(k.keys) // KEYS is 1-based
+		k.index[name] = i
+	}
+	return i
+}
+
+// expiries are the PEXPIREATs of a script call: a KEYS index and a unix
+// time in ms, each key once.
+type expiries struct {
+	set  map[int]bool
+	args []any
+}
+
+func (e *expiries) add(slot int, ms int64) {
+	if ms <= 0 || e.set[slot] {
+		return
+	}
+	if e.set == nil {
+		e.set = map[int]bool{}
+	}
+	e.set[slot] = true
+	e.args = append(e.args, slot, ms)
+}
+
 // applyCall is applyScript's call for totals of shard s, its versions
 // hashes named from the generations last seen there.
 func (r *Redis) applyCall(s *shard, totals []claim.ProviderTotal, measureDrift bool) scriptCall {
 	seen := s.seen.Load()
 	k := s.keys
-	keys := []string{k.Ranking(), k.Generation(), k.BuildRanking(), k.BuildGeneration(), k.Generations()}
-	index := map[string]int{}
-	slot := func(name string) int {
-		i, ok := index[name]
-		if !ok {
-			keys = append(keys, name)
-			i = len(keys) // KEYS is 1-based
-			index[name] = i
-		}
-		return i
-	}
-	live, digits, _ := ParseGeneration(cmp.Or(seen.live, NoGeneration))
-	build, bdigits, building := ParseGeneration(seen.build)
+	ks := keySlots{keys: []string{k.Generation(), k.BuildGeneration(), k.Generations(), k.BuildBoards()}, index: map[string]int{}}
+	live, layout, _ := ParseGeneration(cmp.Or(seen.live, NoGeneration))
+	build, blayout, building := ParseGeneration(seen.build)
 	measure := "0"
 	if measureDrift {
 		measure = "1"
 	}
-	args := make([]any, 0, 3+6*len(totals))
-	args = append(args, seen.live, seen.build, measure)
+	var (
+		exp       expiries
+		register  []any
+		buildEnds = time.Now().Add(buildTTL).UnixMilli()
+	)
+	args := make([]any, 0, 5+8*len(totals))
+	args = append(args, seen.live, seen.build, measure, len(totals), 0)
 	for _, t := range totals {
-		b := 0
+		z, v := ks.slot(k.Board(t.Board)), ks.slot(k.BoardVersions(live, layout, t.Board, t.ProviderNPI))
+		bz, bv := 0, 0
 		if building {
-			b = slot(k.Versions(build, bdigits, t.ProviderNPI))
+			bz, bv = ks.slot(k.BuildBoard(t.Board)), ks.slot(k.BoardVersions(build, blayout, t.Board, t.ProviderNPI))
 		}
-		args = append(args, t.ProviderNPI, int64(t.NetFee), t.Version, stamp(t), slot(k.Versions(live, digits, t.ProviderNPI)), b)
+		args = append(args, t.ProviderNPI, int64(t.NetFee), t.Version, stamp(t), z, v, bz, bv)
+		if t.Board == "" {
+			continue
+		}
+		if until := r.until.of(r.keep, t.Board); until > 0 {
+			exp.add(z, until+expiryGrace.Milliseconds())
+			exp.add(v, until+expiryGrace.Milliseconds())
+			if building {
+				exp.add(bv, until+expiryGrace.Milliseconds())
+			}
+		}
+		if building && !exp.set[bz] {
+			exp.add(bz, buildEnds)
+			register = append(register, t.Board)
+		}
 	}
-	return scriptCall{keys: keys, args: args}
+	args[4] = len(exp.args) / 2
+	args = append(append(args, exp.args...), register...)
+	return scriptCall{keys: ks.keys, args: args}
 }
 
 // scriptCall is one call of a script: its keys (all of one shard) and
@@ -307,25 +434,28 @@ func firstErr[C redis.Cmder](cmds []C) error {
 	return nil
 }
 
-// buildScript adds totals to one shard's build set: the rule of applyScript
-// (a total is written unless the set holds a newer version), with one call
-// per provider in the usual case (HSETNX: no live write got there first)
-// and one ZADD for the whole batch.
+// buildScript adds totals to one shard's build sets: the rule of
+// applyScript (a total is written unless the set holds a newer version),
+// with one call per total in the usual case (HSETNX: no live write got
+// there first) and one ZADD per board.
 //
-// KEYS[1] build zset, KEYS[2] build generation, KEYS[3...] versions hashes.
-// ARGV[1] this build's generation value ("<token>/<digits>"), then per
-// provider: NPI, total in cents, version, its stamp, the KEYS index of its
-// versions hash (at most 2000 providers).
-// Returns how many providers were written, or an error when the build is not
+// KEYS[1] build generation, KEYS[2] the build's boards, KEYS[3...] sorted
+// sets and versions hashes. ARGV[1] this build's generation value
+// ("<token>/<layout>"), ARGV[2] how many totals (at most 2000), ARGV[3] how
+// many expiries, then per total: NPI, total in cents, version, its stamp,
+// the KEYS index of its build sorted set and of its versions hash; then
+// expiries and boards to record, as applyScript's.
+// Returns how many totals were written, or an error when the build is not
 // this one.
 var buildScript = redis.NewScript(`
-if redis.call('GET', KEYS[2]) ~= ARGV[1] then
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return redis.error_reply('ranking build is not ours: expired, aborted or replaced')
 end
-local z = {}
-for i = 2, #ARGV, 5 do
+local zs, written = {}, 0
+local first = 4 + 6 * tonumber(ARGV[2])
+for i = 4, first - 1, 6 do
   local npi, cents, version, stamp = ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3]
-  local key = KEYS[tonumber(ARGV[i+4])]
+  local key = KEYS[tonumber(ARGV[i+5])]
   local write = redis.call('HSETNX', key, npi, stamp) == 1
   if not write then
     local held = tonumber(string.match(redis.call('HGET', key, npi), '^[^:]+'))
@@ -334,10 +464,19 @@ for i = 2, #ARGV, 5 do
       write = true
     end
   end
-  if write then z[#z+1] = cents; z[#z+1] = npi end
+  if write then
+    local z = ARGV[i+4]
+    if not zs[z] then zs[z] = {} end
+    local t = zs[z]
+    t[#t+1] = cents; t[#t+1] = npi
+    written = written + 1
+  end
 end
-if #z > 0 then redis.call('ZADD', KEYS[1], unpack(z)) end
-return #z / 2
+for z, t in pairs(zs) do redis.call('ZADD', KEYS[tonumber(z)], unpack(t)) end
+local boards = first + 2 * tonumber(ARGV[3])
+for i = first, boards - 1, 2 do redis.call('PEXPIREAT', KEYS[tonumber(ARGV[i])], ARGV[i+1]) end
+for i = boards, #ARGV do redis.call('SADD', KEYS[2], ARGV[i]) end
+return written
 `)
 
 // maxBuildBatch bounds the totals of one buildScript call: Lua's unpack
@@ -345,7 +484,7 @@ return #z / 2
 const maxBuildBatch = 2000
 
 // build is a rebuild in progress: its token and, per shard, the value of
-// its generation ("<token>/<digits>").
+// its generation ("<token>/<layout>").
 type build struct {
 	token string
 	gens  []string
@@ -362,7 +501,7 @@ func (r *Redis) buildBatch(ctx context.Context, b build, totals []claim.Provider
 		groups := r.byShard(batch)
 		type shardRead struct {
 			totals []claim.ProviderTotal
-			scores *redis.FloatSliceCmd
+			scores []*redis.FloatCmd
 			build  *redis.Cmd
 		}
 		var reads []shardRead
@@ -372,49 +511,84 @@ func (r *Redis) buildBatch(ctx context.Context, b build, totals []claim.Provider
 					continue
 				}
 				k := r.shards[i].keys
-				_, digits, _ := ParseGeneration(b.gens[i])
-				keys := []string{k.BuildRanking(), k.BuildGeneration()}
-				index := map[string]int{}
-				members := make([]string, len(g))
-				args := make([]any, 0, 1+5*len(g))
-				args = append(args, b.gens[i])
-				for j, t := range g {
-					members[j] = t.ProviderNPI
-					name := k.Versions(b.token, digits, t.ProviderNPI)
-					slot, ok := index[name]
-					if !ok {
-						keys = append(keys, name)
-						slot = len(keys)
-						index[name] = slot
-					}
-					args = append(args, t.ProviderNPI, int64(t.NetFee), t.Version, stamp(t), slot)
+				_, layout, _ := ParseGeneration(b.gens[i])
+				call := r.buildCall(k, b.gens[i], b.token, layout, g)
+				rd := shardRead{totals: g, build: buildScript.Eval(ctx, p, call.keys, call.args...)}
+				for _, t := range g {
+					rd.scores = append(rd.scores, p.ZScore(ctx, k.Board(t.Board), t.ProviderNPI))
 				}
-				reads = append(reads, shardRead{totals: g,
-					scores: p.ZMScore(ctx, k.Ranking(), members...),
-					build:  buildScript.Eval(ctx, p, keys, args...)})
+				reads = append(reads, rd)
 			}
 			return nil
 		})
 		for _, rd := range reads {
-			if err := cmp.Or(rd.scores.Err(), rd.build.Err()); err != nil {
+			if err := rd.build.Err(); err != nil {
 				return 0, fmt.Errorf("add totals to the ranking rebuild: %w", err)
 			}
 			for j, t := range rd.totals {
-				// ZMSCORE gives 0 for a missing member. Both are exact doubles
-				// within claim.MaxTotal; a fraction of a cent off counts one.
-				drift += claim.Cents(math.Ceil(math.Abs(float64(t.NetFee) - rd.scores.Val()[j])))
+				score, err := rd.scores[j].Result()
+				if err != nil && !errors.Is(err, redis.Nil) {
+					return 0, fmt.Errorf("add totals to the ranking rebuild: %w", err)
+				}
+				// A missing member counts as 0. Both are exact doubles within
+				// claim.MaxTotal; a fraction of a cent off counts one.
+				drift += claim.Cents(math.Ceil(math.Abs(float64(t.NetFee) - score)))
 			}
 		}
 	}
 	return drift, nil
 }
 
-// TopProviders returns limit providers from the offset-th (from 0) in the
-// order of ZREVRANGE: by total, ties by NPI, both descending. Each shard
-// gives its own first offset+limit in one pipelined round, merged here
-// exactly (one shard gives just the page). It fails with ErrIncomplete when
-// a shard is not known complete.
+// buildCall is buildScript's call for totals of the shard of keys k.
+func (r *Redis) buildCall(k ShardKeys, gen, token string, layout Layout, totals []claim.ProviderTotal) scriptCall {
+	ks := keySlots{keys: []string{k.BuildGeneration(), k.BuildBoards()}, index: map[string]int{}}
+	var (
+		exp       expiries
+		register  []any
+		buildEnds = time.Now().Add(buildTTL).UnixMilli()
+	)
+	args := make([]any, 0, 3+6*len(totals))
+	args = append(args, gen, len(totals), 0)
+	for _, t := range totals {
+		z, v := ks.slot(k.BuildBoard(t.Board)), ks.slot(k.BoardVersions(token, layout, t.Board, t.ProviderNPI))
+		args = append(args, t.ProviderNPI, int64(t.NetFee), t.Version, stamp(t), z, v)
+		if t.Board == "" {
+			continue
+		}
+		if until := r.until.of(r.keep, t.Board); until > 0 {
+			exp.add(v, until+expiryGrace.Milliseconds())
+		}
+		if !exp.set[z] {
+			exp.add(z, buildEnds)
+			register = append(register, t.Board)
+		}
+	}
+	args[2] = len(exp.args) / 2
+	args = append(append(args, exp.args...), register...)
+	return scriptCall{keys: ks.keys, args: args}
+}
+
+// TopProviders is BoardTop of the all-time board.
 func (r *Redis) TopProviders(ctx context.Context, offset, limit int) ([]claim.ProviderTotal, error) {
+	return r.BoardTop(ctx, claim.AllTime, offset, limit)
+}
+
+// boardKey is the key of board b in the ranking: "" for the all-time board.
+func boardKey(b claim.Board) string {
+	if b.IsAllTime() {
+		return ""
+	}
+	return b.Key()
+}
+
+// BoardTop returns limit providers of board b from the offset-th (from 0)
+// in the order of ZREVRANGE: by total, ties by NPI, both descending. Each
+// shard gives its own first offset+limit in one pipelined round, merged
+// here exactly (one shard gives just the page). It fails with ErrIncomplete
+// when a shard is not known complete; a board the ranking does not keep is
+// the caller's to read elsewhere (see Keeps).
+func (r *Redis) BoardTop(ctx context.Context, b claim.Board, offset, limit int) ([]claim.ProviderTotal, error) {
+	board := boardKey(b)
 	complete := make([]*redis.StringCmd, len(r.shards))
 	tops := make([]*redis.ZSliceCmd, len(r.shards))
 	first := 0 // of each shard's range
@@ -425,7 +599,7 @@ func (r *Redis) TopProviders(ctx context.Context, offset, limit int) ([]claim.Pr
 		for i := range r.shards {
 			k := r.shards[i].keys
 			complete[i] = p.Get(ctx, k.Complete())
-			tops[i] = p.ZRevRangeWithScores(ctx, k.Ranking(), int64(first), int64(offset+limit-1))
+			tops[i] = p.ZRevRangeWithScores(ctx, k.Board(board), int64(first), int64(offset+limit-1))
 		}
 		return nil
 	})
@@ -458,17 +632,23 @@ func (r *Redis) TopProviders(ctx context.Context, offset, limit int) ([]claim.Pr
 	return out, nil
 }
 
-// ProviderRank answers npi's standing: its total and count from its shard,
-// its rank from where its total places it in every shard (with one shard,
-// ZREVRANK; with more, a second round counts the other shards' members
-// above it). claim.ErrNotFound when the ranking holds no total of npi, or
-// its claims were all reversed; ErrIncomplete when a shard is not known
-// complete, or npi's count predates counts (a rebuild writes it).
+// ProviderRank is BoardRank in the all-time board.
 func (r *Redis) ProviderRank(ctx context.Context, npi string) (claim.Standing, error) {
+	return r.BoardRank(ctx, claim.AllTime, npi)
+}
+
+// BoardRank answers npi's standing in board b: its total and count from
+// its shard, its rank from where its total places it in every shard (with
+// one shard, ZREVRANK; with more, a second round counts the other shards'
+// members above it). claim.ErrNotFound when the board holds no total of
+// npi, or its claims there were all reversed; ErrIncomplete when a shard is
+// not known complete, or npi's count predates counts (a rebuild writes it).
+func (r *Redis) BoardRank(ctx context.Context, b claim.Board, npi string) (claim.Standing, error) {
+	board := boardKey(b)
 	home := &r.shards[r.keys.ShardOf(npi)]
 	for attempt := 0; ; attempt++ {
 		seen := home.seen.Load()
-		live, digits, _ := ParseGeneration(cmp.Or(seen.live, NoGeneration))
+		live, layout, _ := ParseGeneration(cmp.Or(seen.live, NoGeneration))
 		complete := make([]*redis.StringCmd, len(r.shards))
 		var (
 			score *redis.FloatCmd
@@ -481,9 +661,9 @@ func (r *Redis) ProviderRank(ctx context.Context, npi string) (claim.Standing, e
 				complete[i] = p.Get(ctx, r.shards[i].keys.Complete())
 			}
 			k := home.keys
-			score = p.ZScore(ctx, k.Ranking(), npi)
-			rank = p.ZRevRank(ctx, k.Ranking(), npi)
-			field = p.HGet(ctx, k.Versions(live, digits, npi), npi)
+			score = p.ZScore(ctx, k.Board(board), npi)
+			rank = p.ZRevRank(ctx, k.Board(board), npi)
+			field = p.HGet(ctx, k.BoardVersions(live, layout, board, npi), npi)
 			gen = p.Get(ctx, k.Generation())
 			return nil
 		})
@@ -512,7 +692,7 @@ func (r *Redis) ProviderRank(ctx context.Context, npi string) (claim.Standing, e
 		}
 		st := claim.Standing{ProviderNPI: npi, NetFee: claim.Cents(score.Val()), Rank: 1 + rank.Val(), Claims: claims}
 		if len(r.shards) > 1 {
-			above, err := r.aboveInOtherShards(ctx, home, npi, score.Val())
+			above, err := r.aboveInOtherShards(ctx, home, board, npi, score.Val())
 			if err != nil {
 				return claim.Standing{}, err
 			}
@@ -525,7 +705,7 @@ func (r *Redis) ProviderRank(ctx context.Context, npi string) (claim.Standing, e
 // aboveInOtherShards counts the members of every shard but home that the
 // ranking lists before (score, npi): a higher score, or the same score and a
 // higher NPI.
-func (r *Redis) aboveInOtherShards(ctx context.Context, home *shard, npi string, score float64) (int64, error) {
+func (r *Redis) aboveInOtherShards(ctx context.Context, home *shard, board, npi string, score float64) (int64, error) {
 	s := strconv.FormatFloat(score, 'f', -1, 64)
 	higher := make([]*redis.IntCmd, 0, len(r.shards))
 	tied := make([]*redis.StringSliceCmd, 0, len(r.shards))
@@ -535,8 +715,8 @@ func (r *Redis) aboveInOtherShards(ctx context.Context, home *shard, npi string,
 				continue
 			}
 			k := r.shards[i].keys
-			higher = append(higher, p.ZCount(ctx, k.Ranking(), "("+s, "+inf"))
-			tied = append(tied, p.ZRangeByScore(ctx, k.Ranking(), &redis.ZRangeBy{Min: s, Max: s}))
+			higher = append(higher, p.ZCount(ctx, k.Board(board), "("+s, "+inf"))
+			tied = append(tied, p.ZRangeByScore(ctx, k.Board(board), &redis.ZRangeBy{Min: s, Max: s}))
 		}
 		return nil
 	})
@@ -556,9 +736,10 @@ func (r *Redis) aboveInOtherShards(ctx context.Context, home *shard, npi string,
 }
 
 // checkComplete fails with ErrIncomplete unless every shard's marker (the
-// replies of GET Complete) names the database this ranking serves.
+// replies of GET Complete) names the database this ranking serves, and the
+// boards it keeps.
 func (r *Redis) checkComplete(markers []*redis.StringCmd) error {
-	want := r.epoch.Load()
+	want := r.want.Load()
 	for _, m := range markers {
 		builtFrom := m.Val()
 		if builtFrom == "" || (want != nil && *want != builtFrom) {
@@ -568,9 +749,9 @@ func (r *Redis) checkComplete(markers []*redis.StringCmd) error {
 	return nil
 }
 
-// completeEpoch returns the epoch of the database every shard was last
-// rebuilt from, "" when a shard is not known complete or they differ.
-func (r *Redis) completeEpoch(ctx context.Context) (string, error) {
+// completeMarker returns the marker every shard was last rebuilt with (see
+// marker), "" when a shard is not known complete or they differ.
+func (r *Redis) completeMarker(ctx context.Context) (string, error) {
 	cmds := make([]*redis.StringCmd, len(r.shards))
 	_, err := r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i := range r.shards {
@@ -591,12 +772,18 @@ func (r *Redis) completeEpoch(ctx context.Context) (string, error) {
 }
 
 // beginScript starts a rebuild of one shard aside, and records its
-// generation in the set of those whose versions a later rebuild drops.
+// generation in the set of those whose versions a later rebuild drops. It
+// drops what an earlier build left aside: its sets, which the caller names
+// from the build's boards.
 //
-// KEYS[1] build zset, KEYS[2] build generation, KEYS[3] generations set.
+// KEYS[1] build zset, KEYS[2] build generation, KEYS[3] generations set,
+// KEYS[4] the build's boards, KEYS[5...] their build sets.
 // ARGV[1] the building member, ARGV[2] the build's generation value,
-// ARGV[3] its TTL in milliseconds.
+// ARGV[3] its TTL in milliseconds. Returns 1, or 0 when the build's boards
+// are not those named (a write added one): the caller names them anew.
 var beginScript = redis.NewScript(`
+if redis.call('SCARD', KEYS[4]) ~= #KEYS - 4 then return 0 end
+redis.call('UNLINK', unpack(KEYS, 4))
 redis.call('UNLINK', KEYS[1])
 redis.call('ZADD', KEYS[1], 0, ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
@@ -609,24 +796,68 @@ return 1
 // the build sets. It must be called before the snapshot of the truth is
 // read. The returned build names this one; only its owner can finish it.
 // Its versions hashes use enough NPI digits for about 100 of a shard's
-// providers each.
-func (r *Redis) beginBuild(ctx context.Context, providers int64) (build, error) {
+// providers each, in the all-time board and in the largest board of each
+// kind (sizes, by board key, "" the all-time one).
+func (r *Redis) beginBuild(ctx context.Context, sizes map[string]int64) (build, error) {
 	token := strconv.FormatInt(time.Now().UnixNano(), 36) + strconv.FormatUint(rand.Uint64()%1e6, 36)
-	gen := token + "/" + strconv.Itoa(versionDigits(providers/int64(len(r.shards))))
+	gen := token + "/" + r.layoutFor(sizes).String()
 	b := build{token: token, gens: make([]string, len(r.shards))}
-	calls := make([]scriptCall, len(r.shards))
 	for i := range r.shards {
 		k := r.shards[i].keys
 		b.gens[i] = gen
-		calls[i] = scriptCall{
-			keys: []string{k.BuildRanking(), k.BuildGeneration(), k.Generations()},
-			args: []any{buildingMember, gen, buildTTL.Milliseconds()},
+		err := r.withBuildBoards(ctx, k, func(boards []string) scriptCall {
+			keys := []string{k.BuildRanking(), k.BuildGeneration(), k.Generations(), k.BuildBoards()}
+			for _, board := range boards {
+				keys = append(keys, k.BuildBoard(board))
+			}
+			return scriptCall{keys: keys, args: []any{buildingMember, gen, buildTTL.Milliseconds()}}
+		}, beginScript)
+		if err != nil {
+			return b, fmt.Errorf("begin ranking rebuild: %w", err)
 		}
 	}
-	if err := firstErr(r.evalAll(ctx, beginScript, calls)); err != nil {
-		return b, fmt.Errorf("begin ranking rebuild: %w", err)
-	}
 	return b, nil
+}
+
+// withBuildBoards runs script with the call made from the build's boards
+// in shard k, naming them anew while the script answers 0 (a write added a
+// board between the read and the call).
+func (r *Redis) withBuildBoards(ctx context.Context, k ShardKeys, call func(boards []string) scriptCall, script *redis.Script) error {
+	for attempt := 0; ; attempt++ {
+		boards, err := r.client.SMembers(ctx, k.BuildBoards()).Result()
+		if err != nil {
+			return err
+		}
+		c := call(boards)
+		n, err := script.Run(ctx, r.client, c.keys, c.args...).Int()
+		if err != nil || n != 0 {
+			return err
+		}
+		if attempt >= maxStaleRetries {
+			return errors.New("the build's boards keep changing")
+		}
+	}
+}
+
+// layoutFor sizes a generation's versions hashes for the boards of sizes.
+func (r *Redis) layoutFor(sizes map[string]int64) Layout {
+	per := int64(len(r.shards))
+	var largest [numKinds]int64
+	for board, n := range sizes {
+		if board != "" {
+			largest[kindOf(board)] = max(largest[kindOf(board)], n)
+		}
+	}
+	l := Layout{All: versionDigits(sizes[""] / per)}
+	for i, n := range largest {
+		// A kind whose boards fit one listpack hash each gets one hash a
+		// board: most boards are small (a plan's, a day's), and each key
+		// costs about as much as a hundred bytes of fields.
+		if l.Boards[i] = versionDigits(n / per); n/per <= 120 {
+			l.Boards[i] = 0
+		}
+	}
+	return l
 }
 
 // versionDigits is how many trailing NPI digits name a versions hash: the
@@ -641,27 +872,46 @@ func versionDigits(providers int64) int {
 }
 
 // versionsOutgrown reports whether some shard's live versions hashes hold,
-// on average, more providers than a listpack does (or no rebuild has named
-// its generation): then a rebuild sizes them anew.
-func (r *Redis) versionsOutgrown(ctx context.Context, providers int64) (bool, error) {
+// on average, more providers than a listpack does, in the all-time board or
+// in the largest board of a kind (or no rebuild has named its generation):
+// then a rebuild sizes them anew.
+func (r *Redis) versionsOutgrown(ctx context.Context, sizes map[string]int64) (bool, error) {
 	gens, err := r.liveGenerations(ctx)
 	if err != nil {
 		return false, err
 	}
+	need := r.layoutFor(sizes)
 	for _, g := range gens {
-		_, digits, ok := ParseGeneration(g)
-		if !ok {
+		_, l, ok := ParseGeneration(g)
+		if !ok || need.All > l.All {
 			return true, nil
 		}
-		buckets := int64(1)
-		for range digits {
-			buckets *= 10
-		}
-		if providers/int64(len(r.shards)) > 128*buckets {
-			return true, nil
+		for i := range numKinds {
+			if need.Boards[i] > l.Boards[i] {
+				// versionDigits leaves room (120 of 128); grown past a
+				// listpack's 128 by more than a tenth, resize.
+				n := int64(1)
+				for range l.Boards[i] {
+					n *= 10
+				}
+				if largestOfKind(sizes, i)/int64(len(r.shards)) > 141*n {
+					return true, nil
+				}
+			}
 		}
 	}
 	return false, nil
+}
+
+// largestOfKind is the most providers a board of kind holds in sizes.
+func largestOfKind(sizes map[string]int64, kind int) int64 {
+	var n int64
+	for board, size := range sizes {
+		if board != "" && kindOf(board) == kind {
+			n = max(n, size)
+		}
+	}
+	return n
 }
 
 // liveGenerations reads every shard's Generation key ("" when absent).
@@ -683,55 +933,76 @@ func (r *Redis) liveGenerations(ctx context.Context) ([]string, error) {
 	return out, nil
 }
 
-// finishScript swaps a shard's finished build in for its ranking,
-// atomically, and marks the shard complete. Readers see the old set or the
-// new one, never a half-filled one.
+// finishScript swaps a shard's finished build in for its boards,
+// atomically, and marks the shard complete. Readers see the old sets or
+// the new ones, never a half-filled one.
 //
 // KEYS[1] ranking zset, KEYS[2] generation, KEYS[3] build zset,
-// KEYS[4] build generation, KEYS[5] completeness marker.
+// KEYS[4] build generation, KEYS[5] completeness marker, KEYS[6] the
+// build's boards, then per board its build set and its live set.
 // ARGV[1] the building member, ARGV[2] this build's generation value,
-// ARGV[3] the marker's value: the epoch of the database it was built from.
-// Returns 1, or an error when the build is not this one (it expired, was
-// aborted, or another rebuild replaced it).
+// ARGV[3] the marker's value (see marker), then per board when its live
+// set expires (unix ms; 0 never).
+// Returns 1; 0 when the build's boards are not those named (a write added
+// one: the caller names them anew); an error when the build is not this
+// one (it expired, was aborted, or another rebuild replaced it).
 var finishScript = redis.NewScript(`
 local b = redis.call('GET', KEYS[4])
 if b ~= ARGV[2] then
   return redis.error_reply('ranking build is not ours: expired, aborted or replaced')
 end
-redis.call('ZREM', KEYS[3], ARGV[1])
--- UNLINK frees the old set in the background: DEL of a million members
+if redis.call('SCARD', KEYS[6]) ~= (#KEYS - 6) / 2 then return 0 end
+-- UNLINK frees an old set in the background: DEL of a million members
 -- would block Redis, and every lookup, for longer than a second.
+for i = 7, #KEYS, 2 do
+  redis.call('UNLINK', KEYS[i+1])
+  if redis.call('EXISTS', KEYS[i]) == 1 then
+    redis.call('RENAME', KEYS[i], KEYS[i+1])
+    local at = ARGV[4 + (i - 7) / 2]
+    if at == '0' then redis.call('PERSIST', KEYS[i+1]) else redis.call('PEXPIREAT', KEYS[i+1], at) end
+  end
+end
+redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('UNLINK', KEYS[1])
 if redis.call('EXISTS', KEYS[3]) == 1 then
   redis.call('RENAME', KEYS[3], KEYS[1])
   redis.call('PERSIST', KEYS[1])
 end
 redis.call('SET', KEYS[2], b)
-redis.call('DEL', KEYS[4])
+redis.call('DEL', KEYS[4], KEYS[6])
 redis.call('SET', KEYS[5], ARGV[3])
 return 1
 `)
 
-// finishBuild swaps every shard's build set in for its ranking (see
+// finishBuild swaps every shard's build sets in for its boards (see
 // finishScript). Each shard swaps atomically; a lookup between two swaps
 // merges shards that are each complete.
 func (r *Redis) finishBuild(ctx context.Context, b build, epoch string) error {
-	calls := make([]scriptCall, len(r.shards))
 	for i := range r.shards {
 		k := r.shards[i].keys
-		calls[i] = scriptCall{
-			keys: []string{k.Ranking(), k.Generation(), k.BuildRanking(), k.BuildGeneration(), k.Complete()},
-			args: []any{buildingMember, b.gens[i], epoch},
+		err := r.withBuildBoards(ctx, k, func(boards []string) scriptCall {
+			keys := []string{k.Ranking(), k.Generation(), k.BuildRanking(), k.BuildGeneration(), k.Complete(), k.BuildBoards()}
+			args := []any{buildingMember, b.gens[i], r.marker(epoch)}
+			for _, board := range boards {
+				keys = append(keys, k.BuildBoard(board), k.Board(board))
+				var at int64
+				if until := r.until.of(r.keep, board); until > 0 {
+					at = until + expiryGrace.Milliseconds()
+				}
+				args = append(args, at)
+			}
+			return scriptCall{keys: keys, args: args}
+		}, finishScript)
+		if err != nil {
+			return fmt.Errorf("swap in rebuilt ranking: %w", err)
 		}
-	}
-	if err := firstErr(r.evalAll(ctx, finishScript, calls)); err != nil {
-		return fmt.Errorf("swap in rebuilt ranking: %w", err)
 	}
 	return nil
 }
 
 // abortScript drops a shard's build that could not finish, if it is still
-// ours.
+// ours. Its boards' sets expire with the build, or go when the next build
+// begins.
 //
 // KEYS[1] build zset, KEYS[2] build generation. ARGV[1] this build's
 // generation value. Returns 1 when it dropped the build, 0 when the build
@@ -776,8 +1047,10 @@ const dropChunk = 1000
 // dropOldVersions deletes, in every shard, the versions hashes of every
 // generation but the live one and the one a rebuild is filling: those a
 // finished rebuild replaced, and those a rebuild that died left behind. A
-// generation's hashes are named by its digits, so none is searched for.
-func (r *Redis) dropOldVersions(ctx context.Context) error {
+// generation's hashes are named by its layout and by the boards, those of
+// boards (every board the ranking keeps); none is searched for. Those of
+// boards no longer kept expire with them.
+func (r *Redis) dropOldVersions(ctx context.Context, boards []string) error {
 	for i := range r.shards {
 		k := r.shards[i].keys
 		gens, err := r.client.SMembers(ctx, k.Generations()).Result()
@@ -785,12 +1058,12 @@ func (r *Redis) dropOldVersions(ctx context.Context) error {
 			return fmt.Errorf("drop old ranking versions: %w", err)
 		}
 		for _, g := range gens {
-			name, digits, ok := ParseGeneration(g)
+			name, layout, ok := ParseGeneration(g)
 			if !ok { // not one of ours: only forget it
 				r.client.SRem(ctx, k.Generations(), g)
 				continue
 			}
-			if err := r.dropGeneration(ctx, k, g, name, digits); err != nil {
+			if err := r.dropGeneration(ctx, k, g, name, layout, boards); err != nil {
 				return fmt.Errorf("drop old ranking versions: %w", err)
 			}
 		}
@@ -802,27 +1075,49 @@ func (r *Redis) dropOldVersions(ctx context.Context) error {
 }
 
 // dropGeneration deletes the versions hashes of generation g of shard k
-// (unless it is live or building), in calls of dropChunk hashes.
-func (r *Redis) dropGeneration(ctx context.Context, k ShardKeys, g, name string, digits int) error {
-	total := 1
-	for range digits {
-		total *= 10
-	}
+// (unless it is live or building), those of the all-time board and of
+// boards, in calls of dropChunk hashes.
+func (r *Redis) dropGeneration(ctx context.Context, k ShardKeys, g, name string, l Layout, boards []string) error {
 	head := []string{k.Generation(), k.BuildGeneration(), k.Generations()}
-	for start := 0; start < total; start += dropChunk {
-		keys := slices.Clone(head)
-		for suffix := start; suffix < min(start+dropChunk, total); suffix++ {
-			keys = append(keys, k.Versions(name, digits, fmt.Sprintf("%0*d", digits, suffix)))
+	keys := slices.Clone(head)
+	flush := func(last bool) error {
+		if len(keys) == len(head) && !last {
+			return nil
 		}
-		last := "0"
-		if start+dropChunk >= total {
-			last = "1"
+		done := "0"
+		if last {
+			done = "1"
 		}
-		if err := dropScript.Run(ctx, r.client, keys, g, NoGeneration, last).Err(); err != nil {
-			return err
+		err := dropScript.Run(ctx, r.client, keys, g, NoGeneration, done).Err()
+		keys = slices.Clone(head)
+		return err
+	}
+	for i, board := range append([]string{""}, boards...) {
+		if i > 0 && board == "" {
+			continue
+		}
+		digits := l.All
+		if board != "" {
+			digits = l.Boards[kindOf(board)]
+		}
+		total := 1
+		for range digits {
+			total *= 10
+		}
+		for suffix := range total {
+			npi := "" // digits 0: the board's one hash
+			if digits > 0 {
+				npi = fmt.Sprintf("%0*d", digits, suffix)
+			}
+			keys = append(keys, k.BoardVersions(name, l, board, npi))
+			if len(keys)-len(head) == dropChunk {
+				if err := flush(false); err != nil {
+					return err
+				}
+			}
 		}
 	}
-	return nil
+	return flush(true)
 }
 
 // dropLegacy deletes, on a standalone Redis, the keys of the ranking's

@@ -50,7 +50,7 @@ func TestDropOldVersions(t *testing.T) {
 	k := r.shards[0].keys
 	ctx := context.Background()
 	require.NoError(t, client.Set(ctx, k.Generation(), "live/1", 0).Err())
-	b, err := r.beginBuild(ctx, 10)
+	b, err := r.beginBuild(ctx, map[string]int64{"": 10})
 	require.NoError(t, err)
 	require.NoError(t, client.SAdd(ctx, k.Generations(), "dead/2", NoGeneration).Err())
 	hashes := map[string]string{
@@ -62,7 +62,7 @@ func TestDropOldVersions(t *testing.T) {
 		require.NoError(t, client.HSet(ctx, h, "1000000005", 1).Err())
 	}
 
-	require.NoError(t, r.dropOldVersions(ctx))
+	require.NoError(t, r.dropOldVersions(ctx, nil))
 	for name, h := range hashes {
 		n, err := client.Exists(ctx, h).Result()
 		require.NoError(t, err)

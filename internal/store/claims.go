@@ -117,7 +117,8 @@ ON CONFLICT (board, provider_npi) DO UPDATE
 SET total_net_fee_cents = t.total_net_fee_cents + excluded.total_net_fee_cents,
     claims = t.claims + excluded.claims,
     version = t.version + 1,
-    updated_at = now()`
+    updated_at = now()
+RETURNING board, ` + totalColumns
 
 // queue queues d's upsert in batch, in (board, NPI) order, so that
 // transactions lock board rows in one order and cannot deadlock.
@@ -208,9 +209,11 @@ func (s *Store) InsertClaims(ctx context.Context, pending []claim.Pending) (clai
 				evs = append(evs, events.Stored(c))
 			}
 		}
-		if out.Totals, err = addToTotals(ctx, tx, pending, inserted, change, reversed, evs); err != nil {
+		totals, err := addToTotals(ctx, tx, pending, inserted, change, reversed, evs)
+		if err != nil {
 			return err
 		}
+		out.Totals, out.Boards = splitBoards(totals)
 		return recordKeyOutcomes(ctx, tx, pending, live, out.Claims)
 	}
 	err := s.withTx(ctx, attempt)
@@ -494,8 +497,12 @@ func changeTotals(ctx context.Context, tx pgx.Tx, sum deltas, boards boardDeltas
 	}
 	results := tx.SendBatch(ctx, batch)
 	totals, err := readTotals(results)
+	allTime := len(totals) // the rest are the other boards'
 	if err == nil && len(boards) > 0 {
-		_, err = results.Exec()
+		var rows pgx.Rows
+		if rows, err = results.Query(); err == nil {
+			totals, err = pgx.AppendRows(totals, rows, scanBoardTotal)
+		}
 		err = wrap("update board totals", err)
 	}
 	if err == nil && len(evs) > 0 {
@@ -505,11 +512,11 @@ func changeTotals(ctx context.Context, tx pgx.Tx, sum deltas, boards boardDeltas
 	if cerr := results.Close(); err == nil && cerr != nil {
 		err = wrap("update provider totals", cerr)
 	}
-	if err != nil || len(totals) == len(npis) {
+	if err != nil || allTime == len(npis) {
 		return totals, err
 	}
-	written := make(map[string]bool, len(totals))
-	for _, t := range totals {
+	written := make(map[string]bool, allTime)
+	for _, t := range totals[:allTime] {
 		written[t.ProviderNPI] = true
 	}
 	over := &totalsOverflow{totals: map[string]claim.Cents{}}
@@ -535,6 +542,16 @@ func changeTotals(ctx context.Context, tx pgx.Tx, sum deltas, boards boardDeltas
 		return nil, wrap("read provider totals", err)
 	}
 	return nil, over
+}
+
+// splitBoards splits what changeTotals returns: the all-time board's
+// totals, then the other boards'.
+func splitBoards(totals []claim.ProviderTotal) (allTime, boards []claim.ProviderTotal) {
+	i := slices.IndexFunc(totals, func(t claim.ProviderTotal) bool { return t.Board != "" })
+	if i < 0 {
+		return totals, nil
+	}
+	return totals[:i:i], totals[i:]
 }
 
 // readTotals reads the totals the upsert wrote, the first of results.
@@ -666,6 +683,13 @@ func (s *Store) claimExists(ctx context.Context, id string) bool {
 func scanTotal(row pgx.CollectableRow) (claim.ProviderTotal, error) {
 	var t claim.ProviderTotal
 	err := row.Scan(&t.ProviderNPI, &t.NetFee, &t.Version, &t.Claims)
+	return t, err
+}
+
+// scanBoardTotal reads a board_totals row: its board, then totalColumns.
+func scanBoardTotal(row pgx.CollectableRow) (claim.ProviderTotal, error) {
+	var t claim.ProviderTotal
+	err := row.Scan(&t.Board, &t.ProviderNPI, &t.NetFee, &t.Version, &t.Claims)
 	return t, err
 }
 

@@ -176,6 +176,10 @@ func TestTopProvidersOrder(t *testing.T) {
 	require.Equal(t, []string{"1000000001=90.00", "1000000009=20.00", "1000000005=20.00", "1000000003=20.00"}, got)
 }
 
+// noBoards keeps no period's board: a scan reads the all-time boards only
+// (every plan's and each plan's).
+var noBoards = claim.Retention{}.Oldest(time.Now())
+
 func TestScanTotalsBatches(t *testing.T) {
 	t.Parallel()
 	st, _ := testenv.MustStore(t)
@@ -184,28 +188,50 @@ func TestScanTotalsBatches(t *testing.T) {
 		_, err := insertOne(ctx, st, newClaim(t, line(fmt.Sprintf("10000000%02d", i), 1000+claim.Cents(i))), nil)
 		require.NoError(t, err)
 	}
-	var sizes []int
-	seen := map[string]claim.Cents{}
+	var rows int
+	seen := map[string]map[string]claim.Cents{}
 	collect := func(batch []claim.ProviderTotal) error {
-		sizes = append(sizes, len(batch))
+		require.LessOrEqual(t, len(batch), 3)
+		rows += len(batch)
 		for _, p := range batch {
-			seen[p.ProviderNPI] = p.NetFee
+			if seen[p.Board] == nil {
+				seen[p.Board] = map[string]claim.Cents{}
+			}
+			seen[p.Board][p.ProviderNPI] = p.NetFee
 		}
 		return nil
 	}
-	scanned, err := st.ScanTotals(ctx, time.Time{}, 3, collect)
+	scanned, err := st.ScanTotals(ctx, time.Time{}, noBoards, 3, collect)
 	require.NoError(t, err)
-	require.Equal(t, []int{3, 3, 1}, sizes)
-	require.Len(t, seen, 7)
-	require.Equal(t, claim.Cents(1006-500), seen["1000000006"])
+	require.Equal(t, 14, rows, "every provider in the all-time board and its plan's")
+	require.Len(t, seen[""], 7)
+	require.Equal(t, claim.Cents(1006-500), seen[""]["1000000006"])
+	require.Equal(t, seen[""], seen["a|g:GRP-1000"])
+
+	// A retention reaching back to the lines' date (2018-03-28) reads their
+	// periods' boards too; the sizes count them.
+	since2018 := claim.Retention{claim.WindowDay: 1, claim.WindowWeek: 1, claim.WindowMonth: 1, claim.WindowYear: 1}.
+		Oldest(time.Date(2018, 3, 28, 12, 0, 0, 0, time.UTC))
+	rows, seen = 0, map[string]map[string]claim.Cents{}
+	_, err = st.ScanTotals(ctx, time.Time{}, since2018, 3, collect)
+	require.NoError(t, err)
+	require.Equal(t, 7*7, rows)
+	for _, board := range []string{"d:2018-03-28", "w:2018-W13", "m:2018-03", "y:2018", "m:2018-03|g:GRP-1000"} {
+		require.Equal(t, seen[""], seen[board], board)
+	}
+	sizes, err := st.BoardSizes(ctx, since2018)
+	require.NoError(t, err)
+	require.Equal(t, map[string]int64{"": 7, "a|g:GRP-1000": 7, "d:2018-03-28": 7, "w:2018-W13": 7, "m:2018-03": 7,
+		"y:2018": 7, "m:2018-03|g:GRP-1000": 7}, sizes)
 
 	// Since the first scan's start only what changed afterwards comes back.
 	_, err = insertOne(ctx, st, newClaim(t, line("1000000003", 2000)), nil)
 	require.NoError(t, err)
-	sizes, seen = nil, map[string]claim.Cents{}
-	_, err = st.ScanTotals(ctx, scanned, 3, collect)
+	rows, seen = 0, map[string]map[string]claim.Cents{}
+	_, err = st.ScanTotals(ctx, scanned, noBoards, 3, collect)
 	require.NoError(t, err)
-	require.Equal(t, map[string]claim.Cents{"1000000003": 1003 - 500 + 2000 - 500}, seen)
+	want := map[string]claim.Cents{"1000000003": 1003 - 500 + 2000 - 500}
+	require.Equal(t, map[string]map[string]claim.Cents{"": want, "a|g:GRP-1000": want}, seen)
 }
 
 func TestReconcileLockIsExclusive(t *testing.T) {

@@ -87,8 +87,11 @@ SELECT t.total_net_fee_cents, t.claims,
 FROM board_totals t WHERE t.board = $1 AND t.provider_npi = $2`
 )
 
-// BoardTop is TopProviders of board b (any but claim.AllTime).
+// BoardTop is TopProviders of board b.
 func (s *Store) BoardTop(ctx context.Context, b claim.Board, offset, limit int) ([]claim.ProviderTotal, error) {
+	if b.IsAllTime() {
+		return s.TopProviders(ctx, offset, limit)
+	}
 	rows, err := s.pool.Query(ctx, boardTopSQL, b.Key(), offset, limit)
 	if err != nil {
 		return nil, wrap("read board", err)
@@ -97,23 +100,44 @@ func (s *Store) BoardTop(ctx context.Context, b claim.Board, offset, limit int) 
 	return totals, wrap("read board", err)
 }
 
-// BoardRank is ProviderRank in board b (any but claim.AllTime).
+// BoardRank is ProviderRank in board b.
 func (s *Store) BoardRank(ctx context.Context, b claim.Board, npi string) (claim.Standing, error) {
+	if b.IsAllTime() {
+		return s.ProviderRank(ctx, npi)
+	}
 	return scanStanding(s.pool.QueryRow(ctx, boardRankSQL, b.Key(), npi), npi, "read board rank")
 }
 
-// Highest first: Redis adds members to a sorted set about twice as fast in
-// score order as at random, and a rebuild is mostly those additions.
+// scanTotalsSQL reads the all-time totals (board "") and those of the
+// boards the live ranking keeps: the plans' all-time boards and, per window,
+// the boards from the oldest kept ($2-$5: day, week, month, year; board keys
+// of a window sort as their periods). Each board's highest first, off its
+// rank index: Redis adds members to a sorted set about twice as fast in
+// score order as at random, and a rebuild is mostly those additions. $1
+// limits it to totals changed at or after it.
 const scanTotalsSQL = `
-SELECT ` + totalColumns + ` FROM provider_totals
+SELECT '' AS board, ` + totalColumns + ` FROM provider_totals
 WHERE $1::timestamptz IS NULL OR updated_at >= $1
-ORDER BY total_net_fee_cents DESC, provider_npi DESC`
+UNION ALL
+SELECT board, ` + totalColumns + ` FROM board_totals
+WHERE ($1::timestamptz IS NULL OR updated_at >= $1)
+  AND ((board >= 'a|g:' AND board < 'a|g;') OR (board >= $2 AND board < 'd;') OR (board >= $3 AND board < 'w;')
+       OR (board >= $4 AND board < 'm;') OR (board >= $5 AND board < 'y;'))
+ORDER BY 1, 3 DESC, 2 DESC`
 
-// ScanTotals streams provider totals, as of one snapshot taken when the scan
-// starts, to fn in batches of at most batchSize: all of them when since is
-// zero, else those changed at or after since. It returns the database's
-// clock just before the scan, for the next scan's since.
-func (s *Store) ScanTotals(ctx context.Context, since time.Time, batchSize int, fn func([]claim.ProviderTotal) error) (time.Time, error) {
+// keptArgs are scanTotalsSQL's and boardSizesSQL's bounds from oldest (see
+// claim.Retention.Oldest).
+func keptArgs(oldest map[claim.Window]string) []any {
+	return []any{oldest[claim.WindowDay], oldest[claim.WindowWeek], oldest[claim.WindowMonth], oldest[claim.WindowYear]}
+}
+
+// ScanTotals streams the totals of the all-time board and of every board
+// the live ranking keeps (from oldest, see claim.Retention.Oldest), as of
+// one snapshot taken when the scan starts, to fn in batches of at most
+// batchSize: all of them when since is zero, else those changed at or after
+// since. It returns the database's clock just before the scan, for the next
+// scan's since.
+func (s *Store) ScanTotals(ctx context.Context, since time.Time, oldest map[claim.Window]string, batchSize int, fn func([]claim.ProviderTotal) error) (time.Time, error) {
 	var startedAt time.Time
 	if err := s.pool.QueryRow(ctx, "SELECT clock_timestamp()").Scan(&startedAt); err != nil {
 		return time.Time{}, wrap("scan provider totals", err)
@@ -122,7 +146,7 @@ func (s *Store) ScanTotals(ctx context.Context, since time.Time, batchSize int, 
 	if !since.IsZero() {
 		sinceArg = &since
 	}
-	rows, err := s.pool.Query(ctx, scanTotalsSQL, sinceArg)
+	rows, err := s.pool.Query(ctx, scanTotalsSQL, append([]any{sinceArg}, keptArgs(oldest)...)...)
 	if err != nil {
 		return time.Time{}, wrap("scan provider totals", err)
 	}
@@ -130,7 +154,7 @@ func (s *Store) ScanTotals(ctx context.Context, since time.Time, batchSize int, 
 	batch := make([]claim.ProviderTotal, 0, batchSize)
 	for rows.Next() {
 		var t claim.ProviderTotal
-		if err := rows.Scan(&t.ProviderNPI, &t.NetFee, &t.Version, &t.Claims); err != nil {
+		if err := rows.Scan(&t.Board, &t.ProviderNPI, &t.NetFee, &t.Version, &t.Claims); err != nil {
 			return time.Time{}, wrap("scan provider totals", err)
 		}
 		batch = append(batch, t)
@@ -150,6 +174,34 @@ func (s *Store) ScanTotals(ctx context.Context, since time.Time, batchSize int, 
 		}
 	}
 	return startedAt, nil
+}
+
+// boardSizesSQL counts the providers of each board the live ranking keeps
+// (bounds as scanTotalsSQL's), off board_totals's primary key.
+const boardSizesSQL = `
+SELECT board, count(*) FROM board_totals
+WHERE (board >= 'a|g:' AND board < 'a|g;') OR (board >= $1 AND board < 'd;') OR (board >= $2 AND board < 'w;')
+      OR (board >= $3 AND board < 'm;') OR (board >= $4 AND board < 'y;')
+GROUP BY board`
+
+// BoardSizes counts the providers of the all-time board (key "") and of
+// each board the live ranking keeps (from oldest).
+func (s *Store) BoardSizes(ctx context.Context, oldest map[claim.Window]string) (map[string]int64, error) {
+	n, err := s.CountProviders(ctx)
+	if err != nil {
+		return nil, err
+	}
+	sizes := map[string]int64{"": n}
+	rows, err := s.pool.Query(ctx, boardSizesSQL, keptArgs(oldest)...)
+	if err != nil {
+		return nil, wrap("count board providers", err)
+	}
+	var board string
+	_, err = pgx.ForEachRow(rows, []any{&board, &n}, func() error {
+		sizes[board] = n
+		return nil
+	})
+	return sizes, wrap("count board providers", err)
 }
 
 // AuditDifference is a provider whose stored total, or claim count, is not
