@@ -20,9 +20,17 @@
 #
 # Settings: DATABASE_HOST (127.0.0.1), RABBITMQ_URL (amqp://guest:guest@127.0.0.1:5672/),
 # ROUNDS (5), DURATION (10s), CONCURRENCY (64, split between the two sides).
+#
+# The same side by side measures other costs: BASE_CLAIMD runs the first side with another
+# binary (default: the same), EVENTS=off turns events off on the second side too, and
+# LABEL_OFF / LABEL_ON name the sides (make bench measures the boards so: see the Makefile).
 set -euo pipefail
 CLAIMD=${1:-bin/claimd}
 CLAIMBENCH=${2:-bin/claimbench}
+BASE_CLAIMD=${BASE_CLAIMD:-$CLAIMD}
+EVENTS=${EVENTS:-on}
+LABEL_OFF=${LABEL_OFF:-events off}
+LABEL_ON=${LABEL_ON:-events on}
 ROUNDS=${ROUNDS:-5}
 DURATION=${DURATION:-10s}
 CONCURRENCY=${CONCURRENCY:-64}
@@ -75,10 +83,12 @@ for side in off on; do
   REDIS_PID[$side]=$!; PIDS+=("$!")
   ADDR[$side]=127.0.0.1:$(free_port)
   events=(EVENTS_EXCHANGE=)
-  [ "$side" = on ] && events=(EVENTS_EXCHANGE=claimd-bench-events EVENTS_QUEUE="$NAME")
+  [ "$side" = on ] && [ "$EVENTS" = on ] && events=(EVENTS_EXCHANGE=claimd-bench-events EVENTS_QUEUE="$NAME")
+  binary=$CLAIMD
+  [ "$side" = off ] && binary=$BASE_CLAIMD
   for i in $(seq 50); do redis-cli -p "$rport" ping >/dev/null 2>&1 && break; sleep 0.1; done
   env "${events[@]}" DATABASE_URL="postgres://${PGUSER:-root}@$PGHOST:5432/$(db $side)" REDIS_URL="redis://127.0.0.1:$rport/0" \
-    RABBITMQ_URL="$RABBITMQ_URL" HTTP_ADDR="${ADDR[$side]}" METRICS_ADDR= LOG_LEVEL=warn "$CLAIMD" serve >"$WORK/claimd-$side.log" 2>&1 &
+    RABBITMQ_URL="$RABBITMQ_URL" HTTP_ADDR="${ADDR[$side]}" METRICS_ADDR= LOG_LEVEL=warn "$binary" serve >"$WORK/claimd-$side.log" 2>&1 &
   CLAIMD_PID[$side]=$!; PIDS+=("$!")
 done
 for side in off on; do
@@ -86,7 +96,7 @@ for side in off on; do
   curl -sf "http://${ADDR[$side]}/readyz" >/dev/null || { cat "$WORK/claimd-$side.log"; exit 1; }
 done
 
-echo "| round | events | claims/s | p99 ms | claimd µs | Postgres µs | Redis µs | the three | RabbitMQ µs | the three, on / off |"
+echo "| round | side | claims/s | p99 ms | claimd µs | Postgres µs | Redis µs | the three | RabbitMQ µs | the three, on / off |"
 echo "|---|---|---|---|---|---|---|---|---|---|"
 declare -A c0 r0 c1 r1
 for round in $(seq "$ROUNDS"); do
@@ -101,10 +111,11 @@ for round in $(seq "$ROUNDS"); do
   wait "${loads[@]}"
   for side in off on; do c1[$side]=$(ticks "${CLAIMD_PID[$side]}"); r1[$side]=$(ticks "${REDIS_PID[$side]}"); pg_backends "$side" >"$WORK/pg1-$side"; done
   a1=$(pg_all); b1=$(ticks $BROKER_PIDS)
-  python3 - "$WORK" "$round" "$(getconf CLK_TCK)" $((a1 - a0)) $((b1 - b0)) \
+  LABEL_OFF=$LABEL_OFF LABEL_ON=$LABEL_ON python3 - "$WORK" "$round" "$(getconf CLK_TCK)" $((a1 - a0)) $((b1 - b0)) \
     $((c1[off] - c0[off])) $((r1[off] - r0[off])) $((c1[on] - c0[on])) $((r1[on] - r0[on])) <<'PY'
-import json, sys
+import json, os, sys
 work, rnd = sys.argv[1], sys.argv[2]
+label = {"off": os.environ["LABEL_OFF"], "on": os.environ["LABEL_ON"]}
 hz, pg_all, broker, c_off, r_off, c_on, r_on = map(int, sys.argv[3:10])
 def backends(side):
     before = dict(map(int, l.split()) for l in open(f"{work}/pg0-{side}") if l.strip())
@@ -119,7 +130,7 @@ for side in ("off", "on"):
     j = json.load(open(f"{work}/{side}-{rnd}.json")); n = j["claims_acked"]; op = j["operations"][0]
     c, p, r, b = (t * 1e6 / hz / n for t in cpu[side])
     three[side] = c + p + r
-    rows.append(f"| {rnd} | {side} | {j['claims_per_sec']:,.0f} | {op['latency_ms']['p99']:.1f} | {c:.0f} | {p:.0f} | {r:.1f} | {c+p+r:.0f} | {b:.0f} |")
+    rows.append(f"| {rnd} | {label[side]} | {j['claims_per_sec']:,.0f} | {op['latency_ms']['p99']:.1f} | {c:.0f} | {p:.0f} | {r:.1f} | {c+p+r:.0f} | {b:.0f} |")
 ratio = three["on"] / three["off"]
 print(rows[0] + " |"); print(rows[1] + f" ×{ratio:.2f} |")
 open(f"{work}/ratios", "a").write(f"{ratio}\n")
@@ -132,14 +143,14 @@ start=$(date +%s.%N)
 for i in $(seq 600); do
   [ "$(psql_ -d "$(db on)" -c "SELECT count(*) FROM outbox")" = 0 ] && break; sleep 0.1
 done
-python3 - "$WORK" "$depth" "$start" <<'PY'
-import statistics, sys, time
+LABEL_OFF=$LABEL_OFF LABEL_ON=$LABEL_ON python3 - "$WORK" "$depth" "$start" <<'PY'
+import os, statistics, sys, time
 work, depth, start = sys.argv[1], sys.argv[2], float(sys.argv[3])
 ratios = sorted(float(l) for l in open(f"{work}/ratios"))
 shared = [l.strip() for l in open(f"{work}/shared")]
 print()
-print(f"Events on cost claimd + Postgres + Redis **×{statistics.median(ratios):.2f}** the CPU per claim of events off "
-      f"(median of {len(ratios)} rounds; range ×{ratios[0]:.2f}–×{ratios[-1]:.2f}), counting against events on the "
-      f"Postgres CPU of neither side's backends ({', '.join(shared)} µs per claim of events on). "
+print(f"{os.environ['LABEL_ON'].capitalize()}: claimd + Postgres + Redis cost **×{statistics.median(ratios):.2f}** the CPU per claim of {os.environ['LABEL_OFF']} "
+      f"(median of {len(ratios)} rounds; range ×{ratios[0]:.2f}–×{ratios[-1]:.2f}), counting against the second side the "
+      f"Postgres CPU of neither side's backends ({', '.join(shared)} µs per claim of it). "
       f"The outbox held {depth} events when the last load ended; the relay emptied it in {time.time() - start:.1f} s.")
 PY

@@ -1,6 +1,7 @@
 package faulttest
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"maps"
@@ -19,6 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/claim-process/claim-process/internal/loadkit"
+	"github.com/claim-process/claim-process/internal/rank"
 	"github.com/claim-process/claim-process/internal/testenv"
 )
 
@@ -496,6 +498,11 @@ func TestVerifyCatchesCorruption(t *testing.T) {
 	_, err = conn.Exec(t.Context(), `UPDATE board_totals SET claims = claims + 1
 		WHERE (board, provider_npi) = (SELECT board, provider_npi FROM board_totals ORDER BY board DESC, provider_npi LIMIT 1)`)
 	require.NoError(t, err)
+	// A board in Redis off by one cent, for a claim the test left alone.
+	keys := rank.Keys{Prefix: cmp.Or(sys.KeyPrefix, rank.DefaultPrefix), Shards: sys.RankShards}
+	other := load.Claims[1].Lines[0]
+	board := "a|g:" + other.PlanGroup
+	require.NoError(t, sys.Redis.ZIncrBy(t.Context(), keys.Shard(keys.ShardOf(other.NPI)).Board(board), 1, other.NPI).Err())
 
 	sys.API = "http://127.0.0.1:1" // claimd is gone; (e) reports that too
 	problems, report := check(sys, load)
@@ -505,6 +512,7 @@ func TestVerifyCatchesCorruption(t *testing.T) {
 	assert.Contains(t, text, "(g) board_totals vs generated lines", "the deleted claim's lines are still counted in its boards")
 	assert.Contains(t, text, "(g) board_totals claims vs claims sent")
 	assert.Contains(t, text, "(d) Redis score vs provider_totals")
+	assert.Contains(t, text, "(h) Redis boards vs generated lines: provider "+board+" "+other.NPI)
 	assert.Contains(t, text, "GET /top-providers")
 	assert.Positive(t, report.Drift)
 }

@@ -27,7 +27,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	return &Metrics{
 		boardAnswers: f.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Name: "board_lookups_total",
-			Help: "Lookups of a board other than the all-time ranking of every plan (/top-providers and /providers/{npi} with window, period or plan_group), by window and the source that answered.",
+			Help: "Ranking lookups (/top-providers and /providers/{npi}) by the window of their board (all: the all-time boards, the default) and the source that answered.",
 		}, []string{"window", "source"}),
 		answers: f.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Name: "top_providers_answers_total",
@@ -35,7 +35,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"source"}),
 		fallbacks: f.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Name: "top_providers_fallbacks_total",
-			Help: "Top-providers reads that fell back to Postgres, by why Redis did not answer.",
+			Help: "Ranking lookups answered from Postgres, by why Redis did not answer (retention: a board past RANK_RETENTION, which Redis no longer keeps).",
 		}, []string{"reason"}),
 		breakerState: f.NewGauge(prometheus.GaugeOpts{
 			Namespace: ns, Name: "redis_breaker_state",

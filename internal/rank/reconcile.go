@@ -307,7 +307,13 @@ func (r *Reconciler) rebuild(ctx context.Context, epoch string) (Result, error) 
 		err = cause // Redis failed first: say so, not "context canceled"
 	}
 	if err == nil {
-		err = r.redis.finishBuild(ctx, b, epoch)
+		// Boards a write added while the build ran have versions in the
+		// generation it replaces too: drop those with the others.
+		var swapped []string
+		swapped, err = r.redis.finishBuild(ctx, b, epoch)
+		boards = append(boards, swapped...)
+		slices.Sort(boards)
+		boards = slices.Compact(boards)
 	}
 	if err != nil {
 		r.redis.abortBuild(context.WithoutCancel(ctx), b)

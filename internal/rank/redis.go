@@ -13,6 +13,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -975,12 +976,17 @@ return 1
 `)
 
 // finishBuild swaps every shard's build sets in for its boards (see
-// finishScript). Each shard swaps atomically; a lookup between two swaps
-// merges shards that are each complete.
-func (r *Redis) finishBuild(ctx context.Context, b build, epoch string) error {
+// finishScript), and returns the boards it swapped in. Each shard swaps
+// atomically; a lookup between two swaps merges shards that are each
+// complete.
+func (r *Redis) finishBuild(ctx context.Context, b build, epoch string) ([]string, error) {
+	swapped := map[string]bool{}
 	for i := range r.shards {
 		k := r.shards[i].keys
 		err := r.withBuildBoards(ctx, k, func(boards []string) scriptCall {
+			for _, board := range boards {
+				swapped[board] = true
+			}
 			keys := []string{k.Ranking(), k.Generation(), k.BuildRanking(), k.BuildGeneration(), k.Complete(), k.BuildBoards()}
 			args := []any{buildingMember, b.gens[i], r.marker(epoch)}
 			for _, board := range boards {
@@ -994,10 +1000,10 @@ func (r *Redis) finishBuild(ctx context.Context, b build, epoch string) error {
 			return scriptCall{keys: keys, args: args}
 		}, finishScript)
 		if err != nil {
-			return fmt.Errorf("swap in rebuilt ranking: %w", err)
+			return nil, fmt.Errorf("swap in rebuilt ranking: %w", err)
 		}
 	}
-	return nil
+	return slices.Collect(maps.Keys(swapped)), nil
 }
 
 // abortScript drops a shard's build that could not finish, if it is still
