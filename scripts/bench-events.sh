@@ -22,8 +22,9 @@
 # ROUNDS (5), DURATION (10s), CONCURRENCY (64, split between the two sides).
 #
 # The same side by side measures other costs: BASE_CLAIMD runs the first side with another
-# binary (default: the same), EVENTS=off turns events off on the second side too, and
-# LABEL_OFF / LABEL_ON name the sides (make bench measures the boards so: see the Makefile).
+# binary (default: the same), EVENTS=off turns events off on the second side too, ENV_ON
+# adds NAME=value settings to it, and LABEL_OFF / LABEL_ON name the sides (make bench
+# measures the boards so: see the Makefile).
 set -euo pipefail
 CLAIMD=${1:-bin/claimd}
 CLAIMBENCH=${2:-bin/claimbench}
@@ -31,6 +32,7 @@ BASE_CLAIMD=${BASE_CLAIMD:-$CLAIMD}
 EVENTS=${EVENTS:-on}
 LABEL_OFF=${LABEL_OFF:-events off}
 LABEL_ON=${LABEL_ON:-events on}
+read -r -a ENV_ON <<<"${ENV_ON:-}"
 ROUNDS=${ROUNDS:-5}
 DURATION=${DURATION:-10s}
 CONCURRENCY=${CONCURRENCY:-64}
@@ -86,6 +88,7 @@ for side in off on; do
   [ "$side" = on ] && [ "$EVENTS" = on ] && events=(EVENTS_EXCHANGE=claimd-bench-events EVENTS_QUEUE="$NAME")
   binary=$CLAIMD
   [ "$side" = off ] && binary=$BASE_CLAIMD
+  [ "$side" = on ] && events+=("${ENV_ON[@]}")
   for i in $(seq 50); do redis-cli -p "$rport" ping >/dev/null 2>&1 && break; sleep 0.1; done
   env "${events[@]}" DATABASE_URL="postgres://${PGUSER:-root}@$PGHOST:5432/$(db $side)" REDIS_URL="redis://127.0.0.1:$rport/0" \
     RABBITMQ_URL="$RABBITMQ_URL" HTTP_ADDR="${ADDR[$side]}" METRICS_ADDR= LOG_LEVEL=warn "$binary" serve >"$WORK/claimd-$side.log" 2>&1 &

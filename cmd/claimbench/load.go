@@ -362,13 +362,21 @@ func (l *loader) one(ctx context.Context, gen *loadkit.Generator, start time.Tim
 func (p prepared) send(ctx context.Context, l *loader, start time.Time) {
 	switch p.op {
 	case opTopProviders:
-		status, body, err := l.do(ctx, http.MethodGet, fmt.Sprintf("/top-providers?limit=%d", l.cfg.TopLimit), nil)
+		path := fmt.Sprintf("/top-providers?limit=%d", l.cfg.TopLimit)
+		if l.cfg.Board != "" {
+			path += "&" + l.cfg.Board
+		}
+		status, body, err := l.do(ctx, http.MethodGet, path, nil)
 		l.rec.record(opTopProviders, time.Since(start), status, errClass(err), nil)
 		if status == http.StatusOK {
 			l.rec.source(answerSource(body))
 		}
 	case opProviderRank:
-		status, body, err := l.do(ctx, http.MethodGet, "/providers/"+p.npi, nil)
+		path := "/providers/" + p.npi
+		if l.cfg.Board != "" {
+			path += "?" + l.cfg.Board
+		}
+		status, body, err := l.do(ctx, http.MethodGet, path, nil)
 		l.rec.record(opProviderRank, time.Since(start), status, errClass(err), nil)
 		if status == http.StatusOK {
 			l.rec.source(answerSource(body))

@@ -100,6 +100,7 @@ type config struct {
 	VerifyAPIMax int
 	MixTopRatio  float64
 	TopLimit     int
+	Board        string // query naming the board of the lookups, "window=year&period=2025"
 	Seed         int64
 	Timeout      time.Duration
 	MaxInFlight  int
@@ -141,6 +142,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.VerifyAPIMax, "verify-api-max", 0, "read at most this many acknowledged claims back through GET /claims/{id}, spread over the run (0: all); the Postgres checks always cover every claim")
 	fs.Float64Var(&c.MixTopRatio, "mix-top-ratio", 0.5, "mix mode: fraction of requests that are /top-providers lookups")
 	fs.IntVar(&c.TopLimit, "top-limit", 10, "limit of the /top-providers lookups of the load (1-100)")
+	fs.StringVar(&c.Board, "board", "", "top and rank modes: the board looked up, as a query (e.g. window=year&period=2025); default the all-time one")
 	fs.Int64Var(&c.Seed, "seed", 1, "seed of the generator: the same seed sends the same claims (with new claim_ids)")
 	fs.StringVar(&c.RunID, "run-id", "", "prefix of this run's claim_ids (default: random), e.g. to find them in the database")
 	fs.DurationVar(&c.Timeout, "timeout", 10*time.Second, "per-request timeout")

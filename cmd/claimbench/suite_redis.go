@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/url"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/claim-process/claim-process/internal/loadkit"
 	"github.com/claim-process/claim-process/internal/rank"
 )
 
@@ -117,6 +119,33 @@ func (s *suite) redisMemory(ctx context.Context, st *stageResult) {
 	}
 	st.RedisProviders, st.RedisZsetBytes, st.RedisHashBytes, st.RedisHashes = n, zset, versions, hashes
 	st.RedisBytesPerProvider = float64(zset+versions) / float64(n)
+
+	// The other boards: their sets ("…:b:<board>"), and the versions hashes
+	// named by a board (which begins with a letter; the all-time ones are
+	// named by digits alone).
+	boards, err := loadkit.ScanKeys(ctx, rdb, strings.TrimSuffix(keys.Board("x"), "x")+"*")
+	if err != nil {
+		return
+	}
+	var entries, size int64
+	for chunk := range slices.Chunk(boards, 1000) {
+		cmds, _ := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for _, k := range chunk {
+				p.ZCard(ctx, k)
+				p.MemoryUsage(ctx, k, 0)
+			}
+			return nil
+		})
+		for i := 0; i+1 < len(cmds); i += 2 {
+			entries += cmds[i].(*redis.IntCmd).Val()
+			size += cmds[i+1].(*redis.IntCmd).Val()
+		}
+	}
+	_, boardVersions, err := memoryOfKeys(ctx, rdb, strings.TrimSuffix(keys.VersionsPattern(gen), "*")+"[a-z]*")
+	if err != nil {
+		return
+	}
+	st.RedisBoards, st.RedisBoardEntries, st.RedisBoardBytes = int64(len(boards)), entries, size+boardVersions
 }
 
 // memoryOfKeys sums MEMORY USAGE over the keys matching pattern.

@@ -107,8 +107,20 @@ func (s *suite) lookups(ctx context.Context, p *claimdProc, st *stageResult) err
 	st.Rank, err = s.benchHooked(ctx, st.label()+" provider rank (redis)", hooks, "-url", p.url, "-mode", "rank",
 		"-npis", strconv.Itoa(s.sc.NPIs), "-concurrency", strconv.Itoa(s.sc.LookupConc),
 		"-duration", s.sc.LookupDur.String(), "-verify=false")
+	if err != nil {
+		return err
+	}
+
+	s.logf("/top-providers?%s from Redis: %d clients, %s", periodBoard, s.sc.LookupConc, s.sc.LookupDur)
+	hooks = s.cpuHooks(p.c.Pid(), &st.PeriodCPU, (*loadResult).total)
+	st.Period, err = s.benchHooked(ctx, st.label()+" period top (redis)", hooks, "-url", p.url, "-mode", "top",
+		"-board", periodBoard, "-concurrency", strconv.Itoa(s.sc.LookupConc), "-duration", s.sc.LookupDur.String(), "-verify=false")
 	return err
 }
+
+// periodBoard is the period's board the suite looks up: the year of the
+// preloaded lines' service dates, so it holds every preloaded provider.
+const periodBoard = "window=year&period=2025"
 
 // checkAnswer reads top-10 once and compares it with Postgres: "" when the
 // answer comes from the expected source and equals the truth.

@@ -66,9 +66,11 @@ const maxStaleRetries = 5
 // ARGV[5] how many expiries; then per total: NPI, total in cents, version,
 // the versions hash's value for it ("<version>:<claims>", see stamp), the
 // KEYS index of its sorted set and of its versions hash, and of its build
-// sorted set and build versions hash (0 while no build runs); then per
-// expiry: a KEYS index and the unix time in ms it expires at; then the
-// boards to add to the build's boards.
+// sorted set and build versions hash (0 while no build runs), and when its
+// board expires (unix ms; 0 never); then per expiry: a KEYS index and the
+// unix time in ms it expires at (the build's sets); then the boards to add
+// to the build's boards. A board's keys get their expiry when a provider
+// is added to them (and so when they are created), not at every write.
 // Returns {changed, drift}: how many totals' score or version changed in
 // the live sets, and, when measured, the sum of |old score - new score|
 // over them, in cents, each rounded up (a missing member counts its whole
@@ -87,7 +89,14 @@ local build = redis.call('GET', KEYS[2]) or ''
 if live ~= ARGV[1] or build ~= ARGV[2] then return {-1, 0, live, build} end
 if live == '' then redis.call('SADD', KEYS[3], '` + NoGeneration + `') end
 local measure = ARGV[3] == '1'
-local function apply(zkey, vkey, npi, cents, version, stamp)
+local expiring = {}
+local function expire(key, at)
+  if not expiring[key] then
+    expiring[key] = true
+    redis.call('PEXPIREAT', key, at)
+  end
+end
+local function apply(zkey, vkey, npi, cents, version, stamp, at)
   local held = redis.call('HGET', vkey, npi)
   if held then held = tonumber(string.match(held, '^[^:]+')) end
   if held and held > tonumber(version) then return 0, 0 end
@@ -97,18 +106,21 @@ local function apply(zkey, vkey, npi, cents, version, stamp)
     if held == tonumber(version) and score == tonumber(cents) then return 0, 0 end
   end
   redis.call('ZADD', zkey, cents, npi)
-  redis.call('HSET', vkey, npi, stamp)
+  if redis.call('HSET', vkey, npi, stamp) == 1 and at ~= '0' then
+    expire(zkey, at)
+    expire(vkey, at)
+  end
   if not measure then return 1, 0 end
   return 1, math.ceil(math.abs(tonumber(cents) - (score or 0)))
 end
 local changed, drift = 0, 0
-local first = 6 + 8 * tonumber(ARGV[4])
-for i = 6, first - 1, 8 do
-  local npi, cents, version, stamp = ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3]
-  local c, d = apply(KEYS[tonumber(ARGV[i+4])], KEYS[tonumber(ARGV[i+5])], npi, cents, version, stamp)
+local first = 6 + 9 * tonumber(ARGV[4])
+for i = 6, first - 1, 9 do
+  local npi, cents, version, stamp, at = ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3], ARGV[i+8]
+  local c, d = apply(KEYS[tonumber(ARGV[i+4])], KEYS[tonumber(ARGV[i+5])], npi, cents, version, stamp, at)
   changed, drift = changed + c, drift + d
   local b = tonumber(ARGV[i+6])
-  if b > 0 then apply(KEYS[b], KEYS[tonumber(ARGV[i+7])], npi, cents, version, stamp) end
+  if b > 0 then apply(KEYS[b], KEYS[tonumber(ARGV[i+7])], npi, cents, version, stamp, '0') end
 end
 local boards = first + 2 * tonumber(ARGV[5])
 for i = first, boards - 1, 2 do redis.call('PEXPIREAT', KEYS[tonumber(ARGV[i])], ARGV[i+1]) end
@@ -366,7 +378,7 @@ func (r *Redis) applyCall(s *shard, totals []claim.ProviderTotal, measureDrift b
 		register  []any
 		buildEnds = time.Now().Add(buildTTL).UnixMilli()
 	)
-	args := make([]any, 0, 5+8*len(totals))
+	args := make([]any, 0, 5+9*len(totals))
 	args = append(args, seen.live, seen.build, measure, len(totals), 0)
 	for _, t := range totals {
 		z, v := ks.slot(k.Board(t.Board)), ks.slot(k.BoardVersions(live, layout, t.Board, t.ProviderNPI))
@@ -374,16 +386,18 @@ func (r *Redis) applyCall(s *shard, totals []claim.ProviderTotal, measureDrift b
 		if building {
 			bz, bv = ks.slot(k.BuildBoard(t.Board)), ks.slot(k.BoardVersions(build, blayout, t.Board, t.ProviderNPI))
 		}
-		args = append(args, t.ProviderNPI, int64(t.NetFee), t.Version, stamp(t), z, v, bz, bv)
+		var at int64
+		if t.Board != "" {
+			if until := r.until.of(r.keep, t.Board); until > 0 {
+				at = until + expiryGrace.Milliseconds()
+				if building {
+					exp.add(bv, at)
+				}
+			}
+		}
+		args = append(args, t.ProviderNPI, int64(t.NetFee), t.Version, stamp(t), z, v, bz, bv, at)
 		if t.Board == "" {
 			continue
-		}
-		if until := r.until.of(r.keep, t.Board); until > 0 {
-			exp.add(z, until+expiryGrace.Milliseconds())
-			exp.add(v, until+expiryGrace.Milliseconds())
-			if building {
-				exp.add(bv, until+expiryGrace.Milliseconds())
-			}
 		}
 		if building && !exp.set[bz] {
 			exp.add(bz, buildEnds)

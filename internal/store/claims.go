@@ -93,9 +93,20 @@ type boardNPI struct{ board, npi string }
 // once in each board and provider its lines share.
 func (d boardDeltas) add(c claim.Claim, sign int64) {
 	counted := map[boardNPI]bool{}
+	var (
+		keys     []string // of the last line's date and plan: most claims have one of each
+		lastDate time.Time
+		lastPlan string
+	)
 	for _, l := range c.Lines {
-		for _, b := range claim.BoardsOf(l.ServiceDate, l.PlanGroup) {
-			k := boardNPI{b.Key(), l.ProviderNPI}
+		if keys == nil || !l.ServiceDate.Equal(lastDate) || l.PlanGroup != lastPlan {
+			keys, lastDate, lastPlan = keys[:0], l.ServiceDate, l.PlanGroup
+			for _, b := range claim.BoardsOf(l.ServiceDate, l.PlanGroup) {
+				keys = append(keys, b.Key())
+			}
+		}
+		for _, key := range keys {
+			k := boardNPI{key, l.ProviderNPI}
 			x := d[k]
 			x.fee += claim.Cents(sign) * l.NetFee()
 			if !counted[k] {
