@@ -88,14 +88,16 @@ bench-shards: services
 	$(GO) build -o bin/claimbench ./cmd/claimbench
 	scripts/bench-shards.sh bin/claimd bin/claimbench | tee bin/bench-shards.md
 
-## bench: the whole benchmark suite in one run (about 5 minutes; BENCH_SCALE=large adds a
+## bench: the whole benchmark suite in one run (about 7 minutes; BENCH_SCALE=large adds a
 ## 10M-line stage, about 10): Postgres and Redis ceilings, claimd single and batch ingest, async mode
 ## (accept, drain, end-to-end, beside sync single), lookups from
-## Redis (alone and under ingest) and from the Postgres fallback, a full rebuild under lookups,
-## claimd RSS, Redis bytes per provider, then the go test micro-benchmarks (BENCH_LINES,
+## Redis (all-time, a provider's rank, a period's board; alone and under ingest) and from the
+## Postgres fallback, a full rebuild under lookups, claimd RSS, Redis bytes per provider and per
+## provider per board, then the go test micro-benchmarks (BENCH_LINES,
 ## BENCH_PROVIDERS; raw output in bin/bench.txt). Fresh database claims_bench_<time> and Redis
 ## prefix bench:<time>:, both removed at the end. Prints the table, also in bin/bench.md. Then
-## scripts/bench-events.sh (about 2 minutes): single ingest with events off and on, side by side.
+## scripts/bench-events.sh (about 2 minutes): single ingest with events off and on, side by side,
+## and scripts/bench-boards.sh (about 2 minutes): every board against all-time only, likewise.
 bench: services
 	@mkdir -p bin
 	$(GO) build -o bin/claimd ./cmd/claimd
@@ -103,6 +105,8 @@ bench: services
 	./bin/claimbench suite -scale $(BENCH_SCALE) -claimd bin/claimd -out bin/bench.md
 	@printf '\n## Events to payments: single ingest with events off and on, side by side\n\n' >> bin/bench.md
 	scripts/bench-events.sh bin/claimd bin/claimbench | tee -a bin/bench.md
+	@printf '\n## Boards: single ingest with every board against all-time only, side by side\n\n' >> bin/bench.md
+	scripts/bench-boards.sh bin/claimd bin/claimbench | tee -a bin/bench.md
 
 check: vet fmt
 

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"net/url"
 	"testing"
 
@@ -45,5 +46,24 @@ func TestQueryParamAsNetURL(t *testing.T) {
 		u, err := url.Parse("http://h/top-providers?" + q)
 		require.NoError(t, err)
 		require.Equal(t, u.Query().Get("limit"), queryParam(u, "limit"), q)
+	}
+}
+
+// appendProvider writes what encodeJSON writes of a providerResponse, with
+// negative, zero and large totals and a provider to escape.
+func TestAppendProviderIsTheJSONEncoding(t *testing.T) {
+	t.Parallel()
+	for _, st := range []claim.Standing{
+		{ProviderNPI: "1234567890", NetFee: 12345, Rank: 1, Claims: 3},
+		{ProviderNPI: "0000000001", NetFee: -5, Rank: 10_000, Claims: 0},
+		{ProviderNPI: "9999999999", NetFee: claim.MaxTotal, Rank: 1 << 40, Claims: 1 << 33},
+		{ProviderNPI: "\"<\u00e9>\\", NetFee: 0, Rank: 2, Claims: 1},
+	} {
+		for _, source := range []claim.Source{claim.SourceRedis, claim.SourcePostgres} {
+			var want bytes.Buffer
+			encodeJSON(&want, providerResponse{ProviderNPI: st.ProviderNPI, TotalNetFee: money(st.NetFee),
+				Rank: st.Rank, Claims: st.Claims, Source: string(source)})
+			require.Equal(t, want.String(), string(appendProvider(nil, st, source)))
+		}
 	}
 }

@@ -8,91 +8,131 @@ import (
 	"github.com/claim-process/claim-process/internal/claim"
 )
 
-// coalesced shares Redis reads among concurrent lookups of the same page,
-// under one rule: a lookup is answered only by a read that began after the
-// lookup arrived. So a claim acknowledged before a lookup starts (its totals
-// were written to Redis before its answer) is always in the lookup's answer.
+// coalescer shares Redis reads among concurrent lookups of the same key (a
+// page of a board, a provider's standing in one), under one rule: a lookup
+// is answered only by a read that began after the lookup arrived. So a claim
+// acknowledged before a lookup starts (its totals were written to Redis
+// before its answer) is always in the lookup's answer.
 //
-// A lookup that finds no read of its page under way starts one. A lookup
-// that arrives while one is under way cannot use it (it began too early): it
+// A lookup that finds no read of its key under way starts one. A lookup that
+// arrives while one is under way cannot use it (it began too early): it
 // waits for the next read, which starts as soon as the current one ends and
 // answers every lookup that arrived meanwhile. However many lookups arrive,
-// at most one read per limit is under way, and each lookup waits for at most
-// two. A page's state lives only while a read of it is under way, so the
-// states held are those of the pages being read.
-type coalesced struct {
-	reader  TopReader
+// at most one read per key is under way, and each lookup waits for at most
+// two. A key's state lives only while a read of it is under way, so the
+// states held are those of the keys being read.
+type coalescer[K comparable, V any] struct {
+	read    func(ctx context.Context, key K) (V, error)
 	timeout time.Duration // of one shared read
 
 	mu    sync.Mutex
-	pages map[page]*readState
+	pages map[K]*readState[V]
 }
 
-// page is a lookup's board, offset and limit.
-type page struct {
-	board         claim.Board
-	offset, limit int
-}
-
-type readState struct {
+type readState[V any] struct {
 	running bool
-	next    *read // the read that starts when the running one ends
+	next    *sharedRead[V] // the read that starts when the running one ends
 }
 
-type read struct {
+type sharedRead[V any] struct {
 	done chan struct{}
-	top  []claim.ProviderTotal // shared by its lookups: read only
+	val  V // shared by its lookups: read only
 	err  error
 }
 
-func newCoalesced(reader TopReader, timeout time.Duration) *coalesced {
-	return &coalesced{reader: reader, timeout: timeout, pages: map[page]*readState{}}
+func newCoalescer[K comparable, V any](read func(context.Context, K) (V, error), timeout time.Duration) *coalescer[K, V] {
+	return &coalescer[K, V]{read: read, timeout: timeout, pages: map[K]*readState[V]{}}
 }
 
-// BoardTop answers from a read that began after the call.
-func (c *coalesced) BoardTop(ctx context.Context, b claim.Board, offset, limit int) ([]claim.ProviderTotal, error) {
-	pg := page{b, offset, limit}
+// get answers key from a read that began after the call.
+func (c *coalescer[K, V]) get(ctx context.Context, key K) (V, error) {
 	c.mu.Lock()
-	st := c.pages[pg]
+	st := c.pages[key]
 	if st == nil {
-		st = &readState{}
-		c.pages[pg] = st
+		st = &readState[V]{}
+		c.pages[key] = st
 	}
-	var r *read
+	var r *sharedRead[V]
 	if !st.running {
 		st.running = true
-		r = &read{done: make(chan struct{})}
-		go c.run(pg, r)
+		r = &sharedRead[V]{done: make(chan struct{})}
+		go c.run(key, r)
 	} else {
 		if st.next == nil {
-			st.next = &read{done: make(chan struct{})}
+			st.next = &sharedRead[V]{done: make(chan struct{})}
 		}
 		r = st.next
 	}
 	c.mu.Unlock()
 	select {
 	case <-r.done:
-		return r.top, r.err
+		return r.val, r.err
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		var zero V
+		return zero, ctx.Err()
 	}
 }
 
 // run makes read r, then each read that gathered lookups meanwhile, until
 // none did. Its reads have a deadline of their own: no one caller's end may
 // cut short a read others wait for.
-func (c *coalesced) run(pg page, r *read) {
+func (c *coalescer[K, V]) run(key K, r *sharedRead[V]) {
 	for r != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
-		r.top, r.err = c.reader.BoardTop(ctx, pg.board, pg.offset, pg.limit)
+		r.val, r.err = c.read(ctx, key)
 		cancel()
 		close(r.done)
 		c.mu.Lock()
-		st := c.pages[pg]
+		st := c.pages[key]
 		r, st.next = st.next, nil
 		if r == nil {
-			delete(c.pages, pg)
+			delete(c.pages, key)
 		}
 		c.mu.Unlock()
 	}
+}
+
+// page is a top lookup's board, offset and limit.
+type page struct {
+	board         claim.Board
+	offset, limit int
+}
+
+// coalesced is a TopReader whose concurrent lookups of one page share reads.
+type coalesced struct {
+	*coalescer[page, []claim.ProviderTotal]
+}
+
+func newCoalesced(reader TopReader, timeout time.Duration) coalesced {
+	return coalesced{newCoalescer(func(ctx context.Context, p page) ([]claim.ProviderTotal, error) {
+		return reader.BoardTop(ctx, p.board, p.offset, p.limit)
+	}, timeout)}
+}
+
+// BoardTop answers from a read that began after the call.
+func (c coalesced) BoardTop(ctx context.Context, b claim.Board, offset, limit int) ([]claim.ProviderTotal, error) {
+	return c.get(ctx, page{b, offset, limit})
+}
+
+// standing is a rank lookup's board and provider.
+type standing struct {
+	board claim.Board
+	npi   string
+}
+
+// coalescedRanks is a RankReader whose concurrent lookups of one provider in
+// one board share reads.
+type coalescedRanks struct {
+	*coalescer[standing, claim.Standing]
+}
+
+func newCoalescedRanks(reader RankReader, timeout time.Duration) coalescedRanks {
+	return coalescedRanks{newCoalescer(func(ctx context.Context, s standing) (claim.Standing, error) {
+		return reader.BoardRank(ctx, s.board, s.npi)
+	}, timeout)}
+}
+
+// BoardRank answers from a read that began after the call.
+func (c coalescedRanks) BoardRank(ctx context.Context, b claim.Board, npi string) (claim.Standing, error) {
+	return c.get(ctx, standing{b, npi})
 }

@@ -120,3 +120,41 @@ func TestCoalescedPagesApartAndForgotten(t *testing.T) {
 	defer c.mu.Unlock()
 	require.Empty(t, c.pages, "no page's state outlives its reads")
 }
+
+// rankReader answers a provider's standing with its NPI and the number of
+// its read, after a pause: a fake for a pure unit test.
+type rankReader struct {
+	started atomic.Int64
+	pause   time.Duration
+}
+
+func (r *rankReader) BoardRank(_ context.Context, b claim.Board, npi string) (claim.Standing, error) {
+	n := r.started.Add(1)
+	time.Sleep(r.pause)
+	return claim.Standing{ProviderNPI: npi + "|" + b.Key(), Rank: n}, nil
+}
+
+// Rank lookups share reads per provider and board, never across them.
+func TestCoalescedRanksSharePerProviderAndBoard(t *testing.T) {
+	t.Parallel()
+	fake := &rankReader{pause: 3 * time.Millisecond}
+	c := newCoalescedRanks(fake, time.Second)
+	boards := []claim.Board{claim.AllTime, {Window: claim.WindowYear, Period: "2025"}}
+	var wg sync.WaitGroup
+	const lookups = 300
+	for i := range lookups {
+		wg.Go(func() {
+			npi, b := strconv.Itoa(1000000000+i%3), boards[i%2]
+			before := fake.started.Load()
+			st, err := c.BoardRank(context.Background(), b, npi)
+			if err != nil || st.ProviderNPI != npi+"|"+b.Key() || st.Rank <= before {
+				t.Errorf("lookup of %s in %q got %+v %v (reads before it: %d)", npi, b.Key(), st, err, before)
+			}
+		})
+	}
+	wg.Wait()
+	require.Less(t, fake.started.Load(), int64(lookups/2), "lookups of one provider share reads")
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	require.Empty(t, c.pages)
+}

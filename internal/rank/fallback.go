@@ -40,7 +40,7 @@ type keeper interface{ Keeps(claim.Board) bool }
 // stops it from waiting on a dead Redis at every request.
 type Fallback struct {
 	redis     TopReader
-	ranks     RankReader // Redis's, uncoalesced
+	ranks     RankReader
 	keeps     func(claim.Board) bool
 	postgres  Reader
 	timeout   time.Duration
@@ -91,9 +91,11 @@ func NewFallback(redis, postgres Reader, cfg FallbackConfig, m *Metrics, log *sl
 	for _, reason := range []string{"incomplete", "breaker_open", "timeout", "error", "retention"} {
 		m.fallbacks.WithLabelValues(reason)
 	}
-	// Concurrent lookups share Redis reads (see coalesced for the rule that
-	// keeps every answer as fresh as its own read would be).
-	f := &Fallback{redis: newCoalesced(redis, cfg.RedisTimeout), ranks: redis, postgres: postgres, timeout: cfg.RedisTimeout,
+	// Concurrent lookups of one page, or of one provider, share Redis reads
+	// (see coalescer for the rule that keeps every answer as fresh as its own
+	// read would be).
+	f := &Fallback{redis: newCoalesced(redis, cfg.RedisTimeout), ranks: newCoalescedRanks(redis, cfg.RedisTimeout),
+		postgres: postgres, timeout: cfg.RedisTimeout,
 		pgTimeout: cfg.PostgresTimeout, metrics: m, log: log,
 		fromRedis:    m.answers.WithLabelValues(string(claim.SourceRedis)),
 		fromPostgres: m.answers.WithLabelValues(string(claim.SourcePostgres))}

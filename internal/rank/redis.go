@@ -787,19 +787,13 @@ func (r *Redis) completeMarker(ctx context.Context) (string, error) {
 }
 
 // beginScript starts a rebuild of one shard aside, and records its
-// generation in the set of those whose versions a later rebuild drops. It
-// drops what an earlier build left aside: its sets, which the caller names
-// from the build's boards.
+// generation in the set of those whose versions a later rebuild drops.
 //
 // KEYS[1] build zset, KEYS[2] build generation, KEYS[3] generations set,
-// KEYS[4] the build's boards, KEYS[5...] their build sets.
-// ARGV[1] the building member, ARGV[2] the build's generation value,
-// ARGV[3] its TTL in milliseconds. Returns 1, or 0 when the build's boards
-// are not those named (a write added one): the caller names them anew.
+// KEYS[4] the build's boards. ARGV[1] the building member, ARGV[2] the
+// build's generation value, ARGV[3] its TTL in milliseconds.
 var beginScript = redis.NewScript(`
-if redis.call('SCARD', KEYS[4]) ~= #KEYS - 4 then return 0 end
-redis.call('UNLINK', unpack(KEYS, 4))
-redis.call('UNLINK', KEYS[1])
+redis.call('UNLINK', KEYS[1], KEYS[4])
 redis.call('ZADD', KEYS[1], 0, ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
@@ -807,51 +801,49 @@ redis.call('SADD', KEYS[3], ARGV[2])
 return 1
 `)
 
+// swapChunk is how many boards one script of a swap renames: a script
+// blocks Redis while it runs, and lookups wait behind it.
+const swapChunk = 500
+
 // beginBuild starts a rebuild aside: from here on every Apply also writes to
 // the build sets. It must be called before the snapshot of the truth is
 // read. The returned build names this one; only its owner can finish it.
 // Its versions hashes use enough NPI digits for about 100 of a shard's
 // providers each, in the all-time board and in the largest board of each
-// kind (sizes, by board key, "" the all-time one).
+// kind (sizes, by board key, "" the all-time one). The boards' sets an
+// earlier build left aside go first. (Should a write add one to that
+// build meanwhile, the set stays until it expires, and this build writes
+// every provider of that board it holds over what is in it.)
 func (r *Redis) beginBuild(ctx context.Context, sizes map[string]int64) (build, error) {
 	token := strconv.FormatInt(time.Now().UnixNano(), 36) + strconv.FormatUint(rand.Uint64()%1e6, 36)
 	gen := token + "/" + r.layoutFor(sizes).String()
 	b := build{token: token, gens: make([]string, len(r.shards))}
+	calls := make([]scriptCall, len(r.shards))
 	for i := range r.shards {
 		k := r.shards[i].keys
 		b.gens[i] = gen
-		err := r.withBuildBoards(ctx, k, func(boards []string) scriptCall {
-			keys := []string{k.BuildRanking(), k.BuildGeneration(), k.Generations(), k.BuildBoards()}
-			for _, board := range boards {
-				keys = append(keys, k.BuildBoard(board))
-			}
-			return scriptCall{keys: keys, args: []any{buildingMember, gen, buildTTL.Milliseconds()}}
-		}, beginScript)
+		left, err := r.client.SMembers(ctx, k.BuildBoards()).Result()
 		if err != nil {
 			return b, fmt.Errorf("begin ranking rebuild: %w", err)
 		}
+		for chunk := range slices.Chunk(left, swapChunk) {
+			sets := make([]string, len(chunk))
+			for j, board := range chunk {
+				sets[j] = k.BuildBoard(board)
+			}
+			if err := r.client.Unlink(ctx, sets...).Err(); err != nil {
+				return b, fmt.Errorf("begin ranking rebuild: %w", err)
+			}
+		}
+		calls[i] = scriptCall{
+			keys: []string{k.BuildRanking(), k.BuildGeneration(), k.Generations(), k.BuildBoards()},
+			args: []any{buildingMember, gen, buildTTL.Milliseconds()},
+		}
+	}
+	if err := firstErr(r.evalAll(ctx, beginScript, calls)); err != nil {
+		return b, fmt.Errorf("begin ranking rebuild: %w", err)
 	}
 	return b, nil
-}
-
-// withBuildBoards runs script with the call made from the build's boards
-// in shard k, naming them anew while the script answers 0 (a write added a
-// board between the read and the call).
-func (r *Redis) withBuildBoards(ctx context.Context, k ShardKeys, call func(boards []string) scriptCall, script *redis.Script) error {
-	for attempt := 0; ; attempt++ {
-		boards, err := r.client.SMembers(ctx, k.BuildBoards()).Result()
-		if err != nil {
-			return err
-		}
-		c := call(boards)
-		n, err := script.Run(ctx, r.client, c.keys, c.args...).Int()
-		if err != nil || n != 0 {
-			return err
-		}
-		if attempt >= maxStaleRetries {
-			return errors.New("the build's boards keep changing")
-		}
-	}
 }
 
 // layoutFor sizes a generation's versions hashes for the boards of sizes.
@@ -948,35 +940,53 @@ func (r *Redis) liveGenerations(ctx context.Context) ([]string, error) {
 	return out, nil
 }
 
-// finishScript swaps a shard's finished build in for its boards,
-// atomically, and marks the shard complete. Readers see the old sets or
-// the new ones, never a half-filled one.
+// swapScript swaps some of a shard's finished boards in, each atomically:
+// a reader sees a board's old set or its new one. Both are whole: the old
+// one was kept by every write while the build ran, as the new one was.
 //
-// KEYS[1] ranking zset, KEYS[2] generation, KEYS[3] build zset,
-// KEYS[4] build generation, KEYS[5] completeness marker, KEYS[6] the
-// build's boards, then per board its build set and its live set.
-// ARGV[1] the building member, ARGV[2] this build's generation value,
-// ARGV[3] the marker's value (see marker), then per board when its live
-// set expires (unix ms; 0 never).
-// Returns 1; 0 when the build's boards are not those named (a write added
-// one: the caller names them anew); an error when the build is not this
-// one (it expired, was aborted, or another rebuild replaced it).
-var finishScript = redis.NewScript(`
-local b = redis.call('GET', KEYS[4])
-if b ~= ARGV[2] then
+// KEYS[1] build generation, KEYS[2] generation, then per board its build
+// set and its live set. ARGV[1] this build's generation value, then per
+// board when its live set expires (unix ms; 0 never). Returns 1; an error
+// when the build is not this one, unless this build is already live (a
+// retried call whose first run finished).
+var swapScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  if redis.call('GET', KEYS[2]) == ARGV[1] then return 1 end
   return redis.error_reply('ranking build is not ours: expired, aborted or replaced')
 end
-if redis.call('SCARD', KEYS[6]) ~= (#KEYS - 6) / 2 then return 0 end
 -- UNLINK frees an old set in the background: DEL of a million members
 -- would block Redis, and every lookup, for longer than a second.
-for i = 7, #KEYS, 2 do
+for i = 3, #KEYS, 2 do
   redis.call('UNLINK', KEYS[i+1])
   if redis.call('EXISTS', KEYS[i]) == 1 then
     redis.call('RENAME', KEYS[i], KEYS[i+1])
-    local at = ARGV[4 + (i - 7) / 2]
+    local at = ARGV[2 + (i - 3) / 2]
     if at == '0' then redis.call('PERSIST', KEYS[i+1]) else redis.call('PEXPIREAT', KEYS[i+1], at) end
   end
 end
+return 1
+`)
+
+// finishScript swaps a shard's finished all-time set in, switches its
+// versions to the build's generation and marks the shard complete, once
+// every board the build holds has been swapped in (swapScript).
+//
+// KEYS[1] ranking zset, KEYS[2] generation, KEYS[3] build zset,
+// KEYS[4] build generation, KEYS[5] completeness marker, KEYS[6] the
+// build's boards. ARGV[1] the building member, ARGV[2] this build's
+// generation value, ARGV[3] the marker's value (see marker), ARGV[4] how
+// many boards were swapped in.
+// Returns 1; 0 when the build holds more boards than were swapped in (a
+// write added one: the caller swaps it and calls again); an error when the
+// build is not this one (it expired, was aborted, or another rebuild
+// replaced it), unless it is already live (a retried call).
+var finishScript = redis.NewScript(`
+local b = redis.call('GET', KEYS[4])
+if b ~= ARGV[2] then
+  if redis.call('GET', KEYS[2]) == ARGV[2] then return 1 end
+  return redis.error_reply('ranking build is not ours: expired, aborted or replaced')
+end
+if redis.call('SCARD', KEYS[6]) ~= tonumber(ARGV[4]) then return 0 end
 redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('UNLINK', KEYS[1])
 if redis.call('EXISTS', KEYS[3]) == 1 then
@@ -990,34 +1000,54 @@ return 1
 `)
 
 // finishBuild swaps every shard's build sets in for its boards (see
-// finishScript), and returns the boards it swapped in. Each shard swaps
-// atomically; a lookup between two swaps merges shards that are each
-// complete.
+// swapScript and finishScript), and returns the boards it swapped in. A
+// shard's all-time set, generation and marker switch atomically, after its
+// boards; a lookup between two shards' switches merges shards that are
+// each complete.
 func (r *Redis) finishBuild(ctx context.Context, b build, epoch string) ([]string, error) {
-	swapped := map[string]bool{}
+	all := map[string]bool{}
 	for i := range r.shards {
 		k := r.shards[i].keys
-		err := r.withBuildBoards(ctx, k, func(boards []string) scriptCall {
-			for _, board := range boards {
-				swapped[board] = true
+		swapped := map[string]bool{}
+		for attempt := 0; ; attempt++ {
+			boards, err := r.client.SMembers(ctx, k.BuildBoards()).Result()
+			if err != nil {
+				return nil, fmt.Errorf("swap in rebuilt ranking: %w", err)
 			}
-			keys := []string{k.Ranking(), k.Generation(), k.BuildRanking(), k.BuildGeneration(), k.Complete(), k.BuildBoards()}
-			args := []any{buildingMember, b.gens[i], r.marker(epoch)}
-			for _, board := range boards {
-				keys = append(keys, k.BuildBoard(board), k.Board(board))
-				var at int64
-				if until := r.until.of(r.keep, board); until > 0 {
-					at = until + expiryGrace.Milliseconds()
+			boards = slices.DeleteFunc(boards, func(board string) bool { return swapped[board] })
+			for chunk := range slices.Chunk(boards, swapChunk) {
+				keys := []string{k.BuildGeneration(), k.Generation()}
+				args := []any{b.gens[i]}
+				for _, board := range chunk {
+					keys = append(keys, k.BuildBoard(board), k.Board(board))
+					var at int64
+					if until := r.until.of(r.keep, board); until > 0 {
+						at = until + expiryGrace.Milliseconds()
+					}
+					args = append(args, at)
 				}
-				args = append(args, at)
+				if err := swapScript.Run(ctx, r.client, keys, args...).Err(); err != nil {
+					return nil, fmt.Errorf("swap in rebuilt ranking: %w", err)
+				}
+				for _, board := range chunk {
+					swapped[board], all[board] = true, true
+				}
 			}
-			return scriptCall{keys: keys, args: args}
-		}, finishScript)
-		if err != nil {
-			return nil, fmt.Errorf("swap in rebuilt ranking: %w", err)
+			n, err := finishScript.Run(ctx, r.client,
+				[]string{k.Ranking(), k.Generation(), k.BuildRanking(), k.BuildGeneration(), k.Complete(), k.BuildBoards()},
+				buildingMember, b.gens[i], r.marker(epoch), len(swapped)).Int()
+			if err != nil {
+				return nil, fmt.Errorf("swap in rebuilt ranking: %w", err)
+			}
+			if n == 1 {
+				break
+			}
+			if attempt >= maxStaleRetries {
+				return nil, errors.New("swap in rebuilt ranking: the build's boards keep changing")
+			}
 		}
 	}
-	return slices.Collect(maps.Keys(swapped)), nil
+	return slices.Collect(maps.Keys(all)), nil
 }
 
 // abortScript drops a shard's build that could not finish, if it is still

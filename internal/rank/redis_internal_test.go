@@ -99,3 +99,47 @@ func TestWritesWithoutGenerationRecordIt(t *testing.T) {
 	require.NoError(t, err)
 	require.Zero(t, n)
 }
+
+// A rebuild of more boards than one script swaps (swapChunk): every board's
+// set is the rebuilt one, no build set is left, and finishing again (a call
+// go-redis retried after its first run finished) changes nothing.
+func TestRebuildSwapsManyBoards(t *testing.T) {
+	t.Parallel()
+	client, prefix := testenv.MustSharedRedis(t)
+	r := NewRedis(client, Keys{Prefix: prefix})
+	k := r.shards[0].keys
+	ctx := context.Background()
+	boards := 2*swapChunk + 7
+	totals := func(version int64) []claim.ProviderTotal {
+		var out []claim.ProviderTotal
+		for i := range boards {
+			out = append(out, claim.ProviderTotal{Board: fmt.Sprintf("a|g:P%d", i), ProviderNPI: "1000000005",
+				NetFee: claim.Cents(version*1000 + int64(i)), Version: version, Claims: 1})
+		}
+		return out
+	}
+	_, err := r.Apply(ctx, totals(1))
+	require.NoError(t, err)
+	b, err := r.beginBuild(ctx, map[string]int64{"": 1, "a|g:P0": 1})
+	require.NoError(t, err)
+	_, err = r.buildBatch(ctx, b, totals(2))
+	require.NoError(t, err)
+	swapped, err := r.finishBuild(ctx, b, "e")
+	require.NoError(t, err)
+	require.Len(t, swapped, boards)
+	_, err = r.finishBuild(ctx, b, "e")
+	require.NoError(t, err, "finishing again is a no-op")
+
+	r.ExpectEpoch("e")
+	for _, i := range []int{0, swapChunk, boards - 1} {
+		top, err := r.BoardTop(ctx, claim.Board{Window: claim.WindowAll, PlanGroup: fmt.Sprintf("P%d", i)}, 0, 10)
+		require.NoError(t, err)
+		require.Equal(t, []claim.ProviderTotal{{ProviderNPI: "1000000005", NetFee: claim.Cents(2000 + i)}}, top)
+	}
+	left, _, err := client.Scan(ctx, 0, k.BuildBoard("*"), 100_000).Result()
+	require.NoError(t, err)
+	require.Empty(t, left, "no board's build set is left")
+	n, err := client.Exists(ctx, k.BuildBoards(), k.BuildGeneration(), k.BuildRanking()).Result()
+	require.NoError(t, err)
+	require.Zero(t, n)
+}
