@@ -116,9 +116,7 @@ func TestCoalescedPagesApartAndForgotten(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	require.Empty(t, c.pages, "no page's state outlives its reads")
+	requireForgotten(t, c.coalescer, "no page's state outlives its reads")
 }
 
 // rankReader answers a provider's standing with its NPI and the number of
@@ -154,7 +152,16 @@ func TestCoalescedRanksSharePerProviderAndBoard(t *testing.T) {
 	}
 	wg.Wait()
 	require.Less(t, fake.started.Load(), int64(lookups/2), "lookups of one provider share reads")
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	require.Empty(t, c.pages)
+	requireForgotten(t, c.coalescer, "no provider's state outlives its reads")
+}
+
+// requireForgotten waits for c to hold no key's state: a read's last
+// lookup returns as the read ends, a moment before its state is dropped.
+func requireForgotten[K comparable, V any](t *testing.T, c *coalescer[K, V], msg string) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return len(c.pages) == 0
+	}, time.Second, time.Millisecond, msg)
 }
