@@ -139,29 +139,38 @@ func (f *Fallback) TopProviders(ctx context.Context, offset, limit int) ([]claim
 // claim.Retention) is Postgres's alone. Each read has a deadline of its
 // own, so the caller needs none.
 func (f *Fallback) BoardTop(ctx context.Context, b claim.Board, offset, limit int) ([]claim.ProviderTotal, claim.Source, error) {
-	err := errNotKept
-	if f.keeps(b) {
-		var v any
-		v, err = f.breaker.Execute(func() (any, error) {
-			ctx, cancel := context.WithTimeout(ctx, f.timeout)
-			defer cancel()
-			return f.redis.BoardTop(ctx, b, offset, limit)
-		})
-		if err == nil {
-			f.answered(b, claim.SourceRedis)
-			top, _ := v.([]claim.ProviderTotal)
-			return top, claim.SourceRedis, nil
-		}
+	top, err := readRedis(ctx, f, b, func(ctx context.Context) ([]claim.ProviderTotal, error) {
+		return f.redis.BoardTop(ctx, b, offset, limit)
+	})
+	if err == nil {
+		f.answered(b, claim.SourceRedis)
+		return top, claim.SourceRedis, nil
 	}
 	f.metrics.fallbacks.WithLabelValues(fallbackReason(err)).Inc()
 	ctx, cancel := context.WithTimeout(ctx, f.pgTimeout)
 	defer cancel()
-	top, err := f.postgres.BoardTop(ctx, b, offset, limit)
+	top, err = f.postgres.BoardTop(ctx, b, offset, limit)
 	if err != nil {
 		return nil, "", err
 	}
 	f.answered(b, claim.SourcePostgres)
 	return top, claim.SourcePostgres, nil
+}
+
+// readRedis reads board b from Redis with read, through the breaker and
+// with the Redis deadline, when Redis keeps b; errNotKept when it does not.
+func readRedis[V any](ctx context.Context, f *Fallback, b claim.Board, read func(context.Context) (V, error)) (V, error) {
+	if !f.keeps(b) {
+		var none V
+		return none, errNotKept
+	}
+	v, err := f.breaker.Execute(func() (any, error) {
+		ctx, cancel := context.WithTimeout(ctx, f.timeout)
+		defer cancel()
+		return read(ctx)
+	})
+	got, _ := v.(V)
+	return got, err
 }
 
 // errNotKept is why a board Redis does not keep is read from Postgres.
@@ -187,28 +196,17 @@ func (f *Fallback) ProviderRank(ctx context.Context, npi string) (claim.Standing
 // every provider when it answers) when npi has none. The same breaker,
 // deadlines and boards as BoardTop; its answers are counted with theirs.
 func (f *Fallback) BoardRank(ctx context.Context, b claim.Board, npi string) (claim.Standing, claim.Source, error) {
-	err := errNotKept
-	if f.keeps(b) {
-		var v any
-		v, err = f.breaker.Execute(func() (any, error) {
-			ctx, cancel := context.WithTimeout(ctx, f.timeout)
-			defer cancel()
-			return f.ranks.BoardRank(ctx, b, npi)
-		})
-		switch {
-		case err == nil:
-			f.answered(b, claim.SourceRedis)
-			st, _ := v.(claim.Standing)
-			return st, claim.SourceRedis, nil
-		case errors.Is(err, claim.ErrNotFound):
-			f.answered(b, claim.SourceRedis)
-			return claim.Standing{}, claim.SourceRedis, err
-		}
+	st, err := readRedis(ctx, f, b, func(ctx context.Context) (claim.Standing, error) {
+		return f.ranks.BoardRank(ctx, b, npi)
+	})
+	if err == nil || errors.Is(err, claim.ErrNotFound) {
+		f.answered(b, claim.SourceRedis)
+		return st, claim.SourceRedis, err
 	}
 	f.metrics.fallbacks.WithLabelValues(fallbackReason(err)).Inc()
 	ctx, cancel := context.WithTimeout(ctx, f.pgTimeout)
 	defer cancel()
-	st, err := f.postgres.BoardRank(ctx, b, npi)
+	st, err = f.postgres.BoardRank(ctx, b, npi)
 	if err != nil && !errors.Is(err, claim.ErrNotFound) {
 		return claim.Standing{}, "", err
 	}
