@@ -112,7 +112,10 @@ func TestStatusReaderAcrossPostgresAndQueue(t *testing.T) {
 	// Queued, then stored under an earlier claim's id: the reader follows it.
 	rdb, prefix, _ := testenv.SuiteRedis(t)
 	status := queue.NewStatus(rdb, rank.Keys{Prefix: prefix}, queue.StatusConfig{TTL: time.Hour})
-	r := queue.NewStatusReader(st, status, true)
+	// The async mode's reader: it waits for Redis, where the sync mode's gives
+	// Redis 100 ms, which a first lookup on a new cluster client (it loads
+	// the slots) under -race can take.
+	r := queue.NewStatusReader(st, status, false)
 	waiting := queuedClaim(9, stored.Sender)
 	require.NoError(t, status.MarkQueued(ctx, waiting))
 	s, err := r.ClaimStatus(ctx, stored.Sender, waiting.ID)

@@ -114,25 +114,86 @@ func (c coalesced) BoardTop(ctx context.Context, b claim.Board, offset, limit in
 	return c.get(ctx, page{b, offset, limit})
 }
 
-// standing is a rank lookup's board and provider.
+// standing names a rank lookup: its board and provider.
 type standing struct {
 	board claim.Board
 	npi   string
 }
 
-// coalescedRanks is a RankReader whose concurrent lookups of one provider in
-// one board share reads.
-type coalescedRanks struct {
-	*coalescer[standing, claim.Standing]
+// rankRounds answers concurrent rank lookups, of any providers and boards,
+// in shared rounds: one pipelined Redis round answers every lookup that
+// arrived while the round before it ran. A lookup joins the next round,
+// which starts as soon as the one under way ends (at once when none is), so
+// it is answered by a read that began after it arrived, under coalescer's
+// rule. At most one round is under way, of at most maxRound lookups.
+type rankRounds struct {
+	redis   *Redis
+	timeout time.Duration // of one round
+
+	mu      sync.Mutex
+	next    []*rankLookup
+	running bool
 }
 
-func newCoalescedRanks(reader RankReader, timeout time.Duration) coalescedRanks {
-	return coalescedRanks{newCoalescer(func(ctx context.Context, s standing) (claim.Standing, error) {
-		return reader.BoardRank(ctx, s.board, s.npi)
-	}, timeout)}
+// maxRound bounds the lookups of one round, and so its pipeline.
+const maxRound = 256
+
+type rankLookup struct {
+	rankQuery
+	done chan struct{}
 }
 
-// BoardRank answers from a read that began after the call.
-func (c coalescedRanks) BoardRank(ctx context.Context, b claim.Board, npi string) (claim.Standing, error) {
-	return c.get(ctx, standing{b, npi})
+// BoardRank answers from a round that began after the call.
+func (rr *rankRounds) BoardRank(ctx context.Context, b claim.Board, npi string) (claim.Standing, error) {
+	l := &rankLookup{rankQuery: rankQuery{board: b, npi: npi}, done: make(chan struct{})}
+	rr.mu.Lock()
+	rr.next = append(rr.next, l)
+	if !rr.running {
+		rr.running = true
+		go rr.run()
+	}
+	rr.mu.Unlock()
+	select {
+	case <-l.done:
+		return l.st, l.err
+	case <-ctx.Done():
+		return claim.Standing{}, ctx.Err()
+	}
+}
+
+// run makes rounds until no lookup waits. Each has a deadline of its own:
+// no one caller's end may cut short a round others wait for.
+func (rr *rankRounds) run() {
+	for {
+		rr.mu.Lock()
+		n := min(len(rr.next), maxRound)
+		if n == 0 {
+			rr.running = false
+			rr.mu.Unlock()
+			return
+		}
+		round := rr.next[:n:n]
+		rr.next = rr.next[n:]
+		rr.mu.Unlock()
+		// Lookups of one provider in one board in the same round share
+		// its read (popular providers are looked up most).
+		first := make(map[standing]*rankQuery, len(round))
+		qs := make([]*rankQuery, 0, len(round))
+		for _, l := range round {
+			key := standing{l.board, l.npi}
+			if first[key] == nil {
+				first[key] = &l.rankQuery
+				qs = append(qs, &l.rankQuery)
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), rr.timeout)
+		rr.redis.boardRanks(ctx, qs)
+		cancel()
+		for _, l := range round {
+			if q := first[standing{l.board, l.npi}]; q != &l.rankQuery {
+				l.st, l.err = q.st, q.err
+			}
+			close(l.done)
+		}
+	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/claim-process/claim-process/internal/claim"
+	"github.com/claim-process/claim-process/internal/testenv"
 )
 
 // slowReader answers with the number of its read (1, 2, ...), counted when
@@ -119,40 +120,57 @@ func TestCoalescedPagesApartAndForgotten(t *testing.T) {
 	requireForgotten(t, c.coalescer, "no page's state outlives its reads")
 }
 
-// rankReader answers a provider's standing with its NPI and the number of
-// its read, after a pause: a fake for a pure unit test.
-type rankReader struct {
-	started atomic.Int64
-	pause   time.Duration
-}
-
-func (r *rankReader) BoardRank(_ context.Context, b claim.Board, npi string) (claim.Standing, error) {
-	n := r.started.Add(1)
-	time.Sleep(r.pause)
-	return claim.Standing{ProviderNPI: npi + "|" + b.Key(), Rank: n}, nil
-}
-
-// Rank lookups share reads per provider and board, never across them.
-func TestCoalescedRanksSharePerProviderAndBoard(t *testing.T) {
+// Rank lookups in shared rounds answer each provider and board rightly,
+// and never from a round that began before the lookup: a total written
+// before a lookup starts is in its answer, however many lookups run.
+func TestRankRoundsAreRightAndFresh(t *testing.T) {
 	t.Parallel()
-	fake := &rankReader{pause: 3 * time.Millisecond}
-	c := newCoalescedRanks(fake, time.Second)
-	boards := []claim.Board{claim.AllTime, {Window: claim.WindowYear, Period: "2025"}}
+	client, prefix := testenv.MustSharedRedis(t)
+	r := NewRedis(client, Keys{Prefix: prefix})
+	ctx := context.Background()
+	year := claim.Board{Window: claim.WindowYear, Period: claim.PeriodOf(claim.WindowYear, time.Now())}
+	var totals []claim.ProviderTotal
+	for i := range 3 {
+		npi := strconv.Itoa(1000000000 + i)
+		totals = append(totals, claim.ProviderTotal{ProviderNPI: npi, NetFee: claim.Cents(100 * i), Version: 1, Claims: 1},
+			claim.ProviderTotal{Board: year.Key(), ProviderNPI: npi, NetFee: claim.Cents(-100 * i), Version: 1, Claims: 2})
+	}
+	_, err := r.Apply(ctx, totals)
+	require.NoError(t, err)
+	require.NoError(t, client.Set(ctx, r.shards[0].keys.Complete(), "1", 0).Err())
+	rounds := &rankRounds{redis: r, timeout: 5 * time.Second}
+
+	stop := make(chan struct{})
 	var wg sync.WaitGroup
-	const lookups = 300
-	for i := range lookups {
+	for i := range 8 { // lookups of every provider in both boards, all along
 		wg.Go(func() {
-			npi, b := strconv.Itoa(1000000000+i%3), boards[i%2]
-			before := fake.started.Load()
-			st, err := c.BoardRank(context.Background(), b, npi)
-			if err != nil || st.ProviderNPI != npi+"|"+b.Key() || st.Rank <= before {
-				t.Errorf("lookup of %s in %q got %+v %v (reads before it: %d)", npi, b.Key(), st, err, before)
+			for n := 0; ; n++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				b, npi := []claim.Board{claim.AllTime, year}[n%2], strconv.Itoa(1000000000+(i+n)%3)
+				st, err := rounds.BoardRank(ctx, b, npi)
+				if err != nil || st.ProviderNPI != npi || (b == year) != (st.Claims == 2) {
+					t.Errorf("lookup of %s in %q: %+v %v", npi, b.Key(), st, err)
+					return
+				}
 			}
 		})
 	}
+	for v := int64(2); v < 200; v++ {
+		_, err := r.Apply(ctx, []claim.ProviderTotal{{ProviderNPI: "1000000001", NetFee: claim.Cents(v), Version: v, Claims: 1}})
+		require.NoError(t, err)
+		st, err := rounds.BoardRank(ctx, claim.AllTime, "1000000001")
+		require.NoError(t, err)
+		require.Equal(t, claim.Cents(v), st.NetFee, "a total written before the lookup is in its answer")
+	}
+	close(stop)
 	wg.Wait()
-	require.Less(t, fake.started.Load(), int64(lookups/2), "lookups of one provider share reads")
-	requireForgotten(t, c.coalescer, "no provider's state outlives its reads")
+	rounds.mu.Lock()
+	defer rounds.mu.Unlock()
+	require.Empty(t, rounds.next)
 }
 
 // requireForgotten waits for c to hold no key's state: a read's last

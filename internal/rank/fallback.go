@@ -91,14 +91,16 @@ func NewFallback(redis, postgres Reader, cfg FallbackConfig, m *Metrics, log *sl
 	for _, reason := range []string{"incomplete", "breaker_open", "timeout", "error", "retention"} {
 		m.fallbacks.WithLabelValues(reason)
 	}
-	// Concurrent lookups of one page, or of one provider, share Redis reads
-	// (see coalescer for the rule that keeps every answer as fresh as its own
-	// read would be).
-	f := &Fallback{redis: newCoalesced(redis, cfg.RedisTimeout), ranks: newCoalescedRanks(redis, cfg.RedisTimeout),
-		postgres: postgres, timeout: cfg.RedisTimeout,
+	// Concurrent lookups of one page share Redis reads, and rank lookups
+	// share rounds (see coalescer and rankRounds for the rule that keeps
+	// every answer as fresh as its own read would be).
+	f := &Fallback{redis: newCoalesced(redis, cfg.RedisTimeout), ranks: redis, postgres: postgres, timeout: cfg.RedisTimeout,
 		pgTimeout: cfg.PostgresTimeout, metrics: m, log: log,
 		fromRedis:    m.answers.WithLabelValues(string(claim.SourceRedis)),
 		fromPostgres: m.answers.WithLabelValues(string(claim.SourcePostgres))}
+	if r, ok := redis.(*Redis); ok {
+		f.ranks = &rankRounds{redis: r, timeout: cfg.RedisTimeout}
+	}
 	f.keeps = func(claim.Board) bool { return true }
 	if k, ok := redis.(keeper); ok {
 		f.keeps = k.Keeps

@@ -659,62 +659,109 @@ func (r *Redis) ProviderRank(ctx context.Context, npi string) (claim.Standing, e
 // npi, or its claims there were all reversed; ErrIncomplete when a shard is
 // not known complete, or npi's count predates counts (a rebuild writes it).
 func (r *Redis) BoardRank(ctx context.Context, b claim.Board, npi string) (claim.Standing, error) {
-	board := boardKey(b)
-	home := &r.shards[r.keys.ShardOf(npi)]
-	for attempt := 0; ; attempt++ {
-		seen := home.seen.Load()
-		live, layout, _ := ParseGeneration(cmp.Or(seen.live, NoGeneration))
-		complete := make([]*redis.StringCmd, len(r.shards))
-		var (
+	q := &rankQuery{board: b, npi: npi}
+	r.boardRanks(ctx, []*rankQuery{q})
+	return q.st, q.err
+}
+
+// rankQuery is a provider's standing asked of a board, and its answer.
+type rankQuery struct {
+	board claim.Board
+	npi   string
+	st    claim.Standing
+	err   error
+}
+
+// boardRanks answers every query of qs (see BoardRank) in one pipelined
+// round: each shard's completeness marker and live generation once, then
+// per query its score, rank and count. A query whose shard's generation a
+// rebuild moved is asked again, named anew; with several shards each
+// answer takes a second round that counts the members above it in the
+// others.
+func (r *Redis) boardRanks(ctx context.Context, qs []*rankQuery) {
+	for attempt := 0; len(qs) > 0; attempt++ {
+		if attempt > maxStaleRetries {
+			for _, q := range qs {
+				q.err = errors.New("read provider rank from redis: the ranking's generations keep moving")
+			}
+			return
+		}
+		type replies struct {
+			home  *shard
+			seen  *generations
 			score *redis.FloatCmd
 			rank  *redis.IntCmd
 			field *redis.StringCmd
-			gen   *redis.StringCmd
-		)
+		}
+		complete := make([]*redis.StringCmd, len(r.shards))
+		gens := make([]*redis.StringCmd, len(r.shards))
+		rs := make([]replies, len(qs))
 		_, err := r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for i := range r.shards {
 				complete[i] = p.Get(ctx, r.shards[i].keys.Complete())
 			}
-			k := home.keys
-			score = p.ZScore(ctx, k.Board(board), npi)
-			rank = p.ZRevRank(ctx, k.Board(board), npi)
-			field = p.HGet(ctx, k.BoardVersions(live, layout, board, npi), npi)
-			gen = p.Get(ctx, k.Generation())
+			for j, q := range qs {
+				i := r.keys.ShardOf(q.npi)
+				home, board := &r.shards[i], boardKey(q.board)
+				if gens[i] == nil {
+					gens[i] = p.Get(ctx, home.keys.Generation())
+				}
+				seen := home.seen.Load()
+				live, layout, _ := ParseGeneration(cmp.Or(seen.live, NoGeneration))
+				k := home.keys
+				rs[j] = replies{home: home, seen: seen, score: p.ZScore(ctx, k.Board(board), q.npi),
+					rank: p.ZRevRank(ctx, k.Board(board), q.npi), field: p.HGet(ctx, k.BoardVersions(live, layout, board, q.npi), q.npi)}
+			}
 			return nil
 		})
-		if err != nil && !errors.Is(err, redis.Nil) {
-			return claim.Standing{}, fmt.Errorf("read provider rank from redis: %w", err)
+		if err == nil || errors.Is(err, redis.Nil) {
+			err = r.checkComplete(complete)
+		} else {
+			err = fmt.Errorf("read provider rank from redis: %w", err)
 		}
-		if err := r.checkComplete(complete); err != nil {
-			return claim.Standing{}, err
+		if err != nil {
+			for _, q := range qs {
+				q.err = err
+			}
+			return
 		}
-		if gen.Val() != seen.live { // a rebuild moved the versions: name them anew
-			home.seen.Store(&generations{live: gen.Val(), build: seen.build})
-			if attempt < maxStaleRetries {
+		var again []*rankQuery
+		for j, q := range qs {
+			rp := rs[j]
+			if gen := gens[r.keys.ShardOf(q.npi)].Val(); gen != rp.seen.live { // a rebuild moved the versions
+				rp.home.seen.Store(&generations{live: gen, build: rp.seen.build})
+				again = append(again, q)
 				continue
 			}
-			return claim.Standing{}, errors.New("read provider rank from redis: the ranking's generations keep moving")
+			q.st, q.err = r.standing(ctx, rp.home, q, rp.score, rp.rank, rp.field)
 		}
-		if errors.Is(score.Err(), redis.Nil) {
-			return claim.Standing{}, claim.ErrNotFound
-		}
-		_, claims, ok := parseStamp(field.Val())
-		if !ok {
-			return claim.Standing{}, ErrIncomplete
-		}
-		if claims == 0 {
-			return claim.Standing{}, claim.ErrNotFound
-		}
-		st := claim.Standing{ProviderNPI: npi, NetFee: claim.Cents(score.Val()), Rank: 1 + rank.Val(), Claims: claims}
-		if len(r.shards) > 1 {
-			above, err := r.aboveInOtherShards(ctx, home, board, npi, score.Val())
-			if err != nil {
-				return claim.Standing{}, err
-			}
-			st.Rank += above
-		}
-		return st, nil
+		qs = again
 	}
+}
+
+// standing reads q's answer from the replies of its round: claim.ErrNotFound
+// when the board holds no total of it, or no claims; ErrIncomplete when its
+// count predates counts (a rebuild writes it).
+func (r *Redis) standing(ctx context.Context, home *shard, q *rankQuery, score *redis.FloatCmd, rank *redis.IntCmd, field *redis.StringCmd) (claim.Standing, error) {
+	if errors.Is(score.Err(), redis.Nil) {
+		return claim.Standing{}, claim.ErrNotFound
+	}
+	_, claims, ok := parseStamp(field.Val())
+	if !ok {
+		return claim.Standing{}, ErrIncomplete
+	}
+	if claims == 0 {
+		return claim.Standing{}, claim.ErrNotFound
+	}
+	st := claim.Standing{ProviderNPI: q.npi, NetFee: claim.Cents(score.Val()), Rank: 1 + rank.Val(), Claims: claims}
+	if len(r.shards) > 1 {
+		above, err := r.aboveInOtherShards(ctx, home, boardKey(q.board), q.npi, score.Val())
+		if err != nil {
+			return claim.Standing{}, err
+		}
+		st.Rank += above
+	}
+	return st, nil
 }
 
 // aboveInOtherShards counts the members of every shard but home that the
