@@ -45,14 +45,10 @@ type ClaimQueue interface {
 	Ready(ctx context.Context) error
 }
 
-// Ranking answers a page of the ranking (limit providers from the
-// offset-th, from 0), or one provider's standing (claim.ErrNotFound when it
-// has none), and says where the answer came from.
+// Ranking answers a page of a board (limit providers from the offset-th,
+// from 0), or one provider's standing in it (claim.ErrNotFound when it has
+// none), and says where the answer came from.
 type Ranking interface {
-	TopProviders(ctx context.Context, offset, limit int) ([]claim.ProviderTotal, claim.Source, error)
-	ProviderRank(ctx context.Context, npi string) (claim.Standing, claim.Source, error)
-	// BoardTop and BoardRank are the same for a board other than
-	// claim.AllTime.
 	BoardTop(ctx context.Context, b claim.Board, offset, limit int) ([]claim.ProviderTotal, claim.Source, error)
 	BoardRank(ctx context.Context, b claim.Board, npi string) (claim.Standing, claim.Source, error)
 }

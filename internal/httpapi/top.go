@@ -103,16 +103,7 @@ func handleTopProviders(d Deps) http.HandlerFunc {
 		if !ok {
 			return
 		}
-		if !board.IsAllTime() {
-			top, source, err := d.Top.BoardTop(r.Context(), board, offset, limit)
-			if err != nil {
-				fail(w, r, d.Log, err)
-				return
-			}
-			writeJSON(w, http.StatusOK, toTopProvidersResponse(top, string(source)))
-			return
-		}
-		top, source, err := d.Top.TopProviders(r.Context(), offset, limit)
+		top, source, err := d.Top.BoardTop(r.Context(), board, offset, limit)
 		if err != nil {
 			fail(w, r, d.Log, err)
 			return
@@ -216,16 +207,7 @@ func handleProvider(d Deps) http.HandlerFunc {
 		if !ok {
 			return
 		}
-		var (
-			st     claim.Standing
-			source claim.Source
-			err    error
-		)
-		if board.IsAllTime() {
-			st, source, err = d.Top.ProviderRank(r.Context(), npi)
-		} else {
-			st, source, err = d.Top.BoardRank(r.Context(), board, npi)
-		}
+		st, source, err := d.Top.BoardRank(r.Context(), board, npi)
 		if errors.Is(err, claim.ErrNotFound) {
 			writeProblem(w, problemFor(http.StatusNotFound, "no claims of provider "+npi+" in this board"))
 			return

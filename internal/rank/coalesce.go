@@ -9,7 +9,7 @@ import (
 )
 
 // coalescer shares Redis reads among concurrent lookups of the same key (a
-// page of a board, a provider's standing in one), under one rule: a lookup
+// page of a board), under one rule: a lookup
 // is answered only by a read that began after the lookup arrived. So a claim
 // acknowledged before a lookup starts (its totals were written to Redis
 // before its answer) is always in the lookup's answer.
