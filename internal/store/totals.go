@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -109,23 +110,29 @@ func (s *Store) BoardRank(ctx context.Context, b claim.Board, npi string) (claim
 }
 
 // scanTotalsSQL reads the all-time totals (board "") and those of the
-// boards the live ranking keeps: the plans' all-time boards and, per window,
-// the boards from the oldest kept ($2-$5: day, week, month, year; board keys
-// of a window sort as their periods). Each board's highest first, off its
+// boards the live ranking keeps (keptBoards). Each board's highest first, off its
 // rank index: Redis adds members to a sorted set about twice as fast in
 // score order as at random, and a rebuild is mostly those additions. $1
 // limits it to totals changed at or after it.
-const scanTotalsSQL = `
+var scanTotalsSQL = `
 SELECT '' AS board, ` + totalColumns + ` FROM provider_totals
 WHERE $1::timestamptz IS NULL OR updated_at >= $1
 UNION ALL
 SELECT board, ` + totalColumns + ` FROM board_totals
-WHERE ($1::timestamptz IS NULL OR updated_at >= $1)
-  AND ((board >= 'a|g:' AND board < 'a|g;') OR (board >= $2 AND board < 'd;') OR (board >= $3 AND board < 'w;')
-       OR (board >= $4 AND board < 'm;') OR (board >= $5 AND board < 'y;'))
+WHERE ($1::timestamptz IS NULL OR updated_at >= $1) AND ` + keptBoards(2) + `
 ORDER BY 1, 3 DESC, 2 DESC`
 
-// keptArgs are scanTotalsSQL's and boardSizesSQL's bounds from oldest (see
+// keptBoards selects the boards the live ranking keeps: the plans'
+// all-time boards and, per window, those from the oldest kept, its
+// parameters $first to $first+3 (day, week, month, year; keptArgs). Board
+// keys of a window sort as their periods do.
+func keptBoards(first int) string {
+	return fmt.Sprintf(`((board >= 'a|g:' AND board < 'a|g;') OR (board >= $%d AND board < 'd;')
+  OR (board >= $%d AND board < 'w;') OR (board >= $%d AND board < 'm;') OR (board >= $%d AND board < 'y;'))`,
+		first, first+1, first+2, first+3)
+}
+
+// keptArgs are keptBoards's bounds from oldest (see
 // claim.Retention.Oldest).
 func keptArgs(oldest map[claim.Window]string) []any {
 	return []any{oldest[claim.WindowDay], oldest[claim.WindowWeek], oldest[claim.WindowMonth], oldest[claim.WindowYear]}
@@ -176,13 +183,9 @@ func (s *Store) ScanTotals(ctx context.Context, since time.Time, oldest map[clai
 	return startedAt, nil
 }
 
-// boardSizesSQL counts the providers of each board the live ranking keeps
-// (bounds as scanTotalsSQL's), off board_totals's primary key.
-const boardSizesSQL = `
-SELECT board, count(*) FROM board_totals
-WHERE (board >= 'a|g:' AND board < 'a|g;') OR (board >= $1 AND board < 'd;') OR (board >= $2 AND board < 'w;')
-      OR (board >= $3 AND board < 'm;') OR (board >= $4 AND board < 'y;')
-GROUP BY board`
+// boardSizesSQL counts the providers of each board the live ranking keeps,
+// off board_totals's primary key.
+var boardSizesSQL = `SELECT board, count(*) FROM board_totals WHERE ` + keptBoards(1) + ` GROUP BY board`
 
 // BoardSizes counts the providers of the all-time board (key "") and of
 // each board the live ranking keeps (from oldest).
