@@ -361,23 +361,17 @@ func (l *loader) one(ctx context.Context, gen *loadkit.Generator, start time.Tim
 
 func (p prepared) send(ctx context.Context, l *loader, start time.Time) {
 	switch p.op {
-	case opTopProviders:
-		path := fmt.Sprintf("/top-providers?limit=%d", l.cfg.TopLimit)
+	case opTopProviders, opProviderRank:
+		// Both lookups name the board the same way, as a query.
+		path, query := fmt.Sprintf("/top-providers?limit=%d", l.cfg.TopLimit), "&"
+		if p.op == opProviderRank {
+			path, query = "/providers/"+p.npi, "?"
+		}
 		if l.cfg.Board != "" {
-			path += "&" + l.cfg.Board
+			path += query + l.cfg.Board
 		}
 		status, body, err := l.do(ctx, http.MethodGet, path, nil)
-		l.rec.record(opTopProviders, time.Since(start), status, errClass(err), nil)
-		if status == http.StatusOK {
-			l.rec.source(answerSource(body))
-		}
-	case opProviderRank:
-		path := "/providers/" + p.npi
-		if l.cfg.Board != "" {
-			path += "?" + l.cfg.Board
-		}
-		status, body, err := l.do(ctx, http.MethodGet, path, nil)
-		l.rec.record(opProviderRank, time.Since(start), status, errClass(err), nil)
+		l.rec.record(p.op, time.Since(start), status, errClass(err), nil)
 		if status == http.StatusOK {
 			l.rec.source(answerSource(body))
 		}

@@ -48,27 +48,11 @@ func RankingScores(ctx context.Context, rdb redis.UniversalClient, keys rank.Key
 // provider NPI to score in cents. A provider in a shard not its own is an
 // error.
 func Ranking(ctx context.Context, rdb redis.UniversalClient, keys rank.Keys) (map[string]int64, error) {
-	out := map[string]int64{}
-	for i := range keys.ShardCount() {
-		zs, err := rdb.ZRangeWithScores(ctx, keys.Shard(i).Ranking(), 0, -1).Result()
-		if err != nil {
-			return nil, err
-		}
-		for _, z := range zs {
-			npi, _ := z.Member.(string)
-			if err := wholeCents(npi, z.Score); err != nil {
-				return nil, err
-			}
-			if keys.ShardOf(npi) != i {
-				return nil, fmt.Errorf("provider %s is in ranking shard %d, not its own %d", npi, i, keys.ShardOf(npi))
-			}
-			out[npi] = int64(z.Score)
-		}
-	}
-	return out, nil
+	boards, err := BoardRankings(ctx, rdb, keys, []string{""})
+	return boards[""], err
 }
 
-// BoardRankings reads boards (claim.Board.Key) whole from the ranking,
+// BoardRankings reads boards (claim.Board.Key; "" the all-time one) whole from the ranking,
 // every shard, in pipelined rounds: board to provider NPI to score in
 // cents. A provider in a shard not its own is an error.
 func BoardRankings(ctx context.Context, rdb redis.UniversalClient, keys rank.Keys, boards []string) (map[string]map[string]int64, error) {
