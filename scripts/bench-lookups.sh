@@ -32,7 +32,8 @@ ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
 psql_ -d postgres -c "CREATE DATABASE $DB" >/dev/null
 rport=$(free_port)
 redis-server --bind 127.0.0.1 --port "$rport" --save "" --appendonly no --dir "$WORK" --logfile "$WORK/redis.log" &
-PIDS+=("$!")
+redis=$!
+PIDS+=("$redis")
 for i in $(seq 50); do redis-cli -p "$rport" ping >/dev/null 2>&1 && break; sleep 0.1; done
 addr=127.0.0.1:$(free_port)
 EVENTS_EXCHANGE= DATABASE_URL="postgres://${PGUSER:-root}@$PGHOST:5432/$DB" REDIS_URL="redis://127.0.0.1:$rport/0" \
@@ -43,19 +44,20 @@ for i in $(seq 150); do curl -sf "http://$addr/readyz" >/dev/null 2>&1 && break;
 curl -sf "http://$addr/readyz" >/dev/null || { cat "$WORK/claimd.log"; exit 1; }
 "$CLAIMBENCH" -url "http://$addr" -mode single -lines 4 -concurrency 32 -duration 8s -verify=false -progress=false -json >/dev/null
 
-echo "| round | lookup | per s | claimd µs per lookup |"
-echo "|---|---|---|---|"
+echo "| round | lookup | per s | claimd µs per lookup | Redis µs per lookup |"
+echo "|---|---|---|---|---|"
 for round in $(seq "$ROUNDS"); do
   for mode in top rank; do
-    c0=$(ticks "$claimd")
+    c0=$(ticks "$claimd") r0=$(ticks "$redis")
     "$CLAIMBENCH" -url "http://$addr" -mode "$mode" -concurrency "$CONCURRENCY" -duration "$DURATION" \
       -verify=false -progress=false -json >"$WORK/$mode.json"
-    c1=$(ticks "$claimd")
-    python3 - "$WORK/$mode.json" "$round" "$mode" $((c1 - c0)) "$(getconf CLK_TCK)" <<'PY'
+    c1=$(ticks "$claimd") r1=$(ticks "$redis")
+    python3 - "$WORK/$mode.json" "$round" "$mode" $((c1 - c0)) $((r1 - r0)) "$(getconf CLK_TCK)" <<'PY'
 import json, sys
-path, rnd, mode, ticks, hz = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+path, rnd, mode, ticks, rticks, hz = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
 op = json.load(open(path))["operations"][0]
-print(f"| {rnd} | {mode} | {op['per_sec']:,.0f} | {ticks * 1e6 / hz / op['count']:.1f} |")
+us = lambda t: t * 1e6 / hz / op['count']
+print(f"| {rnd} | {mode} | {op['per_sec']:,.0f} | {us(ticks):.1f} | {us(rticks):.1f} |")
 PY
   done
 done
