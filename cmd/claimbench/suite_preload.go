@@ -36,12 +36,12 @@ FROM generate_series($1::bigint, $2::bigint) g, generate_series(0, 3) l,
      LATERAL (SELECT 2000 + ((g * 4 + l) * 7907) % 98000 AS f) x`
 	// The preloaded providers' NPIs begin with 2, claimbench's with 1.
 	preloadTotalsSQL = `
-INSERT INTO provider_totals AS t (provider_npi, total_net_fee_cents, version, updated_at)
-SELECT provider_npi, sum(net_fee_cents), 1, now() FROM claim_lines
+INSERT INTO provider_totals AS t (provider_npi, total_net_fee_cents, claims, version, updated_at)
+SELECT provider_npi, sum(net_fee_cents), count(DISTINCT claim_id), 1, now() FROM claim_lines
 WHERE starts_with(provider_npi, '2') GROUP BY provider_npi
 ON CONFLICT (provider_npi) DO UPDATE
-SET total_net_fee_cents = excluded.total_net_fee_cents, version = t.version + 1, updated_at = now()
-WHERE t.total_net_fee_cents <> excluded.total_net_fee_cents`
+SET total_net_fee_cents = excluded.total_net_fee_cents, claims = excluded.claims, version = t.version + 1, updated_at = now()
+WHERE (t.total_net_fee_cents, t.claims) <> (excluded.total_net_fee_cents, excluded.claims)`
 	// The preloaded lines' boards (migration 00011's line_boards names them),
 	// so that period lookups and the ranking's memory count them.
 	preloadBoardsSQL = `
@@ -51,7 +51,7 @@ FROM claim_lines l CROSS JOIN LATERAL unnest(line_boards(l.service_date, l.plan_
 WHERE starts_with(l.provider_npi, '2') GROUP BY 1, 2
 ON CONFLICT (board, provider_npi) DO UPDATE
 SET total_net_fee_cents = excluded.total_net_fee_cents, claims = excluded.claims, version = t.version + 1, updated_at = now()
-WHERE t.total_net_fee_cents <> excluded.total_net_fee_cents`
+WHERE (t.total_net_fee_cents, t.claims) <> (excluded.total_net_fee_cents, excluded.claims)`
 )
 
 // preloadTo adds claim lines until the database holds `lines` preloaded ones.
