@@ -165,7 +165,8 @@ func check(sys System, load *Load) ([]string, Report) {
 		}
 		// (f) a claim is reversed exactly when a reversal of it was
 		// acknowledged; one sent without a final answer may be either. A
-		// reversed claim's lines count 0, its providers still listed.
+		// reversed claim's lines count 0; a provider left with no claims in a
+		// board is not listed there.
 		reversalSent, reversed := c.Reversal()
 		switch {
 		case reversed && row.status != "reversed":
@@ -213,20 +214,32 @@ func check(sys System, load *Load) ([]string, Report) {
 	diffTotals("(g) board_totals claims vs claims sent", pg.boardClaims, expectedBoardClaims, bad)
 	diffTotals("(c) provider_totals claims vs claims sent", pg.providerClaims, expectedClaims, bad)
 	if zset != nil {
-		report.Drift += diffTotals("(d) Redis score vs provider_totals", zset, pg.totals, bad)
+		report.Drift += diffTotals("(d) Redis score vs provider_totals", zset, listed(pg.totals, pg.providerClaims), bad)
 	}
-	report.Drift += checkRedisBoards(sys, expectedBoards, bad)
+	report.Drift += checkRedisBoards(sys, listed(expectedBoards, expectedBoardClaims), bad)
 	if api != nil {
 		if source != "redis" {
 			bad("(e) /top-providers answered from %q, want redis once reconciled", source)
 		}
-		want := loadkit.TopN(expected, loadkit.TopListMax)
+		want := loadkit.TopN(listed(expected, expectedClaims), loadkit.TopListMax)
 		report.Drift += diffTotals("(e) /top-providers vs generated lines", toMap(api), toMap(want), bad)
 		if !slices.Equal(api, want) {
 			bad("(e) /top-providers order:\n got  %v\n want %v", api, want)
 		}
 	}
 	return problems, report
+}
+
+// listed is the totals of those with claims: the ranking lists no
+// provider whose claims (in a board) were all reversed.
+func listed(totals, claims map[string]int64) map[string]int64 {
+	out := make(map[string]int64, len(totals))
+	for k, cents := range totals {
+		if claims[k] > 0 {
+			out[k] = cents
+		}
+	}
+	return out
 }
 
 // checkRedisBoards is check (h): every board Redis keeps (by the default

@@ -66,7 +66,7 @@ func TestReversalTakesTheClaimOutOfTheTotals(t *testing.T) {
 
 	totals, source = topTotals(t, s.url)
 	require.Equal(t, "redis", source)
-	require.Equal(t, map[string]string{"1000000001": "160", "1000000002": "0"}, totals)
+	require.Equal(t, map[string]string{"1000000001": "160"}, totals, "a provider with no claims left is not listed")
 	got := mustDo(t, http.MethodGet, s.url+"/claims/"+id, "", nil)
 	require.Equal(t, http.StatusOK, got.status)
 	require.Equal(t, string(rev.body), string(got.body), "GET shows the reversed claim")
@@ -81,15 +81,17 @@ func TestReversalTakesTheClaimOutOfTheTotals(t *testing.T) {
 	require.Equal(t, http.StatusOK, withKey.status)
 	require.Equal(t, string(rev.body), string(withKey.body))
 	totals, _ = topTotals(t, s.url)
-	require.Equal(t, map[string]string{"1000000001": "160", "1000000002": "0"}, totals)
+	require.Equal(t, map[string]string{"1000000001": "160"}, totals, "a provider with no claims left is not listed")
 
 	// Postgres answers the same.
 	pg, err := s.store.TopProviders(context.Background(), 0, 10)
 	require.NoError(t, err)
-	require.Len(t, pg, 2)
+	require.Len(t, pg, 1)
 	require.Equal(t, "1000000001", pg[0].ProviderNPI)
 	require.EqualValues(t, 16000, pg[0].NetFee)
-	require.EqualValues(t, 0, pg[1].NetFee)
+	// Nor is it ranked.
+	res := mustDo(t, http.MethodGet, s.url+"/providers/1000000002", "", nil)
+	require.Equal(t, http.StatusNotFound, res.status, string(res.body))
 }
 
 // Bad reversals change nothing and say why, as problem+json.
@@ -186,7 +188,7 @@ func TestCorrectionReplacesAClaim(t *testing.T) {
 	require.Equal(t, "replaced", old["reason"])
 	require.Equal(t, secondID, old["replaced_by"])
 	totals, _ := topTotals(t, s.url)
-	require.Equal(t, map[string]string{"1000000011": "0", "1000000012": "160"}, totals)
+	require.Equal(t, map[string]string{"1000000012": "160"}, totals, "the replaced claim's provider has none left")
 
 	again := mustPost(t, s.url+"/claims", "application/json", correction)
 	require.Equal(t, http.StatusOK, again.status, "the same correction again is the stored one")
@@ -201,5 +203,5 @@ func TestCorrectionReplacesAClaim(t *testing.T) {
 	require.Equal(t, http.StatusUnprocessableEntity, unknown.status, string(unknown.body))
 	require.Contains(t, string(unknown.body), `"field":"replaces"`)
 	totals, _ = topTotals(t, s.url)
-	require.Equal(t, map[string]string{"1000000011": "0", "1000000012": "160"}, totals, "refused corrections store nothing")
+	require.Equal(t, map[string]string{"1000000012": "160"}, totals, "refused corrections store nothing")
 }

@@ -37,8 +37,8 @@ SELECT ('00000000-0000-0000-0000-' || lpad(to_hex(g), 12, '0'))::uuid, l, date '
        f, 0, 0, 0, f
 FROM generate_series(1, $1::int / 4) g, generate_series(0, 3) l,
      LATERAL (SELECT ((g::bigint * 37 + l * 101) % 100000)::bigint AS f) fee`, `
-INSERT INTO provider_totals (provider_npi, total_net_fee_cents, version)
-SELECT provider_npi, sum(net_fee_cents), 1 FROM claim_lines GROUP BY provider_npi`}
+INSERT INTO provider_totals (provider_npi, total_net_fee_cents, version, claims)
+SELECT provider_npi, sum(net_fee_cents), 1, count(DISTINCT claim_id) FROM claim_lines GROUP BY provider_npi`}
 
 // What the old service ran for every lookup.
 const groupBySQL = `

@@ -49,11 +49,14 @@ func (bt boardTruth) add(c claim.Claim, sign int64) {
 	}
 }
 
-// order lists board key's providers in the ranking's order, ranked.
+// order lists board key's providers in the ranking's order, ranked: those
+// with claims (a provider whose claims there were all reversed has left it).
 func (bt boardTruth) order(key string) []claim.Standing {
 	var all []claim.Standing
 	for _, st := range bt[key] {
-		all = append(all, *st)
+		if st.Claims > 0 {
+			all = append(all, *st)
+		}
 	}
 	top := sortedTop(func() map[string]claim.Cents {
 		m := map[string]claim.Cents{}
@@ -108,12 +111,14 @@ func requireBoards(t *testing.T, what string, want boardTruth, r *rank.Redis, st
 			}
 			for _, s := range order {
 				got, err := reader.BoardRank(ctx, b, s.ProviderNPI)
-				if s.Claims == 0 {
-					require.ErrorIs(t, err, claim.ErrNotFound, "%s: %s %q %s has no claims", what, source, key, s.ProviderNPI)
-					continue
-				}
 				require.NoError(t, err)
 				require.Equal(t, s, got, "%s: %s board %q", what, source, key)
+			}
+			for npi, s := range want[key] {
+				if s.Claims == 0 {
+					_, err := reader.BoardRank(ctx, b, npi)
+					require.ErrorIs(t, err, claim.ErrNotFound, "%s: %s %q %s has no claims", what, source, key, npi)
+				}
 			}
 		}
 	}
@@ -158,7 +163,12 @@ func TestBoardsInRedisEqualTheClaims(t *testing.T) {
 			want.add(c, +1)
 			stored = append(stored, c)
 		}
-		for _, c := range stored[:6] {
+		// A provider whose only claim is reversed leaves every board.
+		lone := datedClaim([]string{"1999999999"}, dates[:1], []string{"G1"})
+		require.NoError(t, insertClaim(st, r, lone))
+		want.add(lone, +1)
+		stored = append(stored, lone)
+		for _, c := range append(stored[:6:6], lone) {
 			_, totals, err := st.ReverseClaim(ctx, "", c.ID, claim.ReasonOther, "")
 			require.NoError(t, err)
 			_, err = r.Apply(ctx, totals)
@@ -178,10 +188,14 @@ func TestBoardsInRedisEqualTheClaims(t *testing.T) {
 		first, last := members[0].ProviderNPI, members[len(members)-1].ProviderNPI
 		require.NoError(t, client.ZAdd(ctx, keys.Shard(keys.ShardOf(first)).Board(board.Key()), redis.Z{Member: first, Score: -7}).Err())
 		require.NoError(t, client.ZRem(ctx, keys.Shard(keys.ShardOf(last)).Board(board.Key()), last).Err())
+		// And a provider with no claims left in it, back in its set.
+		require.Zero(t, want[board.Key()][lone.Lines[0].ProviderNPI].Claims)
+		require.NoError(t, client.ZAdd(ctx, keys.Shard(keys.ShardOf(lone.Lines[0].ProviderNPI)).Board(board.Key()),
+			redis.Z{Member: lone.Lines[0].ProviderNPI, Score: 0}).Err())
 		res, err := rec.RunOnce(ctx, rank.Compare)
 		require.NoError(t, err)
 		require.False(t, res.Rebuilt)
-		require.Equal(t, 2-map[bool]int{true: 1}[first == last], res.Repaired)
+		require.Equal(t, 3-map[bool]int{true: 1}[first == last], res.Repaired)
 		requireBoards(t, "repaired", want, r, st, client, keys)
 
 		// Redis loses the ranking (every completeness marker): rebuilt.

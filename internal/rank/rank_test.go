@@ -81,10 +81,10 @@ func TestApplyIsIdempotentAndOrderIndependent(t *testing.T) {
 	forEachRedis(t, func(t *testing.T, r *rank.Redis, client redis.UniversalClient, keys rank.Keys) {
 		ctx := context.Background()
 		history := []claim.ProviderTotal{
-			{ProviderNPI: "1000000001", NetFee: 100, Version: 1},
-			{ProviderNPI: "1000000001", NetFee: 350, Version: 2},
-			{ProviderNPI: "1000000001", NetFee: -25, Version: 3},
-			{ProviderNPI: "1000000002", NetFee: 900_000_000_000_01, Version: 1}, // 16 digits: exact beyond Lua's 14
+			{ProviderNPI: "1000000001", NetFee: 100, Version: 1, Claims: 1},
+			{ProviderNPI: "1000000001", NetFee: 350, Version: 2, Claims: 1},
+			{ProviderNPI: "1000000001", NetFee: -25, Version: 3, Claims: 1},
+			{ProviderNPI: "1000000002", NetFee: 900_000_000_000_01, Version: 1, Claims: 1}, // 16 digits: exact beyond Lua's 14
 		}
 		// Every order, each write twice: the newest version always wins.
 		for round := 0; round < 20; round++ {
@@ -116,7 +116,7 @@ func TestApplyManyProvidersInOneCall(t *testing.T) {
 		var totals []claim.ProviderTotal
 		for i := range 2500 {
 			npi := fmt.Sprintf("%010d", 1_000_000_000+i)
-			totals = append(totals, claim.ProviderTotal{ProviderNPI: npi, NetFee: claim.Cents(i*7 - 300), Version: 1})
+			totals = append(totals, claim.ProviderTotal{ProviderNPI: npi, NetFee: claim.Cents(i*7 - 300), Version: 1, Claims: 1})
 			want[npi] = claim.Cents(i*7 - 300)
 		}
 		n, err := r.Apply(ctx, totals)
@@ -133,8 +133,8 @@ func TestApplyManyProvidersInOneCall(t *testing.T) {
 		require.Equal(t, 2500, n)
 		require.Equal(t, want, mustScores(t, client, keys))
 
-		older := claim.ProviderTotal{ProviderNPI: totals[0].ProviderNPI, NetFee: -1, Version: 1}
-		newer := claim.ProviderTotal{ProviderNPI: totals[1].ProviderNPI, NetFee: 42, Version: 3}
+		older := claim.ProviderTotal{ProviderNPI: totals[0].ProviderNPI, NetFee: -1, Version: 1, Claims: 1}
+		newer := claim.ProviderTotal{ProviderNPI: totals[1].ProviderNPI, NetFee: 42, Version: 3, Claims: 1}
 		want[newer.ProviderNPI] = 42
 		for i := range totals {
 			totals[i].NetFee, totals[i].Version = totals[i].NetFee+1, 4
@@ -152,7 +152,7 @@ func TestTopProvidersNeedsCompleteSet(t *testing.T) {
 	t.Parallel()
 	forEachRedis(t, func(t *testing.T, r *rank.Redis, client redis.UniversalClient, keys rank.Keys) {
 		ctx := context.Background()
-		_, err := r.Apply(ctx, []claim.ProviderTotal{{ProviderNPI: "1000000001", NetFee: 100, Version: 1}})
+		_, err := r.Apply(ctx, []claim.ProviderTotal{{ProviderNPI: "1000000001", NetFee: 100, Version: 1, Claims: 1}})
 		require.NoError(t, err)
 		_, err = r.TopProviders(ctx, 0, 10)
 		require.ErrorIs(t, err, rank.ErrIncomplete, "a set without its marker may be missing providers")
@@ -177,7 +177,7 @@ func TestTopProvidersMergesShardsExactly(t *testing.T) {
 			if i%97 == 0 {
 				c = claim.Cents(i) * 1000
 			}
-			totals = append(totals, claim.ProviderTotal{ProviderNPI: npi, NetFee: c, Version: 1})
+			totals = append(totals, claim.ProviderTotal{ProviderNPI: npi, NetFee: c, Version: 1, Claims: 1})
 			want[npi] = c
 		}
 		_, err := r.Apply(ctx, totals)
@@ -568,8 +568,8 @@ func TestFullPassRebuildsWhenProvidersOutgrowTheVersions(t *testing.T) {
 		defer conn.Close(ctx)
 		// 1300 providers a shard: more than 10 listpack hashes hold.
 		providers := 1300 * keys.ShardCount()
-		_, err = conn.Exec(ctx, `INSERT INTO provider_totals (provider_npi, total_net_fee_cents, version)
-		SELECT (1000000000 + g)::text, g, 1 FROM generate_series(1, $1::int) g`, providers)
+		_, err = conn.Exec(ctx, `INSERT INTO provider_totals (provider_npi, total_net_fee_cents, version, claims)
+		SELECT (1000000000 + g)::text, g, 1, 1 FROM generate_series(1, $1::int) g`, providers)
 		require.NoError(t, err)
 
 		res, err = rec.RunOnce(ctx, rank.Compare)
@@ -603,9 +603,9 @@ func TestRankingExactUpToTheBound(t *testing.T) {
 		defer db.Close(ctx)
 		// Totals as many claims would have brought them; the lines are not the
 		// point here.
-		_, err = db.Exec(ctx, `INSERT INTO provider_totals (provider_npi, total_net_fee_cents, version) VALUES
-	    ('1000000001', $1, 1), ('1000000002', $2, 1), ('1000000003', $3, 1), ('1000000004', $4, 1),
-	    ('1000000005', 1000, 1)`,
+		_, err = db.Exec(ctx, `INSERT INTO provider_totals (provider_npi, total_net_fee_cents, version, claims) VALUES
+	    ('1000000001', $1, 1, 1), ('1000000002', $2, 1, 1), ('1000000003', $3, 1, 1), ('1000000004', $4, 1, 1),
+	    ('1000000005', 1000, 1, 1)`,
 			int64(claim.MaxTotal), int64(claim.MaxTotal-1), int64(-claim.MaxTotal), int64(-claim.MaxTotal+1))
 		require.NoError(t, err)
 		rec := newReconciler(st, r, 7)
@@ -625,7 +625,7 @@ func TestRankingExactUpToTheBound(t *testing.T) {
 		fromPostgres, err := st.TopProviders(ctx, 0, 10)
 		require.NoError(t, err)
 		for i := range fromPostgres {
-			fromPostgres[i].Version = 0
+			fromPostgres[i].Version, fromPostgres[i].Claims = 0, 0
 		}
 		require.Equal(t, want, fromPostgres, "Postgres")
 

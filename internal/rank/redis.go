@@ -78,6 +78,10 @@ const maxStaleRetries = 5
 // a newer version is written without reading the old score: three calls per
 // total instead of four, on the path every claim takes.
 //
+// A total of no claims (all of them reversed: its stamp ends in ":0")
+// leaves its sorted set, and its stamp stays: the provider leaves the
+// board's list, and an older write of it still finds the newer version.
+//
 // Totals stay within claim.MaxTotal (2^53-1 cents), where a double holds
 // every integer exactly: tonumber of a total and a score compare exactly,
 // so any score that is not exactly its total is found and rewritten.
@@ -100,18 +104,20 @@ local function apply(zkey, vkey, npi, cents, version, stamp, at)
   local held = redis.call('HGET', vkey, npi)
   if held then held = tonumber(string.match(held, '^[^:]+')) end
   if held and held > tonumber(version) then return 0, 0 end
+  local listed = string.sub(stamp, -2) ~= ':0'
   local score
   if measure or held == tonumber(version) then
     score = tonumber(redis.call('ZSCORE', zkey, npi))
-    if held == tonumber(version) and score == tonumber(cents) then return 0, 0 end
+    if held == tonumber(version) and score == (listed and tonumber(cents) or nil) then return 0, 0 end
   end
-  redis.call('ZADD', zkey, cents, npi)
-  if redis.call('HSET', vkey, npi, stamp) == 1 and at ~= '0' then
+  local added = 0
+  if listed then added = redis.call('ZADD', zkey, cents, npi) else redis.call('ZREM', zkey, npi) end
+  if redis.call('HSET', vkey, npi, stamp) + added > 0 and at ~= '0' then
     expire(zkey, at)
     expire(vkey, at)
   end
   if not measure then return 1, 0 end
-  return 1, math.ceil(math.abs(tonumber(cents) - (score or 0)))
+  return 1, math.ceil(math.abs((listed and tonumber(cents) or 0) - (score or 0)))
 end
 local changed, drift = 0, 0
 local first = 6 + 9 * tonumber(ARGV[4])
@@ -130,8 +136,9 @@ return {changed, drift}
 
 // stamp is what a provider's field in its versions hash holds:
 // "<version>:<claims>", its total's version and its count of claims (read
-// by ProviderRank). The scripts compare the part before the colon; a
-// field of the layout before counts holds the version alone.
+// by ProviderRank). The scripts compare the part before the colon, and
+// keep a total whose count is 0 out of the sorted sets; a field of the
+// layout before counts holds the version alone.
 func stamp(t claim.ProviderTotal) string {
 	return strconv.FormatInt(t.Version, 10) + ":" + strconv.FormatInt(t.Claims, 10)
 }
@@ -452,7 +459,7 @@ func firstErr[C redis.Cmder](cmds []C) error {
 // buildScript adds totals to one shard's build sets: the rule of
 // applyScript (a total is written unless the set holds a newer version),
 // with one call per total in the usual case (HSETNX: no live write got
-// there first) and one ZADD per board.
+// there first) and one ZADD per board; a total of no claims is removed.
 //
 // KEYS[1] build generation, KEYS[2] the build's boards, KEYS[3...] sorted
 // sets and versions hashes. ARGV[1] this build's generation value
@@ -479,7 +486,10 @@ for i = 4, first - 1, 6 do
       write = true
     end
   end
-  if write then
+  if write and string.sub(stamp, -2) == ':0' then
+    redis.call('ZREM', KEYS[tonumber(ARGV[i+4])], npi)
+    written = written + 1
+  elseif write then
     local z = ARGV[i+4]
     if not zs[z] then zs[z] = {} end
     local t = zs[z]

@@ -82,7 +82,7 @@ func TestWritesWithoutGenerationRecordIt(t *testing.T) {
 	r := NewRedis(client, Keys{Prefix: prefix})
 	k := r.shards[0].keys
 	ctx := context.Background()
-	_, err := r.Apply(ctx, []claim.ProviderTotal{{ProviderNPI: "1000000005", NetFee: 5, Version: 1}})
+	_, err := r.Apply(ctx, []claim.ProviderTotal{{ProviderNPI: "1000000005", NetFee: 5, Version: 1, Claims: 1}})
 	require.NoError(t, err)
 	gens, err := client.SMembers(ctx, k.Generations()).Result()
 	require.NoError(t, err)
@@ -93,7 +93,7 @@ func TestWritesWithoutGenerationRecordIt(t *testing.T) {
 
 	require.NoError(t, client.Del(ctx, k.Generations()).Err())
 	require.NoError(t, client.Set(ctx, k.Generation(), "live/1", 0).Err())
-	_, err = r.Apply(ctx, []claim.ProviderTotal{{ProviderNPI: "1000000005", NetFee: 6, Version: 2}})
+	_, err = r.Apply(ctx, []claim.ProviderTotal{{ProviderNPI: "1000000005", NetFee: 6, Version: 2, Claims: 1}})
 	require.NoError(t, err)
 	n, err = client.Exists(ctx, k.Generations()).Result()
 	require.NoError(t, err)

@@ -41,7 +41,7 @@ func setTotal(t *testing.T, dbURL, npi string, total claim.Cents) {
 	require.NoError(t, err)
 	defer db.Close()
 	_, err = db.Exec(context.Background(), `
-INSERT INTO provider_totals (provider_npi, total_net_fee_cents, version) VALUES ($1, $2, 1)
+INSERT INTO provider_totals (provider_npi, total_net_fee_cents, version, claims) VALUES ($1, $2, 1, 1)
 ON CONFLICT (provider_npi) DO UPDATE SET total_net_fee_cents = $2, version = provider_totals.version + 1`, npi, int64(total))
 	require.NoError(t, err)
 }

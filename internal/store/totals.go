@@ -13,10 +13,11 @@ import (
 )
 
 // Walks provider_totals_rank from the top: O(offset + limit), no
-// aggregation.
+// aggregation. A provider whose claims were all reversed is not listed
+// (claims 0: the index's predicate).
 const topProvidersSQL = `
 SELECT ` + totalColumns + `
-FROM provider_totals
+FROM provider_totals WHERE claims > 0
 ORDER BY total_net_fee_cents DESC, provider_npi DESC
 OFFSET $1 LIMIT $2`
 
@@ -47,7 +48,7 @@ func (s *Store) TopProviders(ctx context.Context, offset, limit int) ([]claim.Pr
 const providerRankSQL = `
 SELECT t.total_net_fee_cents, t.claims,
        1 + (SELECT count(*) FROM provider_totals o
-            WHERE (o.total_net_fee_cents, o.provider_npi) > (t.total_net_fee_cents, t.provider_npi))
+            WHERE o.claims > 0 AND (o.total_net_fee_cents, o.provider_npi) > (t.total_net_fee_cents, t.provider_npi))
 FROM provider_totals t WHERE t.provider_npi = $1`
 
 // ProviderRank answers npi's total, rank (1-based, in TopProviders's order)
@@ -78,12 +79,12 @@ func scanStanding(row pgx.Row, npi, what string) (claim.Standing, error) {
 const (
 	boardTopSQL = `
 SELECT provider_npi, total_net_fee_cents, version, claims
-FROM board_totals WHERE board = $1
+FROM board_totals WHERE board = $1 AND claims > 0
 ORDER BY total_net_fee_cents DESC, provider_npi DESC
 OFFSET $2 LIMIT $3`
 	boardRankSQL = `
 SELECT t.total_net_fee_cents, t.claims,
-       1 + (SELECT count(*) FROM board_totals o WHERE o.board = t.board
+       1 + (SELECT count(*) FROM board_totals o WHERE o.board = t.board AND o.claims > 0
             AND (o.total_net_fee_cents, o.provider_npi) > (t.total_net_fee_cents, t.provider_npi))
 FROM board_totals t WHERE t.board = $1 AND t.provider_npi = $2`
 )
