@@ -87,7 +87,7 @@ const maxStaleRetries = 5
 // so any score that is not exactly its total is found and rewritten.
 // Scores and versions are written from the ARGV strings, never from Lua
 // numbers, which Lua would format with only 14 significant digits.
-var applyScript = redis.NewScript(`
+var applyScript = redis.NewScript(luaListed + `
 local live = redis.call('GET', KEYS[1]) or ''
 local build = redis.call('GET', KEYS[2]) or ''
 if live ~= ARGV[1] or build ~= ARGV[2] then return {-1, 0, live, build} end
@@ -104,7 +104,7 @@ local function apply(zkey, vkey, npi, cents, version, stamp, at)
   local held = redis.call('HGET', vkey, npi)
   if held then held = tonumber(string.match(held, '^[^:]+')) end
   if held and held > tonumber(version) then return 0, 0 end
-  local listed = string.sub(stamp, -2) ~= ':0'
+  local listed = has_claims(stamp)
   local score
   if measure or held == tonumber(version) then
     score = tonumber(redis.call('ZSCORE', zkey, npi))
@@ -142,6 +142,11 @@ return {changed, drift}
 func stamp(t claim.ProviderTotal) string {
 	return strconv.FormatInt(t.Version, 10) + ":" + strconv.FormatInt(t.Claims, 10)
 }
+
+// luaListed is the scripts' reading of a stamp: has_claims(stamp) is false for
+// a total of no claims (its count is 0), which no sorted set holds.
+const luaListed = `local function has_claims(stamp) return string.sub(stamp, -2) ~= ':0' end
+`
 
 // parseStamp reads a versions hash field's value; ok is false when it holds
 // no count.
@@ -469,7 +474,7 @@ func firstErr[C redis.Cmder](cmds []C) error {
 // expiries and boards to record, as applyScript's.
 // Returns how many totals were written, or an error when the build is not
 // this one.
-var buildScript = redis.NewScript(`
+var buildScript = redis.NewScript(luaListed + `
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return redis.error_reply('ranking build is not ours: expired, aborted or replaced')
 end
@@ -486,7 +491,7 @@ for i = 4, first - 1, 6 do
       write = true
     end
   end
-  if write and string.sub(stamp, -2) == ':0' then
+  if write and not has_claims(stamp) then
     redis.call('ZREM', KEYS[tonumber(ARGV[i+4])], npi)
     written = written + 1
   elseif write then
