@@ -694,6 +694,37 @@ func TestPagesAndProviderRankFollowTheOrder(t *testing.T) {
 	})
 }
 
+// A provider's rank counts the providers that tie with it by NPI, however
+// many tie: with shards, each counts its own ties above it without reading
+// them (a search of the tied range), here hundreds at one total.
+func TestProviderRankAmongManyTies(t *testing.T) {
+	t.Parallel()
+	forEachRedis(t, func(t *testing.T, r *rank.Redis, client redis.UniversalClient, keys rank.Keys) {
+		ctx := context.Background()
+		want := map[string]claim.Cents{}
+		var totals []claim.ProviderTotal
+		for i, npi := range npiList(402) {
+			c := claim.Cents(5000) // one total for all but the first and the last
+			switch i {
+			case 0:
+				c = 5001
+			case 401:
+				c = 4999
+			}
+			totals = append(totals, claim.ProviderTotal{ProviderNPI: npi, NetFee: c, Version: 1, Claims: 1})
+			want[npi] = c
+		}
+		_, err := r.Apply(ctx, totals)
+		require.NoError(t, err)
+		markComplete(t, client, keys, "1")
+		for i, p := range sortedTop(want, len(want)) {
+			got, err := r.ProviderRank(ctx, p.ProviderNPI)
+			require.NoError(t, err)
+			require.Equal(t, int64(i+1), got.Rank, "provider %s at %s", p.ProviderNPI, p.NetFee)
+		}
+	})
+}
+
 // Postgres answers the same pages and ranks as Redis after a rebuild, with
 // the same claim counts, computed here independently of the store.
 func TestPostgresPagesAndRanksEqualRedis(t *testing.T) {

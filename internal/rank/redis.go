@@ -781,36 +781,44 @@ func (r *Redis) standing(ctx context.Context, home *shard, q *rankQuery, score *
 
 // aboveInOtherShards counts the members of every shard but home that the
 // ranking lists before (score, npi): a higher score, or the same score and a
-// higher NPI.
+// higher NPI. Each shard counts its own in one script call (aboveScript), so
+// a lookup reads counts, never the members that tie with it.
 func (r *Redis) aboveInOtherShards(ctx context.Context, home *shard, board, npi string, score float64) (int64, error) {
 	s := strconv.FormatFloat(score, 'f', -1, 64)
-	higher := make([]*redis.IntCmd, 0, len(r.shards))
-	tied := make([]*redis.StringSliceCmd, 0, len(r.shards))
-	_, err := r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i := range r.shards {
-			if &r.shards[i] == home {
-				continue
-			}
-			k := r.shards[i].keys
-			higher = append(higher, p.ZCount(ctx, k.Board(board), "("+s, "+inf"))
-			tied = append(tied, p.ZRangeByScore(ctx, k.Board(board), &redis.ZRangeBy{Min: s, Max: s}))
+	calls := make([]scriptCall, 0, len(r.shards)-1)
+	for i := range r.shards {
+		if &r.shards[i] != home {
+			calls = append(calls, scriptCall{keys: []string{r.shards[i].keys.Board(board)}, args: []any{s, npi}})
 		}
-		return nil
-	})
-	if err != nil {
-		return 0, fmt.Errorf("read provider rank from redis: %w", err)
 	}
 	var above int64
-	for i := range higher {
-		above += higher[i].Val()
-		for _, m := range tied[i].Val() {
-			if m > npi {
-				above++
-			}
+	for _, c := range r.evalAll(ctx, aboveScript, calls) {
+		n, err := c.Int64()
+		if err != nil {
+			return 0, fmt.Errorf("read provider rank from redis: %w", err)
 		}
+		above += n
 	}
 	return above, nil
 }
+
+// aboveScript counts the members of a sorted set (KEYS[1]) listed before
+// total ARGV[1] and NPI ARGV[2] in ZREVRANGE's order: every higher total, then
+// of the equal totals those of higher NPIs. Equal totals sit together, in
+// member order, so their count is a binary search of that range: at most
+// ~log2(ties) reads of one member, however many providers tie (totals tie
+// often, at round amounts). NPIs are ten digits, so Lua's string comparison
+// orders them as the set does.
+var aboveScript = redis.NewScript(`
+local key, total, npi = KEYS[1], ARGV[1], ARGV[2]
+local lo = redis.call('ZCOUNT', key, '(' .. total, '+inf')
+local hi = lo + redis.call('ZCOUNT', key, total, total)
+while lo < hi do
+  local mid = math.floor((lo + hi) / 2)
+  if redis.call('ZREVRANGE', key, mid, mid)[1] > npi then lo = mid + 1 else hi = mid end
+end
+return lo
+`)
 
 // checkComplete fails with ErrIncomplete unless every shard's marker (the
 // replies of GET Complete) names the database this ranking serves, and the
