@@ -695,21 +695,26 @@ func TestPagesAndProviderRankFollowTheOrder(t *testing.T) {
 }
 
 // A provider's rank counts the providers that tie with it by NPI, however
-// many tie: with shards, each counts its own ties above it without reading
-// them (a search of the tied range), here hundreds at one total.
+// many tie. With shards, each counts its own ties above it: a small group
+// read and compared, a large one searched in Redis (more than tieScan per
+// shard: here a thousand providers at one total, a hundred at another).
 func TestProviderRankAmongManyTies(t *testing.T) {
 	t.Parallel()
 	forEachRedis(t, func(t *testing.T, r *rank.Redis, client redis.UniversalClient, keys rank.Keys) {
 		ctx := context.Background()
 		want := map[string]claim.Cents{}
 		var totals []claim.ProviderTotal
-		for i, npi := range npiList(402) {
-			c := claim.Cents(5000) // one total for all but the first and the last
-			switch i {
-			case 0:
+		for i, npi := range npiList(1102) {
+			var c claim.Cents
+			switch {
+			case i == 0:
 				c = 5001
-			case 401:
-				c = 4999
+			case i <= 1000:
+				c = 5000
+			case i <= 1100:
+				c = 4000
+			default:
+				c = 3999
 			}
 			totals = append(totals, claim.ProviderTotal{ProviderNPI: npi, NetFee: c, Version: 1, Claims: 1})
 			want[npi] = c

@@ -781,18 +781,50 @@ func (r *Redis) standing(ctx context.Context, home *shard, q *rankQuery, score *
 
 // aboveInOtherShards counts the members of every shard but home that the
 // ranking lists before (score, npi): a higher score, or the same score and a
-// higher NPI. Each shard counts its own in one script call (aboveScript), so
-// a lookup reads counts, never the members that tie with it.
+// higher NPI. One round reads each shard's count of higher scores and up to
+// tieScan+1 of the members tying with it, compared here; a shard with more
+// ties counts them itself in a second round (aboveScript), so a lookup
+// never reads a whole tie group, however large.
 func (r *Redis) aboveInOtherShards(ctx context.Context, home *shard, board, npi string, score float64) (int64, error) {
 	s := strconv.FormatFloat(score, 'f', -1, 64)
-	calls := make([]scriptCall, 0, len(r.shards)-1)
-	for i := range r.shards {
-		if &r.shards[i] != home {
-			calls = append(calls, scriptCall{keys: []string{r.shards[i].keys.Board(board)}, args: []any{s, npi}})
+	type counts struct {
+		key    string
+		higher *redis.IntCmd
+		tied   *redis.StringSliceCmd
+	}
+	cs := make([]counts, 0, len(r.shards)-1)
+	_, err := r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i := range r.shards {
+			if &r.shards[i] == home {
+				continue
+			}
+			key := r.shards[i].keys.Board(board)
+			cs = append(cs, counts{key: key, higher: p.ZCount(ctx, key, "("+s, "+inf"),
+				tied: p.ZRangeByScore(ctx, key, &redis.ZRangeBy{Min: s, Max: s, Count: tieScan + 1})})
 		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("read provider rank from redis: %w", err)
 	}
 	var above int64
-	for _, c := range r.evalAll(ctx, aboveScript, calls) {
+	var many []scriptCall // shards with more ties than tieScan
+	for _, c := range cs {
+		if tied := c.tied.Val(); len(tied) <= tieScan {
+			above += c.higher.Val()
+			for _, m := range tied {
+				if m > npi {
+					above++
+				}
+			}
+			continue
+		}
+		many = append(many, scriptCall{keys: []string{c.key}, args: []any{s, npi}})
+	}
+	if len(many) == 0 {
+		return above, nil
+	}
+	for _, c := range r.evalAll(ctx, aboveScript, many) {
 		n, err := c.Int64()
 		if err != nil {
 			return 0, fmt.Errorf("read provider rank from redis: %w", err)
@@ -802,13 +834,17 @@ func (r *Redis) aboveInOtherShards(ctx context.Context, home *shard, board, npi 
 	return above, nil
 }
 
+// tieScan is how many members tying with a provider a rank lookup reads of
+// a shard and compares itself; a larger tie group is searched in Redis.
+const tieScan = 32
+
 // aboveScript counts the members of a sorted set (KEYS[1]) listed before
 // total ARGV[1] and NPI ARGV[2] in ZREVRANGE's order: every higher total, then
 // of the equal totals those of higher NPIs. Equal totals sit together, in
-// member order, so their count is a binary search of that range: at most
-// ~log2(ties) reads of one member, however many providers tie (totals tie
-// often, at round amounts). NPIs are ten digits, so Lua's string comparison
-// orders them as the set does.
+// member order, so their count is a binary search of that range: about
+// log2(ties) reads of one member each, however many providers tie (totals
+// tie often, at round amounts). NPIs are ten digits, so Lua's string
+// comparison orders them as the set does.
 var aboveScript = redis.NewScript(`
 local key, total, npi = KEYS[1], ARGV[1], ARGV[2]
 local lo = redis.call('ZCOUNT', key, '(' .. total, '+inf')
