@@ -170,25 +170,34 @@ func TestTopProvidersMergesShardsExactly(t *testing.T) {
 	t.Parallel()
 	forEachRedis(t, func(t *testing.T, r *rank.Redis, client redis.UniversalClient, keys rank.Keys) {
 		ctx := context.Background()
-		want := map[string]claim.Cents{}
-		var totals []claim.ProviderTotal
-		for i, npi := range npiList(300) {
-			c := claim.Cents(i%5-2) * 100 // five totals, sixty providers on each
+		want := applyComplete(t, r, client, keys, 300, func(i int) claim.Cents {
 			if i%97 == 0 {
-				c = claim.Cents(i) * 1000
+				return claim.Cents(i) * 1000
 			}
-			totals = append(totals, claim.ProviderTotal{ProviderNPI: npi, NetFee: c, Version: 1, Claims: 1})
-			want[npi] = c
-		}
-		_, err := r.Apply(ctx, totals)
-		require.NoError(t, err)
-		markComplete(t, client, keys, "1")
+			return claim.Cents(i%5-2) * 100 // five totals, sixty providers on each
+		})
 		for _, limit := range []int{1, 3, 10, 61, 100, 300, 301} {
 			top, err := r.TopProviders(ctx, 0, limit)
 			require.NoError(t, err)
 			require.Equal(t, sortedTop(want, limit), top, "limit %d", limit)
 		}
 	})
+}
+
+// applyComplete writes n providers of npiList(n), the i-th with total(i) and
+// one claim, marks the ranking complete, and returns the totals by NPI.
+func applyComplete(t *testing.T, r *rank.Redis, client redis.UniversalClient, keys rank.Keys, n int, total func(i int) claim.Cents) map[string]claim.Cents {
+	t.Helper()
+	want := map[string]claim.Cents{}
+	var totals []claim.ProviderTotal
+	for i, npi := range npiList(n) {
+		totals = append(totals, claim.ProviderTotal{ProviderNPI: npi, NetFee: total(i), Version: 1, Claims: 1})
+		want[npi] = total(i)
+	}
+	_, err := r.Apply(context.Background(), totals)
+	require.NoError(t, err)
+	markComplete(t, client, keys, "1")
+	return want
 }
 
 // randomClaim makes a claim of 1 to 4 lines over npis and returns what it
@@ -702,26 +711,17 @@ func TestProviderRankAmongManyTies(t *testing.T) {
 	t.Parallel()
 	forEachRedis(t, func(t *testing.T, r *rank.Redis, client redis.UniversalClient, keys rank.Keys) {
 		ctx := context.Background()
-		want := map[string]claim.Cents{}
-		var totals []claim.ProviderTotal
-		for i, npi := range npiList(1102) {
-			var c claim.Cents
+		want := applyComplete(t, r, client, keys, 1102, func(i int) claim.Cents {
 			switch {
 			case i == 0:
-				c = 5001
+				return 5001
 			case i <= 1000:
-				c = 5000
+				return 5000
 			case i <= 1100:
-				c = 4000
-			default:
-				c = 3999
+				return 4000
 			}
-			totals = append(totals, claim.ProviderTotal{ProviderNPI: npi, NetFee: c, Version: 1, Claims: 1})
-			want[npi] = c
-		}
-		_, err := r.Apply(ctx, totals)
-		require.NoError(t, err)
-		markComplete(t, client, keys, "1")
+			return 3999
+		})
 		for i, p := range sortedTop(want, len(want)) {
 			got, err := r.ProviderRank(ctx, p.ProviderNPI)
 			require.NoError(t, err)
